@@ -1,0 +1,27 @@
+//! The option model of steward: every knob the master understands, its default and its
+//! validation. This crate is pure: parsing a value never binds, opens or forks anything.
+//!
+//! ```
+//! use steward_options::{ListenSpec, Options, ReadyMode};
+//!
+//! let listen: ListenSpec = "api=127.0.0.1:8000".parse().unwrap();
+//! assert_eq!(listen.name.as_deref(), Some("api"));
+//!
+//! let mut options = Options::new(vec!["/usr/bin/myserver".into()]);
+//! options.listen.push(listen);
+//! options.ready = "delay:500".parse::<ReadyMode>().unwrap();
+//! options.validate().unwrap();
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod listen;
+mod model;
+mod values;
+
+pub use crate::{
+    error::OptionError,
+    listen::{ListenAddr, ListenSpec},
+    model::Options,
+    values::{parse_duration, ReadyMode, StopSignal},
+};

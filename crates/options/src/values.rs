@@ -1,0 +1,179 @@
+use std::{fmt, str::FromStr, time::Duration};
+
+use crate::OptionError;
+
+/// When a freshly started worker counts as ready, which decides when the worker it
+/// replaces may be asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyMode {
+    /// Ready when the worker sends `READY=1` on NOTIFY_SOCKET, and not before.
+    Notify,
+    /// Ready when the worker sends `READY=1`, or once it has stayed alive this long,
+    /// whichever comes first. The default (1 s): safe for an app that never notifies,
+    /// exact for one that does.
+    Auto(Duration),
+    /// Ready once the worker has stayed alive this long.
+    Delay(Duration),
+    /// Ready as soon as it has been started.
+    Immediate,
+}
+
+impl Default for ReadyMode {
+    fn default() -> Self {
+        ReadyMode::Auto(Duration::from_secs(1))
+    }
+}
+
+impl fmt::Display for ReadyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadyMode::Notify => f.write_str("notify"),
+            ReadyMode::Auto(d) => write!(f, "auto:{}", d.as_millis()),
+            ReadyMode::Delay(d) => write!(f, "delay:{}", d.as_millis()),
+            ReadyMode::Immediate => f.write_str("immediate"),
+        }
+    }
+}
+
+impl FromStr for ReadyMode {
+    type Err = OptionError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let millis = |ms: &str| {
+            ms.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| OptionError::Ready(value.to_owned()))
+        };
+        match value.split_once(':') {
+            None if value == "notify" => Ok(ReadyMode::Notify),
+            None if value == "immediate" => Ok(ReadyMode::Immediate),
+            None if value == "auto" => Ok(ReadyMode::default()),
+            Some(("auto", ms)) => Ok(ReadyMode::Auto(millis(ms)?)),
+            Some(("delay", ms)) => Ok(ReadyMode::Delay(millis(ms)?)),
+            _ => Err(OptionError::Ready(value.to_owned())),
+        }
+    }
+}
+
+/// The signal that asks a worker to stop gracefully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopSignal(i32);
+
+/// Signal names and numbers on Linux (x86, arm and the other architectures that share
+/// the generic numbering), limited to those a worker can sensibly be asked to stop with.
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("USR2", 12),
+    ("TERM", 15),
+    ("WINCH", 28),
+];
+
+impl StopSignal {
+    /// SIGTERM, the default.
+    pub const TERM: StopSignal = StopSignal(15);
+
+    /// The signal number.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal::TERM
+    }
+}
+
+impl fmt::Display for StopSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match SIGNALS.iter().find(|(_, n)| *n == self.0) {
+            Some((name, _)) => write!(f, "SIG{name}"),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl FromStr for StopSignal {
+    type Err = OptionError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let upper = value.trim().to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        SIGNALS
+            .iter()
+            .find(|(name, _)| *name == bare)
+            .map(|(_, n)| *n)
+            .or_else(|| {
+                bare.parse()
+                    .ok()
+                    .filter(|n| SIGNALS.iter().any(|(_, s)| s == n))
+            })
+            .map(StopSignal)
+            .ok_or_else(|| OptionError::Signal(value.to_owned()))
+    }
+}
+
+/// Parses `30` (seconds), `1.5s`, `250ms`, `2m` or `1h`.
+pub fn parse_duration(value: &str) -> Result<Duration, OptionError> {
+    let err = || OptionError::Duration(value.to_owned());
+    let trimmed = value.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number.parse().map_err(|_| err())?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(err()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_modes() {
+        assert_eq!("notify".parse(), Ok(ReadyMode::Notify));
+        assert_eq!("immediate".parse(), Ok(ReadyMode::Immediate));
+        assert_eq!("auto".parse(), Ok(ReadyMode::Auto(Duration::from_secs(1))));
+        assert_eq!(
+            "delay:250".parse(),
+            Ok(ReadyMode::Delay(Duration::from_millis(250)))
+        );
+        assert_eq!(
+            ReadyMode::Delay(Duration::from_millis(250)).to_string(),
+            "delay:250"
+        );
+        assert!("delay".parse::<ReadyMode>().is_err());
+        assert!("delay:x".parse::<ReadyMode>().is_err());
+        assert!("notify:3".parse::<ReadyMode>().is_err());
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!("SIGTERM".parse(), Ok(StopSignal::TERM));
+        assert_eq!("term".parse(), Ok(StopSignal::TERM));
+        assert_eq!("3".parse::<StopSignal>().unwrap().to_string(), "SIGQUIT");
+        assert!("SIGFOO".parse::<StopSignal>().is_err());
+        assert!("64".parse::<StopSignal>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 days").is_err());
+    }
+}
