@@ -1,0 +1,22 @@
+//! steward's systemd adapter: the sd_notify protocol in both directions.
+//!
+//! The master speaks it twice. Upwards it tells systemd (or whoever set NOTIFY_SOCKET)
+//! that the service is ready, reloading or stopping, with a [`Notifier`]. Downwards it
+//! runs a notify socket of its own for its workers, and reads what they send with
+//! [`Notification::parse`], so a worker written for systemd works under steward as is.
+//!
+//! ```
+//! use steward_systemd::{Notification, State};
+//!
+//! let datagram = State::encode(&[State::Ready, State::Status("2/2 workers ready".into())]);
+//! assert_eq!(datagram, b"READY=1\nSTATUS=2/2 workers ready\n");
+//!
+//! let seen = Notification::parse(&datagram).unwrap();
+//! assert!(seen.ready);
+//! assert_eq!(seen.status.as_deref(), Some("2/2 workers ready"));
+//! ```
+#![deny(missing_docs)]
+
+mod notify;
+
+pub use crate::notify::{Notification, Notifier, NotifyError, State};

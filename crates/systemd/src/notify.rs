@@ -1,0 +1,228 @@
+use std::{
+    ffi::OsString,
+    io,
+    os::{
+        linux::net::SocketAddrExt,
+        unix::{
+            ffi::OsStrExt,
+            net::{SocketAddr, UnixDatagram},
+        },
+    },
+};
+
+/// A notify datagram that is not a valid set of `KEY=VALUE` lines.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotifyError {
+    /// The datagram is not UTF-8.
+    #[error("notify message is not valid UTF-8")]
+    NotUtf8,
+    /// A line without `=`.
+    #[error("notify message line {0:?} is not KEY=VALUE")]
+    NotAssignment(String),
+    /// A well-known key with a value it cannot have.
+    #[error("notify message has {key}={value:?}, which is not a valid value")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The value as sent.
+        value: String,
+    },
+}
+
+/// What one notify datagram says, with the keys a master acts on picked out.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// `READY=1`.
+    pub ready: bool,
+    /// `RELOADING=1`.
+    pub reloading: bool,
+    /// `STOPPING=1`.
+    pub stopping: bool,
+    /// `WATCHDOG=1`.
+    pub watchdog: bool,
+    /// `STATUS=...`.
+    pub status: Option<String>,
+    /// Every other assignment, in order.
+    pub other: Vec<(String, String)>,
+}
+
+impl Notification {
+    /// Parses a datagram the way systemd does: newline-separated `KEY=VALUE`
+    /// assignments, empty lines skipped; boolean keys take `1` only.
+    pub fn parse(datagram: &[u8]) -> Result<Self, NotifyError> {
+        let text = std::str::from_utf8(datagram).map_err(|_| NotifyError::NotUtf8)?;
+        let mut seen = Notification::default();
+        for line in text.split('\n').filter(|line| !line.is_empty()) {
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| NotifyError::NotAssignment(line.to_owned()))?;
+            let flag = match key {
+                "READY" => Some(&mut seen.ready),
+                "RELOADING" => Some(&mut seen.reloading),
+                "STOPPING" => Some(&mut seen.stopping),
+                "WATCHDOG" if value != "trigger" => Some(&mut seen.watchdog),
+                _ => None,
+            };
+            match (flag, key) {
+                (Some(flag), _) if value == "1" => *flag = true,
+                (Some(_), _) => {
+                    return Err(NotifyError::BadValue {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+                (None, "STATUS") => seen.status = Some(value.to_owned()),
+                (None, _) => seen.other.push((key.to_owned(), value.to_owned())),
+            }
+        }
+        Ok(seen)
+    }
+}
+
+/// One assignment the master sends upwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// `READY=1`: the service is up.
+    Ready,
+    /// `STOPPING=1`: the service is shutting down.
+    Stopping,
+    /// `STATUS=...`: a one-line status for `systemctl status`.
+    Status(String),
+}
+
+impl State {
+    /// The datagram for `states`: one `KEY=VALUE` line each.
+    pub fn encode(states: &[State]) -> Vec<u8> {
+        let mut datagram = String::new();
+        for state in states {
+            match state {
+                State::Ready => datagram.push_str("READY=1\n"),
+                State::Stopping => datagram.push_str("STOPPING=1\n"),
+                // A newline would end the assignment early and start a forged one.
+                State::Status(text) => {
+                    datagram.push_str("STATUS=");
+                    datagram.push_str(&text.replace('\n', " "));
+                    datagram.push('\n');
+                }
+            }
+        }
+        datagram.into_bytes()
+    }
+}
+
+/// Sends notifications to the socket named by NOTIFY_SOCKET, a path or an abstract
+/// address written `@name` (sd-notify 0.5 cannot reach the latter).
+#[derive(Debug)]
+pub struct Notifier {
+    target: Option<SocketAddr>,
+    socket: Option<UnixDatagram>,
+}
+
+impl Notifier {
+    /// A notifier for `NOTIFY_SOCKET` as this process received it; one that sends
+    /// nothing when the variable is unset or empty.
+    pub fn from_env() -> io::Result<Self> {
+        Self::new(std::env::var_os("NOTIFY_SOCKET"))
+    }
+
+    /// A notifier for `address` (a path, or `@name` for the abstract namespace).
+    pub fn new(address: Option<OsString>) -> io::Result<Self> {
+        let target = match address.filter(|a| !a.is_empty()) {
+            None => None,
+            Some(address) => Some(match address.as_bytes().strip_prefix(b"@") {
+                Some(name) => SocketAddr::from_abstract_name(name)?,
+                None => SocketAddr::from_pathname(&address)?,
+            }),
+        };
+        let socket = target
+            .as_ref()
+            .map(|_| UnixDatagram::unbound())
+            .transpose()?;
+        Ok(Notifier { target, socket })
+    }
+
+    /// Whether anything listens for notifications.
+    pub fn is_enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Sends `states` as one datagram; does nothing when notifications are disabled.
+    pub fn send(&self, states: &[State]) -> io::Result<()> {
+        match (&self.socket, &self.target) {
+            (Some(socket), Some(target)) => socket
+                .send_to_addr(&State::encode(states), target)
+                .map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_workers_send() {
+        let seen = Notification::parse(b"READY=1\nSTATUS=serving\nMAINPID=42\n\n").unwrap();
+        assert!(seen.ready && !seen.stopping && !seen.watchdog);
+        assert_eq!(seen.status.as_deref(), Some("serving"));
+        assert_eq!(seen.other, [("MAINPID".to_owned(), "42".to_owned())]);
+
+        let seen = Notification::parse(b"STOPPING=1\nWATCHDOG=1").unwrap();
+        assert!(seen.stopping && seen.watchdog && !seen.ready);
+    }
+
+    #[test]
+    fn rejects_malformed_datagrams() {
+        assert_eq!(
+            Notification::parse(b"READY"),
+            Err(NotifyError::NotAssignment("READY".into()))
+        );
+        assert_eq!(
+            Notification::parse(&[0xff, b'=']),
+            Err(NotifyError::NotUtf8)
+        );
+        assert!(matches!(
+            Notification::parse(b"READY=yes"),
+            Err(NotifyError::BadValue { .. })
+        ));
+    }
+
+    #[test]
+    fn status_cannot_forge_a_second_assignment() {
+        let datagram = State::encode(&[State::Status("a\nREADY=1".into())]);
+        assert_eq!(datagram, b"STATUS=a READY=1\n");
+        assert!(!Notification::parse(&datagram).unwrap().ready);
+    }
+
+    #[test]
+    fn sends_to_a_path_and_to_an_abstract_address() {
+        let dir = std::env::temp_dir().join(format!("steward-notify-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        Notifier::new(Some(path.clone().into()))
+            .unwrap()
+            .send(&[State::Ready])
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let name = format!("steward-notify-test-{}", std::process::id());
+        let receiver =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+        Notifier::new(Some(format!("@{name}").into()))
+            .unwrap()
+            .send(&[State::Stopping])
+            .unwrap();
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1\n");
+
+        let disabled = Notifier::new(None).unwrap();
+        assert!(!disabled.is_enabled());
+        disabled.send(&[State::Ready]).unwrap();
+    }
+}
