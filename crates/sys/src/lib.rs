@@ -1,0 +1,25 @@
+//! steward's process primitives: the one crate of the workspace that uses `unsafe`.
+//!
+//! Its job is to fork a worker and exec its command in a way that is safe in the child:
+//! everything the child needs (argument and environment arrays, a slot for LISTEN_PID,
+//! scratch space for file descriptors) is prepared in an [`ExecPlan`] before `fork`, and
+//! between `fork` and `execve` the child makes only async-signal-safe system calls. If
+//! any step in the child fails, the parent learns which one and why through a
+//! close-on-exec pipe, as [`SpawnError::Child`].
+//!
+//! ```no_run
+//! use std::os::fd::AsFd;
+//! use steward_sys::{spawn, ChildFds, ExecPlan};
+//!
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! let env = vec![("LISTEN_FDS".into(), "1".into())];
+//! let mut plan = ExecPlan::new("/usr/bin/myserver".as_ref(), &["myserver".into()], &env, true).unwrap();
+//! let fds = ChildFds { stdin: None, sockets: &[listener.as_fd()] };
+//! let pid = spawn(&mut plan, &fds).unwrap();
+//! println!("worker {pid} serves on fd 3 with LISTEN_PID={pid}");
+//! ```
+#![deny(missing_docs)]
+
+mod spawn;
+
+pub use crate::spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError};

@@ -1,0 +1,385 @@
+use std::{
+    ffi::{c_char, CString, OsString},
+    fmt,
+    os::{
+        fd::{AsRawFd, BorrowedFd, RawFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{fcntl, FcntlArg, OFlag},
+    sys::{
+        prctl,
+        signal::{
+            sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+        },
+    },
+    unistd::{fork, getpid, getppid, pipe2, read, setpgid, write, ForkResult, Pid},
+};
+
+/// The step in the child, between fork and exec, that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ChildStage {
+    /// Moving into a process group of its own.
+    ProcessGroup = 1,
+    /// Asking for SIGKILL when the master dies.
+    DeathSignal = 2,
+    /// The master was already gone when the child looked.
+    Orphaned = 3,
+    /// Putting /dev/null on stdin.
+    Stdin = 4,
+    /// Placing the listening sockets at fd 3 and up.
+    Sockets = 5,
+    /// Marking every other descriptor close-on-exec.
+    CloseFds = 6,
+    /// Clearing the signal mask inherited from the master.
+    SignalMask = 7,
+    /// execve itself.
+    Exec = 8,
+}
+
+impl ChildStage {
+    fn from_byte(byte: u8) -> Option<Self> {
+        use ChildStage::*;
+        [
+            ProcessGroup,
+            DeathSignal,
+            Orphaned,
+            Stdin,
+            Sockets,
+            CloseFds,
+            SignalMask,
+            Exec,
+        ]
+        .into_iter()
+        .find(|stage| *stage as u8 == byte)
+    }
+}
+
+impl fmt::Display for ChildStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChildStage::ProcessGroup => "setpgid",
+            ChildStage::DeathSignal => "prctl(PR_SET_PDEATHSIG)",
+            ChildStage::Orphaned => "parent check",
+            ChildStage::Stdin => "dup2 of /dev/null to stdin",
+            ChildStage::Sockets => "placing the sockets at fd 3",
+            ChildStage::CloseFds => "close_range",
+            ChildStage::SignalMask => "sigprocmask",
+            ChildStage::Exec => "execve",
+        })
+    }
+}
+
+/// An argument or environment string that cannot be passed to execve.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} contains a NUL byte: {value:?}")]
+pub struct PlanError {
+    what: &'static str,
+    value: OsString,
+}
+
+/// A failed worker start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The pipe that reports child failures could not be created.
+    #[error("pipe2 failed: {0}")]
+    Pipe(Errno),
+    /// fork itself failed (EAGAIN: process limit, ENOMEM).
+    #[error("fork failed: {0}")]
+    Fork(Errno),
+    /// A step in the child failed; the child has exited and been reaped.
+    #[error("{stage} failed in the worker: {errno}")]
+    Child {
+        /// The failing step.
+        stage: ChildStage,
+        /// Its error.
+        errno: Errno,
+    },
+}
+
+/// The descriptors a child receives.
+#[derive(Debug)]
+pub struct ChildFds<'a> {
+    /// Put on fd 0; `None` keeps the master's stdin.
+    pub stdin: Option<BorrowedFd<'a>>,
+    /// Placed at fd 3, 4, ... in this order.
+    pub sockets: &'a [BorrowedFd<'a>],
+}
+
+const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
+
+/// Everything a child needs between fork and exec, allocated before fork.
+///
+/// A plan is reusable: spawn the same command any number of times.
+#[derive(Debug)]
+pub struct ExecPlan {
+    program: CString,
+    // The pointer arrays below point into these; they must live as long as the plan.
+    _argv: Vec<CString>,
+    _env: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    envp_ptrs: Vec<*const c_char>,
+    /// `LISTEN_PID=` followed by room for the digits and a NUL; the child writes its own
+    /// pid here, because only the child knows it and it may not allocate.
+    listen_pid: Option<Box<[u8; 32]>>,
+    /// Room for the temporary duplicates of the sockets in the child.
+    scratch_fds: Vec<RawFd>,
+}
+
+impl ExecPlan {
+    /// Prepares `program` with `argv` (argv\[0\] included) and exactly the environment
+    /// `env`, plus `LISTEN_PID=<the child's pid>` when `with_listen_pid` is set.
+    pub fn new(
+        program: &Path,
+        argv: &[OsString],
+        env: &[(OsString, OsString)],
+        with_listen_pid: bool,
+    ) -> Result<Self, PlanError> {
+        let cstring = |what, bytes: Vec<u8>| {
+            CString::new(bytes).map_err(|e| PlanError {
+                what,
+                value: OsString::from(std::ffi::OsStr::from_bytes(&e.into_vec())),
+            })
+        };
+        let program = cstring("the program path", program.as_os_str().as_bytes().to_vec())?;
+        let argv = argv
+            .iter()
+            .map(|arg| cstring("an argument", arg.as_bytes().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env = env
+            .iter()
+            .map(|(key, value)| {
+                let mut entry = key.as_bytes().to_vec();
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                cstring("an environment variable", entry)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let listen_pid = with_listen_pid.then(|| {
+            let mut slot = Box::new([0u8; 32]);
+            slot[..LISTEN_PID_PREFIX.len()].copy_from_slice(LISTEN_PID_PREFIX);
+            slot
+        });
+        let mut argv_ptrs: Vec<*const c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<*const c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        if let Some(slot) = &listen_pid {
+            envp_ptrs.push(slot.as_ptr().cast());
+        }
+        envp_ptrs.push(std::ptr::null());
+        Ok(ExecPlan {
+            program,
+            _argv: argv,
+            _env: env,
+            argv_ptrs,
+            envp_ptrs,
+            listen_pid,
+            scratch_fds: Vec::new(),
+        })
+    }
+}
+
+/// Forks and execs `plan` with `fds`; returns the child's pid once execve succeeded.
+///
+/// The child gets its own process group, SIGKILL when the master dies, default signal
+/// dispositions and an empty signal mask, stdin and the sockets from `fds`, and no
+/// other descriptor (everything from fd 3 + the number of sockets up is close-on-exec).
+/// This call waits until the child has exec'd or failed, so a worker whose command
+/// cannot run is reported here, with the step that failed.
+pub fn spawn(plan: &mut ExecPlan, fds: &ChildFds<'_>) -> Result<Pid, SpawnError> {
+    let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
+    plan.scratch_fds.clear();
+    plan.scratch_fds.resize(fds.sockets.len(), -1);
+    let parent = getpid();
+
+    match fork_child(plan, fds, parent, report_write.as_raw_fd()) {
+        Err(errno) => Err(SpawnError::Fork(errno)),
+        Ok(child) => {
+            drop(report_write);
+            // Five bytes (stage, errno) if the child failed; end of file when execve
+            // closed the pipe, which means the command is running.
+            let mut report = [0u8; 5];
+            let mut filled = 0;
+            while filled < report.len() {
+                match read(&report_read, &mut report[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+            }
+            if filled < report.len() {
+                return Ok(child);
+            }
+            // The child exits with 127 right after writing; reap it so it is no zombie.
+            let _ = nix::sys::wait::waitpid(child, None);
+            let stage = ChildStage::from_byte(report[0]).unwrap_or(ChildStage::Exec);
+            let errno = Errno::from_raw(i32::from_ne_bytes([
+                report[1], report[2], report[3], report[4],
+            ]));
+            Err(SpawnError::Child { stage, errno })
+        }
+    }
+}
+
+/// Forks; in the child, runs [`child_after_fork`], which never returns.
+#[allow(unsafe_code)]
+fn fork_child(
+    plan: &mut ExecPlan,
+    fds: &ChildFds<'_>,
+    parent: Pid,
+    report: RawFd,
+) -> Result<Pid, Errno> {
+    // SAFETY: the master is single-threaded, so no lock can be held by another thread
+    // at fork time; and the child runs only `child_after_fork`, which makes
+    // async-signal-safe system calls on memory prepared before fork and ends in execve
+    // or _exit, so it never touches the allocator, stdio or any lock.
+    match unsafe { fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => child_after_fork(plan, fds, parent, report),
+    }
+}
+
+/// The child's side: only async-signal-safe calls, no allocation, ends in exec or exit.
+#[allow(unsafe_code)]
+fn child_after_fork(plan: &mut ExecPlan, fds: &ChildFds<'_>, parent: Pid, report: RawFd) -> ! {
+    let fail = |stage: ChildStage, errno: Errno| -> ! {
+        let errno = (errno as i32).to_ne_bytes();
+        let message = [stage as u8, errno[0], errno[1], errno[2], errno[3]];
+        // SAFETY: `report` is the pipe's write end, open in this process until exec.
+        let _ = write(unsafe { BorrowedFd::borrow_raw(report) }, &message);
+        // SAFETY: _exit is async-signal-safe and skips the atexit handlers and stdio
+        // flushing that belong to the master.
+        unsafe { libc::_exit(127) }
+    };
+
+    // Dispositions survive exec only as "ignored"; the Rust runtime ignores SIGPIPE,
+    // and a worker must start with every signal at its default.
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no handler code; sigaction is async-signal-safe.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+
+    // Its own process group, so that a stop or kill reaches the worker's children too.
+    if let Err(errno) = setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
+        fail(ChildStage::ProcessGroup, errno);
+    }
+    if let Err(errno) = prctl::set_pdeathsig(Signal::SIGKILL) {
+        fail(ChildStage::DeathSignal, errno);
+    }
+    // The master may have died before the death signal was armed.
+    if getppid() != parent {
+        fail(ChildStage::Orphaned, Errno::ESRCH);
+    }
+
+    if let Some(stdin) = fds.stdin {
+        // SAFETY: dup2 onto fd 0 replaces stdin; the OwnedFd is forgotten so that nothing
+        // closes it again, and this process owns its fd table after fork.
+        match unsafe { nix::unistd::dup2_raw(stdin, 0) } {
+            Ok(fd) => std::mem::forget(fd),
+            Err(errno) => fail(ChildStage::Stdin, errno),
+        }
+    }
+
+    // Two passes, because a socket may already sit where another one must go: first
+    // copy every socket above the target range, then place the copies at 3, 4, ...
+    let first_free = 3 + fds.sockets.len() as RawFd;
+    for (slot, socket) in plan.scratch_fds.iter_mut().zip(fds.sockets) {
+        match fcntl(socket, FcntlArg::F_DUPFD_CLOEXEC(first_free)) {
+            Ok(fd) => *slot = fd,
+            Err(errno) => fail(ChildStage::Sockets, errno),
+        }
+    }
+    for (target, &copy) in (3..).zip(plan.scratch_fds.iter()) {
+        // SAFETY: `copy` was opened just above in this process; dup2 clears
+        // close-on-exec on the target, which is what hands the socket over.
+        match unsafe { nix::unistd::dup2_raw(BorrowedFd::borrow_raw(copy), target) } {
+            Ok(fd) => std::mem::forget(fd),
+            Err(errno) => fail(ChildStage::Sockets, errno),
+        }
+    }
+
+    // Whatever else is open (inherited by the master from its own parent, or opened
+    // without close-on-exec) must not reach the worker. CLOSE_RANGE_CLOEXEC keeps the
+    // report pipe usable until exec. nix has no close_range.
+    // SAFETY: close_range only changes flags in this process's fd table.
+    let marked = unsafe {
+        libc::close_range(
+            first_free as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as i32,
+        )
+    };
+    if marked != 0 {
+        fail(ChildStage::CloseFds, Errno::last());
+    }
+
+    if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
+        fail(ChildStage::SignalMask, errno);
+    }
+
+    if let Some(slot) = plan.listen_pid.as_deref_mut() {
+        write_decimal(
+            &mut slot[LISTEN_PID_PREFIX.len()..],
+            getpid().as_raw() as u32,
+        );
+    }
+
+    // nix's execve builds its pointer arrays with a Vec, which may not allocate here;
+    // the arrays were built before fork.
+    // SAFETY: program, argv and envp are NUL-terminated strings in NULL-terminated
+    // arrays that live in `plan`, which outlives this call.
+    unsafe {
+        libc::execve(
+            plan.program.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        )
+    };
+    fail(ChildStage::Exec, Errno::last())
+}
+
+/// Writes `value` in decimal followed by a NUL into `out` without allocating.
+fn write_decimal(out: &mut [u8], value: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = value;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, digit) in digits[..len].iter().rev().enumerate() {
+        out[i] = *digit;
+    }
+    out[len] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_is_written_with_a_terminator() {
+        let mut out = [0xffu8; 12];
+        write_decimal(&mut out, 4_194_304);
+        assert_eq!(&out[..8], b"4194304\0");
+        write_decimal(&mut out, 0);
+        assert_eq!(&out[..2], b"0\0");
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        let err = ExecPlan::new("/bin/true".as_ref(), &["a\0b".into()], &[], false).unwrap_err();
+        assert!(err.to_string().contains("an argument contains a NUL byte"));
+    }
+}
