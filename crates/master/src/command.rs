@@ -1,0 +1,94 @@
+use std::{
+    ffi::OsString,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use steward_sys::ExecPlan;
+
+use crate::MasterError;
+
+/// Variables the master sets for each worker; any inherited value is dropped first.
+const WORKER_VARIABLES: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "STEWARD_WORKER_ID",
+    "STEWARD_GENERATION",
+];
+
+/// The worker command, resolved once, and the environment every worker shares.
+#[derive(Debug)]
+pub(crate) struct WorkerCommand {
+    program: PathBuf,
+    argv: Vec<OsString>,
+    shared_env: Vec<(OsString, OsString)>,
+    with_sockets: bool,
+    /// For messages: the command as the user wrote it.
+    pub display: String,
+}
+
+impl WorkerCommand {
+    pub fn new(
+        command: &[String],
+        fd_names: &[String],
+        notify_socket: &Path,
+    ) -> Result<Self, MasterError> {
+        let program = resolve(&command[0])?;
+        let mut shared_env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(key, _)| !WORKER_VARIABLES.iter().any(|v| key == v))
+            .collect();
+        if !fd_names.is_empty() {
+            shared_env.push(("LISTEN_FDS".into(), fd_names.len().to_string().into()));
+            shared_env.push(("LISTEN_FDNAMES".into(), fd_names.join(":").into()));
+        }
+        shared_env.push(("NOTIFY_SOCKET".into(), notify_socket.as_os_str().to_owned()));
+        Ok(WorkerCommand {
+            program,
+            argv: command.iter().map(OsString::from).collect(),
+            shared_env,
+            with_sockets: !fd_names.is_empty(),
+            display: command.join(" "),
+        })
+    }
+
+    /// The plan for worker `id` of `generation`.
+    pub fn plan(&self, id: usize, generation: u64) -> Result<ExecPlan, MasterError> {
+        let mut env = self.shared_env.clone();
+        env.push(("STEWARD_WORKER_ID".into(), id.to_string().into()));
+        env.push(("STEWARD_GENERATION".into(), generation.to_string().into()));
+        Ok(ExecPlan::new(
+            &self.program,
+            &self.argv,
+            &env,
+            self.with_sockets,
+        )?)
+    }
+}
+
+/// Finds the program the way a shell would, once at start, so that the child only
+/// needs execve and a missing program is reported before anything is forked.
+fn resolve(program: &str) -> Result<PathBuf, MasterError> {
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![std::path::absolute(program).unwrap_or_else(|_| PathBuf::from(program))]
+    } else {
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .collect()
+    };
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    match candidates.iter().find(|path| executable(path)) {
+        Some(found) => Ok(found.clone()),
+        None if program.contains('/') => {
+            Err(MasterError::CommandNotExecutable(candidates[0].clone()))
+        }
+        None => Err(MasterError::CommandNotFound(program.to_owned())),
+    }
+}

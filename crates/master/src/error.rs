@@ -1,0 +1,71 @@
+use std::{io, path::PathBuf};
+
+use nix::errno::Errno;
+
+/// Why the master could not start, or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The options do not hold together.
+    #[error(transparent)]
+    Options(#[from] steward_options::OptionError),
+    /// A listening socket could not be created or bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address as configured.
+        addr: String,
+        /// The failing call's error.
+        source: Errno,
+    },
+    /// A unix socket path is held by a process that still accepts on it.
+    #[error("cannot listen on unix:{0}: another process is listening there")]
+    UnixSocketInUse(PathBuf),
+    /// A unix socket path is taken by something that is not a socket.
+    #[error("cannot listen on unix:{0}: the path exists and is not a socket")]
+    UnixPathTaken(PathBuf),
+    /// The workers' notify socket could not be set up.
+    #[error("cannot create the notify socket {path}: {source}")]
+    NotifySocket {
+        /// Where it was to be bound.
+        path: PathBuf,
+        /// The failing call's error.
+        source: io::Error,
+    },
+    /// The signals could not be blocked or the signalfd not created.
+    #[error("cannot set up signal handling: {0}")]
+    Signals(Errno),
+    /// /dev/null could not be opened for the workers' stdin.
+    #[error("cannot open /dev/null: {0}")]
+    DevNull(io::Error),
+    /// The worker command names a program that is not in PATH.
+    #[error("worker command {0:?} not found in PATH")]
+    CommandNotFound(String),
+    /// The worker command names a file that cannot be executed.
+    #[error("worker command {0} is not an executable file")]
+    CommandNotExecutable(PathBuf),
+    /// A worker command or environment string cannot be passed to execve.
+    #[error("cannot prepare the worker command: {0}")]
+    Plan(#[from] steward_sys::PlanError),
+    /// A first worker could not be started at all.
+    #[error("cannot start worker {id} ({command}): {source}")]
+    Spawn {
+        /// The worker's id.
+        id: usize,
+        /// The command line.
+        command: String,
+        /// What failed.
+        source: steward_sys::SpawnError,
+    },
+    /// A worker of the first generation exited before it was ready.
+    #[error("worker {id} ({command}) exited with {status} before it was ready")]
+    WorkerFailedToStart {
+        /// The worker's id.
+        id: usize,
+        /// The command line.
+        command: String,
+        /// "status 1" or "signal SIGKILL".
+        status: String,
+    },
+    /// poll on the master's descriptors failed.
+    #[error("poll failed: {0}")]
+    Poll(Errno),
+}

@@ -1,0 +1,30 @@
+//! steward's master: it binds the listening sockets, forks and execs the workers that
+//! serve on them, keeps them alive, and replaces or stops them on request, in one thread
+//! that waits on a signalfd, its workers' notify socket and its own timers.
+//!
+//! ```no_run
+//! use steward_master::Master;
+//! use steward_options::Options;
+//!
+//! let mut options = Options::new(vec!["/usr/bin/myserver".into(), "--its-flags".into()]);
+//! options.listen.push("127.0.0.1:8000".parse().unwrap());
+//! options.workers = 4;
+//! // Binds, blocks the signals it handles, and runs until a shutdown completes.
+//! Master::new(options).unwrap().run().unwrap();
+//! ```
+//!
+//! The signal table and the lifecycle are documented on [`Lifecycle`].
+#![deny(missing_docs)]
+
+mod command;
+mod error;
+mod listen;
+mod master;
+mod notify;
+mod table;
+
+pub use crate::{
+    error::MasterError,
+    listen::Listener,
+    master::{Lifecycle, Master},
+};

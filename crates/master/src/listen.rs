@@ -1,0 +1,130 @@
+use std::{
+    io::ErrorKind,
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+        unix::fs::FileTypeExt,
+    },
+    path::Path,
+};
+
+use nix::sys::socket::{
+    bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrIn, SockaddrIn6, UnixAddr,
+};
+use steward_options::{ListenAddr, ListenSpec};
+
+use crate::MasterError;
+
+/// A listening socket the master holds for its workers.
+#[derive(Debug)]
+pub struct Listener {
+    /// Its name in LISTEN_FDNAMES.
+    pub name: String,
+    /// Where it listens.
+    pub addr: ListenAddr,
+    fd: OwnedFd,
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Listener {
+    /// Binds `spec` (named `name`) with the given listen backlog. The socket is
+    /// close-on-exec in the master; workers receive it by explicit placement.
+    pub fn bind(spec: &ListenSpec, name: String, backlog: i32) -> Result<Listener, MasterError> {
+        let failed = |source| MasterError::Bind {
+            addr: spec.addr.to_string(),
+            source,
+        };
+        let backlog = Backlog::new(backlog).unwrap_or(Backlog::MAXCONN);
+        let fd = match &spec.addr {
+            ListenAddr::Tcp(addr) => {
+                let family = if addr.is_ipv6() {
+                    AddressFamily::Inet6
+                } else {
+                    AddressFamily::Inet
+                };
+                let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                    .map_err(failed)?;
+                // A restarted steward must be able to bind while old connections sit in TIME_WAIT.
+                setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(failed)?;
+                match addr {
+                    std::net::SocketAddr::V4(v4) => bind(fd.as_raw_fd(), &SockaddrIn::from(*v4)),
+                    std::net::SocketAddr::V6(v6) => {
+                        // [::]:80 means IPv6 only, as written; 0.0.0.0:80 is its own entry.
+                        setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(failed)?;
+                        bind(fd.as_raw_fd(), &SockaddrIn6::from(*v6))
+                    }
+                }
+                .map_err(failed)?;
+                fd
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_unix_socket(path)?;
+                let fd = socket(
+                    AddressFamily::Unix,
+                    SockType::Stream,
+                    SockFlag::SOCK_CLOEXEC,
+                    None,
+                )
+                .map_err(failed)?;
+                bind(
+                    fd.as_raw_fd(),
+                    &UnixAddr::new(path.as_path()).map_err(failed)?,
+                )
+                .map_err(failed)?;
+                fd
+            }
+        };
+        listen(&fd, backlog).map_err(failed)?;
+        Ok(Listener {
+            name,
+            addr: spec.addr.clone(),
+            fd,
+        })
+    }
+
+    /// The address the kernel actually bound (differs from the configured one for port 0).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        let addr: nix::sys::socket::SockaddrStorage =
+            nix::sys::socket::getsockname(self.fd.as_raw_fd()).ok()?;
+        if let Some(v4) = addr.as_sockaddr_in() {
+            return Some(std::net::SocketAddr::V4((*v4).into()));
+        }
+        addr.as_sockaddr_in6()
+            .map(|v6| std::net::SocketAddr::V6((*v6).into()))
+    }
+}
+
+/// A socket file left by a process that is gone is removed; one that still accepts
+/// connections, or a path that is not a socket at all, is an error, never overwritten.
+fn remove_stale_unix_socket(path: &Path) -> Result<(), MasterError> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(_) => return Ok(()),
+    };
+    if !metadata.file_type().is_socket() {
+        return Err(MasterError::UnixPathTaken(path.to_owned()));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(MasterError::UnixSocketInUse(path.to_owned())),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+/// Binds every configured socket, in order.
+pub(crate) fn bind_all(options: &steward_options::Options) -> Result<Vec<Listener>, MasterError> {
+    options
+        .listen
+        .iter()
+        .zip(options.fd_names())
+        .map(|(spec, name)| Listener::bind(spec, name, options.listen_backlog))
+        .collect()
+}

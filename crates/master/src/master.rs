@@ -1,0 +1,681 @@
+use std::{
+    fs::File,
+    os::fd::{AsFd, BorrowedFd},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    errno::Errno,
+    poll::{poll, PollFd, PollFlags, PollTimeout},
+    sys::{
+        signal::{killpg, sigprocmask, SigSet, SigmaskHow, Signal},
+        signalfd::{SfdFlags, SignalFd},
+        wait::{waitpid, WaitPidFlag, WaitStatus},
+    },
+    unistd::Pid,
+};
+use steward_options::{Options, ReadyMode};
+use steward_sys::{spawn, ChildFds};
+use steward_systemd::{Notification, Notifier, State};
+use tracing::{error, info, warn};
+
+use crate::{
+    command::WorkerCommand,
+    listen::{bind_all, Listener},
+    notify::NotifySocket,
+    table::{describe_exit, Respawn, Slot, Worker, WorkerState},
+    MasterError,
+};
+
+/// Where the master is in its life. Signals move it along:
+///
+/// | signal | effect |
+/// |---|---|
+/// | SIGHUP | graceful reload: a new generation starts; once every new worker is ready, the old generation is asked to stop |
+/// | SIGUSR2 | chain reload: the same, one worker at a time (new worker N ready, old worker N asked to stop, then N+1) |
+/// | SIGTERM | graceful shutdown: every worker is asked to stop (worker stop signal, SIGKILL after the mercy); exit 0 once all are gone |
+/// | SIGINT, SIGQUIT | brutal shutdown: every worker's process group gets SIGKILL; exit 0 once all are reaped |
+/// | SIGUSR1 | a status report in the log: one line per worker |
+/// | SIGTTIN / SIGTTOU | one worker more / one fewer (never fewer than one) |
+/// | SIGCHLD | reap; a worker that exits unasked is started again (same id and generation), after a backoff if it keeps crashing |
+///
+/// A reload or a resize in [`Lifecycle::Starting`] or [`Lifecycle::Running`] is carried
+/// out in that phase; in [`Lifecycle::Stopping`] only a brutal shutdown still acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The first generation is starting. A worker that exits before it is ready ends
+    /// the master with an error: there is nothing to keep serving.
+    Starting,
+    /// A generation is serving (READY=1 has been sent to systemd). Reloads, respawns and
+    /// resizes happen here.
+    Running,
+    /// Shutting down: no worker is started again; the master exits once all are gone.
+    Stopping {
+        /// Workers drain (stop signal, then SIGKILL after the mercy) rather than being killed.
+        graceful: bool,
+    },
+}
+
+/// A worker that exited unasked, or that could not be started (no pid then).
+struct FailedStart {
+    id: usize,
+    generation: u64,
+    pid: Option<Pid>,
+    state: WorkerState,
+    respawned: bool,
+    lived: Duration,
+    how: String,
+}
+
+/// A reload in progress, from the signal until the old generations are gone.
+#[derive(Debug)]
+struct Reload {
+    generation: u64,
+    chain: bool,
+    started: Instant,
+}
+
+const HANDLED_SIGNALS: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCHLD,
+];
+
+/// The master: its sockets, its workers, and the loop that keeps them.
+#[derive(Debug)]
+pub struct Master {
+    options: Options,
+    listeners: Vec<Listener>,
+    command: WorkerCommand,
+    notify: NotifySocket,
+    signals: SignalFd,
+    dev_null: File,
+    systemd: Notifier,
+
+    lifecycle: Lifecycle,
+    workers: Vec<Worker>,
+    respawns: Vec<Respawn>,
+    slots: Vec<Slot>,
+    /// How many workers to keep: `workers`, changed by SIGTTIN / SIGTTOU.
+    desired: usize,
+    /// The generation new workers belong to.
+    current: u64,
+    /// The last generation to have been fully ready, if any.
+    serving: Option<u64>,
+    /// The highest generation number handed out.
+    latest: u64,
+    reload: Option<Reload>,
+    failure: Option<MasterError>,
+}
+
+impl Master {
+    /// Validates `options`, binds the sockets and the notify socket, and takes over the
+    /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
+    /// so call this from the thread that will call [`Master::run`], before starting others).
+    pub fn new(options: Options) -> Result<Master, MasterError> {
+        options.validate()?;
+        let listeners = bind_all(&options)?;
+        let notify = NotifySocket::bind()?;
+        let command = WorkerCommand::new(&options.command, &options.fd_names(), notify.path())?;
+        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
+        let systemd = Notifier::from_env().unwrap_or_else(|e| {
+            warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
+            Notifier::new(None).expect("a disabled notifier needs no socket")
+        });
+
+        let mut mask = SigSet::empty();
+        HANDLED_SIGNALS.iter().for_each(|s| mask.add(*s));
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(MasterError::Signals)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(MasterError::Signals)?;
+
+        let desired = options.workers;
+        Ok(Master {
+            options,
+            listeners,
+            command,
+            notify,
+            signals,
+            dev_null,
+            systemd,
+            lifecycle: Lifecycle::Starting,
+            workers: Vec::new(),
+            respawns: Vec::new(),
+            slots: Vec::new(),
+            desired,
+            current: 1,
+            serving: None,
+            latest: 1,
+            reload: None,
+            failure: None,
+        })
+    }
+
+    /// The sockets the workers receive, in order.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Runs until a shutdown completes. Returns the error that ended the master, if it
+    /// was not a requested shutdown.
+    pub fn run(mut self) -> Result<(), MasterError> {
+        let addrs: Vec<String> = self
+            .listeners
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.addr))
+            .collect();
+        info!(
+            pid = std::process::id(),
+            workers = self.desired,
+            listen = %addrs.join(","),
+            command = %self.command.display,
+            ready = %self.options.ready,
+            "master started"
+        );
+        loop {
+            self.reconcile();
+            if let Lifecycle::Stopping { .. } = self.lifecycle {
+                if self.workers.is_empty() {
+                    info!("shutdown complete");
+                    return self.failure.map_or(Ok(()), Err);
+                }
+            }
+            let timeout = match self.next_deadline() {
+                None => PollTimeout::NONE,
+                Some(deadline) => {
+                    // Rounded up: waking a little early would spin until the deadline.
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    let millis = wait.as_micros().div_ceil(1000);
+                    PollTimeout::try_from(millis.min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let (signals_ready, notify_ready) = {
+                let mut fds = [
+                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.notify.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(errno) => return Err(MasterError::Poll(errno)),
+                }
+                let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+                (readable(&fds[0]), readable(&fds[1]))
+            };
+            if signals_ready {
+                while let Ok(Some(info)) = self.signals.read_signal() {
+                    if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                        self.on_signal(signal);
+                    }
+                }
+            }
+            if notify_ready {
+                while let Some(datagram) = self.notify.receive() {
+                    self.on_notify(datagram.sender, &datagram.bytes);
+                }
+            }
+            self.on_timers(Instant::now());
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::SIGCHLD => self.reap(),
+            Signal::SIGHUP => self.begin_reload(false),
+            Signal::SIGUSR2 => self.begin_reload(true),
+            Signal::SIGTERM => self.begin_shutdown(true),
+            Signal::SIGINT | Signal::SIGQUIT => self.begin_shutdown(false),
+            Signal::SIGUSR1 => self.report_status(),
+            Signal::SIGTTIN | Signal::SIGTTOU
+                if matches!(self.lifecycle, Lifecycle::Stopping { .. }) => {}
+            Signal::SIGTTIN => {
+                self.desired += 1;
+                info!(workers = self.desired, "one worker more");
+            }
+            Signal::SIGTTOU if self.desired > 1 => {
+                self.desired -= 1;
+                info!(workers = self.desired, "one worker fewer");
+            }
+            Signal::SIGTTOU => warn!("not going below one worker"),
+            _ => {}
+        }
+    }
+
+    fn begin_reload(&mut self, chain: bool) {
+        if let Lifecycle::Stopping { .. } = self.lifecycle {
+            info!("reload ignored: shutting down");
+            return;
+        }
+        self.latest += 1;
+        self.current = self.latest;
+        self.respawns.clear();
+        self.reload = Some(Reload {
+            generation: self.current,
+            chain,
+            started: Instant::now(),
+        });
+        info!(
+            generation = self.current,
+            strategy = if chain { "chain" } else { "graceful" },
+            "reload started"
+        );
+    }
+
+    fn begin_shutdown(&mut self, graceful: bool) {
+        match self.lifecycle {
+            Lifecycle::Stopping { graceful: false } => return,
+            Lifecycle::Stopping { graceful: true } if graceful => return,
+            _ => {}
+        }
+        info!(
+            mode = if graceful { "graceful" } else { "brutal" },
+            workers = self.workers.len(),
+            "shutdown started"
+        );
+        self.lifecycle = Lifecycle::Stopping { graceful };
+        self.respawns.clear();
+        self.reload = None;
+        self.notify_systemd(&[State::Stopping]);
+        let now = Instant::now();
+        for index in 0..self.workers.len() {
+            if graceful {
+                self.retire(index, now);
+            } else {
+                self.kill(index);
+            }
+        }
+    }
+
+    /// Asks worker `index` to stop with the stop signal; SIGKILL follows after the mercy.
+    fn retire(&mut self, index: usize, now: Instant) {
+        let worker = &mut self.workers[index];
+        if worker.is_stopping() {
+            return;
+        }
+        let signal =
+            Signal::try_from(self.options.worker_stop_signal.number()).unwrap_or(Signal::SIGTERM);
+        info!(worker = worker.id, generation = worker.generation, pid = %worker.pid, signal = %signal, "stopping worker");
+        signal_group(worker.pid, signal);
+        worker.state = WorkerState::Stopping {
+            kill_at: now + self.options.worker_reload_mercy,
+            killed: false,
+        };
+    }
+
+    fn kill(&mut self, index: usize) {
+        let worker = &mut self.workers[index];
+        if let WorkerState::Stopping { killed: true, .. } = worker.state {
+            return;
+        }
+        signal_group(worker.pid, Signal::SIGKILL);
+        worker.state = WorkerState::Stopping {
+            kill_at: Instant::now(),
+            killed: true,
+        };
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => status,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
+                continue;
+            };
+            let worker = self.workers.swap_remove(index);
+            let how = describe_exit(&status);
+            if worker.is_stopping() || matches!(self.lifecycle, Lifecycle::Stopping { .. }) {
+                info!(worker = worker.id, generation = worker.generation, pid = %pid, status = %how, "worker exited");
+                continue;
+            }
+            self.worker_failed(&FailedStart {
+                id: worker.id,
+                generation: worker.generation,
+                pid: Some(pid),
+                state: worker.state,
+                respawned: worker.respawned,
+                lived: worker.started.elapsed(),
+                how,
+            });
+        }
+    }
+
+    /// A worker exited unasked, or could not be started at all.
+    fn worker_failed(&mut self, failed: &FailedStart) {
+        let &FailedStart {
+            id,
+            generation,
+            pid,
+            state,
+            respawned,
+            lived,
+            ref how,
+        } = failed;
+        let pid = pid.map(Pid::as_raw);
+        let bringing_up = generation == self.current && self.serving != Some(self.current);
+        if bringing_up && state == WorkerState::Starting && !respawned {
+            if self.serving.is_none() {
+                let failure = MasterError::WorkerFailedToStart {
+                    id,
+                    command: self.command.display.clone(),
+                    status: how.clone(),
+                };
+                error!("{failure}");
+                self.failure = Some(failure);
+                self.begin_shutdown(true);
+            } else {
+                self.abort_reload(format!("worker {id} exited with {how} before it was ready"));
+            }
+            return;
+        }
+        if generation != self.current || id > self.desired {
+            warn!(worker = id, generation, pid, status = %how, "worker of a replaced generation exited; not started again");
+            return;
+        }
+        if self.slots.len() < id {
+            self.slots.resize(id, Slot::default());
+        }
+        let delay = self.slots[id - 1].crashed(
+            generation,
+            lived,
+            self.options.respawn_backoff,
+            self.options.respawn_backoff_max,
+            self.options.respawn_reset_after,
+        );
+        warn!(worker = id, generation, pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "worker exited unexpectedly");
+        if !delay.is_zero() {
+            self.respawns.push(Respawn {
+                id,
+                generation,
+                at: Instant::now() + delay,
+            });
+        }
+    }
+
+    fn abort_reload(&mut self, reason: String) {
+        let generation = self.current;
+        let serving = self
+            .serving
+            .expect("a reload aborts only while a generation serves");
+        error!(generation, serving, reason = %reason, "reload failed; the serving generation keeps serving");
+        self.current = serving;
+        self.reload = None;
+        self.respawns.clear();
+    }
+
+    fn on_notify(&mut self, sender: Pid, bytes: &[u8]) {
+        let Some(worker) = self.workers.iter_mut().find(|w| w.pid == sender) else {
+            warn!(pid = %sender, "ignored notify message: the sender is not a worker");
+            return;
+        };
+        let message = match Notification::parse(bytes) {
+            Ok(message) => message,
+            Err(e) => {
+                warn!(worker = worker.id, pid = %sender, error = %e, "ignored notify message");
+                return;
+            }
+        };
+        if let Some(status) = message.status {
+            worker.status = Some(status);
+        }
+        if message.stopping {
+            tracing::debug!(worker = worker.id, generation = worker.generation, pid = %sender, "worker says it is stopping");
+        }
+        let believes_ready = matches!(self.options.ready, ReadyMode::Notify | ReadyMode::Auto(_));
+        if message.ready && believes_ready && worker.state == WorkerState::Starting {
+            mark_ready(worker);
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let ready_after = match self.options.ready {
+            ReadyMode::Auto(after) | ReadyMode::Delay(after) => Some(after),
+            ReadyMode::Notify | ReadyMode::Immediate => None,
+        };
+        for index in 0..self.workers.len() {
+            let worker = &mut self.workers[index];
+            match worker.state {
+                WorkerState::Starting
+                    if ready_after.is_some_and(|after| now >= worker.started + after) =>
+                {
+                    mark_ready(worker)
+                }
+                WorkerState::Stopping {
+                    kill_at,
+                    killed: false,
+                } if now >= kill_at => {
+                    warn!(worker = worker.id, generation = worker.generation, pid = %worker.pid,
+                        mercy_ms = self.options.worker_reload_mercy.as_millis() as u64,
+                        "worker did not stop within the mercy; killing it");
+                    self.kill(index);
+                }
+                _ => {}
+            }
+        }
+        self.respawns.retain(|respawn| respawn.at > now);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let ready_after = match self.options.ready {
+            ReadyMode::Auto(after) | ReadyMode::Delay(after) => Some(after),
+            ReadyMode::Notify | ReadyMode::Immediate => None,
+        };
+        let workers = self.workers.iter().filter_map(|worker| match worker.state {
+            WorkerState::Starting => ready_after.map(|after| worker.started + after),
+            WorkerState::Stopping {
+                kill_at,
+                killed: false,
+            } => Some(kill_at),
+            _ => None,
+        });
+        workers.chain(self.respawns.iter().map(|r| r.at)).min()
+    }
+
+    /// Brings the worker table in line with what should run: stops what was replaced,
+    /// starts what is missing, and notes generations that became ready.
+    fn reconcile(&mut self) {
+        if let Lifecycle::Stopping { .. } = self.lifecycle {
+            return;
+        }
+        let now = Instant::now();
+        let current = self.current;
+        let chain = self
+            .reload
+            .as_ref()
+            .is_some_and(|r| r.chain && r.generation == current);
+
+        // One pass over the table: which slots have a live current worker, which a ready one.
+        let mut live = vec![false; self.desired + 1];
+        let mut ready = vec![false; self.desired + 1];
+        let mut starting_current = false;
+        for worker in self
+            .workers
+            .iter()
+            .filter(|w| w.generation == current && !w.is_stopping())
+        {
+            if worker.id <= self.desired {
+                live[worker.id] = true;
+                ready[worker.id] |= worker.state == WorkerState::Ready;
+                starting_current |= worker.state == WorkerState::Starting;
+            }
+        }
+        let all_ready = ready[1..].iter().all(|r| *r);
+
+        for index in 0..self.workers.len() {
+            let worker = &self.workers[index];
+            if worker.is_stopping() {
+                continue;
+            }
+            let replaced = worker.id > self.desired
+                || (worker.generation != current
+                    && (worker.state == WorkerState::Starting
+                        || worker.generation > current
+                        || all_ready
+                        || (chain && ready[worker.id])));
+            if replaced {
+                self.retire(index, now);
+            }
+        }
+
+        if all_ready && self.serving != Some(current) {
+            self.generation_ready(current);
+        }
+
+        for id in 1..=self.desired {
+            if live[id]
+                || self
+                    .respawns
+                    .iter()
+                    .any(|r| r.id == id && r.generation == current)
+            {
+                continue;
+            }
+            if chain && self.serving != Some(current) && starting_current {
+                break;
+            }
+            match self.start_worker(id, current) {
+                Ok(()) => starting_current |= self.options.ready != ReadyMode::Immediate,
+                Err(e) => {
+                    let respawned = self
+                        .slots
+                        .get(id - 1)
+                        .is_some_and(|s| s.crashed_generation == Some(current));
+                    self.worker_failed(&FailedStart {
+                        id,
+                        generation: current,
+                        pid: None,
+                        state: WorkerState::Starting,
+                        respawned,
+                        lived: Duration::ZERO,
+                        how: e.to_string(),
+                    });
+                    if matches!(self.lifecycle, Lifecycle::Stopping { .. })
+                        || self.current != current
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+
+        if let Some(reload) = &self.reload {
+            if self.serving == Some(reload.generation)
+                && self
+                    .workers
+                    .iter()
+                    .all(|w| w.generation == reload.generation)
+            {
+                info!(
+                    generation = reload.generation,
+                    elapsed_ms = reload.started.elapsed().as_millis() as u64,
+                    "reload complete"
+                );
+                self.reload = None;
+            }
+        }
+    }
+
+    fn generation_ready(&mut self, generation: u64) {
+        self.serving = Some(generation);
+        info!(generation, workers = self.desired, "generation ready");
+        let status = State::Status(format!("{} workers, generation {generation}", self.desired));
+        if self.lifecycle == Lifecycle::Starting {
+            self.lifecycle = Lifecycle::Running;
+            self.notify_systemd(&[State::Ready, status]);
+        } else {
+            self.notify_systemd(&[status]);
+        }
+    }
+
+    fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
+        let mut plan = self.command.plan(id, generation)?;
+        let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
+        let fds = ChildFds {
+            stdin: Some(self.dev_null.as_fd()),
+            sockets: &sockets,
+        };
+        let pid = spawn(&mut plan, &fds).map_err(|source| MasterError::Spawn {
+            id,
+            command: self.command.display.clone(),
+            source,
+        })?;
+        let respawned = self
+            .slots
+            .get(id - 1)
+            .is_some_and(|s| s.crashed_generation == Some(generation));
+        let mut worker = Worker {
+            id,
+            generation,
+            pid,
+            state: WorkerState::Starting,
+            started: Instant::now(),
+            respawned,
+            status: None,
+        };
+        info!(worker = id, generation, pid = %pid, "worker started");
+        if self.options.ready == ReadyMode::Immediate {
+            mark_ready(&mut worker);
+        }
+        self.workers.push(worker);
+        Ok(())
+    }
+
+    fn report_status(&self) {
+        info!(
+            lifecycle = ?self.lifecycle,
+            generation = self.current,
+            serving = ?self.serving,
+            workers = self.desired,
+            processes = self.workers.len(),
+            "status"
+        );
+        let mut workers: Vec<&Worker> = self.workers.iter().collect();
+        workers.sort_by_key(|w| (w.id, w.generation));
+        for w in workers {
+            let state = match w.state {
+                WorkerState::Starting => "starting",
+                WorkerState::Ready => "ready",
+                WorkerState::Stopping { .. } => "stopping",
+            };
+            info!(
+                worker = w.id,
+                generation = w.generation,
+                pid = %w.pid,
+                state,
+                age_ms = w.started.elapsed().as_millis() as u64,
+                status = w.status.as_deref().unwrap_or(""),
+                "status of worker"
+            );
+        }
+    }
+
+    fn notify_systemd(&self, states: &[State]) {
+        if let Err(e) = self.systemd.send(states) {
+            warn!(error = %e, "cannot notify systemd");
+        }
+    }
+}
+
+fn mark_ready(worker: &mut Worker) {
+    worker.state = WorkerState::Ready;
+    info!(worker = worker.id, generation = worker.generation, pid = %worker.pid,
+        after_ms = worker.started.elapsed().as_millis() as u64, "worker ready");
+}
+
+/// Signals the worker's process group (it leads one), so its own children hear it too.
+fn signal_group(pid: Pid, signal: Signal) {
+    if let Err(errno) = killpg(pid, signal) {
+        // ESRCH: it has exited and awaits reaping.
+        if errno != Errno::ESRCH {
+            warn!(pid = %pid, signal = %signal, error = %errno, "cannot signal worker");
+        }
+    }
+}

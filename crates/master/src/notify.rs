@@ -1,0 +1,122 @@
+use std::{
+    io::IoSliceMut,
+    os::{
+        fd::{AsFd, AsRawFd, BorrowedFd},
+        unix::{fs::PermissionsExt, net::UnixDatagram},
+    },
+    path::{Path, PathBuf},
+};
+
+use nix::{
+    errno::Errno,
+    sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, UnixAddr},
+    unistd::Pid,
+};
+
+use crate::MasterError;
+
+/// The socket the workers find in NOTIFY_SOCKET. It is a path (not an abstract address)
+/// because common notify clients, the sd-notify crate among them, reach only paths.
+#[derive(Debug)]
+pub(crate) struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+/// One datagram and the pid the kernel vouches for.
+pub(crate) struct Datagram {
+    pub sender: Pid,
+    pub bytes: Vec<u8>,
+}
+
+/// Where the notify socket goes: systemd's RuntimeDirectory= if the unit has one, the
+/// user's runtime directory, or the temporary directory.
+fn runtime_dir() -> PathBuf {
+    let from_env = |name| {
+        std::env::var_os(name)
+            .and_then(|v| {
+                v.to_str()
+                    .and_then(|s| s.split(':').next())
+                    .map(PathBuf::from)
+            })
+            .filter(|p| p.is_absolute() && p.is_dir())
+    };
+    from_env("RUNTIME_DIRECTORY")
+        .or_else(|| from_env("XDG_RUNTIME_DIR"))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+impl NotifySocket {
+    pub fn bind() -> Result<NotifySocket, MasterError> {
+        let path = runtime_dir().join(format!("steward.{}.notify", std::process::id()));
+        let failed = |source| MasterError::NotifySocket {
+            path: path.clone(),
+            source,
+        };
+        // Only a dead process with our pid can have left this behind.
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).map_err(failed)?;
+        socket.set_nonblocking(true).map_err(failed)?;
+        setsockopt(&socket, sockopt::PassCred, &true).map_err(|e| failed(e.into()))?;
+        // Workers may run as another user; what they send is believed only by pid.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(failed)?;
+        Ok(NotifySocket { socket, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next datagram, `None` when none is waiting. A datagram without credentials
+    /// or larger than systemd accepts (4 KiB) is dropped.
+    pub fn receive(&self) -> Option<Datagram> {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let mut iov = [IoSliceMut::new(&mut buffer)];
+            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+            let message = match recvmsg::<UnixAddr>(
+                self.socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(message) => message,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return None,
+            };
+            let len = message.bytes;
+            let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
+            let sender = message.cmsgs().ok()?.find_map(|c| match c {
+                ControlMessageOwned::ScmCredentials(creds) => Some(Pid::from_raw(creds.pid())),
+                _ => None,
+            });
+            match sender {
+                Some(sender) if !truncated => {
+                    return Some(Datagram {
+                        sender,
+                        bytes: buffer[..len.min(buffer.len())].to_vec(),
+                    })
+                }
+                _ => {
+                    tracing::warn!(
+                        bytes = len,
+                        "ignored notify message without credentials or over 4096 bytes"
+                    );
+                    continue;
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for NotifySocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl Drop for NotifySocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

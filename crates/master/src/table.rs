@@ -1,0 +1,105 @@
+use std::time::{Duration, Instant};
+
+use nix::{sys::wait::WaitStatus, unistd::Pid};
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkerState {
+    /// Started, not yet ready by the readiness mode.
+    Starting,
+    /// Ready: it may be the one serving its slot.
+    Ready,
+    /// Asked to stop; killed with SIGKILL at `kill_at` unless it exits first.
+    Stopping { kill_at: Instant, killed: bool },
+}
+
+/// One worker process.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    /// The 1-based slot, STEWARD_WORKER_ID.
+    pub id: usize,
+    /// STEWARD_GENERATION: how many reloads the master had begun when it was started.
+    pub generation: u64,
+    pub pid: Pid,
+    pub state: WorkerState,
+    pub started: Instant,
+    /// Started again after a crash of the same slot and generation.
+    pub respawned: bool,
+    /// The last STATUS= it sent.
+    pub status: Option<String>,
+}
+
+impl Worker {
+    pub fn is_stopping(&self) -> bool {
+        matches!(self.state, WorkerState::Stopping { .. })
+    }
+}
+
+/// A crashed worker's slot waiting out its backoff.
+#[derive(Debug)]
+pub(crate) struct Respawn {
+    pub id: usize,
+    pub generation: u64,
+    pub at: Instant,
+}
+
+/// Crash history of one slot, for the backoff.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Slot {
+    /// Crashes in a row, each after less than `respawn_reset_after` of life.
+    pub streak: u32,
+    /// The generation of the last crash: a start of that generation is a respawn.
+    pub crashed_generation: Option<u64>,
+}
+
+impl Slot {
+    /// Records a crash after `lived` and returns how long to wait before the next start:
+    /// nothing after a long life, else `first` doubled per crash in a row, up to `max`.
+    pub fn crashed(
+        &mut self,
+        generation: u64,
+        lived: Duration,
+        first: Duration,
+        max: Duration,
+        reset_after: Duration,
+    ) -> Duration {
+        self.crashed_generation = Some(generation);
+        if lived >= reset_after {
+            self.streak = 0;
+            return Duration::ZERO;
+        }
+        self.streak = self.streak.saturating_add(1);
+        let doublings = (self.streak - 1).min(20);
+        first.saturating_mul(1 << doublings).min(max)
+    }
+}
+
+/// "status 1" or "signal SIGKILL", for messages.
+pub(crate) fn describe_exit(status: &WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("status {code}"),
+        WaitStatus::Signaled(_, signal, _) => format!("signal {signal}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets_after_a_long_life() {
+        let ms = Duration::from_millis;
+        let mut slot = Slot::default();
+        let crash = |slot: &mut Slot, lived| slot.crashed(1, lived, ms(100), ms(1000), ms(5000));
+        assert_eq!(crash(&mut slot, ms(10)), ms(100));
+        assert_eq!(crash(&mut slot, ms(10)), ms(200));
+        assert_eq!(crash(&mut slot, ms(10)), ms(400));
+        assert_eq!(crash(&mut slot, ms(10)), ms(800));
+        assert_eq!(crash(&mut slot, ms(10)), ms(1000));
+        assert_eq!(crash(&mut slot, ms(10)), ms(1000));
+        assert_eq!(crash(&mut slot, ms(6000)), Duration::ZERO);
+        assert_eq!(crash(&mut slot, ms(10)), ms(100));
+        assert_eq!(slot.crashed_generation, Some(1));
+    }
+}
