@@ -1,0 +1,460 @@
+//! Integration tests: each drives the real `steward` binary over the demo worker, and
+//! checks what a user would see: answers, pids, exit statuses, log lines.
+
+mod util;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::net::UnixDatagram,
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+use util::{demo_bin, environ, field, is_gone, wait_gone, Client, Steward};
+
+/// Requests sent in a loop by a client thread until stopped; every failure is kept.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    failures: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// One client that reuses its connection (reconnecting when the server closes it),
+    /// and one that opens a connection per request.
+    fn start(port: u16) -> Load {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let threads = [true, false]
+            .into_iter()
+            .map(|keep_alive| {
+                let (stop, sent, failures) = (stop.clone(), sent.clone(), failures.clone());
+                std::thread::spawn(move || {
+                    let mut client: Option<Client> = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        let result = match client.take() {
+                            Some(c) => Ok(c),
+                            None => Client::connect(addr),
+                        }
+                        .and_then(|mut c| {
+                            let response = c.get("/", !keep_alive)?;
+                            Ok((c, response))
+                        });
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        match result {
+                            Ok((c, response)) if response.status == 200 => {
+                                if keep_alive && !response.closes {
+                                    client = Some(c);
+                                }
+                            }
+                            Ok((_, response)) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("status {}", response.status)),
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            sent,
+            failures,
+            threads,
+        }
+    }
+
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().unwrap();
+        }
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failures.lock().unwrap().clone(),
+        )
+    }
+}
+
+#[test]
+fn five_graceful_reloads_under_load_fail_no_request() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "2"], &[&demo]);
+    steward.wait_generation_ready(1);
+    let load = Load::start(steward.port);
+
+    for generation in 2..=6u64 {
+        let from = steward.log.len();
+        steward.signal(Signal::SIGHUP);
+        steward.log.wait_from(
+            from,
+            &["reload complete", &format!("generation={generation} ")],
+        );
+        // Every old worker has exited: whatever answers now is of the new generation.
+        for _ in 0..20 {
+            let response = steward.get("/").unwrap();
+            assert_eq!(response.generation(), generation, "{}", response.body);
+        }
+    }
+
+    let (sent, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {failures:?}",
+        failures.len()
+    );
+    assert!(sent > 100, "the load sent only {sent} requests");
+}
+
+#[test]
+fn a_killed_worker_is_started_again_and_the_others_keep_running() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "3"], &[&demo]);
+    steward.wait_generation_ready(1);
+    let before = steward.worker_pids(1);
+    assert_eq!(before.len(), 3);
+    let (_, victim) = before.iter().find(|(id, _)| *id == 2).copied().unwrap();
+
+    kill(victim, Signal::SIGKILL).unwrap();
+    let (crashed, line) = steward
+        .log
+        .wait_from(0, &["worker exited unexpectedly", "worker=2 "]);
+    assert!(
+        line.contains(&format!("pid={victim} ")) && line.contains("signal SIGKILL"),
+        "{line}"
+    );
+    let (_, line) = steward
+        .log
+        .wait_from(crashed, &["worker started", "worker=2 ", "generation=1 "]);
+    let respawned = Pid::from_raw(field(&line, "pid").parse().unwrap());
+    assert_ne!(respawned, victim);
+
+    for (id, pid) in before.iter().filter(|(id, _)| *id != 2) {
+        assert!(!is_gone(*pid), "worker {id} (pid {pid}) should still run");
+    }
+    assert_eq!(
+        steward.worker_pids(1).len(),
+        4,
+        "exactly one worker was started again"
+    );
+    steward
+        .log
+        .wait_for(&["worker ready", "worker=2 ", &format!("pid={respawned} ")]);
+    assert_eq!(steward.get("/").unwrap().status, 200);
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    let demo = demo_bin();
+    let mut cmd = Command::new(util::steward_bin());
+    let port = util::free_port();
+    cmd.env("STEWARD_DEMO_LOG_REQUESTS", "1")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+            "--",
+        ])
+        .arg(&demo);
+    let mut steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+
+    let slow = std::thread::spawn(move || {
+        util::get(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            "/slow?ms=1500",
+        )
+    });
+    steward.log.wait_for(&["request GET /slow"]);
+    steward.signal(Signal::SIGTERM);
+
+    let response = slow.join().unwrap().expect("the slow request is answered");
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .body
+            .starts_with("hello from worker 1 generation 1"),
+        "{}",
+        response.body
+    );
+    let status = steward.wait_exit(util::DEADLINE);
+    assert_eq!(status.code(), Some(0));
+    steward.log.wait_for(&["shutdown complete"]);
+}
+
+#[test]
+fn sigint_kills_every_worker_at_once() {
+    let demo = demo_bin();
+    let mut cmd = Command::new(util::steward_bin());
+    let port = util::free_port();
+    cmd.env("STEWARD_DEMO_LOG_REQUESTS", "1")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "3",
+            "--",
+        ])
+        .arg(&demo);
+    let mut steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+    let workers = steward.worker_pids(1);
+
+    // A request that a graceful shutdown would wait a minute for.
+    let slow = std::thread::spawn(move || {
+        util::get(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            "/slow?ms=60000",
+        )
+    });
+    steward.log.wait_for(&["request GET /slow"]);
+    steward.signal(Signal::SIGINT);
+
+    let status = steward.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    for (_, pid) in workers {
+        assert!(is_gone(pid), "worker {pid} outlived a brutal shutdown");
+    }
+    assert!(
+        slow.join().unwrap().is_err(),
+        "the killed request cannot have been answered"
+    );
+}
+
+#[test]
+fn no_worker_outlives_a_sigkilled_master() {
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--workers", "3"], &[&demo]);
+    steward.wait_generation_ready(1);
+    let workers = steward.worker_pids(1);
+
+    steward.signal(Signal::SIGKILL);
+    steward.wait_exit(util::DEADLINE);
+    for (_, pid) in workers {
+        wait_gone(pid);
+    }
+}
+
+#[test]
+fn a_command_that_fails_at_once_ends_steward_with_a_clear_message() {
+    let mut steward = Steward::start(&["--workers", "2"], &["/bin/sh", "-c", "exit 3"]);
+    let status = steward.wait_exit(util::DEADLINE);
+    assert_eq!(status.code(), Some(1));
+    steward.log.wait_for(&[
+        "steward: error:",
+        "(/bin/sh -c exit 3) exited with status 3 before it was ready",
+    ]);
+    let started = steward
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("worker started"))
+        .count();
+    assert!(
+        started <= 2,
+        "steward kept starting a failing command: {started} starts"
+    );
+}
+
+#[test]
+fn a_missing_command_is_reported_before_anything_starts() {
+    let mut steward = Steward::start(&[], &["steward-no-such-program"]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward
+        .log
+        .wait_for(&["worker command \"steward-no-such-program\" not found in PATH"]);
+    assert_eq!(steward.log.position(&["worker started"]), None);
+}
+
+#[test]
+fn a_worker_gets_its_sockets_and_environment_and_nothing_else() {
+    let demo = demo_bin();
+    let unix = util::socket_path("fds");
+    let port = util::free_port();
+    // The shell leaves fd 7 open without close-on-exec in steward, as a careless parent would.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec 7</dev/null; exec "$@""#)
+        .arg("sh")
+        .arg(util::steward_bin())
+        .args([
+            "--listen",
+            &format!("web=127.0.0.1:{port}"),
+            "--listen",
+            &format!("admin=unix:{}", unix.display()),
+        ])
+        .args(["--", &demo]);
+    let steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+    assert!(
+        std::fs::read_link(format!("/proc/{}/fd/7", steward.pid())).is_ok(),
+        "steward itself has fd 7"
+    );
+
+    let response = steward.get("/fds").unwrap();
+    assert_eq!(response.body.trim(), "0 1 2 3 4");
+
+    let (_, worker) = steward.worker_pids(1)[0];
+    let env = environ(worker);
+    let var = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    assert_eq!(var("LISTEN_FDS").as_deref(), Some("2"));
+    assert_eq!(var("LISTEN_PID"), Some(worker.to_string()));
+    assert_eq!(var("LISTEN_FDNAMES").as_deref(), Some("web:admin"));
+    assert_eq!(var("STEWARD_WORKER_ID").as_deref(), Some("1"));
+    assert_eq!(var("STEWARD_GENERATION").as_deref(), Some("1"));
+    let notify = var("NOTIFY_SOCKET").expect("NOTIFY_SOCKET is set");
+    assert!(
+        std::fs::metadata(&notify).is_ok(),
+        "NOTIFY_SOCKET {notify} exists"
+    );
+
+    // fd 4 is the unix socket: the worker answers there too.
+    let mut stream = std::os::unix::net::UnixStream::connect(&unix).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.contains(&format!("hello from worker 1 generation 1 pid {worker}")),
+        "{answer}"
+    );
+    drop(steward);
+    let _ = std::fs::remove_file(unix);
+}
+
+#[test]
+fn ready_from_a_process_that_is_not_a_worker_is_ignored() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--ready", "notify"], &[&demo, "--no-notify"]);
+    let started = steward.log.wait_for(&["worker started"]);
+    let worker = Pid::from_raw(field(&started, "pid").parse().unwrap());
+    steward.log.wait_for(&["steward-demo: worker 1"]);
+    let notify = environ(worker)
+        .into_iter()
+        .find(|(k, _)| k == "NOTIFY_SOCKET")
+        .unwrap()
+        .1;
+
+    UnixDatagram::unbound()
+        .unwrap()
+        .send_to(b"READY=1\n", &notify)
+        .unwrap();
+    steward.log.wait_for(&[
+        "ignored notify message: the sender is not a worker",
+        &format!("pid={}", std::process::id()),
+    ]);
+    assert_eq!(
+        steward.log.position(&["generation ready"]),
+        None,
+        "a foreign READY=1 made the generation ready"
+    );
+    assert_eq!(steward.log.position(&["worker ready"]), None);
+
+    // The worker itself is believed.
+    assert_eq!(steward.get("/notify?state=READY%3D1").unwrap().status, 200);
+    steward
+        .log
+        .wait_for(&["worker ready", &format!("pid={worker} ")]);
+    steward.wait_generation_ready(1);
+}
+
+#[test]
+fn chain_reload_replaces_one_worker_at_a_time() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "3"], &[&demo]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGUSR2);
+    steward.log.wait_for(&["reload complete", "generation=2 "]);
+
+    let at = |fragments: &[&str]| {
+        steward
+            .log
+            .position(fragments)
+            .unwrap_or_else(|| panic!("no {fragments:?}"))
+    };
+    for id in 1..=3 {
+        let worker = format!("worker={id} ");
+        let new_ready = at(&["worker ready", &worker, "generation=2 "]);
+        let old_stopped = at(&["stopping worker", &worker, "generation=1 "]);
+        assert!(
+            new_ready < old_stopped,
+            "worker {id}: the old one stopped before the new one was ready"
+        );
+        if id < 3 {
+            let next = format!("worker={} ", id + 1);
+            let next_started = at(&["worker started", &next, "generation=2 "]);
+            assert!(
+                new_ready < next_started,
+                "worker {} started before worker {id} was ready",
+                id + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn sigttin_and_sigttou_add_and_remove_a_worker() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "1"], &[&demo]);
+    steward.wait_generation_ready(1);
+
+    steward.signal(Signal::SIGTTIN);
+    let line = steward.log.wait_for(&["worker started", "worker=2 "]);
+    let second = Pid::from_raw(field(&line, "pid").parse().unwrap());
+    steward.log.wait_for(&["worker ready", "worker=2 "]);
+
+    steward.signal(Signal::SIGTTOU);
+    steward.log.wait_for(&["stopping worker", "worker=2 "]);
+    wait_gone(second);
+    steward.signal(Signal::SIGTTOU);
+    steward.log.wait_for(&["not going below one worker"]);
+    assert_eq!(steward.get("/").unwrap().status, 200);
+}
+
+#[test]
+fn a_crash_loop_backs_off_doubling() {
+    // Ready at once, then exits: the first generation counts as up, so steward respawns.
+    let steward = Steward::start(
+        &["--ready", "immediate", "--respawn-backoff", "50ms"],
+        &["/bin/sh", "-c", "exit 1"],
+    );
+    let mut from = 0;
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let (at, line) = steward.log.wait_from(from, &["worker exited unexpectedly"]);
+        delays.push(field(&line, "respawn_in_ms").parse::<u64>().unwrap());
+        from = at + 1;
+    }
+    assert_eq!(delays, [50, 100, 200, 400]);
+}
+
+#[test]
+fn sigusr1_reports_every_worker() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "2"], &[&demo]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGUSR1);
+    for (id, pid) in steward.worker_pids(1) {
+        steward.log.wait_for(&[
+            "status of worker",
+            &format!("worker={id} "),
+            &format!("pid={pid} "),
+            "state=\"ready\"",
+        ]);
+    }
+}

@@ -1,0 +1,359 @@
+//! Helpers for driving the real `steward` binary: start it, read its log as it comes,
+//! talk HTTP to its workers, and make sure nothing it started outlives the test.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+pub fn steward_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_steward"))
+}
+
+/// The demo worker, built beside steward by `cargo test --workspace`.
+pub fn demo_bin() -> String {
+    let path = steward_bin().with_file_name("steward-demo");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path.to_str().unwrap().to_owned()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A path for a unix socket that no other test uses.
+pub fn socket_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("steward-test-{}-{name}.sock", std::process::id()))
+}
+
+/// The log lines of a running steward, collected by a reader thread.
+#[derive(Clone, Default)]
+pub struct Log {
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Log {
+    fn push(&self, line: String) {
+        let (lines, changed) = &*self.lines;
+        lines.lock().unwrap().push(line);
+        changed.notify_all();
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    /// Waits for the first line at or after index `from` that contains every fragment;
+    /// returns its index and text. Panics with the log after the deadline.
+    pub fn wait_from(&self, from: usize, fragments: &[&str]) -> (usize, String) {
+        let (lines, changed) = &*self.lines;
+        let deadline = Instant::now() + DEADLINE;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            if let Some((i, line)) = guard
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, l)| fragments.iter().all(|f| l.contains(f)))
+            {
+                return (i, line.clone());
+            }
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "no log line with {fragments:?} within {DEADLINE:?}; log:\n{}",
+                guard.join("\n")
+            );
+            guard = changed.wait_timeout(guard, deadline - now).unwrap().0;
+        }
+    }
+
+    /// [`Log::wait_from`] from the first line.
+    pub fn wait_for(&self, fragments: &[&str]) -> String {
+        self.wait_from(0, fragments).1
+    }
+
+    /// The index of the first line with every fragment, if there is one yet.
+    pub fn position(&self, fragments: &[&str]) -> Option<usize> {
+        self.lines()
+            .iter()
+            .position(|l| fragments.iter().all(|f| l.contains(f)))
+    }
+
+    /// The number of lines so far.
+    pub fn len(&self) -> usize {
+        self.lines.0.lock().unwrap().len()
+    }
+}
+
+/// The value of `key=` in a log line.
+pub fn field(line: &str, key: &str) -> String {
+    let needle = format!(" {key}=");
+    let start = line
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        + needle.len();
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
+
+/// A steward process under test; killed, with every worker it logged, when dropped.
+pub struct Steward {
+    child: Child,
+    pub log: Log,
+    pub port: u16,
+}
+
+impl Steward {
+    /// Starts `steward ARGS -- COMMAND` with one TCP listener on a free port (first in
+    /// `args` order, so it is fd 3).
+    pub fn start(args: &[&str], command: &[&str]) -> Steward {
+        let port = free_port();
+        let mut cmd = Command::new(steward_bin());
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .arg("--")
+            .args(command);
+        Self::spawn(cmd, port)
+    }
+
+    /// Starts a prepared command (steward itself, or a shell that execs it).
+    pub fn spawn(mut cmd: Command, port: u16) -> Steward {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start steward");
+        let log = Log::default();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.push(line);
+            }
+        });
+        Steward { child, log, port }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    /// Waits until generation `g` is ready (every worker of it ready).
+    pub fn wait_generation_ready(&self, generation: u64) {
+        self.log
+            .wait_for(&["generation ready", &format!("generation={generation} ")]);
+    }
+
+    /// The pids of the workers of `generation` started so far, by worker id.
+    pub fn worker_pids(&self, generation: u64) -> Vec<(usize, Pid)> {
+        let generation = generation.to_string();
+        self.log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("worker started") && field(l, "generation") == generation)
+            .map(|l| {
+                (
+                    field(l, "worker").parse().unwrap(),
+                    Pid::from_raw(field(l, "pid").parse().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for steward to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "steward did not exit within {limit:?}; log:\n{}",
+                self.log.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends a GET on a new connection.
+    pub fn get(&self, path: &str) -> std::io::Result<Response> {
+        get(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)), path)
+    }
+}
+
+impl Drop for Steward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for line in self
+            .log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("worker started"))
+        {
+            let _ = kill(
+                Pid::from_raw(field(line, "pid").parse().unwrap()),
+                Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Whether a process is gone (a zombie counts as gone: it runs no code).
+pub fn is_gone(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Polls until `pid` is gone, at most [`DEADLINE`].
+pub fn wait_gone(pid: Pid) {
+    let deadline = Instant::now() + DEADLINE;
+    while !is_gone(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still runs after {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The environment of a running process.
+pub fn environ(pid: Pid) -> Vec<(String, String)> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            entry
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    /// The server said `Connection: close`.
+    pub closes: bool,
+}
+
+impl Response {
+    /// The generation in a demo hello body.
+    pub fn generation(&self) -> u64 {
+        let words: Vec<&str> = self.body.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| *w == "generation")
+            .expect("a hello body");
+        words[at + 1].parse().unwrap()
+    }
+}
+
+/// A minimal HTTP/1.1 client over one connection, reusable for keep-alive.
+pub struct Client {
+    stream: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Client {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// Sends a GET and reads the whole response.
+    pub fn get(&mut self, path: &str, close: bool) -> std::io::Result<Response> {
+        let connection = if close { "close" } else { "keep-alive" };
+        write!(
+            self.stream.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: {connection}\r\n\r\n"
+        )?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> std::io::Result<Response> {
+        let broken =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what.to_owned());
+        let mut status_line = String::new();
+        if self.stream.read_line(&mut status_line)? == 0 {
+            return Err(broken("connection closed before a response"));
+        }
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| broken("bad status line"))?;
+        let (mut length, mut closes) = (0usize, false);
+        loop {
+            let mut header = String::new();
+            if self.stream.read_line(&mut header)? == 0 {
+                return Err(broken("connection closed in the headers"));
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => {
+                        length = value.trim().parse().map_err(|_| broken("bad length"))?
+                    }
+                    "connection" => closes = value.trim().eq_ignore_ascii_case("close"),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            closes,
+        })
+    }
+}
+
+/// One GET on a new connection, closed after the response.
+pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    Client::connect(addr)?.get(path, true)
+}
