@@ -529,8 +529,8 @@ impl Master {
             self.generation_ready(current);
         }
 
-        for id in 1..=self.desired {
-            if live[id]
+        for (id, &is_live) in live.iter().enumerate().skip(1) {
+            if is_live
                 || self
                     .respawns
                     .iter()
