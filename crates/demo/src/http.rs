@@ -60,9 +60,11 @@ pub(crate) fn serve<S: Stream>(mut stream: S, shared: &Shared) {
             }
         };
         if shared.log_requests {
-            eprintln!(
+            log!(
                 "steward-demo: pid {} request {} {}",
-                shared.pid, req.method, req.target
+                shared.pid,
+                req.method,
+                req.target
             );
         }
         let (status, body) = route(&req, shared);

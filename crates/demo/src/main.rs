@@ -6,6 +6,16 @@
 //! finishes every request already in flight, so a reload drops nothing.
 //! The integration tests of steward drive this binary.
 
+/// Writes one line to stderr with a single write(2): steward and its other workers share
+/// the pipe, and a line written in pieces (as `eprintln!` may do) interleaves with theirs.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
+
 mod http;
 
 use std::env;
@@ -172,7 +182,7 @@ const USAGE: &str =
     "usage: steward-demo [--listen HOST:PORT | --listen unix:PATH]... [--boot-ms N] [--no-notify]";
 
 fn die(code: i32, msg: impl std::fmt::Display) -> ! {
-    eprintln!("steward-demo: {msg}");
+    log!("steward-demo: {msg}");
     process::exit(code)
 }
 
@@ -342,7 +352,7 @@ fn poll_until(fds: &mut [PollFd], timeout: Option<Duration>) {
 }
 
 fn exit_now(shared: &Shared, why: &str) -> ! {
-    eprintln!("steward-demo: {} stopped ({why})", shared.who());
+    log!("steward-demo: {} stopped ({why})", shared.who());
     process::exit(0)
 }
 
@@ -381,7 +391,7 @@ fn serve(listeners: &[Listener], sigfd: &SignalFd, shared: &Arc<Shared>) {
                 Err(e) => {
                     // EMFILE and friends leave the socket readable; back off
                     // instead of spinning on poll.
-                    eprintln!("steward-demo: accept on {}: {e}", listener.describe());
+                    log!("steward-demo: accept on {}: {e}", listener.describe());
                     thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -397,7 +407,7 @@ fn drain(listeners: Vec<Listener>, sigfd: &SignalFd, shared: &Arc<Shared>) -> ! 
     drop(listeners);
     if env::var_os("NOTIFY_SOCKET").is_some() {
         if let Err(e) = notify(b"STOPPING=1") {
-            eprintln!("steward-demo: cannot send STOPPING=1: {e}");
+            log!("steward-demo: cannot send STOPPING=1: {e}");
         }
     }
     let waiter = Arc::clone(shared);
@@ -438,7 +448,7 @@ fn main() {
     let listeners = match env::var("LISTEN_FDS") {
         Ok(count) => {
             if !opts.listen.is_empty() {
-                eprintln!("steward-demo: LISTEN_FDS is set; ignoring --listen");
+                log!("steward-demo: LISTEN_FDS is set; ignoring --listen");
             }
             inherited_listeners(&count, &startup_fds)
         }
@@ -503,11 +513,11 @@ fn main() {
 
     if opts.notify && env::var_os("NOTIFY_SOCKET").is_some() {
         if let Err(e) = notify(b"READY=1") {
-            eprintln!("steward-demo: cannot send READY=1: {e}");
+            log!("steward-demo: cannot send READY=1: {e}");
         }
     }
     let addrs: Vec<String> = listeners.iter().map(Listener::describe).collect();
-    eprintln!(
+    log!(
         "steward-demo: {} serving on {} (fds: {})",
         shared.who(),
         addrs.join(", "),
