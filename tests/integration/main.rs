@@ -158,27 +158,10 @@ fn a_killed_worker_is_started_again_and_the_others_keep_running() {
 #[test]
 fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let demo = demo_bin();
-    let mut cmd = Command::new(util::steward_bin());
-    let port = util::free_port();
-    cmd.env("STEWARD_DEMO_LOG_REQUESTS", "1")
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--",
-        ])
-        .arg(&demo);
-    let mut steward = Steward::spawn(cmd, port);
+    let log_requests = [("STEWARD_DEMO_LOG_REQUESTS", "1")];
+    let mut steward = Steward::start_env(&log_requests, &["--workers", "1"], &[&demo]);
     steward.wait_generation_ready(1);
-
-    let slow = std::thread::spawn(move || {
-        util::get(
-            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            "/slow?ms=1500",
-        )
-    });
-    steward.log.wait_for(&["request GET /slow"]);
+    let slow = steward.request_in_flight(1500);
     steward.signal(Signal::SIGTERM);
 
     let response = slow.join().unwrap().expect("the slow request is answered");
@@ -198,29 +181,12 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
 #[test]
 fn sigint_kills_every_worker_at_once() {
     let demo = demo_bin();
-    let mut cmd = Command::new(util::steward_bin());
-    let port = util::free_port();
-    cmd.env("STEWARD_DEMO_LOG_REQUESTS", "1")
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "3",
-            "--",
-        ])
-        .arg(&demo);
-    let mut steward = Steward::spawn(cmd, port);
+    let log_requests = [("STEWARD_DEMO_LOG_REQUESTS", "1")];
+    let mut steward = Steward::start_env(&log_requests, &["--workers", "3"], &[&demo]);
     steward.wait_generation_ready(1);
     let workers = steward.worker_pids(1);
-
     // A request that a graceful shutdown would wait a minute for.
-    let slow = std::thread::spawn(move || {
-        util::get(
-            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            "/slow?ms=60000",
-        )
-    });
-    steward.log.wait_for(&["request GET /slow"]);
+    let slow = steward.request_in_flight(60_000);
     steward.signal(Signal::SIGINT);
 
     let status = steward.wait_exit(Duration::from_secs(5));

@@ -133,9 +133,15 @@ impl Steward {
     /// Starts `steward ARGS -- COMMAND` with one TCP listener on a free port (first in
     /// `args` order, so it is fd 3).
     pub fn start(args: &[&str], command: &[&str]) -> Steward {
+        Self::start_env(&[], args, command)
+    }
+
+    /// [`Steward::start`] with extra environment variables for steward and its workers.
+    pub fn start_env(env: &[(&str, &str)], args: &[&str], command: &[&str]) -> Steward {
         let port = free_port();
         let mut cmd = Command::new(steward_bin());
-        cmd.arg("--listen")
+        cmd.envs(env.iter().copied())
+            .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
             .arg("--")
@@ -204,6 +210,16 @@ impl Steward {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends `GET /slow?ms=MS` from a thread and returns once the demo worker logged it
+    /// (it must run with STEWARD_DEMO_LOG_REQUESTS=1): the request is then in flight.
+    pub fn request_in_flight(&self, ms: u64) -> std::thread::JoinHandle<std::io::Result<Response>> {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let path = format!("/slow?ms={ms}");
+        let request = std::thread::spawn(move || get(addr, &path));
+        self.log.wait_for(&["request GET /slow"]);
+        request
     }
 
     /// Sends a GET on a new connection.
