@@ -179,7 +179,9 @@ impl Master {
             "master started"
         );
         loop {
-            self.reconcile();
+            // A started worker can be ready at once (immediate mode), which can make a
+            // generation ready and retire the old one: reconcile until nothing starts.
+            while self.reconcile() {}
             if let Lifecycle::Stopping { .. } = self.lifecycle {
                 if self.workers.is_empty() {
                     info!("shutdown complete");
@@ -208,16 +210,17 @@ impl Master {
                 let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
                 (readable(&fds[0]), readable(&fds[1]))
             };
+            // Datagrams first: a worker's last words arrive before the SIGCHLD of its exit.
+            if notify_ready {
+                while let Some(datagram) = self.notify.receive() {
+                    self.on_notify(datagram.sender, &datagram.bytes);
+                }
+            }
             if signals_ready {
                 while let Ok(Some(info)) = self.signals.read_signal() {
                     if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
                         self.on_signal(signal);
                     }
-                }
-            }
-            if notify_ready {
-                while let Some(datagram) = self.notify.receive() {
-                    self.on_notify(datagram.sender, &datagram.bytes);
                 }
             }
             self.on_timers(Instant::now());
@@ -480,10 +483,11 @@ impl Master {
     }
 
     /// Brings the worker table in line with what should run: stops what was replaced,
-    /// starts what is missing, and notes generations that became ready.
-    fn reconcile(&mut self) {
+    /// starts what is missing, and notes generations that became ready. Returns whether
+    /// it started a worker.
+    fn reconcile(&mut self) -> bool {
         if let Lifecycle::Stopping { .. } = self.lifecycle {
-            return;
+            return false;
         }
         let now = Instant::now();
         let current = self.current;
@@ -508,6 +512,7 @@ impl Master {
             }
         }
         let all_ready = ready[1..].iter().all(|r| *r);
+        let mut started = false;
 
         for index in 0..self.workers.len() {
             let worker = &self.workers[index];
@@ -542,7 +547,10 @@ impl Master {
                 break;
             }
             match self.start_worker(id, current) {
-                Ok(()) => starting_current |= self.options.ready != ReadyMode::Immediate,
+                Ok(()) => {
+                    started = true;
+                    starting_current |= self.options.ready != ReadyMode::Immediate;
+                }
                 Err(e) => {
                     let respawned = self
                         .slots
@@ -560,7 +568,7 @@ impl Master {
                     if matches!(self.lifecycle, Lifecycle::Stopping { .. })
                         || self.current != current
                     {
-                        return;
+                        return started;
                     }
                 }
             }
@@ -581,6 +589,7 @@ impl Master {
                 self.reload = None;
             }
         }
+        started
     }
 
     fn generation_ready(&mut self, generation: u64) {
