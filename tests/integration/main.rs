@@ -424,3 +424,68 @@ fn sigusr1_reports_every_worker() {
         ]);
     }
 }
+
+#[test]
+fn a_worker_that_ignores_the_stop_signal_is_killed_after_the_mercy() {
+    // An ignored SIGTERM survives exec: sleep never hears it.
+    let mut steward = Steward::start(
+        &["--worker-reload-mercy", "300ms", "--ready", "immediate"],
+        &[
+            "/bin/sh",
+            "-c",
+            r#"trap "" TERM; echo "SIGTERM ignored by $$" >&2; exec sleep 600"#,
+        ],
+    );
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    steward
+        .log
+        .wait_for(&[&format!("SIGTERM ignored by {worker}")]);
+    steward.signal(Signal::SIGTERM);
+    let line = steward
+        .log
+        .wait_for(&["did not stop within the mercy", &format!("pid={worker} ")]);
+    assert!(line.contains("mercy_ms=300"), "{line}");
+    assert!(steward
+        .log
+        .wait_for(&["worker exited", &format!("pid={worker} ")])
+        .contains("signal SIGKILL"));
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn the_stop_signal_is_configurable() {
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--worker-stop-signal", "INT"], &[&demo]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGTERM);
+    steward.log.wait_for(&["stopping worker", "signal=SIGINT"]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn bad_command_line_values_are_refused_with_the_reason() {
+    for (args, expected) in [
+        (
+            &["--listen", "localhost:80"][..],
+            "host names are not resolved",
+        ),
+        (&["--ready", "sometimes"][..], "invalid readiness mode"),
+        (&["--worker-stop-signal", "SIGFOO"][..], "invalid signal"),
+        (&["--worker-reload-mercy", "soon"][..], "invalid duration"),
+        (&["--workers", "0"][..], "workers must be at least 1"),
+    ] {
+        let output = Command::new(util::steward_bin())
+            .args(args)
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(if args[0] == "--workers" { 1 } else { 2 }),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
