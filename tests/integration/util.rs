@@ -230,20 +230,34 @@ impl Steward {
 
 impl Drop for Steward {
     fn drop(&mut self) {
+        // Only the master's present children: their pids cannot be reused before the
+        // master reaps them. A pid from an old log line may belong to anyone by now.
+        if self.child.try_wait().ok().flatten().is_none() {
+            for worker in children_of(self.pid()) {
+                let _ = kill(worker, Signal::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for line in self
-            .log
-            .lines()
-            .iter()
-            .filter(|l| l.contains("worker started"))
-        {
-            let _ = kill(
-                Pid::from_raw(field(line, "pid").parse().unwrap()),
-                Signal::SIGKILL,
-            );
-        }
     }
+}
+
+/// The processes whose parent is `parent`.
+pub fn children_of(parent: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(parent.as_raw())
+            })
+        })
+        .map(Pid::from_raw)
+        .collect()
 }
 
 /// Whether a process is gone (a zombie counts as gone: it runs no code).
