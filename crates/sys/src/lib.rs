@@ -1,6 +1,7 @@
 //! steward's process primitives: the one crate of the workspace that uses `unsafe`.
 //!
-//! Its job is to fork a worker and exec its command in a way that is safe in the child:
+//! It adopts the sockets a service manager hands over ([`adopt_inherited_socket`]), and
+//! it forks a worker and execs its command in a way that is safe in the child:
 //! everything the child needs (argument and environment arrays, a slot for LISTEN_PID,
 //! scratch space for file descriptors) is prepared in an [`ExecPlan`] before `fork`, and
 //! between `fork` and `execve` the child makes only async-signal-safe system calls. If
@@ -20,6 +21,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod fds;
 mod spawn;
 
-pub use crate::spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError};
+pub use crate::{
+    fds::{adopt_inherited_socket, AdoptError},
+    spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError},
+};
