@@ -1,7 +1,9 @@
-//! steward's systemd adapter: the sd_notify protocol in both directions.
+//! steward's systemd adapter: socket activation in, the sd_notify protocol both ways.
 //!
-//! The master speaks it twice. Upwards it tells systemd (or whoever set NOTIFY_SOCKET)
-//! that the service is ready, reloading or stopping, with a [`Notifier`]. Downwards it
+//! [`take_listen_fds`] takes the sockets systemd hands over (LISTEN_FDS, with a strict
+//! LISTEN_PID check, and their LISTEN_FDNAMES). The notify protocol the master speaks
+//! twice. Upwards it tells systemd (or whoever set NOTIFY_SOCKET) that the service is
+//! ready, reloading or stopping, with a [`Notifier`]. Downwards it
 //! runs a notify socket of its own for its workers, and reads what they send with
 //! [`Notification::parse`], so a worker written for systemd works under steward as is.
 //!
@@ -17,6 +19,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod activation;
 mod notify;
 
-pub use crate::notify::{Notification, Notifier, NotifyError, State};
+pub use crate::{
+    activation::{parse_activation, take_listen_fds, Activation, ActivationError, InheritedSocket},
+    notify::{Notification, Notifier, NotifyError, State},
+};
