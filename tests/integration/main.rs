@@ -1,6 +1,7 @@
 //! Integration tests: each drives the real `steward` binary over the demo worker, and
 //! checks what a user would see: answers, pids, exit statuses, log lines.
 
+mod activation;
 mod util;
 
 use std::{

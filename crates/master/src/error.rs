@@ -16,6 +16,20 @@ pub enum MasterError {
         /// The failing call's error.
         source: Errno,
     },
+    /// The socket-activation variables are inconsistent or name a non-socket.
+    #[error(transparent)]
+    Activation(#[from] steward_systemd::ActivationError),
+    /// A handed-over socket that does not listen.
+    #[error("socket activation: fd {0} is not a listening socket")]
+    NotListening(i32),
+    /// More handed-over sockets than configured ones.
+    #[error("socket activation: fd {fd} (name {name:?}) matches no configured --listen socket; name it like one (FileDescriptorName=) or configure one more")]
+    UnmatchedInheritedSocket {
+        /// The descriptor.
+        fd: i32,
+        /// Its LISTEN_FDNAMES entry.
+        name: String,
+    },
     /// A unix socket path is held by a process that still accepts on it.
     #[error("cannot listen on unix:{0}: another process is listening there")]
     UnixSocketInUse(PathBuf),

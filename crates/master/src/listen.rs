@@ -12,6 +12,7 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6, UnixAddr,
 };
 use steward_options::{ListenAddr, ListenSpec};
+use steward_systemd::InheritedSocket;
 
 use crate::MasterError;
 
@@ -20,8 +21,10 @@ use crate::MasterError;
 pub struct Listener {
     /// Its name in LISTEN_FDNAMES.
     pub name: String,
-    /// Where it listens.
-    pub addr: ListenAddr,
+    /// Where it listens, for messages: `127.0.0.1:8000`, `unix:/run/app.sock`.
+    pub description: String,
+    /// Handed over by the service manager rather than bound by steward.
+    pub inherited: bool,
     fd: OwnedFd,
 }
 
@@ -82,7 +85,38 @@ impl Listener {
         listen(&fd, backlog).map_err(failed)?;
         Ok(Listener {
             name,
-            addr: spec.addr.clone(),
+            description: spec.addr.to_string(),
+            inherited: false,
+            fd,
+        })
+    }
+
+    /// Takes a socket the service manager handed over; it must already listen.
+    pub fn inherited(name: String, fd: OwnedFd) -> Result<Listener, MasterError> {
+        let raw = fd.as_raw_fd();
+        if !nix::sys::socket::getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
+            return Err(MasterError::NotListening(raw));
+        }
+        let addr: Option<nix::sys::socket::SockaddrStorage> =
+            nix::sys::socket::getsockname(raw).ok();
+        let description = addr
+            .as_ref()
+            .and_then(|addr| {
+                if let Some(v4) = addr.as_sockaddr_in() {
+                    Some(std::net::SocketAddrV4::from(*v4).to_string())
+                } else if let Some(v6) = addr.as_sockaddr_in6() {
+                    Some(std::net::SocketAddrV6::from(*v6).to_string())
+                } else {
+                    addr.as_unix_addr()
+                        .and_then(|u| u.path())
+                        .map(|p| format!("unix:{}", p.display()))
+                }
+            })
+            .unwrap_or_else(|| format!("inherited fd {raw}"));
+        Ok(Listener {
+            name,
+            description,
+            inherited: true,
             fd,
         })
     }
@@ -119,12 +153,63 @@ fn remove_stale_unix_socket(path: &Path) -> Result<(), MasterError> {
     }
 }
 
-/// Binds every configured socket, in order.
-pub(crate) fn bind_all(options: &steward_options::Options) -> Result<Vec<Listener>, MasterError> {
+/// The master's sockets: those handed over by socket activation, matched to the
+/// configured ones by name (LISTEN_FDNAMES) and then by order, and the configured ones
+/// nothing was handed over for, bound here. With no `--listen` at all, every handed-over
+/// socket is used as it comes.
+pub(crate) fn listeners(
+    options: &steward_options::Options,
+    inherited: Vec<InheritedSocket>,
+) -> Result<Vec<Listener>, MasterError> {
+    let names = options.fd_names();
+    if options.listen.is_empty() {
+        return inherited
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| {
+                Listener::inherited(
+                    socket.name.unwrap_or_else(|| format!("listen{i}")),
+                    socket.fd,
+                )
+            })
+            .collect();
+    }
+    let mut slots: Vec<Option<OwnedFd>> = names.iter().map(|_| None).collect();
+    let mut unmatched = Vec::new();
+    for socket in inherited {
+        match socket
+            .name
+            .as_ref()
+            .and_then(|name| names.iter().position(|n| n == name))
+        {
+            Some(slot) if slots[slot].is_none() => slots[slot] = Some(socket.fd),
+            _ => unmatched.push(socket),
+        }
+    }
+    for socket in unmatched {
+        match slots.iter().position(Option::is_none) {
+            Some(slot) => slots[slot] = Some(socket.fd),
+            None => {
+                return Err(MasterError::UnmatchedInheritedSocket {
+                    fd: socket.fd.as_raw_fd(),
+                    name: socket.name.unwrap_or_else(|| "unknown".into()),
+                })
+            }
+        }
+    }
     options
         .listen
         .iter()
-        .zip(options.fd_names())
-        .map(|(spec, name)| Listener::bind(spec, name, options.listen_backlog))
+        .zip(names)
+        .zip(slots)
+        .map(|((spec, name), fd)| match fd {
+            Some(fd) => {
+                let listener = Listener::inherited(name, fd)?;
+                tracing::info!(name = %listener.name, configured = %spec.addr, socket = %listener.description,
+                    "using the socket handed over by the service manager");
+                Ok(listener)
+            }
+            None => Listener::bind(spec, name, options.listen_backlog),
+        })
         .collect()
 }

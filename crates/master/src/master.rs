@@ -16,12 +16,12 @@ use nix::{
 };
 use steward_options::{Options, ReadyMode};
 use steward_sys::{spawn, ChildFds};
-use steward_systemd::{Notification, Notifier, State};
+use steward_systemd::{Activation, Notification, Notifier, State};
 use tracing::{error, info, warn};
 
 use crate::{
     command::WorkerCommand,
-    listen::{bind_all, Listener},
+    listen::{listeners, Listener},
     notify::NotifySocket,
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
@@ -120,9 +120,19 @@ impl Master {
     /// so call this from the thread that will call [`Master::run`], before starting others).
     pub fn new(options: Options) -> Result<Master, MasterError> {
         options.validate()?;
-        let listeners = bind_all(&options)?;
+        let inherited = match steward_systemd::take_listen_fds()? {
+            Activation::Sockets(sockets) => sockets,
+            Activation::Absent => Vec::new(),
+            Activation::NotForThisProcess { listen_pid } => {
+                warn!(listen_pid = %listen_pid.as_deref().unwrap_or("unset"),
+                    "LISTEN_FDS is set but LISTEN_PID is not this process: those descriptors are not ours; ignored");
+                Vec::new()
+            }
+        };
+        let listeners = listeners(&options, inherited)?;
+        let fd_names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
         let notify = NotifySocket::bind()?;
-        let command = WorkerCommand::new(&options.command, &options.fd_names(), notify.path())?;
+        let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
         let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
             warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
@@ -168,7 +178,7 @@ impl Master {
         let addrs: Vec<String> = self
             .listeners
             .iter()
-            .map(|l| format!("{}={}", l.name, l.addr))
+            .map(|l| format!("{}={}", l.name, l.description))
             .collect();
         info!(
             pid = std::process::id(),
