@@ -490,3 +490,54 @@ fn bad_command_line_values_are_refused_with_the_reason() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn systemd_hears_ready_reloading_with_its_timestamp_ready_again_and_stopping() {
+    let path = util::socket_path("systemd-notify");
+    let _ = std::fs::remove_file(&path);
+    let systemd = UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(util::DEADLINE)).unwrap();
+    let receive = || {
+        let mut buffer = [0u8; 4096];
+        let n = systemd
+            .recv(&mut buffer)
+            .expect("a notification within the deadline");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let monotonic_usec = || {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+        now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000
+    };
+
+    let demo = demo_bin();
+    let notify_socket = path.to_str().unwrap().to_owned();
+    let mut steward = Steward::start_env(
+        &[("NOTIFY_SOCKET", &notify_socket)],
+        &["--workers", "2"],
+        &[&demo],
+    );
+    assert_eq!(receive(), "READY=1\nSTATUS=2 workers, generation 1\n");
+
+    let before = monotonic_usec();
+    steward.signal(Signal::SIGHUP);
+    let reloading = receive();
+    let after = monotonic_usec();
+    let lines: Vec<&str> = reloading.lines().collect();
+    assert_eq!(lines[0], "RELOADING=1", "{reloading}");
+    let stamp: u64 = lines[1]
+        .strip_prefix("MONOTONIC_USEC=")
+        .expect("MONOTONIC_USEC in the same datagram")
+        .parse()
+        .unwrap();
+    assert!(
+        before <= stamp && stamp <= after,
+        "{stamp} not within [{before}, {after}]"
+    );
+    assert_eq!(lines[2], "STATUS=reloading: starting generation 2");
+    assert_eq!(receive(), "READY=1\nSTATUS=2 workers, generation 2\n");
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(receive(), "STOPPING=1\n");
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_file(&path);
+}

@@ -268,6 +268,10 @@ impl Master {
         self.latest += 1;
         self.current = self.latest;
         self.respawns.clear();
+        if self.lifecycle == Lifecycle::Running {
+            let status = State::Status(format!("reloading: starting generation {}", self.current));
+            self.notify_systemd(&[State::reloading_now(), status]);
+        }
         self.reload = Some(Reload {
             generation: self.current,
             chain,
@@ -419,6 +423,11 @@ impl Master {
             .serving
             .expect("a reload aborts only while a generation serves");
         error!(generation, serving, reason = %reason, "reload failed; the serving generation keeps serving");
+        // systemd waits for READY=1 to end the reload, failed or not.
+        let status = format!(
+            "reload to generation {generation} failed: {reason}; generation {serving} serving"
+        );
+        self.notify_systemd(&[State::Ready, State::Status(status)]);
         self.current = serving;
         self.reload = None;
         self.respawns.clear();
@@ -610,7 +619,7 @@ impl Master {
             self.lifecycle = Lifecycle::Running;
             self.notify_systemd(&[State::Ready, status]);
         } else {
-            self.notify_systemd(&[status]);
+            self.notify_systemd(&[State::Ready, status]);
         }
     }
 

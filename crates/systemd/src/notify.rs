@@ -86,11 +86,26 @@ pub enum State {
     Ready,
     /// `STOPPING=1`: the service is shutting down.
     Stopping,
+    /// `RELOADING=1` with `MONOTONIC_USEC=`, the CLOCK_MONOTONIC time of the reload's
+    /// start: systemd (Type=notify-reload) ignores RELOADING=1 without it.
+    Reloading {
+        /// Microseconds of CLOCK_MONOTONIC, as from [`State::reloading_now`].
+        monotonic_usec: u64,
+    },
     /// `STATUS=...`: a one-line status for `systemctl status`.
     Status(String),
 }
 
 impl State {
+    /// `RELOADING=1` stamped with the present CLOCK_MONOTONIC time.
+    pub fn reloading_now() -> State {
+        // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make systemd ignore one reload.
+        let monotonic_usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|now| now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000)
+            .unwrap_or(0);
+        State::Reloading { monotonic_usec }
+    }
+
     /// The datagram for `states`: one `KEY=VALUE` line each.
     pub fn encode(states: &[State]) -> Vec<u8> {
         let mut datagram = String::new();
@@ -98,6 +113,9 @@ impl State {
             match state {
                 State::Ready => datagram.push_str("READY=1\n"),
                 State::Stopping => datagram.push_str("STOPPING=1\n"),
+                State::Reloading { monotonic_usec } => {
+                    datagram.push_str(&format!("RELOADING=1\nMONOTONIC_USEC={monotonic_usec}\n"))
+                }
                 // A newline would end the assignment early and start a forged one.
                 State::Status(text) => {
                     datagram.push_str("STATUS=");
@@ -186,6 +204,21 @@ mod tests {
             Notification::parse(b"READY=yes"),
             Err(NotifyError::BadValue { .. })
         ));
+    }
+
+    #[test]
+    fn reloading_carries_its_timestamp_in_the_same_datagram() {
+        let datagram = State::encode(&[
+            State::Reloading {
+                monotonic_usec: 1234567,
+            },
+            State::Status("x".into()),
+        ]);
+        assert_eq!(datagram, b"RELOADING=1\nMONOTONIC_USEC=1234567\nSTATUS=x\n");
+        let State::Reloading { monotonic_usec } = State::reloading_now() else {
+            unreachable!()
+        };
+        assert!(monotonic_usec > 0);
     }
 
     #[test]
