@@ -49,7 +49,7 @@ fn the_first_connection_starts_steward_and_is_answered_on_the_named_socket() {
 
     let (_, worker) = steward.worker_pids(1)[0];
     let env = environ(worker);
-    let var = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let var = |key: &str| env.get(key).cloned();
     assert_eq!(var("LISTEN_FDNAMES").as_deref(), Some("web"));
     assert_eq!(var("LISTEN_PID"), Some(worker.to_string()));
 }

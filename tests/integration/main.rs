@@ -276,7 +276,7 @@ fn a_worker_gets_its_sockets_and_environment_and_nothing_else() {
 
     let (_, worker) = steward.worker_pids(1)[0];
     let env = environ(worker);
-    let var = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let var = |key: &str| env.get(key).cloned();
     assert_eq!(var("LISTEN_FDS").as_deref(), Some("2"));
     assert_eq!(var("LISTEN_PID"), Some(worker.to_string()));
     assert_eq!(var("LISTEN_FDNAMES").as_deref(), Some("web:admin"));
@@ -311,11 +311,7 @@ fn ready_from_a_process_that_is_not_a_worker_is_ignored() {
     let started = steward.log.wait_for(&["worker started"]);
     let worker = Pid::from_raw(field(&started, "pid").parse().unwrap());
     steward.log.wait_for(&["steward-demo: worker 1"]);
-    let notify = environ(worker)
-        .into_iter()
-        .find(|(k, _)| k == "NOTIFY_SOCKET")
-        .unwrap()
-        .1;
+    let notify = environ(worker)["NOTIFY_SOCKET"].clone();
 
     UnixDatagram::unbound()
         .unwrap()

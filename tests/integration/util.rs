@@ -283,7 +283,7 @@ pub fn wait_gone(pid: Pid) {
 }
 
 /// The environment of a running process.
-pub fn environ(pid: Pid) -> Vec<(String, String)> {
+pub fn environ(pid: Pid) -> std::collections::HashMap<String, String> {
     std::fs::read(format!("/proc/{pid}/environ"))
         .unwrap()
         .split(|b| *b == 0)
