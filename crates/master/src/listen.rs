@@ -23,8 +23,6 @@ pub struct Listener {
     pub name: String,
     /// Where it listens, for messages: `127.0.0.1:8000`, `unix:/run/app.sock`.
     pub description: String,
-    /// Handed over by the service manager rather than bound by steward.
-    pub inherited: bool,
     fd: OwnedFd,
 }
 
@@ -86,7 +84,6 @@ impl Listener {
         Ok(Listener {
             name,
             description: spec.addr.to_string(),
-            inherited: false,
             fd,
         })
     }
@@ -116,20 +113,8 @@ impl Listener {
         Ok(Listener {
             name,
             description,
-            inherited: true,
             fd,
         })
-    }
-
-    /// The address the kernel actually bound (differs from the configured one for port 0).
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        let addr: nix::sys::socket::SockaddrStorage =
-            nix::sys::socket::getsockname(self.fd.as_raw_fd()).ok()?;
-        if let Some(v4) = addr.as_sockaddr_in() {
-            return Some(std::net::SocketAddr::V4((*v4).into()));
-        }
-        addr.as_sockaddr_in6()
-            .map(|v6| std::net::SocketAddr::V6((*v6).into()))
     }
 }
 

@@ -451,17 +451,14 @@ impl Master {
         if message.stopping {
             tracing::debug!(worker = worker.id, generation = worker.generation, pid = %sender, "worker says it is stopping");
         }
-        let believes_ready = matches!(self.options.ready, ReadyMode::Notify | ReadyMode::Auto(_));
+        let believes_ready = self.options.ready.believes_ready_message();
         if message.ready && believes_ready && worker.state == WorkerState::Starting {
             mark_ready(worker);
         }
     }
 
     fn on_timers(&mut self, now: Instant) {
-        let ready_after = match self.options.ready {
-            ReadyMode::Auto(after) | ReadyMode::Delay(after) => Some(after),
-            ReadyMode::Notify | ReadyMode::Immediate => None,
-        };
+        let ready_after = self.options.ready.ready_after_alive();
         for index in 0..self.workers.len() {
             let worker = &mut self.workers[index];
             match worker.state {
@@ -486,10 +483,7 @@ impl Master {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let ready_after = match self.options.ready {
-            ReadyMode::Auto(after) | ReadyMode::Delay(after) => Some(after),
-            ReadyMode::Notify | ReadyMode::Immediate => None,
-        };
+        let ready_after = self.options.ready.ready_after_alive();
         let workers = self.workers.iter().filter_map(|worker| match worker.state {
             WorkerState::Starting => ready_after.map(|after| worker.started + after),
             WorkerState::Stopping {
@@ -571,10 +565,7 @@ impl Master {
                     starting_current |= self.options.ready != ReadyMode::Immediate;
                 }
                 Err(e) => {
-                    let respawned = self
-                        .slots
-                        .get(id - 1)
-                        .is_some_and(|s| s.crashed_generation == Some(current));
+                    let respawned = self.is_respawn(id, current);
                     self.worker_failed(&FailedStart {
                         id,
                         generation: current,
@@ -623,6 +614,13 @@ impl Master {
         }
     }
 
+    /// Whether starting worker `id` of `generation` follows a crash of that same worker.
+    fn is_respawn(&self, id: usize, generation: u64) -> bool {
+        self.slots
+            .get(id - 1)
+            .is_some_and(|s| s.crashed_generation == Some(generation))
+    }
+
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
         let mut plan = self.command.plan(id, generation)?;
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
@@ -635,10 +633,7 @@ impl Master {
             command: self.command.display.clone(),
             source,
         })?;
-        let respawned = self
-            .slots
-            .get(id - 1)
-            .is_some_and(|s| s.crashed_generation == Some(generation));
+        let respawned = self.is_respawn(id, generation);
         let mut worker = Worker {
             id,
             generation,

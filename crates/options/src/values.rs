@@ -18,6 +18,21 @@ pub enum ReadyMode {
     Immediate,
 }
 
+impl ReadyMode {
+    /// How long a worker must stay alive to count as ready without notifying, if at all.
+    pub fn ready_after_alive(self) -> Option<Duration> {
+        match self {
+            ReadyMode::Auto(after) | ReadyMode::Delay(after) => Some(after),
+            ReadyMode::Notify | ReadyMode::Immediate => None,
+        }
+    }
+
+    /// Whether `READY=1` from a worker makes it ready.
+    pub fn believes_ready_message(self) -> bool {
+        matches!(self, ReadyMode::Notify | ReadyMode::Auto(_))
+    }
+}
+
 impl Default for ReadyMode {
     fn default() -> Self {
         ReadyMode::Auto(Duration::from_secs(1))
