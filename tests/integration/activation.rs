@@ -47,6 +47,8 @@ fn the_first_connection_starts_steward_and_is_answered_on_the_named_socket() {
     // The socket named web replaced the configured one: steward bound nothing itself.
     assert!(TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, configured))).is_err());
 
+    // The worker can answer before the master has logged its start.
+    steward.wait_generation_ready(1);
     let (_, worker) = steward.worker_pids(1)[0];
     let env = environ(worker);
     let var = |key: &str| env.get(key).cloned();
