@@ -31,6 +31,12 @@ pub enum OptionError {
         "invalid duration {0:?}: expected a number of seconds, or a number with ms, s, m or h"
     )]
     Duration(String),
+    /// A reload strategy other than `graceful` or `chain`.
+    #[error("invalid reload strategy {0:?}: expected graceful or chain")]
+    ReloadStrategy(String),
+    /// A log destination that is neither a file path nor `udp:HOST:PORT`.
+    #[error("invalid log destination {0:?}: expected a file path or udp:HOST:PORT")]
+    LogTarget(String),
     /// No command to run in the workers.
     #[error("no worker command given: put it after `--`, as in `steward --listen 127.0.0.1:8000 -- /usr/bin/myserver`")]
     NoCommand,

@@ -23,5 +23,5 @@ pub use crate::{
     error::OptionError,
     listen::{ListenAddr, ListenSpec},
     model::Options,
-    values::{parse_duration, ReadyMode, StopSignal},
+    values::{parse_duration, LogTarget, ReadyMode, ReloadStrategy, StopSignal},
 };

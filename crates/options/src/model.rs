@@ -1,6 +1,10 @@
 use std::time::Duration;
 
-use crate::{listen::ListenAddr, ListenSpec, OptionError, ReadyMode, StopSignal};
+use std::path::PathBuf;
+
+use crate::{
+    listen::ListenAddr, ListenSpec, LogTarget, OptionError, ReadyMode, ReloadStrategy, StopSignal,
+};
 
 /// Everything the master needs to run: the sockets, the workers and how they are
 /// started, replaced and stopped.
@@ -29,6 +33,91 @@ pub struct Options {
     pub respawn_reset_after: Duration,
     /// The listen(2) backlog of the sockets steward binds.
     pub listen_backlog: i32,
+    /// What SIGHUP does: start a whole new generation, or replace one worker at a time.
+    pub reload_strategy: ReloadStrategy,
+
+    /// Files or directories whose modification triggers a graceful reload (`touch-reload`).
+    pub touch_reload: Vec<PathBuf>,
+    /// The nice value of the master and the workers (`priority`).
+    pub priority: Option<i32>,
+    /// Remove pidfiles, unix sockets, the control socket and FIFOs at exit (`vacuum`).
+    pub vacuum: bool,
+    /// The steward binary the master re-execs itself with (`binary-path`); default: its own.
+    pub binary_path: Option<PathBuf>,
+    /// Workers keep the master's stdin instead of /dev/null (`honour-stdin`).
+    pub honour_stdin: bool,
+    /// Kernel samepage merging for the workers' memory (`ksm`).
+    pub ksm: bool,
+    /// Lock all memory pages of the master and forked workers (`no-swap`).
+    pub no_swap: bool,
+    /// Detach and log there, before the app loads (`daemonize`).
+    pub daemonize: Option<LogTarget>,
+    /// Detach and log there, after the app loads (`daemonize2`).
+    pub daemonize2: Option<LogTarget>,
+    /// Working directory before the app loads (`chdir`).
+    pub chdir: Option<PathBuf>,
+    /// Working directory after the app loads (`chdir2`).
+    pub chdir2: Option<PathBuf>,
+    /// The user to run as, a name or a number (`uid`).
+    pub uid: Option<String>,
+    /// The group to run as, a name or a number (`gid`).
+    pub gid: Option<String>,
+    /// Supplementary groups, replacing all others (`add-gid`, repeatable).
+    pub add_gid: Vec<String>,
+    /// The user to switch to as soon as possible, before any hook (`immediate-uid`).
+    pub immediate_uid: Option<String>,
+    /// The group to switch to as soon as possible, before any hook (`immediate-gid`).
+    pub immediate_gid: Option<String>,
+    /// Pidfile written before privileges drop (`pidfile`).
+    pub pidfile: Option<PathBuf>,
+    /// Pidfile written after privileges drop (`pidfile2`).
+    pub pidfile2: Option<PathBuf>,
+    /// Pidfile written atomically once the app has loaded, before privileges drop
+    /// (`safe-pidfile`).
+    pub safe_pidfile: Option<PathBuf>,
+    /// Pidfile written atomically once the app has loaded, after privileges drop
+    /// (`safe-pidfile2`).
+    pub safe_pidfile2: Option<PathBuf>,
+    /// Name processes meaningfully: "steward master", "steward worker 3" (`auto-procname`).
+    pub auto_procname: bool,
+    /// Prefix of every process name (`procname-prefix`).
+    pub procname_prefix: Option<String>,
+    /// Prefix of every process name, followed by a space (`procname-prefix-spaced`).
+    pub procname_prefix_spaced: Option<String>,
+    /// Suffix of every process name (`procname-append`).
+    pub procname_append: Option<String>,
+    /// The name of the workers (`procname`).
+    pub procname: Option<String>,
+    /// The name of the master (`procname-master`).
+    pub procname_master: Option<String>,
+    /// Skip the as-user-atexit hooks (`skip-atexit`).
+    pub skip_atexit: bool,
+    /// Skip teardown at exit (`skip-atexit-teardown`).
+    pub skip_atexit_teardown: bool,
+
+    /// The control socket path (`control-socket`); default `$RUNTIME_DIRECTORY/control.sock`
+    /// when RUNTIME_DIRECTORY is set.
+    pub control_socket: Option<PathBuf>,
+    /// uWSGI-compatible master FIFOs (`master-fifo`, repeatable).
+    pub master_fifo: Vec<PathBuf>,
+
+    /// Hooks in the order given: `hook-<phase> = ACTION` as (phase name, action text).
+    /// Parsed and checked by steward-hooks.
+    pub hooks: Vec<(String, String)>,
+    /// `hook-touch = PATH ACTION`, raw.
+    pub hook_touch: Vec<String>,
+    /// `run-command-on-touch = PATH COMMAND`, raw.
+    pub run_command_on_touch: Vec<String>,
+    /// `run-command-on-event = [PHASE ]COMMAND`, raw.
+    pub run_command_on_event: Vec<String>,
+    /// Named alarm handlers: `alarm = NAME cmd:COMMAND | NAME log:`, raw.
+    pub alarm: Vec<String>,
+    /// The directory to chroot into (`chroot`).
+    pub chroot: Option<PathBuf>,
+    /// Namespaces to unshare (`unshare`: mount, uts, ipc, pid, net, user, cgroup).
+    pub unshare: Vec<String>,
+    /// Auxiliary processes run beside the workers, without the sockets (`mule`, repeatable).
+    pub mule: Vec<String>,
 }
 
 impl Options {
@@ -45,6 +134,45 @@ impl Options {
             respawn_backoff_max: Duration::from_secs(10),
             respawn_reset_after: Duration::from_secs(10),
             listen_backlog: 1024,
+            reload_strategy: ReloadStrategy::default(),
+            touch_reload: Vec::new(),
+            priority: None,
+            vacuum: false,
+            binary_path: None,
+            honour_stdin: false,
+            ksm: false,
+            no_swap: false,
+            daemonize: None,
+            daemonize2: None,
+            chdir: None,
+            chdir2: None,
+            uid: None,
+            gid: None,
+            add_gid: Vec::new(),
+            immediate_uid: None,
+            immediate_gid: None,
+            pidfile: None,
+            pidfile2: None,
+            safe_pidfile: None,
+            safe_pidfile2: None,
+            auto_procname: false,
+            procname_prefix: None,
+            procname_prefix_spaced: None,
+            procname_append: None,
+            procname: None,
+            procname_master: None,
+            skip_atexit: false,
+            skip_atexit_teardown: false,
+            control_socket: None,
+            master_fifo: Vec::new(),
+            hooks: Vec::new(),
+            hook_touch: Vec::new(),
+            run_command_on_touch: Vec::new(),
+            run_command_on_event: Vec::new(),
+            alarm: Vec::new(),
+            chroot: None,
+            unshare: Vec::new(),
+            mule: Vec::new(),
         }
     }
 

@@ -192,3 +192,92 @@ mod tests {
         assert!(parse_duration("5 days").is_err());
     }
 }
+
+/// What SIGHUP does to the running workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReloadStrategy {
+    /// Start a whole new generation; stop the old one once every new worker is ready.
+    #[default]
+    Graceful,
+    /// Replace one worker at a time, each old one stopped once its successor is ready.
+    Chain,
+}
+
+impl fmt::Display for ReloadStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReloadStrategy::Graceful => "graceful",
+            ReloadStrategy::Chain => "chain",
+        })
+    }
+}
+
+impl FromStr for ReloadStrategy {
+    type Err = OptionError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "graceful" => Ok(ReloadStrategy::Graceful),
+            "chain" => Ok(ReloadStrategy::Chain),
+            _ => Err(OptionError::ReloadStrategy(value.to_owned())),
+        }
+    }
+}
+
+/// Where a daemonized master sends its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Appended to this file.
+    File(std::path::PathBuf),
+    /// Sent as datagrams to this `HOST:PORT`.
+    Udp(String),
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogTarget::File(path) => write!(f, "{}", path.display()),
+            LogTarget::Udp(addr) => write!(f, "udp:{addr}"),
+        }
+    }
+}
+
+impl FromStr for LogTarget {
+    type Err = OptionError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.strip_prefix("udp:") {
+            Some(addr)
+                if addr.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok()
+                }) =>
+            {
+                Ok(LogTarget::Udp(addr.to_owned()))
+            }
+            Some(_) => Err(OptionError::LogTarget(value.to_owned())),
+            None if value.is_empty() => Err(OptionError::LogTarget(value.to_owned())),
+            None => Ok(LogTarget::File(value.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn log_targets_and_strategies_parse() {
+        assert_eq!(
+            "udp:127.0.0.1:5140".parse::<LogTarget>(),
+            Ok(LogTarget::Udp("127.0.0.1:5140".into()))
+        );
+        assert_eq!(
+            "/var/log/app.log".parse::<LogTarget>(),
+            Ok(LogTarget::File("/var/log/app.log".into()))
+        );
+        assert!("udp:nohost".parse::<LogTarget>().is_err());
+        assert!("".parse::<LogTarget>().is_err());
+        assert_eq!("chain".parse(), Ok(ReloadStrategy::Chain));
+        assert!("brutal".parse::<ReloadStrategy>().is_err());
+    }
+}
