@@ -1,14 +1,13 @@
 use std::{
     ffi::OsString,
-    io,
+    io::{self, IoSlice},
     os::{
-        linux::net::SocketAddrExt,
-        unix::{
-            ffi::OsStrExt,
-            net::{SocketAddr, UnixDatagram},
-        },
+        fd::{AsRawFd, BorrowedFd, RawFd},
+        unix::{ffi::OsStrExt, net::UnixDatagram},
     },
 };
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
 
 /// A notify datagram that is not a valid set of `KEY=VALUE` lines.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,6 +93,22 @@ pub enum State {
     },
     /// `STATUS=...`: a one-line status for `systemctl status`.
     Status(String),
+    /// `WATCHDOG=1`: the service is alive (sent every half `WATCHDOG_USEC`).
+    Watchdog,
+    /// `EXTEND_TIMEOUT_USEC=...`: the start, reload or stop under way needs this much
+    /// more time from now; sent again before it runs out.
+    ExtendTimeout {
+        /// Microseconds from now.
+        usec: u64,
+    },
+    /// `MAINPID=...`: the service's main process is now this pid (after daemonizing).
+    MainPid(u32),
+    /// `FDSTORE=1` with `FDNAME=...`: keep the fds sent along in the service's fd store
+    /// under this name, and hand them back through LISTEN_FDS on the next start.
+    FdStore {
+        /// The name they come back under in LISTEN_FDNAMES.
+        name: String,
+    },
 }
 
 impl State {
@@ -122,6 +137,16 @@ impl State {
                     datagram.push_str(&text.replace('\n', " "));
                     datagram.push('\n');
                 }
+                State::Watchdog => datagram.push_str("WATCHDOG=1\n"),
+                State::ExtendTimeout { usec } => {
+                    datagram.push_str(&format!("EXTEND_TIMEOUT_USEC={usec}\n"))
+                }
+                State::MainPid(pid) => datagram.push_str(&format!("MAINPID={pid}\n")),
+                State::FdStore { name } => {
+                    datagram.push_str("FDSTORE=1\nFDNAME=");
+                    datagram.push_str(&name.replace(['\n', ':'], "_"));
+                    datagram.push('\n');
+                }
             }
         }
         datagram.into_bytes()
@@ -132,7 +157,7 @@ impl State {
 /// address written `@name` (sd-notify 0.5 cannot reach the latter).
 #[derive(Debug)]
 pub struct Notifier {
-    target: Option<SocketAddr>,
+    target: Option<UnixAddr>,
     socket: Option<UnixDatagram>,
 }
 
@@ -148,8 +173,8 @@ impl Notifier {
         let target = match address.filter(|a| !a.is_empty()) {
             None => None,
             Some(address) => Some(match address.as_bytes().strip_prefix(b"@") {
-                Some(name) => SocketAddr::from_abstract_name(name)?,
-                None => SocketAddr::from_pathname(&address)?,
+                Some(name) => UnixAddr::new_abstract(name)?,
+                None => UnixAddr::new(address.as_os_str())?,
             }),
         };
         let socket = target
@@ -166,12 +191,27 @@ impl Notifier {
 
     /// Sends `states` as one datagram; does nothing when notifications are disabled.
     pub fn send(&self, states: &[State]) -> io::Result<()> {
-        match (&self.socket, &self.target) {
-            (Some(socket), Some(target)) => socket
-                .send_to_addr(&State::encode(states), target)
-                .map(drop),
-            _ => Ok(()),
-        }
+        self.send_with_fds(states, &[])
+    }
+
+    /// Sends `states` with `fds` attached (SCM_RIGHTS), as `FDSTORE=1` needs; does
+    /// nothing when notifications are disabled.
+    pub fn send_with_fds(&self, states: &[State], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let (Some(socket), Some(target)) = (&self.socket, &self.target) else {
+            return Ok(());
+        };
+        let datagram = State::encode(states);
+        let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        let rights = [ControlMessage::ScmRights(&raw)];
+        let control: &[ControlMessage] = if raw.is_empty() { &[] } else { &rights };
+        sendmsg(
+            socket.as_raw_fd(),
+            &[IoSlice::new(&datagram)],
+            control,
+            MsgFlags::empty(),
+            Some(target),
+        )?;
+        Ok(())
     }
 }
 
@@ -244,9 +284,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
 
         let name = format!("steward-notify-test-{}", std::process::id());
-        let receiver =
-            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
-                .unwrap();
+        let receiver = {
+            use std::os::linux::net::SocketAddrExt;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes());
+            UnixDatagram::bind_addr(&address.unwrap()).unwrap()
+        };
         Notifier::new(Some(format!("@{name}").into()))
             .unwrap()
             .send(&[State::Stopping])
@@ -257,5 +299,64 @@ mod tests {
         let disabled = Notifier::new(None).unwrap();
         assert!(!disabled.is_enabled());
         disabled.send(&[State::Ready]).unwrap();
+    }
+
+    #[test]
+    fn the_other_assignments_are_encoded_as_systemd_reads_them() {
+        let datagram = State::encode(&[
+            State::Watchdog,
+            State::ExtendTimeout { usec: 5_000_000 },
+            State::MainPid(42),
+            State::FdStore {
+                name: "web:x\ny".into(),
+            },
+        ]);
+        assert_eq!(
+            datagram,
+            b"WATCHDOG=1\nEXTEND_TIMEOUT_USEC=5000000\nMAINPID=42\nFDSTORE=1\nFDNAME=web_x_y\n"
+        );
+    }
+
+    #[test]
+    fn fds_travel_with_the_datagram() {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        use std::os::fd::AsFd;
+
+        let dir = std::env::temp_dir().join(format!("steward-fdstore-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        let stored = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = stored.local_addr().unwrap().port();
+        Notifier::new(Some(path.into()))
+            .unwrap()
+            .send_with_fds(&[State::FdStore { name: "web".into() }], &[stored.as_fd()])
+            .unwrap();
+        drop(stored);
+
+        let mut buf = [0u8; 64];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let message = recvmsg::<()>(
+            receiver.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut received = Vec::new();
+        for cmsg in message.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                received.extend(fds);
+            }
+        }
+        let n = message.bytes;
+        assert_eq!(&buf[..n], b"FDSTORE=1\nFDNAME=web\n");
+        assert_eq!(received.len(), 1);
+        // The listener lives on in the received fd though ours is closed.
+        let listener =
+            std::net::TcpListener::from(steward_sys::adopt_inherited_socket(received[0]).unwrap());
+        assert_eq!(listener.local_addr().unwrap().port(), port);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
