@@ -20,9 +20,15 @@
 #![deny(missing_docs)]
 
 mod activation;
+mod journal;
 mod notify;
+mod service;
 
 pub use crate::{
     activation::{parse_activation, take_listen_fds, Activation, ActivationError, InheritedSocket},
+    journal::{JournalLayer, JOURNAL_SOCKET},
     notify::{Notification, Notifier, NotifyError, State},
+    service::{
+        fd_store_capacity, is_journal_stream, parse_watchdog, stderr_is_journal, watchdog_interval,
+    },
 };
