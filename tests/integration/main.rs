@@ -2,6 +2,8 @@
 //! checks what a user would see: answers, pids, exit statuses, log lines.
 
 mod activation;
+mod control;
+mod systemd;
 mod util;
 
 use std::{
@@ -489,24 +491,15 @@ fn bad_command_line_values_are_refused_with_the_reason() {
 
 #[test]
 fn systemd_hears_ready_reloading_with_its_timestamp_ready_again_and_stopping() {
-    let path = util::socket_path("systemd-notify");
-    let _ = std::fs::remove_file(&path);
-    let systemd = UnixDatagram::bind(&path).unwrap();
-    systemd.set_read_timeout(Some(util::DEADLINE)).unwrap();
-    let receive = || {
-        let mut buffer = [0u8; 4096];
-        let n = systemd
-            .recv(&mut buffer)
-            .expect("a notification within the deadline");
-        String::from_utf8_lossy(&buffer[..n]).into_owned()
-    };
+    let systemd = util::SystemdSocket::bind("systemd-notify");
+    let receive = || systemd.receive().text;
     let monotonic_usec = || {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
         now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1000
     };
 
     let demo = demo_bin();
-    let notify_socket = path.to_str().unwrap().to_owned();
+    let notify_socket = systemd.address();
     let mut steward = Steward::start_env(
         &[("NOTIFY_SOCKET", &notify_socket)],
         &["--workers", "2"],
@@ -535,5 +528,4 @@ fn systemd_hears_ready_reloading_with_its_timestamp_ready_again_and_stopping() {
     steward.signal(Signal::SIGTERM);
     assert_eq!(receive(), "STOPPING=1\n");
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_file(&path);
 }

@@ -387,3 +387,89 @@ impl Client {
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     Client::connect(addr)?.get(path, true)
 }
+
+/// A stand-in for systemd's notify socket: binds a datagram socket steward is pointed
+/// at with NOTIFY_SOCKET, and reads what it sends, fds included.
+pub struct SystemdSocket {
+    socket: std::os::unix::net::UnixDatagram,
+    pub path: PathBuf,
+}
+
+/// One notification: its text and the fds that came with it.
+pub struct Notification {
+    pub text: String,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+}
+
+impl SystemdSocket {
+    pub fn bind(name: &str) -> SystemdSocket {
+        let path = socket_path(name);
+        let _ = std::fs::remove_file(&path);
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(DEADLINE)).unwrap();
+        SystemdSocket { socket, path }
+    }
+
+    /// The value for NOTIFY_SOCKET.
+    pub fn address(&self) -> String {
+        self.path.to_str().unwrap().to_owned()
+    }
+
+    /// The next notification; panics when none comes within the deadline.
+    pub fn receive(&self) -> Notification {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::AsRawFd;
+
+        let mut buffer = [0u8; 4096];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buffer)];
+        let message = recvmsg::<()>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .expect("a notification within the deadline");
+        let mut fds = Vec::new();
+        for cmsg in message.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                fds.extend(received.into_iter().map(|fd| {
+                    steward_sys::adopt_inherited_socket(fd).expect("steward sends only sockets")
+                }));
+            }
+        }
+        let n = message.bytes;
+        Notification {
+            text: String::from_utf8_lossy(&buffer[..n]).into_owned(),
+            fds,
+        }
+    }
+
+    /// Notifications until one contains `fragment`; returns them all, that one last.
+    pub fn receive_until(&self, fragment: &str) -> Vec<Notification> {
+        let mut seen = Vec::new();
+        loop {
+            let notification = self.receive();
+            let done = notification.text.contains(fragment);
+            seen.push(notification);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for SystemdSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs `steward ARGS` (a client command such as `reload --wait`) to completion.
+pub fn steward_client(args: &[&str]) -> std::process::Output {
+    Command::new(steward_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run steward")
+}

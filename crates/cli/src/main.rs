@@ -3,6 +3,8 @@
 use std::{io::IsTerminal, process::ExitCode, time::Duration};
 
 use anyhow::Context;
+
+mod control;
 use clap::{Args, Parser, Subcommand};
 use steward_master::Master;
 use steward_options::{parse_duration, ListenSpec, Options, ReadyMode, StopSignal};
@@ -28,6 +30,12 @@ struct Cli {
 enum Command {
     /// Run the master (the default when no subcommand is given).
     Run(RunArgs),
+    /// Ask a running master for a graceful (or chain) reload.
+    Reload(control::ReloadArgs),
+    /// Ask a running master to shut down.
+    Stop(control::StopArgs),
+    /// Show a running master's workers and its last reload.
+    Status(control::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +73,19 @@ struct RunArgs {
     /// The listen(2) backlog of the sockets steward binds.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     listen_backlog: i32,
+
+    /// The control socket for `steward reload/stop/status`; default
+    /// `$RUNTIME_DIRECTORY/control.sock` under systemd, else none.
+    #[arg(long, value_name = "PATH", env = "STEWARD_CONTROL_SOCKET")]
+    control_socket: Option<std::path::PathBuf>,
+
+    /// A uWSGI-style master FIFO (`echo r > FIFO` reloads); repeatable.
+    #[arg(long, value_name = "PATH")]
+    master_fifo: Vec<std::path::PathBuf>,
+
+    /// Remove the control socket and FIFOs at exit.
+    #[arg(long)]
+    vacuum: bool,
 
     /// The worker command and its arguments, after `--`.
     #[arg(
@@ -108,6 +129,9 @@ impl RunArgs {
         options.respawn_backoff = self.respawn_backoff;
         options.respawn_backoff_max = self.respawn_backoff_max;
         options.listen_backlog = self.listen_backlog;
+        options.control_socket = self.control_socket;
+        options.master_fifo = self.master_fifo;
+        options.vacuum = self.vacuum;
         options
     }
 }
@@ -119,30 +143,54 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs to the journal with structured fields when stderr is the journal (systemd
+/// says so in JOURNAL_STREAM), else readable lines on stderr.
 fn init_logging() {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    let journal = steward_systemd::stderr_is_journal()
+        .then(|| {
+            steward_systemd::JournalLayer::connect(
+                std::path::Path::new(steward_systemd::JOURNAL_SOCKET),
+                "steward",
+            )
+            .ok()
+        })
+        .flatten();
+    let stderr = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+    });
+    tracing_subscriber::registry()
+        .with(journal.map(|j| j.with_filter(filter.clone())))
+        .with(stderr.map(|s| s.with_filter(filter)))
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
-    let args = match cli.subcommand {
-        Some(Command::Run(args)) => args,
-        None => cli.run,
+    let outcome = match cli.subcommand {
+        Some(Command::Reload(args)) => control::reload(args),
+        Some(Command::Stop(args)) => control::stop(args),
+        Some(Command::Status(args)) => control::status(args),
+        Some(Command::Run(args)) => run_master(args),
+        None => run_master(cli.run),
     };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+    match outcome {
+        Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("steward: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_master(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    run(args).inspect_err(|e| tracing::error!("{e:#}"))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ const WORKER_VARIABLES: &[&str] = &[
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    "FDSTORE",
     "STEWARD_WORKER_ID",
     "STEWARD_GENERATION",
 ];

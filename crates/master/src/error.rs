@@ -79,6 +79,22 @@ pub enum MasterError {
         /// "status 1" or "signal SIGKILL".
         status: String,
     },
+    /// The control socket could not be created.
+    #[error("cannot create the control socket {path}: {source}")]
+    ControlSocket {
+        /// Where it was to be bound.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// A master FIFO could not be created or opened.
+    #[error("cannot create the master FIFO {path}: {source}")]
+    MasterFifo {
+        /// Where it was to be created.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),

@@ -17,13 +17,16 @@
 #![deny(missing_docs)]
 
 mod command;
+mod control;
 mod error;
+mod fifo;
 mod listen;
 mod master;
 mod notify;
 mod table;
 
 pub use crate::{
+    control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
     listen::Listener,
     master::{Lifecycle, Master},

@@ -24,6 +24,7 @@ pub struct Listener {
     /// Where it listens, for messages: `127.0.0.1:8000`, `unix:/run/app.sock`.
     pub description: String,
     fd: OwnedFd,
+    handed_over: bool,
 }
 
 impl AsFd for Listener {
@@ -33,6 +34,12 @@ impl AsFd for Listener {
 }
 
 impl Listener {
+    /// Whether the service manager handed this socket over (socket activation or the fd
+    /// store) rather than steward binding it.
+    pub fn was_handed_over(&self) -> bool {
+        self.handed_over
+    }
+
     /// Binds `spec` (named `name`) with the given listen backlog. The socket is
     /// close-on-exec in the master; workers receive it by explicit placement.
     pub fn bind(spec: &ListenSpec, name: String, backlog: i32) -> Result<Listener, MasterError> {
@@ -85,6 +92,7 @@ impl Listener {
             name,
             description: spec.addr.to_string(),
             fd,
+            handed_over: false,
         })
     }
 
@@ -114,6 +122,7 @@ impl Listener {
             name,
             description,
             fd,
+            handed_over: true,
         })
     }
 }

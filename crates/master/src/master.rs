@@ -21,6 +21,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     command::WorkerCommand,
+    control::{control_socket_path, json_string, ConnectionId, ControlRequest, ControlServer},
+    fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
@@ -67,6 +69,25 @@ struct FailedStart {
     how: String,
 }
 
+/// How the last reload ended, for `steward status`.
+#[derive(Debug, Clone)]
+struct ReloadOutcome {
+    generation: u64,
+    result: Result<Duration, String>,
+}
+
+/// systemd's watchdog: `WATCHDOG=1` every half interval, from the loop itself, so a
+/// master that hangs (or is stopped) is restarted.
+#[derive(Debug)]
+struct Watchdog {
+    every: Duration,
+    next: Instant,
+}
+
+/// While workers drain in a shutdown, systemd is asked for more time this often, so its
+/// stop timeout never cuts a drain shorter than the worker reload mercy.
+const EXTEND_TIMEOUT_EVERY: Duration = Duration::from_secs(5);
+
 /// A reload in progress, from the signal until the old generations are gone.
 #[derive(Debug)]
 struct Reload {
@@ -112,6 +133,15 @@ pub struct Master {
     latest: u64,
     reload: Option<Reload>,
     failure: Option<MasterError>,
+
+    control: Option<ControlServer>,
+    fifos: Vec<MasterFifo>,
+    /// Control clients waiting for the outcome of the reload to this generation or a
+    /// later one (a reload that supersedes theirs answers for it).
+    reload_waiters: Vec<(ConnectionId, u64)>,
+    last_reload: Option<ReloadOutcome>,
+    watchdog: Option<Watchdog>,
+    extend_timeout_at: Option<Instant>,
 }
 
 impl Master {
@@ -139,6 +169,34 @@ impl Master {
             Notifier::new(None).expect("a disabled notifier needs no socket")
         });
 
+        store_sockets(&systemd, &listeners);
+        let control = match control_socket_path(
+            options.control_socket.as_deref(),
+            std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
+        ) {
+            None => None,
+            Some(path) => Some(
+                ControlServer::bind(&path)
+                    .map_err(|source| MasterError::ControlSocket { path, source })?,
+            ),
+        };
+        let fifos = options
+            .master_fifo
+            .iter()
+            .map(|path| {
+                MasterFifo::open(path).map_err(|source| MasterError::MasterFifo {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let watchdog = steward_systemd::watchdog_interval()
+            .filter(|_| systemd.is_enabled())
+            .map(|interval| Watchdog {
+                every: interval / 2,
+                next: Instant::now(),
+            });
+
         let mut mask = SigSet::empty();
         HANDLED_SIGNALS.iter().for_each(|s| mask.add(*s));
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(MasterError::Signals)?;
@@ -164,6 +222,12 @@ impl Master {
             latest: 1,
             reload: None,
             failure: None,
+            control,
+            fifos,
+            reload_waiters: Vec::new(),
+            last_reload: None,
+            watchdog,
+            extend_timeout_at: None,
         })
     }
 
@@ -186,6 +250,7 @@ impl Master {
             listen = %addrs.join(","),
             command = %self.command.display,
             ready = %self.options.ready,
+            control = %self.control.as_ref().map_or("none".into(), |c| c.path().display().to_string()),
             "master started"
         );
         loop {
@@ -195,6 +260,10 @@ impl Master {
             if let Lifecycle::Stopping { .. } = self.lifecycle {
                 if self.workers.is_empty() {
                     info!("shutdown complete");
+                    if self.options.vacuum {
+                        self.control.iter().for_each(ControlServer::remove_file);
+                        self.fifos.iter().for_each(MasterFifo::remove_file);
+                    }
                     return self.failure.map_or(Ok(()), Err);
                 }
             }
@@ -208,17 +277,31 @@ impl Master {
                         .unwrap_or(PollTimeout::MAX)
                 }
             };
-            let (signals_ready, notify_ready) = {
-                let mut fds = [
+            let (signals_ready, notify_ready, control_ready, fifo_ready) = {
+                let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.notify.as_fd(), PollFlags::POLLIN),
                 ];
+                let control_fds = self.control.as_ref().map_or(Vec::new(), |c| c.poll_fds());
+                let control_count = control_fds.len();
+                fds.extend(
+                    control_fds
+                        .into_iter()
+                        .chain(self.fifos.iter().map(|f| f.as_fd()))
+                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                );
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(Errno::EINTR) => {}
                     Err(errno) => return Err(MasterError::Poll(errno)),
                 }
                 let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                (readable(&fds[0]), readable(&fds[1]))
+                let (control, fifos) = fds[2..].split_at(control_count);
+                (
+                    readable(&fds[0]),
+                    readable(&fds[1]),
+                    control.iter().any(readable),
+                    fifos.iter().any(readable),
+                )
             };
             // Datagrams first: a worker's last words arrive before the SIGCHLD of its exit.
             if notify_ready {
@@ -233,8 +316,106 @@ impl Master {
                     }
                 }
             }
+            if control_ready {
+                let requests = self.control.as_mut().map_or(Vec::new(), |c| c.receive());
+                for (connection, request) in requests {
+                    self.on_request(Some(connection), request);
+                }
+            }
+            if fifo_ready {
+                let commands: Vec<FifoCommand> =
+                    self.fifos.iter_mut().flat_map(|f| f.receive()).collect();
+                for command in commands {
+                    match command {
+                        FifoCommand::Request(request) => self.on_request(None, request),
+                        FifoCommand::StatusReport => self.report_status(),
+                        FifoCommand::Unsupported(byte) => warn!(
+                            command = %char::from(byte).escape_default(),
+                            "master FIFO command not supported by steward; ignored"
+                        ),
+                        FifoCommand::Ignored => {}
+                    }
+                }
+            }
             self.on_timers(Instant::now());
         }
+    }
+
+    /// A request from the control socket (`connection` is its client) or a FIFO.
+    fn on_request(&mut self, connection: Option<ConnectionId>, request: ControlRequest) {
+        info!(request = %request, from = if connection.is_some() { "control socket" } else { "master FIFO" }, "control request");
+        let answer = |master: &mut Master, line: &str, last: bool| {
+            if let (Some(id), Some(control)) = (connection, master.control.as_mut()) {
+                control.answer(id, line, last);
+            }
+        };
+        match request {
+            ControlRequest::Reload { .. }
+                if matches!(self.lifecycle, Lifecycle::Stopping { .. }) =>
+            {
+                answer(self, "failed: shutting down", true)
+            }
+            ControlRequest::Reload { chain } => {
+                self.begin_reload(chain);
+                let line = format!("accepted generation={}", self.current);
+                answer(self, &line, false);
+                if let Some(id) = connection {
+                    self.reload_waiters.push((id, self.current));
+                }
+            }
+            ControlRequest::Stop { brutal } => {
+                // The client learns the master is gone when the connection closes at exit.
+                answer(self, "accepted", false);
+                self.begin_shutdown(!brutal);
+            }
+            ControlRequest::Status { json } => {
+                let status = self.status(json);
+                answer(self, &status, true);
+            }
+            ControlRequest::Resize { more } => {
+                self.resize(more);
+                let line = format!("ok workers={}", self.desired);
+                answer(self, &line, true);
+            }
+        }
+    }
+
+    /// One worker more or fewer (never fewer than one); nothing while shutting down.
+    fn resize(&mut self, more: bool) {
+        if matches!(self.lifecycle, Lifecycle::Stopping { .. }) {
+            return;
+        }
+        if more {
+            self.desired += 1;
+            info!(workers = self.desired, "one worker more");
+        } else if self.desired > 1 {
+            self.desired -= 1;
+            info!(workers = self.desired, "one worker fewer");
+        } else {
+            warn!("not going below one worker");
+        }
+    }
+
+    /// Records how the reload to `generation` ended and answers the control clients
+    /// waiting for it (or for an earlier one it superseded).
+    fn reload_finished(&mut self, generation: u64, result: Result<Duration, String>) {
+        let line = match &result {
+            Ok(elapsed) => format!(
+                "ok generation={generation} elapsed_ms={}",
+                elapsed.as_millis()
+            ),
+            Err(reason) => format!("failed generation={generation}: {reason}"),
+        };
+        let (answered, waiting) = std::mem::take(&mut self.reload_waiters)
+            .into_iter()
+            .partition(|(_, waited_for)| *waited_for <= generation);
+        self.reload_waiters = waiting;
+        if let Some(control) = self.control.as_mut() {
+            for (id, _) in answered {
+                control.answer(id, &line, true);
+            }
+        }
+        self.last_reload = Some(ReloadOutcome { generation, result });
     }
 
     fn on_signal(&mut self, signal: Signal) {
@@ -245,17 +426,8 @@ impl Master {
             Signal::SIGTERM => self.begin_shutdown(true),
             Signal::SIGINT | Signal::SIGQUIT => self.begin_shutdown(false),
             Signal::SIGUSR1 => self.report_status(),
-            Signal::SIGTTIN | Signal::SIGTTOU
-                if matches!(self.lifecycle, Lifecycle::Stopping { .. }) => {}
-            Signal::SIGTTIN => {
-                self.desired += 1;
-                info!(workers = self.desired, "one worker more");
-            }
-            Signal::SIGTTOU if self.desired > 1 => {
-                self.desired -= 1;
-                info!(workers = self.desired, "one worker fewer");
-            }
-            Signal::SIGTTOU => warn!("not going below one worker"),
+            Signal::SIGTTIN => self.resize(true),
+            Signal::SIGTTOU => self.resize(false),
             _ => {}
         }
     }
@@ -297,8 +469,11 @@ impl Master {
         );
         self.lifecycle = Lifecycle::Stopping { graceful };
         self.respawns.clear();
-        self.reload = None;
+        if let Some(reload) = self.reload.take() {
+            self.reload_finished(reload.generation, Err("shutdown started".into()));
+        }
         self.notify_systemd(&[State::Stopping]);
+        self.extend_timeout_at = Some(Instant::now());
         let now = Instant::now();
         for index in 0..self.workers.len() {
             if graceful {
@@ -431,6 +606,7 @@ impl Master {
         self.current = serving;
         self.reload = None;
         self.respawns.clear();
+        self.reload_finished(generation, Err(reason));
     }
 
     fn on_notify(&mut self, sender: Pid, bytes: &[u8]) {
@@ -480,6 +656,44 @@ impl Master {
             }
         }
         self.respawns.retain(|respawn| respawn.at > now);
+        if let Some(watchdog) = self.watchdog.as_mut() {
+            if now >= watchdog.next {
+                watchdog.next = now + watchdog.every;
+                self.notify_systemd(&[State::Watchdog]);
+            }
+        }
+        if self.extend_timeout_at.is_some_and(|at| now >= at) {
+            self.extend_stop_timeout(now);
+        }
+    }
+
+    /// Asks systemd for enough time to let the draining workers finish, up to the last
+    /// one's mercy; stops asking once none drains.
+    fn extend_stop_timeout(&mut self, now: Instant) {
+        let last_kill = self
+            .workers
+            .iter()
+            .filter_map(|w| match w.state {
+                WorkerState::Stopping {
+                    kill_at,
+                    killed: false,
+                } => Some(kill_at),
+                _ => None,
+            })
+            .max();
+        let (Some(last_kill), true) = (last_kill, self.systemd.is_enabled()) else {
+            self.extend_timeout_at = None;
+            return;
+        };
+        // Until the next extension and a margin for the SIGKILL and the reaping after it.
+        let needed = last_kill
+            .saturating_duration_since(now)
+            .min(EXTEND_TIMEOUT_EVERY)
+            + EXTEND_TIMEOUT_EVERY;
+        self.notify_systemd(&[State::ExtendTimeout {
+            usec: needed.as_micros() as u64,
+        }]);
+        self.extend_timeout_at = Some(now + EXTEND_TIMEOUT_EVERY);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -492,7 +706,11 @@ impl Master {
             } => Some(kill_at),
             _ => None,
         });
-        workers.chain(self.respawns.iter().map(|r| r.at)).min()
+        workers
+            .chain(self.respawns.iter().map(|r| r.at))
+            .chain(self.watchdog.as_ref().map(|w| w.next))
+            .chain(self.extend_timeout_at)
+            .min()
     }
 
     /// Brings the worker table in line with what should run: stops what was replaced,
@@ -591,12 +809,14 @@ impl Master {
                     .iter()
                     .all(|w| w.generation == reload.generation)
             {
+                let (generation, elapsed) = (reload.generation, reload.started.elapsed());
                 info!(
-                    generation = reload.generation,
-                    elapsed_ms = reload.started.elapsed().as_millis() as u64,
+                    generation,
+                    elapsed_ms = elapsed.as_millis() as u64,
                     "reload complete"
                 );
                 self.reload = None;
+                self.reload_finished(generation, Ok(elapsed));
             }
         }
         started
@@ -651,6 +871,112 @@ impl Master {
         Ok(())
     }
 
+    /// The state of the master and of every worker, as text lines or one JSON object.
+    fn status(&self, json: bool) -> String {
+        let lifecycle = match self.lifecycle {
+            Lifecycle::Starting => "starting",
+            Lifecycle::Running => "running",
+            Lifecycle::Stopping { graceful: true } => "stopping",
+            Lifecycle::Stopping { graceful: false } => "stopping brutally",
+        };
+        let mut workers: Vec<&Worker> = self.workers.iter().collect();
+        workers.sort_by_key(|w| (w.id, w.generation));
+        let state = |w: &Worker| match w.state {
+            WorkerState::Starting => "starting",
+            WorkerState::Ready => "ready",
+            WorkerState::Stopping { .. } => "stopping",
+        };
+        let reloading = self
+            .reload
+            .as_ref()
+            .map(|r| (r.generation, r.started.elapsed()));
+        if !json {
+            let mut text = format!(
+                "master pid {} {lifecycle}, generation {}, serving {}, {} workers wanted",
+                std::process::id(),
+                self.current,
+                self.serving.map_or("none".into(), |g| g.to_string()),
+                self.desired
+            );
+            if let Some((generation, elapsed)) = reloading {
+                text += &format!(
+                    "\nreloading to generation {generation} for {} ms",
+                    elapsed.as_millis()
+                );
+            }
+            if let Some(last) = &self.last_reload {
+                text += &match &last.result {
+                    Ok(took) => format!(
+                        "\nlast reload: generation {} ok in {} ms",
+                        last.generation,
+                        took.as_millis()
+                    ),
+                    Err(reason) => format!(
+                        "\nlast reload: generation {} failed: {reason}",
+                        last.generation
+                    ),
+                };
+            }
+            for w in workers {
+                text += &format!(
+                    "\nworker {} generation {} pid {} {} for {} ms{}",
+                    w.id,
+                    w.generation,
+                    w.pid,
+                    state(w),
+                    w.started.elapsed().as_millis(),
+                    w.status
+                        .as_deref()
+                        .map_or(String::new(), |s| format!(": {s}"))
+                );
+            }
+            return text;
+        }
+        let workers: Vec<String> = workers
+            .iter()
+            .map(|w| {
+                format!(
+                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"status":{}}}"#,
+                    w.id,
+                    w.generation,
+                    w.pid,
+                    state(w),
+                    w.started.elapsed().as_millis(),
+                    w.status.as_deref().map_or("null".into(), json_string)
+                )
+            })
+            .collect();
+        let reloading = reloading.map_or("null".into(), |(generation, elapsed)| {
+            format!(
+                r#"{{"generation":{generation},"elapsed_ms":{}}}"#,
+                elapsed.as_millis()
+            )
+        });
+        let last_reload =
+            self.last_reload
+                .as_ref()
+                .map_or("null".into(), |last| match &last.result {
+                    Ok(took) => format!(
+                        r#"{{"generation":{},"ok":true,"elapsed_ms":{}}}"#,
+                        last.generation,
+                        took.as_millis()
+                    ),
+                    Err(reason) => format!(
+                        r#"{{"generation":{},"ok":false,"error":{}}}"#,
+                        last.generation,
+                        json_string(reason)
+                    ),
+                });
+        format!(
+            r#"{{"pid":{},"state":"{lifecycle}","generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"last_reload":{last_reload},"workers":[{}]}}"#,
+            std::process::id(),
+            self.current,
+            self.serving.map_or("null".into(), |g| g.to_string()),
+            self.desired,
+            workers.join(",")
+        )
+    }
+
     fn report_status(&self) {
         info!(
             lifecycle = ?self.lifecycle,
@@ -683,6 +1009,28 @@ impl Master {
     fn notify_systemd(&self, states: &[State]) {
         if let Err(e) = self.systemd.send(states) {
             warn!(error = %e, "cannot notify systemd");
+        }
+    }
+}
+
+/// Hands the sockets steward bound itself to systemd's fd store (when the unit has one),
+/// named as in LISTEN_FDNAMES, so that a restart gets them back and the port never
+/// closes. Handed-over sockets are systemd's already.
+fn store_sockets(systemd: &Notifier, listeners: &[Listener]) {
+    if !systemd.is_enabled() || steward_systemd::fd_store_capacity() == 0 {
+        return;
+    }
+    for listener in listeners.iter().filter(|l| !l.was_handed_over()) {
+        let state = State::FdStore {
+            name: listener.name.clone(),
+        };
+        match systemd.send_with_fds(&[state], &[listener.as_fd()]) {
+            Ok(()) => {
+                info!(name = %listener.name, socket = %listener.description, "socket stored in the service manager's fd store")
+            }
+            Err(e) => {
+                warn!(name = %listener.name, error = %e, "cannot store the socket in the fd store")
+            }
         }
     }
 }

@@ -1,0 +1,390 @@
+//! The control socket: the master's signal table, over a unix socket, with answers.
+//!
+//! The protocol is one request line from the client; the master answers with lines and
+//! closes the connection when it has nothing more to say:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `reload`, `chain-reload` | `accepted generation=N` at once, then `ok generation=N elapsed_ms=M` or `failed generation=N: REASON` when the reload has finished |
+//! | `stop`, `stop brutal` | `accepted`; the connection stays open until the master exits |
+//! | `status`, `status json` | the status, as text lines or one JSON object |
+//! | `workers +1`, `workers -1` | `ok workers=N` |
+//!
+//! Anything else is answered `error ...` naming the request. The socket is created mode
+//! 0600, so only the master's user (and root) can talk to it.
+
+use std::{
+    fmt,
+    io::{self, ErrorKind, Read, Write},
+    os::{
+        fd::{AsFd, BorrowedFd},
+        unix::{
+            fs::PermissionsExt,
+            net::{UnixListener, UnixStream},
+        },
+    },
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use tracing::warn;
+
+/// A request to the master, as a client sends it on one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// A graceful reload (SIGHUP), or a chain reload (SIGUSR2).
+    Reload {
+        /// One worker at a time.
+        chain: bool,
+    },
+    /// A shutdown: graceful (SIGTERM) or brutal (SIGINT).
+    Stop {
+        /// Kill the workers instead of letting them drain.
+        brutal: bool,
+    },
+    /// The state of the master and of every worker.
+    Status {
+        /// One JSON object instead of text lines.
+        json: bool,
+    },
+    /// One worker more (SIGTTIN) or fewer (SIGTTOU).
+    Resize {
+        /// `true` for one more.
+        more: bool,
+    },
+}
+
+/// A request line that is not one of the protocol's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown request {0:?}: expected reload, chain-reload, stop, stop brutal, status, status json, workers +1 or workers -1")]
+pub struct UnknownRequest(pub String);
+
+impl FromStr for ControlRequest {
+    type Err = UnknownRequest;
+
+    fn from_str(line: &str) -> Result<Self, Self::Err> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        Ok(match words.as_slice() {
+            ["reload"] => ControlRequest::Reload { chain: false },
+            ["chain-reload"] => ControlRequest::Reload { chain: true },
+            ["stop"] => ControlRequest::Stop { brutal: false },
+            ["stop", "brutal"] => ControlRequest::Stop { brutal: true },
+            ["status"] => ControlRequest::Status { json: false },
+            ["status", "json"] => ControlRequest::Status { json: true },
+            ["workers", "+1"] => ControlRequest::Resize { more: true },
+            ["workers", "-1"] => ControlRequest::Resize { more: false },
+            _ => return Err(UnknownRequest(line.trim().to_owned())),
+        })
+    }
+}
+
+impl fmt::Display for ControlRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ControlRequest::Reload { chain: false } => "reload",
+            ControlRequest::Reload { chain: true } => "chain-reload",
+            ControlRequest::Stop { brutal: false } => "stop",
+            ControlRequest::Stop { brutal: true } => "stop brutal",
+            ControlRequest::Status { json: false } => "status",
+            ControlRequest::Status { json: true } => "status json",
+            ControlRequest::Resize { more: true } => "workers +1",
+            ControlRequest::Resize { more: false } => "workers -1",
+        })
+    }
+}
+
+/// Where the control socket is: the `control-socket` option, else `control.sock` in
+/// systemd's RuntimeDirectory= (first entry) when there is one, else nowhere.
+pub fn control_socket_path(
+    configured: Option<&Path>,
+    runtime_directory: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    if let Some(path) = configured {
+        return Some(path.to_owned());
+    }
+    let first = runtime_directory?.to_str()?.split(':').next()?;
+    (!first.is_empty()).then(|| Path::new(first).join("control.sock"))
+}
+
+/// Identifies a client connection across loop turns.
+pub(crate) type ConnectionId = u64;
+
+/// A client whose request line has not fully arrived, or who waits for an outcome.
+struct Connection {
+    id: ConnectionId,
+    stream: UnixStream,
+    received: Vec<u8>,
+    /// The request has been read; the connection stays only to be answered later.
+    answered_later: bool,
+}
+
+/// The longest request line; a client sending more is cut off.
+const MAX_REQUEST: usize = 256;
+/// Clients at once; more are turned away so that a flood cannot exhaust our fds.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The listening control socket and its clients.
+pub(crate) struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    connections: Vec<Connection>,
+    next_id: ConnectionId,
+}
+
+impl fmt::Debug for ControlServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlServer")
+            .field("path", &self.path)
+            .field("connections", &self.connections.len())
+            .finish()
+    }
+}
+
+impl ControlServer {
+    /// Binds `path` mode 0600, replacing a stale socket left by a dead master but never
+    /// one a live master still accepts on.
+    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) if UnixStream::connect(path).is_ok() => {
+                return Err(io::Error::new(
+                    ErrorKind::AddrInUse,
+                    "another master is listening there",
+                ))
+            }
+            Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+                std::fs::remove_file(path)?
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "the path exists and is not a socket",
+                ))
+            }
+            Err(_) => {}
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_owned(),
+            connections: Vec::new(),
+            next_id: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The descriptors to poll: the listener, then each connection still being read.
+    pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
+        std::iter::once(self.listener.as_fd())
+            .chain(
+                self.connections
+                    .iter()
+                    .filter(|c| !c.answered_later)
+                    .map(|c| c.stream.as_fd()),
+            )
+            .collect()
+    }
+
+    /// Accepts new clients and reads what they sent; returns the complete requests.
+    /// Malformed requests are answered and closed here.
+    pub fn receive(&mut self) -> Vec<(ConnectionId, ControlRequest)> {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) if self.connections.len() >= MAX_CONNECTIONS => {
+                    let mut stream = stream;
+                    let _ = stream.write_all(b"error too many control connections\n");
+                }
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        self.next_id += 1;
+                        self.connections.push(Connection {
+                            id: self.next_id,
+                            stream,
+                            received: Vec::new(),
+                            answered_later: false,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(error = %e, "control socket accept failed");
+                    break;
+                }
+            }
+        }
+        let mut requests = Vec::new();
+        self.connections.retain_mut(|connection| {
+            if connection.answered_later {
+                return true;
+            }
+            let mut buf = [0u8; MAX_REQUEST];
+            let closed = loop {
+                match connection.stream.read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => connection.received.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => break false,
+                }
+                if connection.received.len() > MAX_REQUEST {
+                    break true;
+                }
+            };
+            let line_end = connection.received.iter().position(|b| *b == b'\n');
+            let line = match line_end {
+                Some(end) => &connection.received[..end],
+                // A client that half-closes after its request needs no newline.
+                None if closed => &connection.received[..],
+                None => return true,
+            };
+            if line.len() > MAX_REQUEST || (line.is_empty() && closed) {
+                let _ = connection
+                    .stream
+                    .write_all(b"error request too long or empty\n");
+                return false;
+            }
+            match String::from_utf8_lossy(line).parse::<ControlRequest>() {
+                Ok(request) => {
+                    connection.answered_later = true;
+                    requests.push((connection.id, request));
+                    true
+                }
+                Err(e) => {
+                    let _ = writeln!(connection.stream, "error {e}");
+                    false
+                }
+            }
+        });
+        requests
+    }
+
+    /// Writes `line` to the client; with `last`, closes the connection after it.
+    pub fn answer(&mut self, id: ConnectionId, line: &str, last: bool) {
+        let Some(index) = self.connections.iter().position(|c| c.id == id) else {
+            return;
+        };
+        // Answers are short and the client is waiting to read them; a client that does
+        // not read loses its answer rather than stalling the master.
+        let connection = &mut self.connections[index];
+        let _ = connection.stream.set_nonblocking(false);
+        let _ = connection
+            .stream
+            .set_write_timeout(Some(std::time::Duration::from_millis(100)));
+        let written = writeln!(connection.stream, "{line}");
+        let _ = connection.stream.set_nonblocking(true);
+        if last || written.is_err() {
+            self.connections.swap_remove(index);
+        }
+    }
+
+    /// Removes the socket file (at exit, under `vacuum`).
+    pub fn remove_file(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Escapes `text` for a JSON string.
+pub(crate) fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_reads_back_as_written() {
+        for request in [
+            ControlRequest::Reload { chain: false },
+            ControlRequest::Reload { chain: true },
+            ControlRequest::Stop { brutal: false },
+            ControlRequest::Stop { brutal: true },
+            ControlRequest::Status { json: false },
+            ControlRequest::Status { json: true },
+            ControlRequest::Resize { more: true },
+            ControlRequest::Resize { more: false },
+        ] {
+            assert_eq!(request.to_string().parse(), Ok(request));
+        }
+        assert_eq!(
+            " reload \r".parse(),
+            Ok(ControlRequest::Reload { chain: false })
+        );
+        let error = "relaod".parse::<ControlRequest>().unwrap_err();
+        assert!(error.to_string().contains("\"relaod\""), "{error}");
+        assert!("stop now".parse::<ControlRequest>().is_err());
+    }
+
+    #[test]
+    fn the_socket_is_configured_or_in_the_runtime_directory() {
+        assert_eq!(
+            control_socket_path(Some(Path::new("/x/c.sock")), Some("/run/app".as_ref())),
+            Some(PathBuf::from("/x/c.sock"))
+        );
+        assert_eq!(
+            control_socket_path(None, Some("/run/steward/demo:/run/other".as_ref())),
+            Some(PathBuf::from("/run/steward/demo/control.sock"))
+        );
+        assert_eq!(control_socket_path(None, None), None);
+        assert_eq!(control_socket_path(None, Some("".as_ref())), None);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), r#""a\"b\\c\nd\u0001""#);
+    }
+
+    #[test]
+    fn requests_are_read_and_answered() {
+        let dir = std::env::temp_dir().join(format!("steward-control-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let mut server = ControlServer::bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(ControlServer::bind(&path).is_err(), "a live socket is kept");
+
+        let mut good = UnixStream::connect(&path).unwrap();
+        good.write_all(b"status json\n").unwrap();
+        let mut bad = UnixStream::connect(&path).unwrap();
+        bad.write_all(b"dance\n").unwrap();
+        let mut requests = Vec::new();
+        while requests.is_empty() {
+            requests = server.receive();
+        }
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].1, ControlRequest::Status { json: true });
+        server.answer(requests[0].0, "{}", true);
+        let mut answer = String::new();
+        good.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "{}\n");
+        let mut refused = String::new();
+        bad.read_to_string(&mut refused).unwrap();
+        assert!(
+            refused.starts_with("error unknown request \"dance\""),
+            "{refused}"
+        );
+
+        drop(server);
+        // The file of a dead master's socket is replaced.
+        ControlServer::bind(&path).unwrap().remove_file();
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
