@@ -4,6 +4,7 @@
 mod activation;
 mod control;
 mod systemd;
+mod upgrade;
 mod util;
 
 use std::{

@@ -36,6 +36,10 @@ enum Command {
     Stop(control::StopArgs),
     /// Show a running master's workers and its last reload.
     Status(control::StatusArgs),
+    /// Print the re-exec handover protocol this binary reads: a running master asks
+    /// before it re-execs into a new binary.
+    #[command(hide = true)]
+    ReexecCheck,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +181,10 @@ fn main() -> ExitCode {
         Some(Command::Reload(args)) => control::reload(args),
         Some(Command::Stop(args)) => control::stop(args),
         Some(Command::Status(args)) => control::status(args),
+        Some(Command::ReexecCheck) => {
+            println!("{}", steward_master::REEXEC_PROTOCOL);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Run(args)) => run_master(args),
         None => run_master(cli.run),
     };

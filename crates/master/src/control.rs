@@ -17,7 +17,7 @@ use std::{
     fmt,
     io::{self, ErrorKind, Read, Write},
     os::{
-        fd::{AsFd, BorrowedFd},
+        fd::{AsFd, BorrowedFd, RawFd},
         unix::{
             fs::PermissionsExt,
             net::{UnixListener, UnixStream},
@@ -173,8 +173,52 @@ impl ControlServer {
         })
     }
 
+    /// Takes the control socket and its waiting clients back from a previous image of
+    /// this master (re-exec); returns the clients' new ids, in order.
+    pub fn adopt(
+        listener: RawFd,
+        path: PathBuf,
+        waiting: impl Iterator<Item = RawFd>,
+    ) -> io::Result<(ControlServer, Vec<ConnectionId>)> {
+        let adopt = |fd| steward_sys::adopt_inherited_socket(fd).map_err(io::Error::other);
+        let listener = UnixListener::from(adopt(listener)?);
+        listener.set_nonblocking(true)?;
+        let mut server = ControlServer {
+            listener,
+            path,
+            connections: Vec::new(),
+            next_id: 0,
+        };
+        let mut ids = Vec::new();
+        for fd in waiting {
+            let stream = UnixStream::from(adopt(fd)?);
+            stream.set_nonblocking(true)?;
+            server.next_id += 1;
+            ids.push(server.next_id);
+            server.connections.push(Connection {
+                id: server.next_id,
+                stream,
+                received: Vec::new(),
+                answered_later: true,
+            });
+        }
+        Ok((server, ids))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn listener_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// The descriptor of a client connection still open.
+    pub fn connection_fd(&self, id: ConnectionId) -> Option<BorrowedFd<'_>> {
+        self.connections
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.stream.as_fd())
     }
 
     /// The descriptors to poll: the listener, then each connection still being read.

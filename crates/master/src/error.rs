@@ -95,6 +95,12 @@ pub enum MasterError {
         /// What failed.
         source: io::Error,
     },
+    /// The descriptors a previous image of the master handed over are unusable.
+    #[error("cannot adopt what the previous master image handed over: {0}")]
+    Handover(io::Error),
+    /// The handover text from a previous image of the master is unreadable.
+    #[error(transparent)]
+    BadHandover(#[from] crate::reexec::HandoverError),
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),

@@ -23,6 +23,7 @@ mod fifo;
 mod listen;
 mod master;
 mod notify;
+mod reexec;
 mod table;
 
 pub use crate::{
@@ -30,4 +31,5 @@ pub use crate::{
     error::MasterError,
     listen::Listener,
     master::{Lifecycle, Master},
+    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
 };

@@ -1,7 +1,7 @@
 use std::{
     io::ErrorKind,
     os::{
-        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
         unix::fs::FileTypeExt,
     },
     path::Path,
@@ -94,6 +94,19 @@ impl Listener {
             fd,
             handed_over: false,
         })
+    }
+
+    /// Takes a listening socket back from a previous image of this master (re-exec).
+    pub(crate) fn adopt(
+        fd: RawFd,
+        handed_over: bool,
+        name: String,
+    ) -> Result<Listener, MasterError> {
+        let fd = steward_sys::adopt_inherited_socket(fd)
+            .map_err(|e| MasterError::Handover(std::io::Error::other(e)))?;
+        let mut listener = Listener::inherited(name, fd)?;
+        listener.handed_over = handed_over;
+        Ok(listener)
     }
 
     /// Takes a socket the service manager handed over; it must already listen.

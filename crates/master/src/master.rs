@@ -1,6 +1,6 @@
 use std::{
     fs::File,
-    os::fd::{AsFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd},
     time::{Duration, Instant},
 };
 
@@ -25,6 +25,7 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
 };
@@ -142,6 +143,7 @@ pub struct Master {
     last_reload: Option<ReloadOutcome>,
     watchdog: Option<Watchdog>,
     extend_timeout_at: Option<Instant>,
+    binary: Binary,
 }
 
 impl Master {
@@ -150,18 +152,32 @@ impl Master {
     /// so call this from the thread that will call [`Master::run`], before starting others).
     pub fn new(options: Options) -> Result<Master, MasterError> {
         options.validate()?;
-        let inherited = match steward_systemd::take_listen_fds()? {
-            Activation::Sockets(sockets) => sockets,
-            Activation::Absent => Vec::new(),
-            Activation::NotForThisProcess { listen_pid } => {
-                warn!(listen_pid = %listen_pid.as_deref().unwrap_or("unset"),
-                    "LISTEN_FDS is set but LISTEN_PID is not this process: those descriptors are not ours; ignored");
-                Vec::new()
+        let binary = Binary::new(options.binary_path.as_deref());
+        let handover = take_handover()?;
+        let listeners = match &handover {
+            Some(handover) => handover
+                .listeners
+                .iter()
+                .map(|(fd, handed_over, name)| Listener::adopt(*fd, *handed_over, name.clone()))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => {
+                let inherited = match steward_systemd::take_listen_fds()? {
+                    Activation::Sockets(sockets) => sockets,
+                    Activation::Absent => Vec::new(),
+                    Activation::NotForThisProcess { listen_pid } => {
+                        warn!(listen_pid = %listen_pid.as_deref().unwrap_or("unset"),
+                            "LISTEN_FDS is set but LISTEN_PID is not this process: those descriptors are not ours; ignored");
+                        Vec::new()
+                    }
+                };
+                listeners(&options, inherited)?
             }
         };
-        let listeners = listeners(&options, inherited)?;
         let fd_names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
-        let notify = NotifySocket::bind()?;
+        let notify = match handover.as_ref().and_then(|h| h.notify.clone()) {
+            Some((fd, path)) => NotifySocket::adopt(fd, path)?,
+            None => NotifySocket::bind()?,
+        };
         let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
         let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
@@ -169,16 +185,28 @@ impl Master {
             Notifier::new(None).expect("a disabled notifier needs no socket")
         });
 
-        store_sockets(&systemd, &listeners);
-        let control = match control_socket_path(
-            options.control_socket.as_deref(),
-            std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
-        ) {
-            None => None,
-            Some(path) => Some(
-                ControlServer::bind(&path)
-                    .map_err(|source| MasterError::ControlSocket { path, source })?,
-            ),
+        if handover.is_none() {
+            store_sockets(&systemd, &listeners);
+        }
+        let mut reload_waiters = Vec::new();
+        let control = match handover.as_ref().and_then(|h| h.control.clone()) {
+            Some((fd, path)) => {
+                let waiting = handover.as_ref().map_or(&[][..], |h| &h.waiters[..]);
+                let (control, ids) = ControlServer::adopt(fd, path, waiting.iter().map(|w| w.0))
+                    .map_err(MasterError::Handover)?;
+                reload_waiters = ids.into_iter().zip(waiting.iter().map(|w| w.1)).collect();
+                Some(control)
+            }
+            None => match control_socket_path(
+                options.control_socket.as_deref(),
+                std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
+            ) {
+                None => None,
+                Some(path) => Some(
+                    ControlServer::bind(&path)
+                        .map_err(|source| MasterError::ControlSocket { path, source })?,
+                ),
+            },
         };
         let fifos = options
             .master_fifo
@@ -204,7 +232,7 @@ impl Master {
             .map_err(MasterError::Signals)?;
 
         let desired = options.workers;
-        Ok(Master {
+        let mut master = Master {
             options,
             listeners,
             command,
@@ -224,11 +252,145 @@ impl Master {
             failure: None,
             control,
             fifos,
-            reload_waiters: Vec::new(),
+            reload_waiters,
             last_reload: None,
             watchdog,
             extend_timeout_at: None,
-        })
+            binary,
+        };
+        if let Some(handover) = handover {
+            master.resume(handover);
+        }
+        Ok(master)
+    }
+
+    /// Takes up where the previous image of this process left off: its workers, its
+    /// generations, and the reload that asked for the re-exec.
+    fn resume(&mut self, handover: Handover) {
+        let now = Instant::now();
+        for w in handover.workers {
+            let state = match (w.state.as_str(), w.kill_in) {
+                ("starting", _) => WorkerState::Starting,
+                ("ready", _) => WorkerState::Ready,
+                (_, Some(kill_in)) => WorkerState::Stopping {
+                    kill_at: now + kill_in,
+                    killed: false,
+                },
+                (_, None) => WorkerState::Stopping {
+                    kill_at: now,
+                    killed: true,
+                },
+            };
+            let HandedWorker {
+                id,
+                generation,
+                pid,
+                age,
+                respawned,
+                ..
+            } = w;
+            self.workers.push(Worker {
+                id,
+                generation,
+                pid,
+                state,
+                started: now.checked_sub(age).unwrap_or(now),
+                respawned,
+                status: None,
+            });
+        }
+        self.current = handover.current;
+        self.latest = handover.latest;
+        self.serving = handover.serving;
+        self.desired = handover.desired;
+        self.lifecycle = if self.serving.is_some() {
+            Lifecycle::Running
+        } else {
+            Lifecycle::Starting
+        };
+        info!(
+            binary = %self.binary.path.display(),
+            workers = self.workers.len(),
+            generation = self.current,
+            "re-executed: workers adopted"
+        );
+        self.begin_reload(handover.reload_chain);
+    }
+
+    /// Re-execs the master from the new binary, which carries out this reload. Returns
+    /// only if it did not happen, the old image going on as it was.
+    fn upgrade(&mut self, chain: bool) {
+        info!(binary = %self.binary.path.display(), "binary changed; re-executing");
+        if let Err(e) = self.binary.check() {
+            error!(error = %e, "re-exec refused; reloading with the running binary");
+            return;
+        }
+        let now = Instant::now();
+        let handover = Handover {
+            pid: std::process::id(),
+            current: self.current,
+            latest: self.latest,
+            serving: self.serving,
+            desired: self.desired,
+            reload_chain: chain,
+            listeners: self
+                .listeners
+                .iter()
+                .map(|l| (l.as_fd().as_raw_fd(), l.was_handed_over(), l.name.clone()))
+                .collect(),
+            notify: Some((
+                self.notify.as_fd().as_raw_fd(),
+                self.notify.path().to_owned(),
+            )),
+            control: self
+                .control
+                .as_ref()
+                .map(|c| (c.listener_fd().as_raw_fd(), c.path().to_owned())),
+            waiters: self
+                .reload_waiters
+                .iter()
+                .filter_map(|(id, generation)| {
+                    let fd = self.control.as_ref()?.connection_fd(*id)?;
+                    Some((fd.as_raw_fd(), *generation))
+                })
+                .collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|w| HandedWorker {
+                    id: w.id,
+                    generation: w.generation,
+                    pid: w.pid,
+                    state: match w.state {
+                        WorkerState::Starting => "starting",
+                        WorkerState::Ready => "ready",
+                        WorkerState::Stopping { .. } => "stopping",
+                    }
+                    .to_owned(),
+                    age: w.started.elapsed(),
+                    kill_in: match w.state {
+                        WorkerState::Stopping {
+                            kill_at,
+                            killed: false,
+                        } => Some(kill_at.saturating_duration_since(now)),
+                        _ => None,
+                    },
+                    respawned: w.respawned,
+                })
+                .collect(),
+        };
+        let mut keep: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
+        keep.push(self.notify.as_fd());
+        if let Some(control) = &self.control {
+            keep.push(control.listener_fd());
+            keep.extend(
+                self.reload_waiters
+                    .iter()
+                    .filter_map(|(id, _)| control.connection_fd(*id)),
+            );
+        }
+        let failure = self.binary.exec(&handover, &keep);
+        error!(error = %failure, "re-exec failed; reloading with the running binary");
     }
 
     /// The sockets the workers receive, in order.
@@ -356,12 +518,14 @@ impl Master {
                 answer(self, "failed: shutting down", true)
             }
             ControlRequest::Reload { chain } => {
-                self.begin_reload(chain);
-                let line = format!("accepted generation={}", self.current);
-                answer(self, &line, false);
+                // Answered and registered first: the reload may re-exec the master,
+                // which hands the waiting client over to the new image.
+                let generation = self.latest + 1;
+                answer(self, &format!("accepted generation={generation}"), false);
                 if let Some(id) = connection {
-                    self.reload_waiters.push((id, self.current));
+                    self.reload_waiters.push((id, generation));
                 }
+                self.begin_reload(chain);
             }
             ControlRequest::Stop { brutal } => {
                 // The client learns the master is gone when the connection closes at exit.
@@ -436,6 +600,9 @@ impl Master {
         if let Lifecycle::Stopping { .. } = self.lifecycle {
             info!("reload ignored: shutting down");
             return;
+        }
+        if self.lifecycle == Lifecycle::Running && self.binary.changed() {
+            self.upgrade(chain);
         }
         self.latest += 1;
         self.current = self.latest;
@@ -1011,6 +1178,24 @@ impl Master {
             warn!(error = %e, "cannot notify systemd");
         }
     }
+}
+
+/// Reads (and removes) the handover a previous image of this process left in the
+/// environment. One left for another pid is stale (inherited by accident) and ignored.
+fn take_handover() -> Result<Option<Handover>, MasterError> {
+    let Some(text) = std::env::var_os(REEXEC_VARIABLE) else {
+        return Ok(None);
+    };
+    std::env::remove_var(REEXEC_VARIABLE);
+    let handover = Handover::decode(&text.to_string_lossy()).map_err(MasterError::BadHandover)?;
+    if handover.pid != std::process::id() {
+        warn!(
+            pid = handover.pid,
+            "ignored a re-exec handover meant for another process"
+        );
+        return Ok(None);
+    }
+    Ok(Some(handover))
 }
 
 /// Hands the sockets steward bound itself to systemd's fd store (when the unit has one),

@@ -63,6 +63,18 @@ impl NotifySocket {
         Ok(NotifySocket { socket, path })
     }
 
+    /// Takes the notify socket back from a previous image of this master (re-exec); the
+    /// workers know its path, which stays.
+    pub fn adopt(fd: std::os::fd::RawFd, path: PathBuf) -> Result<NotifySocket, MasterError> {
+        let fd = steward_sys::adopt_inherited_socket(fd)
+            .map_err(|e| MasterError::Handover(std::io::Error::other(e)))?;
+        let socket = UnixDatagram::from(fd);
+        socket
+            .set_nonblocking(true)
+            .map_err(MasterError::Handover)?;
+        Ok(NotifySocket { socket, path })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
