@@ -24,6 +24,7 @@ mod listen;
 mod master;
 mod notify;
 mod reexec;
+mod status;
 mod table;
 
 pub use crate::{

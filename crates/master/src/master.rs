@@ -21,11 +21,12 @@ use tracing::{error, info, warn};
 
 use crate::{
     command::WorkerCommand,
-    control::{control_socket_path, json_string, ConnectionId, ControlRequest, ControlServer},
+    control::{control_socket_path, ConnectionId, ControlRequest, ControlServer},
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
+    status::{ReloadOutcome, StatusReport},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
 };
@@ -68,13 +69,6 @@ struct FailedStart {
     respawned: bool,
     lived: Duration,
     how: String,
-}
-
-/// How the last reload ended, for `steward status`.
-#[derive(Debug, Clone)]
-struct ReloadOutcome {
-    generation: u64,
-    result: Result<Duration, String>,
 }
 
 /// systemd's watchdog: `WATCHDOG=1` every half interval, from the loop itself, so a
@@ -361,12 +355,7 @@ impl Master {
                     id: w.id,
                     generation: w.generation,
                     pid: w.pid,
-                    state: match w.state {
-                        WorkerState::Starting => "starting",
-                        WorkerState::Ready => "ready",
-                        WorkerState::Stopping { .. } => "stopping",
-                    }
-                    .to_owned(),
+                    state: w.state.name().to_owned(),
                     age: w.started.elapsed(),
                     kill_in: match w.state {
                         WorkerState::Stopping {
@@ -1040,108 +1029,25 @@ impl Master {
 
     /// The state of the master and of every worker, as text lines or one JSON object.
     fn status(&self, json: bool) -> String {
-        let lifecycle = match self.lifecycle {
-            Lifecycle::Starting => "starting",
-            Lifecycle::Running => "running",
-            Lifecycle::Stopping { graceful: true } => "stopping",
-            Lifecycle::Stopping { graceful: false } => "stopping brutally",
-        };
         let mut workers: Vec<&Worker> = self.workers.iter().collect();
         workers.sort_by_key(|w| (w.id, w.generation));
-        let state = |w: &Worker| match w.state {
-            WorkerState::Starting => "starting",
-            WorkerState::Ready => "ready",
-            WorkerState::Stopping { .. } => "stopping",
-        };
-        let reloading = self
-            .reload
-            .as_ref()
-            .map(|r| (r.generation, r.started.elapsed()));
-        if !json {
-            let mut text = format!(
-                "master pid {} {lifecycle}, generation {}, serving {}, {} workers wanted",
-                std::process::id(),
-                self.current,
-                self.serving.map_or("none".into(), |g| g.to_string()),
-                self.desired
-            );
-            if let Some((generation, elapsed)) = reloading {
-                text += &format!(
-                    "\nreloading to generation {generation} for {} ms",
-                    elapsed.as_millis()
-                );
-            }
-            if let Some(last) = &self.last_reload {
-                text += &match &last.result {
-                    Ok(took) => format!(
-                        "\nlast reload: generation {} ok in {} ms",
-                        last.generation,
-                        took.as_millis()
-                    ),
-                    Err(reason) => format!(
-                        "\nlast reload: generation {} failed: {reason}",
-                        last.generation
-                    ),
-                };
-            }
-            for w in workers {
-                text += &format!(
-                    "\nworker {} generation {} pid {} {} for {} ms{}",
-                    w.id,
-                    w.generation,
-                    w.pid,
-                    state(w),
-                    w.started.elapsed().as_millis(),
-                    w.status
-                        .as_deref()
-                        .map_or(String::new(), |s| format!(": {s}"))
-                );
-            }
-            return text;
-        }
-        let workers: Vec<String> = workers
-            .iter()
-            .map(|w| {
-                format!(
-                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"status":{}}}"#,
-                    w.id,
-                    w.generation,
-                    w.pid,
-                    state(w),
-                    w.started.elapsed().as_millis(),
-                    w.status.as_deref().map_or("null".into(), json_string)
-                )
-            })
-            .collect();
-        let reloading = reloading.map_or("null".into(), |(generation, elapsed)| {
-            format!(
-                r#"{{"generation":{generation},"elapsed_ms":{}}}"#,
-                elapsed.as_millis()
-            )
-        });
-        let last_reload =
-            self.last_reload
+        let report = StatusReport {
+            lifecycle: self.lifecycle,
+            current: self.current,
+            serving: self.serving,
+            desired: self.desired,
+            reloading: self
+                .reload
                 .as_ref()
-                .map_or("null".into(), |last| match &last.result {
-                    Ok(took) => format!(
-                        r#"{{"generation":{},"ok":true,"elapsed_ms":{}}}"#,
-                        last.generation,
-                        took.as_millis()
-                    ),
-                    Err(reason) => format!(
-                        r#"{{"generation":{},"ok":false,"error":{}}}"#,
-                        last.generation,
-                        json_string(reason)
-                    ),
-                });
-        format!(
-            r#"{{"pid":{},"state":"{lifecycle}","generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"last_reload":{last_reload},"workers":[{}]}}"#,
-            std::process::id(),
-            self.current,
-            self.serving.map_or("null".into(), |g| g.to_string()),
-            self.desired,
-            workers.join(",")
-        )
+                .map(|r| (r.generation, r.started.elapsed())),
+            last_reload: self.last_reload.as_ref(),
+            workers,
+        };
+        if json {
+            report.json()
+        } else {
+            report.text()
+        }
     }
 
     fn report_status(&self) {
@@ -1156,11 +1062,7 @@ impl Master {
         let mut workers: Vec<&Worker> = self.workers.iter().collect();
         workers.sort_by_key(|w| (w.id, w.generation));
         for w in workers {
-            let state = match w.state {
-                WorkerState::Starting => "starting",
-                WorkerState::Ready => "ready",
-                WorkerState::Stopping { .. } => "stopping",
-            };
+            let state = w.state.name();
             info!(
                 worker = w.id,
                 generation = w.generation,

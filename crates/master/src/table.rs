@@ -13,6 +13,17 @@ pub(crate) enum WorkerState {
     Stopping { kill_at: Instant, killed: bool },
 }
 
+impl WorkerState {
+    /// How `steward status` and the log call it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Ready => "ready",
+            WorkerState::Stopping { .. } => "stopping",
+        }
+    }
+}
+
 /// One worker process.
 #[derive(Debug)]
 pub(crate) struct Worker {

@@ -1,0 +1,136 @@
+//! What `steward status` shows: the master's state, its reloads and every worker.
+
+use std::{fmt::Write as _, time::Duration};
+
+use crate::{control::json_string, master::Lifecycle, table::Worker};
+
+/// How the last reload ended.
+#[derive(Debug, Clone)]
+pub(crate) struct ReloadOutcome {
+    pub generation: u64,
+    /// How long it took, or why it failed.
+    pub result: Result<Duration, String>,
+}
+
+/// A snapshot of the master for one status answer.
+pub(crate) struct StatusReport<'a> {
+    pub lifecycle: Lifecycle,
+    pub current: u64,
+    pub serving: Option<u64>,
+    pub desired: usize,
+    /// The reload under way: its generation and how long it has run.
+    pub reloading: Option<(u64, Duration)>,
+    pub last_reload: Option<&'a ReloadOutcome>,
+    /// Sorted by id, then generation.
+    pub workers: Vec<&'a Worker>,
+}
+
+impl StatusReport<'_> {
+    fn lifecycle(&self) -> &'static str {
+        match self.lifecycle {
+            Lifecycle::Starting => "starting",
+            Lifecycle::Running => "running",
+            Lifecycle::Stopping { graceful: true } => "stopping",
+            Lifecycle::Stopping { graceful: false } => "stopping brutally",
+        }
+    }
+
+    /// Lines for a human.
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "master pid {} {}, generation {}, serving {}, {} workers wanted",
+            std::process::id(),
+            self.lifecycle(),
+            self.current,
+            self.serving.map_or("none".into(), |g| g.to_string()),
+            self.desired
+        );
+        if let Some((generation, elapsed)) = self.reloading {
+            let _ = write!(
+                text,
+                "\nreloading to generation {generation} for {} ms",
+                elapsed.as_millis()
+            );
+        }
+        if let Some(last) = self.last_reload {
+            let _ = match &last.result {
+                Ok(took) => write!(
+                    text,
+                    "\nlast reload: generation {} ok in {} ms",
+                    last.generation,
+                    took.as_millis()
+                ),
+                Err(reason) => write!(
+                    text,
+                    "\nlast reload: generation {} failed: {reason}",
+                    last.generation
+                ),
+            };
+        }
+        for w in &self.workers {
+            let _ = write!(
+                text,
+                "\nworker {} generation {} pid {} {} for {} ms{}",
+                w.id,
+                w.generation,
+                w.pid,
+                w.state.name(),
+                w.started.elapsed().as_millis(),
+                w.status
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(": {s}"))
+            );
+        }
+        text
+    }
+
+    /// One JSON object for a program.
+    pub fn json(&self) -> String {
+        let workers: Vec<String> = self
+            .workers
+            .iter()
+            .map(|w| {
+                format!(
+                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"status":{}}}"#,
+                    w.id,
+                    w.generation,
+                    w.pid,
+                    w.state.name(),
+                    w.started.elapsed().as_millis(),
+                    w.status.as_deref().map_or("null".into(), json_string)
+                )
+            })
+            .collect();
+        let reloading = self
+            .reloading
+            .map_or("null".into(), |(generation, elapsed)| {
+                format!(
+                    r#"{{"generation":{generation},"elapsed_ms":{}}}"#,
+                    elapsed.as_millis()
+                )
+            });
+        let last_reload = self
+            .last_reload
+            .map_or("null".into(), |last| match &last.result {
+                Ok(took) => format!(
+                    r#"{{"generation":{},"ok":true,"elapsed_ms":{}}}"#,
+                    last.generation,
+                    took.as_millis()
+                ),
+                Err(reason) => format!(
+                    r#"{{"generation":{},"ok":false,"error":{}}}"#,
+                    last.generation,
+                    json_string(reason)
+                ),
+            });
+        format!(
+            r#"{{"pid":{},"state":"{}","generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"last_reload":{last_reload},"workers":[{}]}}"#,
+            std::process::id(),
+            self.lifecycle(),
+            self.current,
+            self.serving.map_or("null".into(), |g| g.to_string()),
+            self.desired,
+            workers.join(",")
+        )
+    }
+}
