@@ -2,6 +2,7 @@
 //! checks what a user would see: answers, pids, exit statuses, log lines.
 
 mod activation;
+mod config;
 mod control;
 mod systemd;
 mod upgrade;

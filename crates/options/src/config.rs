@@ -419,6 +419,58 @@ mod tests {
     }
 
     #[test]
+    fn file_then_env_then_cli() {
+        let file = crate::files::tests::TempFile::new(
+            "layers.ini",
+            "[uwsgi]\ncommand = /bin/app\nworkers = 2\ntouch-reload = /a\ntouch-reload = /b\nready = notify\nvacuum = true\nharakiri = 20\n",
+        );
+        let at = |line| Origin::File {
+            path: file.path.clone(),
+            line,
+        };
+        let sources = |env: &[(&str, &str)], cli: Vec<Setting>| ConfigSources {
+            file: Some(file.path.clone()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cli,
+        };
+
+        let config = sources(&[], Vec::new()).load().unwrap();
+        assert_eq!(config.options.workers, 2);
+        assert_eq!(config.origins("touch-reload"), [at(4), at(5)]);
+        assert_eq!(config.warnings.len(), 1);
+        let described = config.describe();
+        assert!(
+            described.lines().any(|l| l.starts_with("touch-reload = /b")
+                && l.ends_with(&format!("# {}:5", file.path.display()))),
+            "{described}"
+        );
+
+        let config = sources(
+            &[("STEWARD_WORKERS", "3"), ("STEWARD_TOUCH_RELOAD", "/c")],
+            vec![cli("ready", "immediate")],
+        )
+        .load()
+        .unwrap();
+        assert_eq!(config.options.workers, 3);
+        assert_eq!(
+            config.origins("workers"),
+            [Origin::Env("STEWARD_WORKERS".into())]
+        );
+        assert_eq!(config.options.touch_reload, [PathBuf::from("/c")]);
+        assert_eq!(config.options.ready, crate::ReadyMode::Immediate);
+        assert!(config.options.vacuum);
+        assert_eq!(config.origins("vacuum"), [at(7)]);
+
+        let config = sources(&[("STEWARD_WORKERS", "3")], vec![cli("workers", "5")])
+            .load()
+            .unwrap();
+        assert_eq!(config.options.workers, 5);
+    }
+
+    #[test]
     fn a_set_without_a_command_is_invalid() {
         let error = ConfigSources::default().load().unwrap_err();
         assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");

@@ -17,6 +17,7 @@
 mod config;
 mod error;
 mod files;
+mod ini;
 mod listen;
 mod model;
 pub mod table;
