@@ -6,6 +6,8 @@ use std::{
     process::{Command, Output},
 };
 
+use nix::sys::signal::Signal;
+
 use crate::util::{demo_bin, free_port, steward_bin, Steward};
 
 /// A directory of config files for one test, removed when dropped.
@@ -243,4 +245,72 @@ fn the_environment_overrides_the_file_and_flags_override_the_environment() {
         .unwrap()
         .body
         .contains("hello from worker 1"));
+}
+
+#[test]
+fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
+    let dir = ConfigDir::new("hup-workers");
+    let port = free_port();
+    let text = |workers: usize, backlog: usize| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\nlisten-backlog = {backlog}\ncommand = [\"{}\"]\n",
+            demo_bin()
+        )
+    };
+    let file = dir.write("app.toml", &text(2, 1024));
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.worker_pids(1).len(), 2);
+
+    dir.write("app.toml", &text(3, 64));
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.worker_pids(2).len(), 3);
+    steward
+        .log
+        .wait_for(&["needs a restart: listen-backlog (was 1024, now 64)"]);
+    assert!(steward.get("/").unwrap().body.contains("generation 2"));
+}
+
+#[test]
+fn sighup_with_a_broken_file_keeps_the_old_workers_serving() {
+    let dir = ConfigDir::new("hup-broken");
+    let port = free_port();
+    let file = dir.write(
+        "app.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = [\"{}\"]\n",
+            demo_bin()
+        ),
+    );
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+
+    dir.write(
+        "app.toml",
+        &format!("listen = \"127.0.0.1:{port}\"\nworkers = \"two\"\n"),
+    );
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&[
+        "reload failed",
+        &format!("{file}:2: workers: invalid number"),
+    ]);
+    assert!(steward.get("/").unwrap().body.contains("generation 1"));
+    assert!(
+        steward.worker_pids(2).is_empty(),
+        "{:?}",
+        steward.log.lines()
+    );
+
+    // Fixed, the next SIGHUP reloads.
+    dir.write(
+        "app.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 1\ncommand = [\"{}\"]\n",
+            demo_bin()
+        ),
+    );
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(3);
+    assert_eq!(steward.worker_pids(3).len(), 1);
 }

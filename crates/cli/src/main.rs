@@ -53,7 +53,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    let master = Master::new(config.options).context("cannot start")?;
+    let mut master = Master::new(config.options).context("cannot start")?;
+    master.reread_config_on_reload(sources);
     master.run()?;
     Ok(())
 }
