@@ -652,6 +652,57 @@ fn build() -> Vec<OptionDef> {
     table
 }
 
+/// The option table of the README, in Markdown: name, default and meaning of each
+/// option, with one row for all the `hook-<phase>` options and one for `exec-<phase>`.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| option | default | meaning |\n|---|---|---|\n");
+    for def in table() {
+        if def.hidden() || hook_phase_of(def.name()).is_some() {
+            continue;
+        }
+        let mut name = format!("`{}`", def.name());
+        if let Some(short) = def.short() {
+            name = format!("`-{short}`, {name}");
+        }
+        for alias in def.aliases() {
+            name.push_str(&format!(" (`{alias}`)"));
+        }
+        let value = match def.kind() {
+            Kind::Flag => String::new(),
+            _ => format!(" {}", def.value_name()),
+        };
+        let repeatable = match def.kind() {
+            Kind::List(ListSeparator::Comma) => " (list; comma-separated in STEWARD_*)",
+            Kind::List(ListSeparator::Newline) => " (list; one per line in STEWARD_*)",
+            _ => "",
+        };
+        let default = def.default_text();
+        let default = if default.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("`{default}`")
+        };
+        out.push_str(&format!(
+            "| {name}{value} | {default} | {}{repeatable} |\n",
+            def.help().replace('|', "\\|")
+        ));
+    }
+    let phases = HOOK_PHASES.join("`, `");
+    out.push_str(&format!(
+        "| `hook-<phase>` ACTION | none | an action to run in that phase, for every phase: `{phases}` (list; one per line in STEWARD_*) |\n"
+    ));
+    out.push_str(
+        "| `exec-<phase>` COMMAND | none | uWSGI's shorthand for `hook-<phase> = exec:COMMAND`, for the same phases |\n",
+    );
+    out
+}
+
+/// The phase of a `hook-<phase>` option.
+fn hook_phase_of(name: &str) -> Option<&str> {
+    name.strip_prefix("hook-")
+        .filter(|phase| HOOK_PHASES.contains(phase))
+}
+
 /// `hook-as-root` and `exec-as-root` -> `as-root`.
 fn hook_phase(name: &str) -> &str {
     name.split_once('-').map_or(name, |(_, phase)| phase)
@@ -791,6 +842,17 @@ mod tests {
         let ksm = lookup("ksm").unwrap();
         ksm.apply(&mut options, "10").unwrap();
         assert!(options.ksm);
+    }
+
+    #[test]
+    fn the_readme_lists_every_option() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+            .unwrap();
+        assert!(
+            readme.contains(&markdown_table()),
+            "README.md's option table is out of date; it should read:\n{}",
+            markdown_table()
+        );
     }
 
     #[test]
