@@ -314,3 +314,15 @@ fn sighup_with_a_broken_file_keeps_the_old_workers_serving() {
     steward.wait_generation_ready(3);
     assert_eq!(steward.worker_pids(3).len(), 1);
 }
+
+#[test]
+fn reload_strategy_chain_makes_sighup_a_chain_reload() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "2", "--reload-strategy", "chain"], &[&demo]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_for(&["reload started", "strategy=\"chain\""]);
+    steward.wait_generation_ready(2);
+}

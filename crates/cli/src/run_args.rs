@@ -215,6 +215,16 @@ mod tests {
     }
 
     #[test]
+    fn every_hook_phase_is_an_option() {
+        let phases: Vec<&str> = steward_hooks::Phase::all().map(|p| p.name()).collect();
+        assert_eq!(phases, table::HOOK_PHASES);
+        for phase in phases {
+            let args = parse(&["steward", &format!("--hook-{phase}"), "print:x"]);
+            assert_eq!(args.settings[0].key, format!("hook-{phase}"));
+        }
+    }
+
+    #[test]
     fn uwsgi_aliases_work_as_flags() {
         let args = parse(&["steward", "--processes", "4"]);
         assert_eq!(args.settings[0].key, "workers");

@@ -14,7 +14,7 @@ use nix::{
     },
     unistd::Pid,
 };
-use steward_options::{ConfigSources, Options, ReadyMode};
+use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
 use steward_sys::{spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
 use tracing::{error, info, warn};
@@ -579,7 +579,9 @@ impl Master {
     fn on_signal(&mut self, signal: Signal) {
         match signal {
             Signal::SIGCHLD => self.reap(),
-            Signal::SIGHUP => self.begin_reload(false),
+            Signal::SIGHUP => {
+                self.begin_reload(self.options.reload_strategy == ReloadStrategy::Chain)
+            }
             Signal::SIGUSR2 => self.begin_reload(true),
             Signal::SIGTERM => self.begin_shutdown(true),
             Signal::SIGINT | Signal::SIGQUIT => self.begin_shutdown(false),

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use yaml_rust2::{
     parser::{Event, MarkedEventReceiver, Parser},
-    scanner::Marker,
+    scanner::{Marker, TScalarStyle},
 };
 
 use crate::{ini, ConfigError, Origin, RawValue, Setting, Warning};
@@ -207,6 +207,15 @@ impl MarkedEventReceiver for YamlEvents {
     }
 }
 
+/// A YAML null (`~`, `null`, nothing) is an empty value, which options refuse, rather
+/// than the text "null".
+fn yaml_scalar(value: String, style: TScalarStyle) -> String {
+    match (style, value.as_str()) {
+        (TScalarStyle::Plain, "~" | "null" | "Null" | "NULL") => String::new(),
+        _ => value,
+    }
+}
+
 fn yaml_settings(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
     let mut events = YamlEvents::default();
     Parser::new_from_str(text)
@@ -242,12 +251,16 @@ fn yaml_settings(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
                 }
             };
             let value = match events.next() {
-                Some((Event::Scalar(value, ..), _)) => RawValue::One(value),
+                Some((Event::Scalar(value, style, ..), _)) => {
+                    RawValue::One(yaml_scalar(value, style))
+                }
                 Some((Event::SequenceStart(..), _)) => {
                     let mut items = Vec::new();
                     loop {
                         match events.next() {
-                            Some((Event::Scalar(item, ..), _)) => items.push(item),
+                            Some((Event::Scalar(item, style, ..), _)) => {
+                                items.push(yaml_scalar(item, style))
+                            }
                             Some((Event::SequenceEnd, _)) => break,
                             _ => return Err(nested(path, line, &key)),
                         }
@@ -379,6 +392,12 @@ pub(crate) mod tests {
         assert_eq!(config.options.touch_reload.len(), 2);
         assert_eq!(config.options.hooks, [("asap".into(), "print:hi".into())]);
         assert_eq!(config.origins("touch-reload"), [at(&file, 4)]);
+
+        let file = TempFile::new("n.yml", "command: /bin/app\npidfile: ~\n");
+        assert_eq!(
+            file.load().unwrap_err().to_string(),
+            format!("{}:2: pidfile: the value is empty", file.path.display())
+        );
 
         let file = TempFile::new("b.yml", "command: /bin/app\nworkers: [1, 2]\n");
         assert_eq!(

@@ -170,9 +170,9 @@ pub fn env_var_of(name: &str) -> String {
     format!("STEWARD_{}", name.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// Every hook phase steward knows, by its uWSGI name. steward-hooks owns the phases
-/// and checks this list against its own in its tests: the options crate depends on
-/// nothing, so the names are repeated here.
+/// Every hook phase steward knows, by its uWSGI name. steward-hooks owns the phases;
+/// the options crate depends on nothing, so the names are repeated here, and a test of
+/// the steward binary checks that both lists agree.
 pub const HOOK_PHASES: &[&str] = &[
     "asap",
     "pre-jail",
@@ -846,8 +846,9 @@ mod tests {
 
     #[test]
     fn the_readme_lists_every_option() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
-            .unwrap();
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
         assert!(
             readme.contains(&markdown_table()),
             "README.md's option table is out of date; it should read:\n{}",
