@@ -14,7 +14,7 @@ use nix::{
     },
     unistd::Pid,
 };
-use steward_options::{Options, ReadyMode};
+use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
 use steward_sys::{spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
 use tracing::{error, info, warn};
@@ -30,6 +30,8 @@ use crate::{
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
 };
+
+mod reconfigure;
 
 /// Where the master is in its life. Signals move it along:
 ///
@@ -138,6 +140,8 @@ pub struct Master {
     watchdog: Option<Watchdog>,
     extend_timeout_at: Option<Instant>,
     binary: Binary,
+    /// Where the options came from, read again at each reload (see reconfigure.rs).
+    config_sources: Option<ConfigSources>,
 }
 
 impl Master {
@@ -251,6 +255,7 @@ impl Master {
             watchdog,
             extend_timeout_at: None,
             binary,
+            config_sources: None,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -574,7 +579,9 @@ impl Master {
     fn on_signal(&mut self, signal: Signal) {
         match signal {
             Signal::SIGCHLD => self.reap(),
-            Signal::SIGHUP => self.begin_reload(false),
+            Signal::SIGHUP => {
+                self.begin_reload(self.options.reload_strategy == ReloadStrategy::Chain)
+            }
             Signal::SIGUSR2 => self.begin_reload(true),
             Signal::SIGTERM => self.begin_shutdown(true),
             Signal::SIGINT | Signal::SIGQUIT => self.begin_shutdown(false),
@@ -610,6 +617,9 @@ impl Master {
             strategy = if chain { "chain" } else { "graceful" },
             "reload started"
         );
+        if let Err(reason) = self.reread_config() {
+            self.config_reload_failed(reason);
+        }
     }
 
     fn begin_shutdown(&mut self, graceful: bool) {

@@ -1,3 +1,7 @@
+use std::path::PathBuf;
+
+use crate::Origin;
+
 /// A value that does not parse or an option set that does not hold together.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionError {
@@ -37,10 +41,109 @@ pub enum OptionError {
     /// A log destination that is neither a file path nor `udp:HOST:PORT`.
     #[error("invalid log destination {0:?}: expected a file path or udp:HOST:PORT")]
     LogTarget(String),
+    /// A flag value that is not a boolean.
+    #[error("invalid boolean {0:?}: expected true or false (also yes/no, on/off, 1/0)")]
+    Bool(String),
+    /// A value that is not a whole number in the allowed range.
+    #[error("invalid number {value:?}: expected {expected}")]
+    Number {
+        /// The value as given.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+    /// An empty value where a path, name or command is required.
+    #[error("the value is empty")]
+    Empty,
     /// No command to run in the workers.
     #[error("no worker command given: put it after `--`, as in `steward --listen 127.0.0.1:8000 -- /usr/bin/myserver`")]
     NoCommand,
     /// Zero workers.
     #[error("workers must be at least 1")]
     NoWorkers,
+}
+
+/// A config source that cannot be read or says something wrong. Each names where:
+/// `file:line`, the `STEWARD_*` variable or the flag. The underlying error is part of
+/// the message, not a `source()`, so that it is not printed twice in a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A config file whose extension names no format.
+    #[error("{}: unknown config format: expected a .toml, .yaml, .yml, .json or .ini file", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file that is not valid in its format.
+    #[error("{}:{line}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line where the parser stopped.
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A file whose top level is not a table of options.
+    #[error("{}: expected a table of options (key = value) at the top level", path.display())]
+    NotATable {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A value that is a table, or a list of lists, where a scalar or list is expected.
+    #[error("{origin}: option {key:?}: expected a string, number, boolean or a list of them")]
+    Nested {
+        /// Where.
+        origin: Origin,
+        /// The option as written.
+        key: String,
+    },
+    /// An ini file without a `[uwsgi]` or `[steward]` section.
+    #[error("{}: no [uwsgi] or [steward] section", path.display())]
+    NoSection {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An option steward does not know.
+    #[error("{origin}: unknown option {key:?}{}", suggestion.map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
+    UnknownOption {
+        /// Where.
+        origin: Origin,
+        /// The option as written.
+        key: String,
+        /// The closest known name, if one is close.
+        suggestion: Option<&'static str>,
+    },
+    /// A list given to an option that takes one value.
+    #[error("{origin}: option {key:?} takes one value, not a list")]
+    NotAList {
+        /// Where.
+        origin: Origin,
+        /// The option as written.
+        key: String,
+    },
+    /// A value the option does not accept.
+    #[error("{origin}: {key}: {error}")]
+    InvalidValue {
+        /// Where.
+        origin: Origin,
+        /// The option as written.
+        key: String,
+        /// What is wrong with it.
+        error: OptionError,
+    },
+    /// Options that are each fine but do not hold together (no command, say).
+    #[error("{error}")]
+    Invalid {
+        /// What is wrong.
+        error: OptionError,
+    },
 }

@@ -14,13 +14,18 @@
 //! ```
 #![deny(missing_docs)]
 
+mod config;
 mod error;
+mod files;
+mod ini;
 mod listen;
 mod model;
+pub mod table;
 mod values;
 
 pub use crate::{
-    error::OptionError,
+    config::{Config, ConfigSources, Origin, RawValue, Setting, Warning},
+    error::{ConfigError, OptionError},
     listen::{ListenAddr, ListenSpec},
     model::Options,
     values::{parse_duration, LogTarget, ReadyMode, ReloadStrategy, StopSignal},

@@ -1,0 +1,156 @@
+//! The configuration re-read at each reload: the file is read again under the
+//! environment and command line the master started with. What a running master can
+//! change (the workers, their command, readiness, stop signal, mercy, backoff, reload
+//! strategy) applies to the new generation; what it cannot (its uid, its sockets, its
+//! jail...) is logged as needing a restart and keeps its value. An invalid
+//! configuration fails the reload, and the serving generation goes on serving.
+
+use steward_options::{table, ConfigSources, Options};
+use tracing::{error, info, warn};
+
+use super::Master;
+use crate::command::WorkerCommand;
+
+/// The options a reload runs with: `reread`'s for what may change, `running`'s for the
+/// rest, and a note on each option that changed but needs a restart.
+pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Vec<String>) {
+    let notes = table::table()
+        .iter()
+        .filter(|def| def.key() == def.name() && def.needs_restart())
+        .filter_map(|def| {
+            let (was, now) = (def.show(running), def.show(&reread));
+            (was != now).then(|| {
+                let text = |values: Vec<String>| {
+                    if values.is_empty() {
+                        "unset".to_owned()
+                    } else {
+                        values.join(", ")
+                    }
+                };
+                format!("{} (was {}, now {})", def.name(), text(was), text(now))
+            })
+        })
+        .collect();
+    let merged = Options {
+        workers: reread.workers,
+        command: reread.command,
+        ready: reread.ready,
+        worker_stop_signal: reread.worker_stop_signal,
+        worker_reload_mercy: reread.worker_reload_mercy,
+        respawn_backoff: reread.respawn_backoff,
+        respawn_backoff_max: reread.respawn_backoff_max,
+        respawn_reset_after: reread.respawn_reset_after,
+        reload_strategy: reread.reload_strategy,
+        ..running.clone()
+    };
+    (merged, notes)
+}
+
+impl Master {
+    /// Re-reads the configuration from `sources` at each reload (SIGHUP, SIGUSR2, a
+    /// control request): pass the sources the options were first loaded from.
+    pub fn reread_config_on_reload(&mut self, sources: ConfigSources) {
+        self.config_sources = Some(sources);
+    }
+
+    /// Reads the configuration again and applies what may change to the coming
+    /// generation. Err: why the configuration is unusable; nothing was changed.
+    pub(crate) fn reread_config(&mut self) -> Result<(), String> {
+        let Some(sources) = &self.config_sources else {
+            return Ok(());
+        };
+        let config = sources
+            .load()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        for warning in &config.warnings {
+            warn!("{warning}");
+        }
+        let (options, needs_restart) = merge_reloaded(&self.options, config.options);
+        for note in needs_restart {
+            warn!("needs a restart: {note}; the running value is kept");
+        }
+        if options.command != self.options.command {
+            let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+            self.command = WorkerCommand::new(&options.command, &fd_names, self.notify.path())
+                .map_err(|e| format!("invalid configuration: {e}"))?;
+        }
+        if options.workers != self.options.workers {
+            self.desired = options.workers;
+        }
+        info!(
+            workers = self.desired,
+            command = %self.command.display,
+            ready = %options.ready,
+            "configuration read again"
+        );
+        self.options = options;
+        Ok(())
+    }
+
+    /// A reload whose configuration is unusable: it fails, and whatever serves goes on.
+    pub(crate) fn config_reload_failed(&mut self, reason: String) {
+        if self.serving.is_some() {
+            self.abort_reload(reason);
+        } else {
+            // The first generation is still starting: it goes on with the options it has.
+            error!(reason = %reason, "configuration not reloaded; starting with the previous one");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_may_change_changes_and_the_rest_is_kept_and_named() {
+        let mut running = Options::new(vec!["/bin/old".into()]);
+        running.uid = Some("app".into());
+        running.listen = vec!["127.0.0.1:1".parse().unwrap()];
+        let mut reread = running.clone();
+        reread.uid = Some("root".into());
+        reread.listen = vec!["127.0.0.1:2".parse().unwrap()];
+        reread.pidfile = Some("/run/app.pid".into());
+        reread.workers = 3;
+        reread.command = vec!["/bin/new".into()];
+        reread.ready = steward_options::ReadyMode::Notify;
+
+        let (merged, notes) = merge_reloaded(&running, reread);
+        assert_eq!(merged.workers, 3);
+        assert_eq!(merged.command, ["/bin/new"]);
+        assert_eq!(merged.ready, steward_options::ReadyMode::Notify);
+        assert_eq!(merged.uid.as_deref(), Some("app"));
+        assert_eq!(merged.listen, running.listen);
+        assert_eq!(merged.pidfile, None);
+        assert_eq!(
+            notes,
+            [
+                "listen (was 127.0.0.1:1, now 127.0.0.1:2)",
+                "uid (was app, now root)",
+                "pidfile (was unset, now /run/app.pid)"
+            ]
+        );
+    }
+
+    /// Every option the table says a reload can change is taken from the re-read set.
+    #[test]
+    fn every_option_that_needs_no_restart_is_applied() {
+        let running = Options::new(vec!["/bin/old".into()]);
+        for def in table::table().iter().filter(|def| !def.needs_restart()) {
+            let mut reread = running.clone();
+            let value = match def.name() {
+                "workers" => "5",
+                "command" => "/bin/new",
+                "ready" => "notify",
+                "worker-stop-signal" => "SIGQUIT",
+                "reload-strategy" => "chain",
+                _ => "7s",
+            };
+            def.clear(&mut reread);
+            def.apply(&mut reread, value).unwrap();
+            let (merged, notes) = merge_reloaded(&running, reread);
+            assert_eq!(def.show(&merged), [value], "{}", def.name());
+            assert!(notes.is_empty(), "{}: {notes:?}", def.name());
+        }
+    }
+}

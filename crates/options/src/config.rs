@@ -1,0 +1,478 @@
+//! Layering the sources of options: built-in defaults < the config file < `STEWARD_*`
+//! environment < command-line flags, per option, remembering where each value came from.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    table::{self, Kind},
+    ConfigError, Options,
+};
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Nobody set it.
+    Default,
+    /// A line of a config file.
+    File {
+        /// The file as given.
+        path: PathBuf,
+        /// The 1-based line of the value.
+        line: usize,
+    },
+    /// A `STEWARD_*` variable.
+    Env(String),
+    /// A command-line flag (`--workers`), or the command after `--`.
+    Cli(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Env(var) => f.write_str(var),
+            Origin::Cli(flag) => f.write_str(flag),
+        }
+    }
+}
+
+/// A value as a source wrote it, before the table reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawValue {
+    /// One value: a string, or a number or boolean written as text.
+    One(String),
+    /// Several: a TOML, YAML or JSON list.
+    Many(Vec<String>),
+}
+
+/// One `key = value` of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The option name as written (an alias is allowed).
+    pub key: String,
+    /// The value.
+    pub value: RawValue,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+impl Setting {
+    /// A setting with one value.
+    pub fn one(key: impl Into<String>, value: impl Into<String>, origin: Origin) -> Setting {
+        Setting {
+            key: key.into(),
+            value: RawValue::One(value.into()),
+            origin,
+        }
+    }
+}
+
+/// Something a source said that steward does not act on, but that a user should know:
+/// an unsupported uWSGI option, a uWSGI name read with steward's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Where it was written.
+    pub origin: Origin,
+    /// What steward does about it.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+/// Environment variables with the STEWARD_ prefix that are not options: steward's log
+/// filter and config path, what the master tells its workers, the re-exec handover.
+const NOT_OPTIONS: &[&str] = &[
+    "STEWARD_CONFIG",
+    "STEWARD_LOG",
+    "STEWARD_WORKER_ID",
+    "STEWARD_GENERATION",
+    "STEWARD_REEXEC",
+    "STEWARD_PID",
+    "STEWARD_STATUS",
+];
+
+/// Everything options are read from: kept by the master so that a reload reads the
+/// file again under the same environment and command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigSources {
+    /// The config file (`--config`, or `STEWARD_CONFIG`).
+    pub file: Option<PathBuf>,
+    /// The `STEWARD_*` variables, as (name, value), in the order found.
+    pub env: Vec<(String, String)>,
+    /// The command-line flags.
+    pub cli: Vec<Setting>,
+}
+
+impl ConfigSources {
+    /// Sources from this process's environment, the given config file (else
+    /// `STEWARD_CONFIG`) and command-line settings.
+    pub fn from_process(file: Option<PathBuf>, cli: Vec<Setting>) -> ConfigSources {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+            .filter(|(name, _)| name.starts_with("STEWARD_"))
+            .collect();
+        let file = file.or_else(|| {
+            env.iter()
+                .find(|(name, _)| name == "STEWARD_CONFIG")
+                .map(|(_, value)| PathBuf::from(value))
+        });
+        ConfigSources { file, env, cli }
+    }
+
+    /// Reads every source and layers them.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = Config {
+            options: Options::new(Vec::new()),
+            origins: BTreeMap::new(),
+            warnings: Vec::new(),
+            file: self.file.clone(),
+        };
+        if let Some(path) = &self.file {
+            let loaded = crate::files::read(path)?;
+            config.warnings.extend(loaded.warnings);
+            config.layer(&loaded.settings)?;
+        }
+        let env = env_settings(&self.env, &mut config.warnings)?;
+        config.layer(&env)?;
+        config.layer(&self.cli)?;
+        config
+            .options
+            .validate()
+            .map_err(|error| ConfigError::Invalid { error })?;
+        Ok(config)
+    }
+}
+
+/// `STEWARD_*` variables as settings. A variable that names no option is a warning,
+/// not an error: the environment is shared with other programs.
+fn env_settings(
+    vars: &[(String, String)],
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<Setting>, ConfigError> {
+    let mut settings = Vec::new();
+    for (var, value) in vars {
+        if NOT_OPTIONS.contains(&var.as_str()) || var.starts_with("STEWARD_DEMO_") {
+            continue;
+        }
+        let name = var["STEWARD_".len()..]
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        let origin = Origin::Env(var.clone());
+        let Some(def) = table::lookup(&name) else {
+            let hint = table::suggest(&name)
+                .map(|s| format!(" (did you mean {}?)", table::env_var_of(s)))
+                .unwrap_or_default();
+            warnings.push(Warning {
+                origin,
+                message: format!("{var} names no steward option; ignored{hint}"),
+            });
+            continue;
+        };
+        let value = match def.kind() {
+            Kind::List(separator) => RawValue::Many(
+                value
+                    .split(separator.char())
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => RawValue::One(value.clone()),
+        };
+        settings.push(Setting {
+            key: name,
+            value,
+            origin,
+        });
+    }
+    Ok(settings)
+}
+
+/// The options and where each came from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The effective options.
+    pub options: Options,
+    /// For each option set by a source (by its name), where each of its values came from.
+    origins: BTreeMap<String, Vec<Origin>>,
+    /// What the sources said that steward ignores or reads differently.
+    pub warnings: Vec<Warning>,
+    file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Where the value(s) of `name` came from; `[Origin::Default]` if no source set it.
+    pub fn origins(&self, name: &str) -> &[Origin] {
+        const DEFAULT: &[Origin] = &[Origin::Default];
+        self.origins.get(name).map_or(DEFAULT, Vec::as_slice)
+    }
+
+    /// The config file read, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Applies one source: an option it sets replaces what lower sources said (a list
+    /// as a whole); within the source, list values accumulate and a repeated value wins.
+    fn layer(&mut self, settings: &[Setting]) -> Result<(), ConfigError> {
+        let mut touched: HashSet<&str> = HashSet::new();
+        for setting in settings {
+            let def = table::lookup(&setting.key).ok_or_else(|| ConfigError::UnknownOption {
+                origin: setting.origin.clone(),
+                key: setting.key.clone(),
+                suggestion: table::suggest(&setting.key),
+            })?;
+            let first = touched.insert(def.key());
+            let words = matches!(def.kind(), Kind::Words);
+            if first || words {
+                def.clear(&mut self.options);
+            }
+            let invalid = |error| ConfigError::InvalidValue {
+                origin: setting.origin.clone(),
+                key: setting.key.clone(),
+                error,
+            };
+            match (&setting.value, def.kind()) {
+                (RawValue::One(value), Kind::Words) => {
+                    for word in value.split_whitespace() {
+                        def.apply(&mut self.options, word).map_err(invalid)?;
+                    }
+                }
+                (RawValue::Many(values), Kind::Words | Kind::List(_)) => {
+                    for value in values {
+                        def.apply(&mut self.options, value).map_err(invalid)?;
+                    }
+                }
+                (RawValue::One(value), _) => {
+                    def.apply(&mut self.options, value).map_err(invalid)?;
+                }
+                (RawValue::Many(_), Kind::Flag | Kind::Value) => {
+                    return Err(ConfigError::NotAList {
+                        origin: setting.origin.clone(),
+                        key: setting.key.clone(),
+                    })
+                }
+            }
+            let origins = self.origins.entry(def.key().to_owned()).or_default();
+            if first || !matches!(def.kind(), Kind::List(_)) {
+                origins.clear();
+            }
+            origins.push(setting.origin.clone());
+        }
+        Ok(())
+    }
+
+    /// What `steward check` prints: every option with its value and where that came
+    /// from, one line per value; unset options as comments.
+    pub fn describe(&self) -> String {
+        let mut lines: Vec<(String, String)> = Vec::new();
+        for def in table::table().iter().filter(|def| def.key() == def.name()) {
+            let values = def.show(&self.options);
+            let origins = self.origins(def.name());
+            if values.is_empty() {
+                let hook_phase = def
+                    .name()
+                    .strip_prefix("hook-")
+                    .is_some_and(|phase| table::HOOK_PHASES.contains(&phase));
+                if !hook_phase {
+                    lines.push((format!("# {} is not set", def.name()), String::new()));
+                }
+                continue;
+            }
+            for (index, value) in values.iter().enumerate() {
+                // A list's values and their origins pair up; the last origin covers
+                // values a source added at once (a TOML array, a STEWARD_* list).
+                let origin = origins
+                    .get(index)
+                    .or(origins.last())
+                    .map_or_else(|| "default".to_owned(), ToString::to_string);
+                lines.push((format!("{} = {}", def.name(), display_value(value)), origin));
+            }
+        }
+        let width = lines
+            .iter()
+            .map(|(line, _)| line.len())
+            .filter(|len| *len <= 48)
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (line, origin) in lines {
+            if origin.is_empty() {
+                out.push_str(&line);
+            } else {
+                out.push_str(&format!("{line:width$}  # {origin}"));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn display_value(value: &str) -> String {
+    if value.is_empty() || value != value.trim() {
+        format!("{value:?}")
+    } else {
+        value.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(key: &str, value: &str) -> Setting {
+        Setting::one(key, value, Origin::Cli(format!("--{key}")))
+    }
+
+    #[test]
+    fn env_and_cli_layer_per_option() {
+        let sources = ConfigSources {
+            file: None,
+            env: vec![
+                ("STEWARD_WORKERS".into(), "3".into()),
+                ("STEWARD_READY".into(), "notify".into()),
+                ("STEWARD_LISTEN".into(), "127.0.0.1:1, 127.0.0.1:2".into()),
+                ("STEWARD_COMMAND".into(), "/bin/app --flag".into()),
+                ("STEWARD_LOG".into(), "debug".into()),
+            ],
+            cli: vec![cli("workers", "5"), cli("listen", "127.0.0.1:3")],
+        };
+        let config = sources.load().unwrap();
+        assert_eq!(config.options.workers, 5);
+        assert_eq!(config.origins("workers"), [Origin::Cli("--workers".into())]);
+        assert_eq!(config.options.ready, crate::ReadyMode::Notify);
+        assert_eq!(
+            config.origins("ready"),
+            [Origin::Env("STEWARD_READY".into())]
+        );
+        // The command line's list replaces the environment's.
+        assert_eq!(config.options.listen.len(), 1);
+        assert_eq!(config.options.command, ["/bin/app", "--flag"]);
+        assert_eq!(config.origins("vacuum"), [Origin::Default]);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn env_values_are_checked_and_strays_warned_about() {
+        let sources = ConfigSources {
+            env: vec![
+                ("STEWARD_COMMAND".into(), "/bin/app".into()),
+                ("STEWARD_WORKERZ".into(), "3".into()),
+            ],
+            ..ConfigSources::default()
+        };
+        let config = sources.load().unwrap();
+        assert_eq!(
+            config.warnings[0].to_string(),
+            "STEWARD_WORKERZ: STEWARD_WORKERZ names no steward option; ignored (did you mean STEWARD_WORKERS?)"
+        );
+
+        let sources = ConfigSources {
+            env: vec![
+                ("STEWARD_COMMAND".into(), "/bin/app".into()),
+                ("STEWARD_VACUUM".into(), "perhaps".into()),
+            ],
+            ..ConfigSources::default()
+        };
+        assert_eq!(
+            sources.load().unwrap_err().to_string(),
+            "STEWARD_VACUUM: vacuum: invalid boolean \"perhaps\": expected true or false (also yes/no, on/off, 1/0)"
+        );
+    }
+
+    #[test]
+    fn list_values_of_one_source_accumulate_and_show_their_origins() {
+        let sources = ConfigSources {
+            cli: vec![
+                cli("command", "/bin/app"),
+                cli("touch-reload", "/a"),
+                cli("hook-asap", "print:1"),
+                cli("exec-asap", "true"),
+                cli("touch-reload", "/b"),
+            ],
+            ..ConfigSources::default()
+        };
+        let config = sources.load().unwrap();
+        assert_eq!(
+            config.options.touch_reload,
+            [PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        let described = config.describe();
+        assert!(described.contains("touch-reload = /b"), "{described}");
+        assert!(described.contains("hook-asap = exec:true"), "{described}");
+        assert!(described.contains("# pidfile is not set"), "{described}");
+        assert!(
+            described
+                .lines()
+                .any(|l| l.starts_with("workers = 1") && l.ends_with("# default")),
+            "{described}"
+        );
+    }
+
+    #[test]
+    fn file_then_env_then_cli() {
+        let file = crate::files::tests::TempFile::new(
+            "layers.ini",
+            "[uwsgi]\ncommand = /bin/app\nworkers = 2\ntouch-reload = /a\ntouch-reload = /b\nready = notify\nvacuum = true\nharakiri = 20\n",
+        );
+        let at = |line| Origin::File {
+            path: file.path.clone(),
+            line,
+        };
+        let sources = |env: &[(&str, &str)], cli: Vec<Setting>| ConfigSources {
+            file: Some(file.path.clone()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cli,
+        };
+
+        let config = sources(&[], Vec::new()).load().unwrap();
+        assert_eq!(config.options.workers, 2);
+        assert_eq!(config.origins("touch-reload"), [at(4), at(5)]);
+        assert_eq!(config.warnings.len(), 1);
+        let described = config.describe();
+        assert!(
+            described.lines().any(|l| l.starts_with("touch-reload = /b")
+                && l.ends_with(&format!("# {}:5", file.path.display()))),
+            "{described}"
+        );
+
+        let config = sources(
+            &[("STEWARD_WORKERS", "3"), ("STEWARD_TOUCH_RELOAD", "/c")],
+            vec![cli("ready", "immediate")],
+        )
+        .load()
+        .unwrap();
+        assert_eq!(config.options.workers, 3);
+        assert_eq!(
+            config.origins("workers"),
+            [Origin::Env("STEWARD_WORKERS".into())]
+        );
+        assert_eq!(config.options.touch_reload, [PathBuf::from("/c")]);
+        assert_eq!(config.options.ready, crate::ReadyMode::Immediate);
+        assert!(config.options.vacuum);
+        assert_eq!(config.origins("vacuum"), [at(7)]);
+
+        let config = sources(&[("STEWARD_WORKERS", "3")], vec![cli("workers", "5")])
+            .load()
+            .unwrap();
+        assert_eq!(config.options.workers, 5);
+    }
+
+    #[test]
+    fn a_set_without_a_command_is_invalid() {
+        let error = ConfigSources::default().load().unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
+    }
+}

@@ -1,0 +1,230 @@
+//! uWSGI-style ini files: `key = value` lines in a `[uwsgi]` or `[steward]` section,
+//! `;` or `#` comments, and repeated keys that accumulate (uWSGI's semantics, which
+//! generic ini readers lose by keeping only the last value).
+//!
+//! A `[steward]` section speaks steward: an unknown key is an error. A `[uwsgi]`
+//! section is an existing uWSGI configuration: steward reads the options it shares,
+//! translates the few whose meaning differs (`listen` is uWSGI's backlog, `socket` an
+//! address) and lists every other one as a warning, so that nothing is dropped silently.
+
+use std::path::Path;
+
+use crate::{files::FileSettings, table, ConfigError, Origin, Setting, Warning};
+
+/// uWSGI options steward does not have, that would otherwise look like misspellings
+/// of steward's (`threads`, `master`): they are warned about, not "corrected".
+const UWSGI_ONLY: &[&str] = &[
+    "buffer-size",
+    "callable",
+    "cheaper",
+    "chmod-socket",
+    "chown-socket",
+    "die-on-term",
+    "enable-threads",
+    "env",
+    "harakiri",
+    "home",
+    "http",
+    "lazy",
+    "lazy-apps",
+    "logto",
+    "master",
+    "max-requests",
+    "module",
+    "need-app",
+    "plugin",
+    "plugins",
+    "pythonpath",
+    "stats",
+    "threads",
+    "venv",
+    "virtualenv",
+    "wsgi-file",
+];
+
+/// uWSGI's names for a socket address, read as steward's `listen`.
+const UWSGI_SOCKETS: &[&str] = &["socket", "http-socket", "uwsgi-socket"];
+
+/// Reads the `[uwsgi]` and `[steward]` sections of an ini file.
+pub(crate) fn settings(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
+    let mut out = FileSettings::default();
+    let mut section: Option<String> = None;
+    let mut found = false;
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with(';') || trimmed.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix('[') {
+            let name = name.strip_suffix(']').ok_or_else(|| ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: format!("a section header must end with ']': {trimmed}"),
+            })?;
+            section = Some(name.trim().to_owned());
+            found |= matches!(name.trim(), "uwsgi" | "steward");
+            continue;
+        }
+        let uwsgi = match section.as_deref() {
+            Some("uwsgi") => true,
+            Some("steward") => false,
+            // Other sections belong to other programs (or other uWSGI instances).
+            _ => continue,
+        };
+        let (key, value) = trimmed.split_once('=').ok_or_else(|| ConfigError::Syntax {
+            path: path.to_owned(),
+            line,
+            message: format!("expected key = value, found {trimmed:?}"),
+        })?;
+        let (key, value) = (key.trim(), value.trim());
+        let origin = Origin::File {
+            path: path.to_owned(),
+            line,
+        };
+        if uwsgi {
+            uwsgi_setting(key, value, origin, &mut out);
+        } else {
+            out.settings.push(Setting::one(key, value, origin));
+        }
+    }
+    if !found {
+        return Err(ConfigError::NoSection {
+            path: path.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// A `[uwsgi]` line: steward's option, a uWSGI name translated, or a warning.
+fn uwsgi_setting(key: &str, value: &str, origin: Origin, out: &mut FileSettings) {
+    let mut warn = |message: String| {
+        out.warnings.push(Warning {
+            origin: origin.clone(),
+            message,
+        })
+    };
+    if key == "listen" && value.parse::<u32>().is_ok() {
+        warn(format!(
+            "uWSGI's listen = {value} is the socket backlog: read as listen-backlog = {value}"
+        ));
+        out.settings
+            .push(Setting::one("listen-backlog", value, origin.clone()));
+        return;
+    }
+    if UWSGI_SOCKETS.contains(&key) {
+        // uWSGI's `:8000` means every interface.
+        let address = match value.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => value.to_owned(),
+        };
+        warn(format!(
+            "uWSGI's {key} = {value} is read as listen = {address}: the workers get the \
+             bound socket and speak their own protocol on it"
+        ));
+        out.settings
+            .push(Setting::one("listen", address, origin.clone()));
+        return;
+    }
+    if table::lookup(key).is_some() || (table::suggest(key).is_some() && !UWSGI_ONLY.contains(&key))
+    {
+        // Steward's own option, or a near miss of one: the latter fails with a suggestion.
+        out.settings.push(Setting::one(key, value, origin.clone()));
+        return;
+    }
+    warn(format!(
+        "uWSGI option {key:?} is not supported by steward; ignored"
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn read(text: &str) -> Result<FileSettings, ConfigError> {
+        settings(Path::new("/etc/app.ini"), text)
+    }
+
+    fn at(line: usize) -> Origin {
+        Origin::File {
+            path: PathBuf::from("/etc/app.ini"),
+            line,
+        }
+    }
+
+    fn keys(file: &FileSettings) -> Vec<(&str, &crate::RawValue, usize)> {
+        file.settings
+            .iter()
+            .map(|s| {
+                let Origin::File { line, .. } = s.origin else {
+                    unreachable!()
+                };
+                (s.key.as_str(), &s.value, line)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeated_keys_accumulate_in_order() {
+        let file = read(
+            "; comment\n[other]\nworkers = 9\n\n[steward]\ntouch-reload = /a\n# another\ntouch-reload = /b\nworkers = 2\n",
+        )
+        .unwrap();
+        let one = |v: &str| crate::RawValue::One(v.into());
+        assert_eq!(
+            keys(&file),
+            [
+                ("touch-reload", &one("/a"), 6),
+                ("touch-reload", &one("/b"), 8),
+                ("workers", &one("2"), 9),
+            ]
+        );
+    }
+
+    #[test]
+    fn uwsgi_names_are_translated_and_unsupported_ones_warned_about() {
+        let file = read(
+            "[uwsgi]\nmodule = app:wsgi\nprocesses = 4\nlisten = 128\nsocket = :8000\nharakiri = 30\nmaster = true\nvacuum = true\n",
+        )
+        .unwrap();
+        let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "/etc/app.ini:2: uWSGI option \"module\" is not supported by steward; ignored",
+                "/etc/app.ini:4: uWSGI's listen = 128 is the socket backlog: read as listen-backlog = 128",
+                "/etc/app.ini:5: uWSGI's socket = :8000 is read as listen = 0.0.0.0:8000: the workers get the bound socket and speak their own protocol on it",
+                "/etc/app.ini:6: uWSGI option \"harakiri\" is not supported by steward; ignored",
+                "/etc/app.ini:7: uWSGI option \"master\" is not supported by steward; ignored",
+            ]
+        );
+        let set: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(set, ["processes", "listen-backlog", "listen", "vacuum"]);
+        assert_eq!(file.settings[2].origin, at(5));
+    }
+
+    #[test]
+    fn a_misspelt_option_is_kept_so_that_it_fails_with_a_suggestion() {
+        let file = read("[uwsgi]\ntouch-relaod = /x\n").unwrap();
+        assert_eq!(file.settings[0].key, "touch-relaod");
+        assert!(file.warnings.is_empty());
+    }
+
+    #[test]
+    fn malformed_files_name_the_line() {
+        let error = read("[steward]\nworkers 2\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/app.ini:2: expected key = value, found \"workers 2\""
+        );
+        let error = read("[uwsgi\n").unwrap_err();
+        assert!(error.to_string().starts_with("/etc/app.ini:1: "), "{error}");
+        let error = read("[app]\nworkers = 2\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/app.ini: no [uwsgi] or [steward] section"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Options from config files, STEWARD_* variables and flags: `steward check`, stewards
+//! started from TOML and uWSGI ini files, precedence, and the re-read on SIGHUP.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+use nix::sys::signal::Signal;
+
+use crate::util::{demo_bin, free_port, steward_bin, Steward};
+
+/// A directory of config files for one test, removed when dropped.
+struct ConfigDir {
+    dir: PathBuf,
+}
+
+impl ConfigDir {
+    fn new(test: &str) -> ConfigDir {
+        let dir =
+            std::env::temp_dir().join(format!("steward-config-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ConfigDir { dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn check(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(steward_bin())
+        .arg("check")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// The line of `check`'s output that sets `option` (its first value).
+fn line_of<'a>(output: &'a str, option: &str) -> &'a str {
+    output
+        .lines()
+        .find(|l| l.starts_with(&format!("{option} = ")))
+        .unwrap_or_else(|| panic!("no {option} in:\n{output}"))
+}
+
+/// Starts `steward --config FILE ARGS` with `env`.
+fn start_from(config: &str, env: &[(&str, &str)], args: &[&str], port: u16) -> Steward {
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(env.iter().copied());
+    Steward::spawn(cmd, port)
+}
+
+#[test]
+fn check_prints_every_value_with_its_source() {
+    let dir = ConfigDir::new("check-sources");
+    let file = dir.write(
+        "app.toml",
+        "# the demo\nworkers = 3\nlisten = [\"127.0.0.1:8000\", \"admin=127.0.0.1:8001\"]\ncommand = [\"/usr/bin/app\", \"--port\", \"8000\"]\n",
+    );
+    let (code, stdout, stderr) = check(
+        &[("STEWARD_READY", "notify")],
+        &["--config", &file, "--vacuum", "--worker-reload-mercy", "5s"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        line_of(&stdout, "workers").ends_with(&format!("# {file}:2")),
+        "{stdout}"
+    );
+    let listen: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("listen = "))
+        .collect();
+    assert_eq!(listen.len(), 2, "{stdout}");
+    assert!(listen[1].starts_with("listen = admin=127.0.0.1:8001"));
+    assert!(line_of(&stdout, "command").starts_with("command = /usr/bin/app --port 8000"));
+    assert!(line_of(&stdout, "ready").ends_with("# STEWARD_READY"));
+    assert!(line_of(&stdout, "ready").starts_with("ready = notify"));
+    assert!(line_of(&stdout, "vacuum").ends_with("# --vacuum"));
+    assert!(line_of(&stdout, "worker-reload-mercy").starts_with("worker-reload-mercy = 5s"));
+    assert!(line_of(&stdout, "worker-stop-signal").ends_with("# default"));
+    assert!(stdout.contains("# pidfile is not set"), "{stdout}");
+}
+
+#[test]
+fn check_names_the_place_of_each_error_and_exits_1() {
+    let dir = ConfigDir::new("check-errors");
+    let misspelt = dir.write(
+        "misspelt.yaml",
+        "command: /usr/bin/app\nworkers: 2\ntouch-relaod: /etc/app/reload\n",
+    );
+    let (code, stdout, stderr) = check(&[], &["--config", &misspelt]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "{misspelt}:3: unknown option \"touch-relaod\" (did you mean \"touch-reload\"?)"
+        )),
+        "{stderr}"
+    );
+
+    let bad_value = dir.write(
+        "bad.ini",
+        "[steward]\ncommand = /usr/bin/app\nready = sometimes\n",
+    );
+    let (code, _, stderr) = check(&[], &["--config", &bad_value]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!("{bad_value}:3: ready: invalid readiness mode")),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(&[("STEWARD_WORKERS", "many")], &["--", "/usr/bin/app"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("STEWARD_WORKERS: workers: invalid number \"many\""),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(&[], &["--config", "/nonexistent/app.toml"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("cannot read /nonexistent/app.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
+    let dir = ConfigDir::new("check-uwsgi");
+    let file = dir.write(
+        "app.ini",
+        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum = true\ncommand = /usr/bin/app\n",
+    );
+    let (code, stdout, stderr) = check(&[], &["--config", &file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: {file}:2: uWSGI option \"module\" is not supported by steward; ignored"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: {file}:6: uWSGI option \"harakiri\" is not supported by steward; ignored"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "warning: {file}:5: uWSGI's listen = 256 is the socket backlog"
+        )),
+        "{stderr}"
+    );
+    assert!(line_of(&stdout, "workers").starts_with("workers = 4"));
+    assert!(line_of(&stdout, "listen").starts_with("listen = 127.0.0.1:8000"));
+    assert!(line_of(&stdout, "listen-backlog").starts_with("listen-backlog = 256"));
+}
+
+#[test]
+fn a_steward_started_from_a_toml_file_serves() {
+    let dir = ConfigDir::new("toml-serves");
+    let port = free_port();
+    let file = dir.write(
+        "app.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = [\"{}\"]\n",
+            demo_bin()
+        ),
+    );
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.worker_pids(1).len(), 2);
+    let response = steward.get("/").unwrap();
+    assert!(response.body.contains("generation 1"), "{}", response.body);
+}
+
+#[test]
+fn a_steward_started_from_a_uwsgi_ini_serves() {
+    let dir = ConfigDir::new("ini-serves");
+    let port = free_port();
+    let file = dir.write(
+        "app.ini",
+        &format!(
+            "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:{port}\nprocesses = 2\ncommand = {}\n",
+            demo_bin()
+        ),
+    );
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+    steward
+        .log
+        .wait_for(&["uWSGI option \"module\" is not supported"]);
+    assert_eq!(steward.worker_pids(1).len(), 2);
+    assert!(steward.get("/").unwrap().body.contains("hello from worker"));
+}
+
+#[test]
+fn the_environment_overrides_the_file_and_flags_override_the_environment() {
+    let dir = ConfigDir::new("precedence");
+    let port = free_port();
+    let file = dir.write(
+        "app.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = \"{}\"\n",
+            demo_bin()
+        ),
+    );
+    let steward = start_from(&file, &[("STEWARD_WORKERS", "3")], &[], port);
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.worker_pids(1).len(), 3);
+    drop(steward);
+
+    let port = free_port();
+    let steward = start_from(
+        &file,
+        &[("STEWARD_WORKERS", "3")],
+        &["--workers", "1", "--listen", &format!("127.0.0.1:{port}")],
+        port,
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.worker_pids(1).len(), 1);
+    assert!(steward
+        .get("/")
+        .unwrap()
+        .body
+        .contains("hello from worker 1"));
+}
+
+#[test]
+fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
+    let dir = ConfigDir::new("hup-workers");
+    let port = free_port();
+    let text = |workers: usize, backlog: usize| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\nlisten-backlog = {backlog}\ncommand = [\"{}\"]\n",
+            demo_bin()
+        )
+    };
+    let file = dir.write("app.toml", &text(2, 1024));
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.worker_pids(1).len(), 2);
+
+    dir.write("app.toml", &text(3, 64));
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.worker_pids(2).len(), 3);
+    steward
+        .log
+        .wait_for(&["needs a restart: listen-backlog (was 1024, now 64)"]);
+    assert!(steward.get("/").unwrap().body.contains("generation 2"));
+}
+
+#[test]
+fn sighup_with_a_broken_file_keeps_the_old_workers_serving() {
+    let dir = ConfigDir::new("hup-broken");
+    let port = free_port();
+    let file = dir.write(
+        "app.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = [\"{}\"]\n",
+            demo_bin()
+        ),
+    );
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+
+    dir.write(
+        "app.toml",
+        &format!("listen = \"127.0.0.1:{port}\"\nworkers = \"two\"\n"),
+    );
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&[
+        "reload failed",
+        &format!("{file}:2: workers: invalid number"),
+    ]);
+    assert!(steward.get("/").unwrap().body.contains("generation 1"));
+    assert!(
+        steward.worker_pids(2).is_empty(),
+        "{:?}",
+        steward.log.lines()
+    );
+
+    // Fixed, the next SIGHUP reloads.
+    dir.write(
+        "app.toml",
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 1\ncommand = [\"{}\"]\n",
+            demo_bin()
+        ),
+    );
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(3);
+    assert_eq!(steward.worker_pids(3).len(), 1);
+}
+
+#[test]
+fn reload_strategy_chain_makes_sighup_a_chain_reload() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "2", "--reload-strategy", "chain"], &[&demo]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_for(&["reload started", "strategy=\"chain\""]);
+    steward.wait_generation_ready(2);
+}
