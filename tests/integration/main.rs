@@ -2,8 +2,12 @@
 //! checks what a user would see: answers, pids, exit statuses, log lines.
 
 mod activation;
+mod chaos;
 mod config;
 mod control;
+mod faults;
+mod security;
+mod soak;
 mod systemd;
 mod upgrade;
 mod util;
