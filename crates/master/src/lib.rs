@@ -23,14 +23,20 @@ mod fifo;
 mod listen;
 mod master;
 mod notify;
+mod preload;
 mod reexec;
 mod status;
 mod table;
 
+pub use steward_sys::StopNotice;
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
     listen::Listener,
     master::{Lifecycle, Master},
+    preload::{
+        AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
+        WorkerSocket,
+    },
     reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
 };

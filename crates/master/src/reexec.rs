@@ -85,6 +85,9 @@ pub(crate) struct Binary {
     /// The command line the master was started with, kept before anything can rewrite
     /// the argv memory (process names).
     argv: Vec<OsString>,
+    /// Ask the check through [`crate::preload::REEXEC_CHECK_VARIABLE`] rather than a
+    /// `reexec-check` argument: in preload mode the binary is the user's program.
+    pub check_by_environment: bool,
 }
 
 impl Binary {
@@ -105,6 +108,7 @@ impl Binary {
             path: path.unwrap_or_else(|| PathBuf::from("steward")),
             running,
             argv: std::env::args_os().collect(),
+            check_by_environment: false,
         }
     }
 
@@ -118,8 +122,13 @@ impl Binary {
 
     /// Runs `PATH reexec-check` and insists on the expected answer.
     pub fn check(&self) -> Result<(), ReexecError> {
-        let mut child = Command::new(&self.path)
-            .arg("reexec-check")
+        let mut command = Command::new(&self.path);
+        if self.check_by_environment {
+            command.env(crate::preload::REEXEC_CHECK_VARIABLE, "1");
+        } else {
+            command.arg("reexec-check");
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
