@@ -496,7 +496,7 @@ impl WorkerContext {
 
     /// The notice that the master asked this worker to stop (the worker stop signal):
     /// [`StopNotice::wait`] blocks, [`StopNotice::requested`] polls, and
-    /// [`StopNotice::fd`] is a descriptor for an event loop (tokio's `AsyncFd`).
+    /// [`StopNotice::fd`] is a pipe for an event loop (tokio's `pipe::Receiver`).
     pub fn stop(&self) -> &StopNotice {
         &self.stop
     }

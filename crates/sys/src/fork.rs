@@ -1,7 +1,7 @@
 //! Forking a worker that runs a closure instead of exec'ing a command (preload mode).
 
 use std::{
-    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
+    os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd},
     sync::atomic::{AtomicBool, AtomicI32, Ordering},
 };
 
@@ -28,8 +28,8 @@ static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
 /// A forked worker's notice that the master asked it to stop (the worker stop signal
 /// arrived). Usable from blocking code ([`StopNotice::wait`], [`StopNotice::requested`])
-/// and from any event loop: [`StopNotice::fd`] is readable from then on, for `poll`
-/// or tokio's `AsyncFd`.
+/// and from any event loop: [`StopNotice::fd`] is the read end of a pipe, readable
+/// from then on, for `poll` or tokio (`tokio::net::unix::pipe::Receiver::from_owned_fd`).
 #[derive(Debug)]
 pub struct StopNotice {
     read: OwnedFd,
@@ -51,7 +51,8 @@ impl StopNotice {
     }
 
     /// A new descriptor that becomes readable when the stop signal arrives and stays
-    /// readable (nothing ever reads it): await it with tokio's `AsyncFd` or poll it.
+    /// readable (nothing ever reads it): poll it, or await it with
+    /// `tokio::net::unix::pipe::Receiver::from_owned_fd(notice.fd()?)?.readable()`.
     pub fn fd(&self) -> std::io::Result<OwnedFd> {
         self.read.try_clone()
     }
@@ -227,8 +228,8 @@ fn set_up_child(
         // SAFETY: `copy` was opened just above in this process.
         let placed = unsafe { nix::unistd::dup2_raw(BorrowedFd::borrow_raw(copy), target) }
             .map_err(|e| (ChildStage::Sockets, e))?;
-        // The worker owns it from here on (through its listeners).
-        let placed = placed.as_raw_fd();
+        // The worker takes ownership later (through its listeners): not closed here.
+        let placed = std::os::fd::IntoRawFd::into_raw_fd(placed);
         fcntl(
             // SAFETY: `placed` was just created by dup2 in this process.
             unsafe { BorrowedFd::borrow_raw(placed) },

@@ -59,9 +59,11 @@ impl Master {
         let Some(sources) = &self.config_sources else {
             return Ok(());
         };
-        let config = sources
-            .load()
-            .map_err(|e| format!("invalid configuration: {e}"))?;
+        let config = match self.launch {
+            Launch::Exec(_) => sources.load(),
+            Launch::Fork(_) => sources.load_without_command(),
+        }
+        .map_err(|e| format!("invalid configuration: {e}"))?;
         for warning in &config.warnings {
             warn!("{warning}");
         }
