@@ -58,11 +58,16 @@ fn load(version: &'static str) -> Result<App, BoxError> {
     if std::env::var_os("EXAMPLE_LOAD_THREAD").is_some() {
         // What a connection pool or a metrics exporter does when it starts at import
         // time: a thread that the forked workers will not have.
+        let (started, running) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("app-pool".into())
-            .spawn(|| loop {
-                std::thread::sleep(Duration::from_secs(3600))
+            .spawn(move || {
+                let _ = started.send(());
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600))
+                }
             })?;
+        running.recv()?;
     }
     Ok(App {
         version,
@@ -77,7 +82,7 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         .ok_or("no TCP socket to serve on: set STEWARD_LISTEN=HOST:PORT")?;
     listener.set_nonblocking(true)?;
     let identity = Arc::new(format!(
-        "version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={}",
+        "version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
         app.version,
         ctx.id(),
         ctx.generation(),
@@ -85,6 +90,8 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         std::os::unix::process::parent_id(),
         app.loaded_by,
         app.ballast.len() >> 20,
+        std::env::var("LISTEN_PID").unwrap_or_default(),
+        std::env::var("LISTEN_FDS").unwrap_or_default(),
     ));
     // Started after fork: a runtime's threads would not survive a fork.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -148,6 +155,7 @@ async fn answer(mut stream: TcpStream, identity: &str) -> std::io::Result<()> {
         None if path == "/" => ("200 OK", String::new()),
         Some(("/slow", query)) => match query.strip_prefix("ms=").map(str::parse::<u64>) {
             Some(Ok(ms)) => {
+                tracing::info!(ms, "slow request started");
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 ("200 OK", String::new())
             }

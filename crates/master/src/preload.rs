@@ -283,8 +283,8 @@ pub(crate) struct ForkLaunch {
     pub lazy: bool,
     strict: bool,
     after_request: Arc<[AfterRequestFn]>,
-    /// The thread names last warned about, so a warning is not repeated per fork.
-    warned_threads: Vec<String>,
+    /// The threads (tids) last warned about, so a warning is not repeated per fork.
+    warned_threads: Vec<u32>,
 }
 
 impl fmt::Debug for ForkLaunch {
@@ -311,21 +311,26 @@ impl ForkLaunch {
     /// locked there forever. Warns (once per set of threads), or refuses under
     /// `strict-fork`.
     pub fn check_threads(&mut self) -> Result<(), MasterError> {
-        let threads = thread_names();
+        let threads = threads();
         if threads.len() <= 1 {
             return Ok(());
         }
-        let names = threads.join(", ");
+        let names = threads
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         if self.strict {
             return Err(MasterError::ThreadsAtFork {
                 count: threads.len(),
                 names,
             });
         }
-        if self.warned_threads != threads {
+        let tids: Vec<u32> = threads.iter().map(|(tid, _)| *tid).collect();
+        if self.warned_threads != tids {
             warn!(threads = threads.len(), names = %names,
                 "the master has more than one thread at fork: threads started while loading the app do not exist in the workers, and locks they held stay locked there; start them in the worker closure, or set lazy-apps");
-            self.warned_threads = threads;
+            self.warned_threads = tids;
         }
         Ok(())
     }
@@ -401,21 +406,23 @@ fn adopt_listener(fd: RawFd, name: &str) -> io::Result<WorkerListener> {
     })
 }
 
-/// The names of this process's threads (`/proc/self/task/*/comm`).
-fn thread_names() -> Vec<String> {
+/// This process's threads: (tid, name from `/proc/self/task/TID/comm`), by tid.
+fn threads() -> Vec<(u32, String)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
-    let mut names: Vec<String> = tasks
+    let mut threads: Vec<(u32, String)> = tasks
         .filter_map(Result::ok)
-        .map(|task| {
-            std::fs::read_to_string(task.path().join("comm"))
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(task.path().join("comm"))
                 .map(|comm| comm.trim_end().to_owned())
-                .unwrap_or_else(|_| "?".to_owned())
+                .unwrap_or_else(|_| "?".to_owned());
+            Some((tid, name))
         })
         .collect();
-    names.sort();
-    names
+    threads.sort();
+    threads
 }
 
 /// A listening socket as a forked worker receives it.
@@ -560,10 +567,16 @@ mod tests {
             .name("guard-probe".into())
             .spawn(move || wait.recv())
             .unwrap();
-        let names = thread_names();
+        // The name is set by the thread itself once it runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut listed = threads();
+        while !listed.iter().any(|(_, name)| name == "guard-probe") {
+            assert!(std::time::Instant::now() < deadline, "{listed:?}");
+            std::thread::yield_now();
+            listed = threads();
+        }
         release.send(()).unwrap();
         thread.join().unwrap().unwrap();
-        assert!(names.len() >= 2, "{names:?}");
-        assert!(names.iter().any(|n| n == "guard-probe"), "{names:?}");
+        assert!(listed.len() >= 2, "{listed:?}");
     }
 }
