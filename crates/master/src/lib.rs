@@ -14,6 +14,11 @@
 //! ```
 //!
 //! The signal table and the lifecycle are documented on [`Lifecycle`].
+//!
+//! A Rust server can also embed the master and have it fork a closure instead of
+//! exec'ing a command (preload mode): [`Builder`] takes a load callback (run once in
+//! the master, or in each worker under `lazy-apps`) and a worker closure that receives
+//! its sockets, id, generation and stop notice in a [`WorkerContext`].
 #![deny(missing_docs)]
 
 mod command;
