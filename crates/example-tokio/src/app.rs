@@ -9,9 +9,11 @@
 //! worker in preload mode, private to each under lazy-apps), and `EXAMPLE_LOAD_THREAD=1`
 //! makes the load start a thread, which the master's thread guard reports.
 //!
-//! `GET /` answers one line: `version=V worker=ID generation=G pid=PID master=PPID
-//! loaded_by=PID served=N`, where `loaded_by` is the process that ran the load and
-//! `served` counts this worker's earlier requests (kept by an after-request hook).
+//! `GET /` answers one line: `greeting=WORD version=V worker=ID generation=G pid=PID
+//! master=PPID loaded_by=PID ... served=N`, where `loaded_by` is the process that ran the
+//! load and `served` counts this worker's earlier requests (kept by an after-request
+//! hook). WORD is `hello`, or the word in the file `EXAMPLE_GREETING_FILE` names,
+//! read by the load: configuration that a reload reads again.
 //! `GET /slow?ms=N` answers the same after N milliseconds.
 
 use std::{
@@ -42,6 +44,7 @@ const DRAIN_FOR: Duration = Duration::from_secs(25);
 /// (code, caches, models) that preloading shares between the workers.
 struct App {
     version: &'static str,
+    greeting: String,
     loaded_by: u32,
     ballast: Vec<u8>,
 }
@@ -69,8 +72,27 @@ fn load(version: &'static str) -> Result<App, BoxError> {
             })?;
         running.recv()?;
     }
+    // Configuration the app reads at load time: a reload in preload mode re-execs the
+    // master, which reads it again; a broken file fails the reload, not the service.
+    let greeting = match std::env::var_os("EXAMPLE_GREETING_FILE") {
+        None => "hello".to_owned(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("greeting file {}: {e}", path.to_string_lossy()))?;
+            let word = text.trim();
+            if word.is_empty() || word.contains(char::is_whitespace) {
+                return Err(format!(
+                    "greeting file {}: expected one word, found {text:?}",
+                    path.to_string_lossy()
+                )
+                .into());
+            }
+            word.to_owned()
+        }
+    };
     Ok(App {
         version,
+        greeting,
         loaded_by: std::process::id(),
         ballast,
     })
@@ -82,7 +104,8 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         .ok_or("no TCP socket to serve on: set STEWARD_LISTEN=HOST:PORT")?;
     listener.set_nonblocking(true)?;
     let identity = Arc::new(format!(
-        "version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
+        "greeting={} version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
+        app.greeting,
         app.version,
         ctx.id(),
         ctx.generation(),

@@ -320,6 +320,44 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
 }
 
 #[test]
+fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() {
+    let dir = TempDir::new("reload-config");
+    let greeting = dir.0.join("greeting");
+    std::fs::write(&greeting, "hello\n").unwrap();
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_GREETING_FILE", greeting.to_str().unwrap()),
+        ],
+    );
+    let first = example.get_until("hello", |a| a["greeting"] == "hello");
+
+    // A broken configuration: the new image's load would fail, so it is never exec'd;
+    // the reload goes on with the running image and its loaded app.
+    std::fs::write(&greeting, "two words\n").unwrap();
+    example.signal(Signal::SIGHUP);
+    example.wait_log("re-exec refused", 1);
+    let log = example.log();
+    assert!(
+        log.contains("loading the app failed: greeting file"),
+        "the refusal says why:\n{log}"
+    );
+    let second = example.get_until("generation 2", |a| a["generation"] == "2");
+    assert_eq!(second["greeting"], "hello");
+    assert_ne!(second["pid"], first["pid"]);
+
+    // Fixed: the next reload re-execs, and the load reads the new value.
+    std::fs::write(&greeting, "bonjour\n").unwrap();
+    example.signal(Signal::SIGHUP);
+    let third = example.get_until("bonjour", |a| a["greeting"] == "bonjour");
+    assert_eq!(third["generation"], "3");
+    assert_eq!(third["master"], example.pid().to_string());
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
 fn a_lazy_reload_re_forks_without_re_exec() {
     let dir = TempDir::new("lazy-reload");
     let example = Example::start(

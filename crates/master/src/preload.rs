@@ -94,16 +94,7 @@ impl<A> fmt::Debug for Builder<A> {
 
 impl Builder<()> {
     /// A master over `options` (their `command` is not used) that loads nothing.
-    ///
-    /// When a running master of this program re-execs for a reload, it first runs the
-    /// new binary to check that it speaks the same handover; that check is answered
-    /// here (the process prints the protocol and exits), so create the builder before
-    /// the program does anything else.
     pub fn new(options: Options) -> Builder<()> {
-        if std::env::var_os(REEXEC_CHECK_VARIABLE).is_some() {
-            println!("{}", crate::REEXEC_PROTOCOL);
-            std::process::exit(0);
-        }
         Builder {
             options,
             sources: None,
@@ -174,11 +165,20 @@ impl<A: 'static> Builder<A> {
 
     /// Binds, loads the app (unless `lazy-apps`), forks the workers and runs until a
     /// shutdown completes, as [`Master::run`].
+    ///
+    /// Before a running master of this program re-execs for a reload, it runs the new
+    /// binary with `STEWARD_REEXEC_CHECK=1`; `run` answers that check instead: it loads
+    /// the app (unless `lazy-apps`), prints the handover protocol on stdout and exits 0,
+    /// or prints why the load failed and exits 1, so that a build that cannot load its
+    /// app is never exec'd. Print nothing on stdout before calling `run`.
     pub fn run(self) -> Result<(), MasterError> {
         let Some(worker) = self.worker else {
             return Err(MasterError::NoWorkerClosure);
         };
         let lazy = self.options.lazy_apps;
+        if std::env::var_os(REEXEC_CHECK_VARIABLE).is_some() {
+            answer_reexec_check(lazy, &self.load);
+        }
         let app: Rc<OnceCell<A>> = Rc::new(OnceCell::new());
         let load = Rc::new(self.load);
         let entry: WorkerEntry = {
@@ -223,6 +223,19 @@ impl<A: 'static> Builder<A> {
         // Phase point: post-app hooks run here.
         master.run()
     }
+}
+
+/// Answers a running master's check before it re-execs into this binary; exits.
+fn answer_reexec_check<A>(lazy: bool, load: &LoadFn<A>) -> ! {
+    if !lazy {
+        if let Err(e) = load() {
+            // stdout is what the master reads and logs.
+            println!("loading the app failed: {e}");
+            std::process::exit(1);
+        }
+    }
+    println!("{}", crate::REEXEC_PROTOCOL);
+    std::process::exit(0)
 }
 
 /// Named functions for `call:NAME` hooks, registered with [`Builder::call`].
