@@ -18,12 +18,16 @@
 
 mod command;
 mod control;
+mod daemon;
 mod error;
 mod fifo;
 mod listen;
 mod master;
 mod notify;
+mod pidfile;
+mod privileges;
 mod reexec;
+mod startup;
 mod status;
 mod table;
 
