@@ -26,6 +26,7 @@ mod master;
 mod notify;
 mod pidfile;
 mod privileges;
+mod procname;
 mod reexec;
 mod startup;
 mod status;

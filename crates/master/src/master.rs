@@ -25,6 +25,7 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
     status::{ReloadOutcome, StatusReport},
@@ -225,6 +226,7 @@ impl Master {
             .collect::<Result<Vec<_>, _>>()?;
 
         startup::as_root(&options, resumed)?;
+        startup::name_master(&options, binary.argv());
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
@@ -459,7 +461,9 @@ impl Master {
                 if self.workers.is_empty() {
                     info!("shutdown complete");
                     if self.options.skip_atexit_teardown {
-                        // No teardown at all: nothing removed, no destructor run.
+                        // No teardown: no vacuum, no destructor run. Only the
+                        // notify socket, steward's private runtime file, is removed.
+                        let _ = std::fs::remove_file(self.notify.path());
                         let code = i32::from(self.failure.is_some());
                         std::process::exit(code);
                     }
@@ -1055,10 +1059,11 @@ impl Master {
     }
 
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
-        let mut plan = self.command.plan(id, generation)?;
+        let title = procname::worker_title(&self.options, id);
+        let mut plan = self.command.plan(id, generation, title.as_deref())?;
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
-            stdin: Some(self.dev_null.as_fd()),
+            stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
         let pid = spawn(&mut plan, &fds).map_err(|source| MasterError::Spawn {

@@ -3,7 +3,8 @@
 //! 1. [`asap`]: `chdir`, `daemonize`, `immediate-gid` / `immediate-uid`
 //! 2. [`jail`]: pre-jail, the jail itself (chroot / unshare), in-jail, post-jail
 //! 3. (the sockets are bound or adopted: Master::new, as root, so ports < 1024 work)
-//! 4. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks
+//! 4. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks;
+//!    then [`name_master`] (process names), while /proc/self/mem is still writable
 //! 5. [`drop_privileges`]: `add-gid` -> `gid` -> `uid`; the control socket, FIFOs and
 //!    notify socket are given to the final user first
 //! 6. [`as_user`]: `pidfile2`, then the as-user hooks
@@ -16,12 +17,15 @@
 //! again where that is harmless, and skips what happened once already (detaching,
 //! pidfiles), or may no longer be possible after the drop (a failure there is a warning).
 
-use std::path::{Path, PathBuf};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
 
 use steward_options::Options;
 use tracing::{info, warn};
 
-use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, MasterError};
+use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
 
 /// Step 1: what must happen before anything else.
 pub(crate) fn asap(options: &Options, resumed: bool) -> Result<(), MasterError> {
@@ -81,6 +85,21 @@ pub(crate) fn as_root(options: &Options, resumed: bool) -> Result<(), MasterErro
     Ok(())
 }
 
+/// Between steps 4 and 5: the master's name (`procname-master`, `auto-procname`...),
+/// while it can still write its own memory through /proc (a process that left root is
+/// not dumpable, and /proc/self/mem is then root's). Failing is a warning.
+pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
+    let argv: Vec<String> = original_argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(title) = procname::master_title(options, &argv) {
+        if let Err(e) = procname::set_own_title(&title) {
+            warn!(error = %e, title, "cannot set the master's process name");
+        }
+    }
+}
+
 /// Step 5: the drop. `owned` are the paths the master created as root and must still
 /// be able to remove (and, for the control socket and FIFOs, be the only one to use).
 pub(crate) fn drop_privileges(options: &Options, owned: &[&Path]) -> Result<(), MasterError> {
@@ -114,7 +133,20 @@ pub(crate) fn master_start(options: &Options) -> Result<(), MasterError> {
     // not later: the workers must be the children of the process that stays.
     if let Some(target) = &options.daemonize2 {
         daemon::daemonize("daemonize2", target)?;
-        info!(pid = std::process::id(), "daemonized (daemonize2)");
+        let pid = std::process::id();
+        info!(pid, "daemonized (daemonize2)");
+        // The pidfiles name the process that stays. `pidfile` may be root's while the
+        // master no longer is: then it keeps the old pid, and says so.
+        for (option, path) in [
+            ("pidfile", &options.pidfile),
+            ("pidfile2", &options.pidfile2),
+        ] {
+            if let Some(path) = path {
+                if let Err(e) = write_pidfile(option, path, pid) {
+                    warn!(error = %e, "the pidfile still holds the pid of the process that detached");
+                }
+            }
+        }
     }
     Ok(())
 }
