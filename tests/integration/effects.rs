@@ -563,3 +563,157 @@ fn a_safe_pidfile_is_written_once_ready_and_never_by_a_failed_start() {
     drop(steward);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A daemonized master, found through its pidfile; stopped (SIGTERM, then SIGKILL) when
+/// dropped. Its workers die with it (they have the master's death signal).
+struct Daemon(Pid);
+
+impl Daemon {
+    fn from_pidfile(path: &Path) -> Daemon {
+        Daemon(eventually("the daemon's pidfile", || read_pid(path)))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let _ = kill(self.0, Signal::SIGTERM);
+        let deadline = Instant::now() + DEADLINE;
+        while !crate::util::is_gone(self.0) {
+            if Instant::now() > deadline {
+                let _ = kill(self.0, Signal::SIGKILL);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn wait_file_contains(path: &Path, fragment: &str) -> String {
+    eventually(&format!("{fragment:?} in {}", path.display()), || {
+        std::fs::read_to_string(path)
+            .ok()
+            .filter(|text| text.contains(fragment))
+    })
+}
+
+#[test]
+fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
+    let dir = test_dir("daemonize");
+    let (log, pidfile) = (dir.join("steward.log"), dir.join("app.pid"));
+    std::fs::write(&log, "an earlier line\n").unwrap();
+    let systemd = crate::util::SystemdSocket::bind("daemonize-notify");
+    let mut steward = Steward::start_env(
+        &[("NOTIFY_SOCKET", &systemd.address())],
+        &[
+            "--daemonize",
+            log.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(
+        steward.wait_exit(DEADLINE).code(),
+        Some(0),
+        "the started process exits 0"
+    );
+    let daemon = Daemon::from_pidfile(&pidfile);
+    assert_ne!(daemon.0, steward.pid());
+    let parent = stat_field(daemon.0, 4);
+    assert_ne!(
+        parent,
+        std::process::id().to_string(),
+        "the daemon is not the test's child"
+    );
+    assert_eq!(
+        stat_field(daemon.0, 6),
+        daemon.0.to_string(),
+        "it leads its own session"
+    );
+
+    let main_pid = systemd.receive_until("MAINPID=").pop().unwrap().text;
+    assert_eq!(main_pid.trim(), format!("MAINPID={}", daemon.0));
+    systemd.receive_until("READY=1");
+
+    let text = wait_file_contains(&log, "generation ready");
+    assert!(text.starts_with("an earlier line\n"), "appended: {text}");
+    assert!(text.contains(&format!("pid={}", daemon.0)), "{text}");
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn daemonize_to_udp_sends_one_log_line_per_datagram() {
+    let dir = test_dir("daemonize-udp");
+    let pidfile = dir.join("app.pid");
+    let listener = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    listener.set_read_timeout(Some(DEADLINE)).unwrap();
+    let target = format!("udp:{}", listener.local_addr().unwrap());
+    let mut steward = Steward::start(
+        &[
+            "--daemonize",
+            &target,
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    let daemon = Daemon::from_pidfile(&pidfile);
+    let mut buffer = [0u8; 65536];
+    loop {
+        let n = listener
+            .recv(&mut buffer)
+            .expect("a log datagram within the deadline");
+        let line = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "one line: {line:?}"
+        );
+        if line.contains("generation ready") {
+            break;
+        }
+    }
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
+    let dir = test_dir("daemonize2");
+    let (log, pidfile) = (dir.join("steward.log"), dir.join("app.pid"));
+    let mut steward = Steward::start(
+        &[
+            "--daemonize2",
+            log.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    // The start-up was logged where it began; what follows the detach, in the file.
+    steward.log.wait_for(&["master started"]);
+    let text = wait_file_contains(&log, "generation ready");
+    let daemon = Daemon(eventually("the pidfile naming the daemon", || {
+        read_pid(&pidfile).filter(|pid| *pid != steward.pid())
+    }));
+    assert!(
+        text.contains(&format!("daemonized (daemonize2) pid={}", daemon.0)),
+        "{text}"
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
+    let mut steward = Steward::start(&["--daemonize", "/no/such/dir/log"], &[&demo_bin()]);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
+    steward
+        .log
+        .wait_for(&["daemonize: cannot log to /no/such/dir/log"]);
+}
