@@ -295,6 +295,7 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
     let master = example.pid().to_string();
     let before = example.get_until("version 1", |a| a["version"] == "1");
     assert_eq!(before["generation"], "1");
+    example.wait_log("generation ready", 1);
 
     // A deploy: the new build renamed over the running one.
     let staged = dir.0.join("app.new");
@@ -306,7 +307,7 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
     assert_eq!(after["master"], master, "the master keeps its pid");
     assert_eq!(after["loaded_by"], master);
     example.wait_log("reload complete", 1);
-    assert!(example.log().contains("why=\"binary changed\""));
+    assert!(example.log().contains("binary changed; re-executing"));
 
     // With the binary unchanged, a reload still re-execs: in preload mode only a new
     // image loads the app anew.
@@ -315,7 +316,7 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
     example.wait_log("reload complete", 2);
     assert!(example
         .log()
-        .contains("why=\"preload mode: the app loads anew\""));
+        .contains("preload mode: re-executing, so that the app loads anew"));
     assert_eq!(example.stop().code(), Some(0));
 }
 
@@ -333,6 +334,8 @@ fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() 
         ],
     );
     let first = example.get_until("hello", |a| a["greeting"] == "hello");
+    // A reload re-execs once the master serves (one while it starts re-forks).
+    example.wait_log("generation ready", 1);
 
     // A broken configuration: the new image's load would fail, so it is never exec'd;
     // the reload goes on with the running image and its loaded app.

@@ -23,13 +23,18 @@
 
 mod command;
 mod control;
+mod daemon;
 mod error;
 mod fifo;
 mod listen;
 mod master;
 mod notify;
+mod pidfile;
 mod preload;
+mod privileges;
+mod procname;
 mod reexec;
+mod startup;
 mod status;
 mod table;
 

@@ -26,7 +26,9 @@ use crate::{
     listen::{listeners, Listener},
     notify::NotifySocket,
     preload::{CallHooks, ForkLaunch, WorkerIdentity},
+    procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
+    startup,
     status::{ReloadOutcome, StatusReport},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
@@ -169,6 +171,8 @@ pub struct Master {
     binary: Binary,
     /// Where the options came from, read again at each reload (see reconfigure.rs).
     config_sources: Option<ConfigSources>,
+    /// This image was re-exec'd by a previous one and adopted its workers.
+    resumed: bool,
 }
 
 impl Master {
@@ -189,9 +193,13 @@ impl Master {
             Some(_) => options.validate_without_command()?,
             None => options.validate()?,
         }
+        // Before anything rewrites the argv memory (process names).
         let mut binary = Binary::new(options.binary_path.as_deref());
         binary.check_by_environment = fork.is_some();
         let handover = take_handover()?;
+        let resumed = handover.is_some();
+        startup::asap(&options, resumed)?;
+        startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
                 .listeners
@@ -263,6 +271,15 @@ impl Master {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+
+        startup::as_root(&options, resumed)?;
+        startup::name_master(&options, binary.argv());
+        let mut owned: Vec<&std::path::Path> = vec![notify.path()];
+        owned.extend(control.as_ref().map(|c| c.path()));
+        owned.extend(fifos.iter().map(|f| f.path()));
+        startup::drop_privileges(&options, &owned)?;
+        startup::as_user(&options, resumed)?;
+
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
             .map(|interval| Watchdog {
@@ -304,6 +321,7 @@ impl Master {
             extend_timeout_at: None,
             binary,
             config_sources: None,
+            resumed,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -368,12 +386,11 @@ impl Master {
     /// Re-execs the master from the new binary, which carries out this reload. Returns
     /// only if it did not happen, the old image going on as it was.
     fn upgrade(&mut self, chain: bool) {
-        let why = if self.binary.changed() {
-            "binary changed"
+        if self.binary.changed() {
+            info!(binary = %self.binary.path.display(), "binary changed; re-executing");
         } else {
-            "preload mode: the app loads anew"
-        };
-        info!(binary = %self.binary.path.display(), why, "re-executing");
+            info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
+        }
         if let Err(e) = self.binary.check() {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
@@ -441,6 +458,29 @@ impl Master {
         error!(error = %failure, "re-exec failed; reloading with the running binary");
     }
 
+    /// `vacuum`: removes what the master created on the filesystem. A file that cannot
+    /// be removed (the master dropped privileges and the directory is not its) is
+    /// reported and left.
+    fn vacuum(&self) {
+        let mut paths = startup::pidfiles(&self.options);
+        for (spec, listener) in self.options.listen.iter().zip(&self.listeners) {
+            if let (steward_options::ListenAddr::Unix(path), false) =
+                (&spec.addr, listener.was_handed_over())
+            {
+                paths.push(path.clone());
+            }
+        }
+        paths.extend(self.control.iter().map(|c| c.path().to_owned()));
+        paths.extend(self.fifos.iter().map(|f| f.path().to_owned()));
+        for path in paths {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "vacuum: removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
+            }
+        }
+    }
+
     /// The sockets the workers receive, in order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
@@ -463,6 +503,9 @@ impl Master {
             control = %self.control.as_ref().map_or("none".into(), |c| c.path().display().to_string()),
             "master started"
         );
+        if !self.resumed {
+            startup::master_start(&self.options)?;
+        }
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
@@ -470,9 +513,15 @@ impl Master {
             if let Lifecycle::Stopping { .. } = self.lifecycle {
                 if self.workers.is_empty() {
                     info!("shutdown complete");
+                    if self.options.skip_atexit_teardown {
+                        // No teardown: no vacuum, no destructor run. Only the
+                        // notify socket, steward's private runtime file, is removed.
+                        let _ = std::fs::remove_file(self.notify.path());
+                        let code = i32::from(self.failure.is_some());
+                        std::process::exit(code);
+                    }
                     if self.options.vacuum {
-                        self.control.iter().for_each(ControlServer::remove_file);
-                        self.fifos.iter().for_each(MasterFifo::remove_file);
+                        self.vacuum();
                     }
                     return self.failure.map_or(Ok(()), Err);
                 }
@@ -1055,6 +1104,7 @@ impl Master {
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
         if self.lifecycle == Lifecycle::Starting {
             self.lifecycle = Lifecycle::Running;
+            startup::first_generation_ready(&self.options);
             self.notify_systemd(&[State::Ready, status]);
         } else {
             self.notify_systemd(&[State::Ready, status]);
@@ -1069,14 +1119,15 @@ impl Master {
     }
 
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
+        let title = procname::worker_title(&self.options, id);
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
-            stdin: Some(self.dev_null.as_fd()),
+            stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
         let started = match &mut self.launch {
             Launch::Exec(command) => {
-                let mut plan = command.plan(id, generation)?;
+                let mut plan = command.plan(id, generation, title.as_deref())?;
                 spawn(&mut plan, &fds)
             }
             Launch::Fork(fork) => {
@@ -1099,6 +1150,7 @@ impl Master {
                 let worker = WorkerIdentity {
                     id,
                     generation,
+                    title: title.as_deref(),
                     fd_names: &fd_names,
                     notify_socket: self.notify.path(),
                 };

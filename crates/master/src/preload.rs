@@ -215,12 +215,12 @@ impl<A: 'static> Builder<A> {
         if let Some(sources) = self.sources {
             master.reread_config_on_reload(sources);
         }
-        // Phase point: pre-app hooks run here.
+        // HOOKS(pre-app): the load follows, here (preload) or in each worker (lazy-apps).
         if !lazy {
             let loaded = load().map_err(|e| MasterError::Load(e.to_string()))?;
             let _ = app.set(loaded);
         }
-        // Phase point: post-app hooks run here.
+        // HOOKS(post-app)
         master.run()
     }
 }
@@ -355,6 +355,11 @@ impl ForkLaunch {
         stop: StopNotice,
         socket_count: usize,
     ) -> i32 {
+        if let Some(title) = worker.title {
+            if let Err(e) = crate::procname::set_own_title(title) {
+                warn!(error = %e, "cannot name the worker process");
+            }
+        }
         let pid = std::process::id().to_string();
         for variable in crate::command::WORKER_VARIABLES {
             std::env::remove_var(variable);
@@ -401,6 +406,8 @@ impl ForkLaunch {
 pub(crate) struct WorkerIdentity<'a> {
     pub id: usize,
     pub generation: u64,
+    /// The process name (procname options), if any.
+    pub title: Option<&'a str>,
     pub fd_names: &'a [String],
     pub notify_socket: &'a Path,
 }

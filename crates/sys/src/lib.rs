@@ -27,10 +27,15 @@
 
 mod fds;
 mod fork;
+mod process;
 mod spawn;
 
 pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
     fork::{fork_worker, StopNotice},
+    process::{
+        change_group, change_user, detach, drop_privileges, enable_memory_merge, lock_memory,
+        set_priority, Detached, ProcessError,
+    },
     spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError},
 };
