@@ -3,7 +3,7 @@
 //! serves on the socket the master bound, and drains in-flight requests on SIGTERM.
 //!
 //! The options come from `STEWARD_*` variables and `STEWARD_CONFIG`, as for `steward`
-//! (`STEWARD_LISTEN`, default `127.0.0.1:8000`; `STEWARD_WORKERS`; `STEWARD_LAZY_APPS`).
+//! (`STEWARD_LISTEN`, default `127.0.0.1:8000`, or `unix:PATH`; it serves on the first; `STEWARD_WORKERS`; `STEWARD_LAZY_APPS`).
 //! Two variables show what preloading shares and what it breaks:
 //! `EXAMPLE_BALLAST_MIB=N` makes the load allocate and touch N MiB (shared by every
 //! worker in preload mode, private to each under lazy-apps), and `EXAMPLE_LOAD_THREAD=1`
@@ -25,11 +25,10 @@ use std::{
     time::Duration,
 };
 
-use steward_master::{BoxError, Builder, WorkerContext};
+use steward_master::{BoxError, Builder, WorkerContext, WorkerSocket};
 use steward_options::ConfigSources;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     task::JoinSet,
 };
 use tracing::warn;
@@ -100,9 +99,10 @@ fn load(version: &'static str) -> Result<App, BoxError> {
 
 fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
     let listener = ctx
-        .take_tcp_listener()
-        .ok_or("no TCP socket to serve on: set STEWARD_LISTEN=HOST:PORT")?;
-    listener.set_nonblocking(true)?;
+        .take_listeners()
+        .into_iter()
+        .next()
+        .ok_or("no socket to serve on: set STEWARD_LISTEN=HOST:PORT or unix:PATH")?;
     let identity = Arc::new(format!(
         "greeting={} version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
         app.greeting,
@@ -122,7 +122,7 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listener = Incoming::new(listener.socket)?;
         // The stop notice is a pipe that becomes readable when SIGTERM arrives.
         let stop = tokio::net::unix::pipe::Receiver::from_owned_fd(ctx.stop().fd()?)?;
         let after_request = ctx.after_request_hooks();
@@ -132,10 +132,14 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
             tokio::select! {
                 _ = stop.readable() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok(connection) => {
                         let (identity, after_request) = (Arc::clone(&identity), after_request.clone());
                         in_flight.spawn(async move {
-                            if let Err(e) = answer(stream, &identity).await {
+                            let answered = match connection {
+                                Connection::Tcp(stream) => answer(stream, &identity).await,
+                                Connection::Unix(stream) => answer(stream, &identity).await,
+                            };
+                            if let Err(e) = answered {
                                 warn!(error = %e, "request failed");
                             }
                             after_request.run();
@@ -160,9 +164,45 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
     })
 }
 
+/// The socket a worker serves on, TCP or unix, in the runtime.
+enum Incoming {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+enum Connection {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Incoming {
+    fn new(socket: WorkerSocket) -> std::io::Result<Incoming> {
+        Ok(match socket {
+            WorkerSocket::Tcp(listener) => {
+                listener.set_nonblocking(true)?;
+                Incoming::Tcp(tokio::net::TcpListener::from_std(listener)?)
+            }
+            WorkerSocket::Unix(listener) => {
+                listener.set_nonblocking(true)?;
+                Incoming::Unix(tokio::net::UnixListener::from_std(listener)?)
+            }
+        })
+    }
+
+    async fn accept(&self) -> std::io::Result<Connection> {
+        match self {
+            Incoming::Tcp(listener) => Ok(Connection::Tcp(listener.accept().await?.0)),
+            Incoming::Unix(listener) => Ok(Connection::Unix(listener.accept().await?.0)),
+        }
+    }
+}
+
 /// Reads one request and answers it, with `Connection: close`: a client never reuses
 /// a connection that a draining worker would close under it.
-async fn answer(mut stream: TcpStream, identity: &str) -> std::io::Result<()> {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    identity: &str,
+) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -258,6 +258,30 @@ fn forked_workers_serve_from_a_tokio_runtime_and_drain_on_shutdown() {
 }
 
 #[test]
+fn a_forked_worker_gets_a_unix_socket_as_a_unix_listener() {
+    let dir = TempDir::new("unix");
+    let path = dir.0.join("app.sock");
+    let listen = format!("web=unix:{}", path.display());
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[("STEWARD_WORKERS", "1"), ("STEWARD_LISTEN", &listen)],
+    );
+    example.wait_log("generation ready", 1);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let answer = fields(response.split_once("\r\n\r\n").unwrap().1);
+    assert_eq!(answer["worker"], "1");
+    assert_eq!(answer["listen_fds"], "1");
+    assert_eq!(answer["master"], example.pid().to_string());
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
 fn preloaded_pages_are_shared_with_the_workers_and_lazy_ones_are_not() {
     let dir = TempDir::new("shared");
     let ballast = [("EXAMPLE_BALLAST_MIB", "64"), ("STEWARD_WORKERS", "1")];
