@@ -220,7 +220,7 @@ fn set_up_child(
     // The master's descriptors go first: one of them may be a listener's original
     // number inside 3.. that a copy is about to take over.
     for &fd in close_in_child {
-        if !(3..first_free).contains(&fd) && !scratch.contains(&fd) {
+        if !(3..first_free).contains(&fd) {
             let _ = close(fd);
         }
     }
