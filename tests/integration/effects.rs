@@ -731,3 +731,24 @@ fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
         .log
         .wait_for(&["daemonize: cannot log to /no/such/dir/log"]);
 }
+
+#[test]
+fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
+    let steward = Steward::start(
+        &[
+            "--immediate-uid",
+            "nobody",
+            "--immediate-gid",
+            "nogroup",
+            "--auto-procname",
+        ],
+        &[&demo_bin()],
+    );
+    steward.wait_generation_ready(1);
+    assert_credentials("master", steward.pid(), "65534", "65534", &[]);
+    assert_eq!(cmdline(steward.pid()), ["steward master"]);
+    assert!(steward
+        .log
+        .position(&["cannot set the master's process name"])
+        .is_none());
+}

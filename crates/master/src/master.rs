@@ -158,7 +158,7 @@ impl Master {
         let binary = Binary::new(options.binary_path.as_deref());
         let handover = take_handover()?;
         let resumed = handover.is_some();
-        startup::asap(&options, resumed)?;
+        startup::asap(&options, resumed, binary.argv())?;
         startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
@@ -226,7 +226,6 @@ impl Master {
             .collect::<Result<Vec<_>, _>>()?;
 
         startup::as_root(&options, resumed)?;
-        startup::name_master(&options, binary.argv());
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));

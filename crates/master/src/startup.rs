@@ -1,10 +1,10 @@
 //! The master's start, one function per step, in phase order:
 //!
-//! 1. [`asap`]: `chdir`, `daemonize`, `immediate-gid` / `immediate-uid`
+//! 1. [`asap`]: `chdir`, the process names ([`name_master`], while /proc/self/mem is
+//!    still writable), `daemonize`, `immediate-gid` / `immediate-uid`
 //! 2. [`jail`]: pre-jail, the jail itself (chroot / unshare), in-jail, post-jail
 //! 3. (the sockets are bound or adopted: Master::new, as root, so ports < 1024 work)
-//! 4. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks;
-//!    then [`name_master`] (process names), while /proc/self/mem is still writable
+//! 4. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks
 //! 5. [`drop_privileges`]: `add-gid` -> `gid` -> `uid`; the control socket, FIFOs and
 //!    notify socket are given to the final user first
 //! 6. [`as_user`]: `pidfile2`, then the as-user hooks
@@ -28,11 +28,16 @@ use tracing::{info, warn};
 use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
 
 /// Step 1: what must happen before anything else.
-pub(crate) fn asap(options: &Options, resumed: bool) -> Result<(), MasterError> {
+pub(crate) fn asap(
+    options: &Options,
+    resumed: bool,
+    original_argv: &[OsString],
+) -> Result<(), MasterError> {
     // HOOKS(asap): the asap hooks run here, first of all.
     if let Some(dir) = &options.chdir {
         change_directory("chdir", dir)?;
     }
+    name_master(options, original_argv);
     if let Some(target) = options.daemonize.as_ref().filter(|_| !resumed) {
         daemon::daemonize("daemonize", target)?;
     }
@@ -85,9 +90,9 @@ pub(crate) fn as_root(options: &Options, resumed: bool) -> Result<(), MasterErro
     Ok(())
 }
 
-/// Between steps 4 and 5: the master's name (`procname-master`, `auto-procname`...),
-/// while it can still write its own memory through /proc (a process that left root is
-/// not dumpable, and /proc/self/mem is then root's). Failing is a warning.
+/// The master's name (`procname-master`, `auto-procname`...), set before any change of
+/// user: a process that left root is not dumpable, and its /proc/self/mem is then
+/// root's. Failing is a warning.
 pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
     let argv: Vec<String> = original_argv
         .iter()
