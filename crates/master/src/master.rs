@@ -158,7 +158,7 @@ impl Master {
         let binary = Binary::new(options.binary_path.as_deref());
         let handover = take_handover()?;
         let resumed = handover.is_some();
-        startup::asap(&options, resumed, binary.argv())?;
+        let credentials = startup::asap(&options, resumed, binary.argv())?;
         startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
@@ -229,7 +229,7 @@ impl Master {
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
-        startup::drop_privileges(&options, &owned)?;
+        startup::drop_privileges(&credentials, &owned)?;
         startup::as_user(&options, resumed)?;
 
         let watchdog = steward_systemd::watchdog_interval()

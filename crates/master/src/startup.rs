@@ -27,12 +27,13 @@ use tracing::{info, warn};
 
 use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
 
-/// Step 1: what must happen before anything else.
+/// Step 1: what must happen before anything else. Returns the credentials of step 5,
+/// resolved now, while the user and group databases are reachable (before any jail).
 pub(crate) fn asap(
     options: &Options,
     resumed: bool,
     original_argv: &[OsString],
-) -> Result<(), MasterError> {
+) -> Result<Credentials, MasterError> {
     // HOOKS(asap): the asap hooks run here, first of all.
     if let Some(dir) = &options.chdir {
         change_directory("chdir", dir)?;
@@ -46,7 +47,13 @@ pub(crate) fn asap(
         ("immediate-gid", options.immediate_gid.as_deref()),
         &options.add_gid,
     )?;
-    immediate.apply("immediate-uid/immediate-gid")
+    let final_credentials = Credentials::resolve(
+        ("uid", options.uid.as_deref()),
+        ("gid", options.gid.as_deref()),
+        &options.add_gid,
+    )?;
+    immediate.apply("immediate-uid/immediate-gid")?;
+    Ok(final_credentials)
 }
 
 /// Step 2: the jail. Nothing is done here yet besides the hook points.
@@ -107,12 +114,10 @@ pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
 
 /// Step 5: the drop. `owned` are the paths the master created as root and must still
 /// be able to remove (and, for the control socket and FIFOs, be the only one to use).
-pub(crate) fn drop_privileges(options: &Options, owned: &[&Path]) -> Result<(), MasterError> {
-    let credentials = Credentials::resolve(
-        ("uid", options.uid.as_deref()),
-        ("gid", options.gid.as_deref()),
-        &options.add_gid,
-    )?;
+pub(crate) fn drop_privileges(
+    credentials: &Credentials,
+    owned: &[&Path],
+) -> Result<(), MasterError> {
     if credentials.is_empty() {
         return Ok(());
     }
