@@ -198,7 +198,7 @@ impl Master {
         binary.check_by_environment = fork.is_some();
         let handover = take_handover()?;
         let resumed = handover.is_some();
-        startup::asap(&options, resumed)?;
+        let credentials = startup::asap(&options, resumed, binary.argv())?;
         startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
@@ -273,11 +273,10 @@ impl Master {
             .collect::<Result<Vec<_>, _>>()?;
 
         startup::as_root(&options, resumed)?;
-        startup::name_master(&options, binary.argv());
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
-        startup::drop_privileges(&options, &owned)?;
+        startup::drop_privileges(&credentials, &owned)?;
         startup::as_user(&options, resumed)?;
 
         let watchdog = steward_systemd::watchdog_interval()

@@ -1,10 +1,10 @@
 //! The master's start, one function per step, in phase order:
 //!
-//! 1. [`asap`]: `chdir`, `daemonize`, `immediate-gid` / `immediate-uid`
+//! 1. [`asap`]: `chdir`, the process names ([`name_master`], while /proc/self/mem is
+//!    still writable), `daemonize`, `immediate-gid` / `immediate-uid`
 //! 2. [`jail`]: pre-jail, the jail itself (chroot / unshare), in-jail, post-jail
 //! 3. (the sockets are bound or adopted: Master::new, as root, so ports < 1024 work)
-//! 4. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks;
-//!    then [`name_master`] (process names), while /proc/self/mem is still writable
+//! 4. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks
 //! 5. [`drop_privileges`]: `add-gid` -> `gid` -> `uid`; the control socket, FIFOs and
 //!    notify socket are given to the final user first
 //! 6. [`as_user`]: `pidfile2`, then the as-user hooks
@@ -27,12 +27,18 @@ use tracing::{info, warn};
 
 use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
 
-/// Step 1: what must happen before anything else.
-pub(crate) fn asap(options: &Options, resumed: bool) -> Result<(), MasterError> {
+/// Step 1: what must happen before anything else. Returns the credentials of step 5,
+/// resolved now, while the user and group databases are reachable (before any jail).
+pub(crate) fn asap(
+    options: &Options,
+    resumed: bool,
+    original_argv: &[OsString],
+) -> Result<Credentials, MasterError> {
     // HOOKS(asap): the asap hooks run here, first of all.
     if let Some(dir) = &options.chdir {
         change_directory("chdir", dir)?;
     }
+    name_master(options, original_argv);
     if let Some(target) = options.daemonize.as_ref().filter(|_| !resumed) {
         daemon::daemonize("daemonize", target)?;
     }
@@ -41,7 +47,13 @@ pub(crate) fn asap(options: &Options, resumed: bool) -> Result<(), MasterError> 
         ("immediate-gid", options.immediate_gid.as_deref()),
         &options.add_gid,
     )?;
-    immediate.apply("immediate-uid/immediate-gid")
+    let final_credentials = Credentials::resolve(
+        ("uid", options.uid.as_deref()),
+        ("gid", options.gid.as_deref()),
+        &options.add_gid,
+    )?;
+    immediate.apply("immediate-uid/immediate-gid")?;
+    Ok(final_credentials)
 }
 
 /// Step 2: the jail. Nothing is done here yet besides the hook points.
@@ -85,9 +97,9 @@ pub(crate) fn as_root(options: &Options, resumed: bool) -> Result<(), MasterErro
     Ok(())
 }
 
-/// Between steps 4 and 5: the master's name (`procname-master`, `auto-procname`...),
-/// while it can still write its own memory through /proc (a process that left root is
-/// not dumpable, and /proc/self/mem is then root's). Failing is a warning.
+/// The master's name (`procname-master`, `auto-procname`...), set before any change of
+/// user: a process that left root is not dumpable, and its /proc/self/mem is then
+/// root's. Failing is a warning.
 pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
     let argv: Vec<String> = original_argv
         .iter()
@@ -102,12 +114,10 @@ pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
 
 /// Step 5: the drop. `owned` are the paths the master created as root and must still
 /// be able to remove (and, for the control socket and FIFOs, be the only one to use).
-pub(crate) fn drop_privileges(options: &Options, owned: &[&Path]) -> Result<(), MasterError> {
-    let credentials = Credentials::resolve(
-        ("uid", options.uid.as_deref()),
-        ("gid", options.gid.as_deref()),
-        &options.add_gid,
-    )?;
+pub(crate) fn drop_privileges(
+    credentials: &Credentials,
+    owned: &[&Path],
+) -> Result<(), MasterError> {
     if credentials.is_empty() {
         return Ok(());
     }
