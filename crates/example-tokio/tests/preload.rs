@@ -75,8 +75,20 @@ impl Example {
         for (key, value) in env {
             command.env(key, value);
         }
+        // A binary this test just copied can be busy for a moment: another test thread
+        // forking at the time of the copy holds the writable descriptor until its exec.
+        let deadline = Instant::now() + DEADLINE;
+        let child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    assert!(Instant::now() < deadline, "{} stays busy", binary.display());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.unwrap(),
+            }
+        };
         Example {
-            child: Some(command.spawn().unwrap()),
+            child: Some(child),
             port,
             log,
         }
@@ -315,6 +327,10 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
     let dir = TempDir::new("upgrade");
     let binary = dir.0.join("app");
     std::fs::copy(EXAMPLE, &binary).unwrap();
+    // Staged early: a copy's writable descriptor may leak for a moment into a process
+    // another test thread forks, which would make the check of the new binary fail.
+    let staged = dir.0.join("app.new");
+    std::fs::copy(EXAMPLE_V2, &staged).unwrap();
     let example = Example::start(&binary, &dir, &[("STEWARD_WORKERS", "2")]);
     let master = example.pid().to_string();
     let before = example.get_until("version 1", |a| a["version"] == "1");
@@ -322,8 +338,6 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
     example.wait_log("generation ready", 1);
 
     // A deploy: the new build renamed over the running one.
-    let staged = dir.0.join("app.new");
-    std::fs::copy(EXAMPLE_V2, &staged).unwrap();
     std::fs::rename(&staged, &binary).unwrap();
     example.signal(Signal::SIGHUP);
     let after = example.get_until("version 2", |a| a["version"] == "2");
@@ -381,6 +395,45 @@ fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() 
     let third = example.get_until("bonjour", |a| a["greeting"] == "bonjour");
     assert_eq!(third["generation"], "3");
     assert_eq!(third["master"], example.pid().to_string());
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn a_chain_reload_asked_on_the_control_socket_is_answered_across_the_re_exec() {
+    let dir = TempDir::new("control");
+    let control = dir.0.join("control.sock");
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "2"),
+            ("STEWARD_CONTROL_SOCKET", control.to_str().unwrap()),
+        ],
+    );
+    example.wait_log("generation ready", 1);
+    let mut client = std::os::unix::net::UnixStream::connect(&control).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client.write_all(b"chain-reload\n").unwrap();
+    // The master answers "accepted", re-execs, and the new image answers the outcome
+    // on the same connection, then closes it.
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    let lines: Vec<&str> = answer.lines().collect();
+    assert_eq!(lines.first(), Some(&"accepted generation=2"), "{answer}");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("ok generation=2 ")),
+        "{answer}\nlog:\n{}",
+        example.log()
+    );
+    assert!(example
+        .log()
+        .contains("preload mode: re-executing, so that the app loads anew"));
+    // Chain: one worker at a time, so both of generation 2 serve now.
+    for worker in ["1", "2"] {
+        example.get_until(&format!("worker {worker} of generation 2"), |a| {
+            a["generation"] == "2" && a["worker"] == worker
+        });
+    }
     assert_eq!(example.stop().code(), Some(0));
 }
 
