@@ -5,6 +5,7 @@ mod activation;
 mod chaos;
 mod config;
 mod control;
+mod effects;
 mod faults;
 mod security;
 mod soak;

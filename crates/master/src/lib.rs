@@ -14,23 +14,39 @@
 //! ```
 //!
 //! The signal table and the lifecycle are documented on [`Lifecycle`].
+//!
+//! A Rust server can also embed the master and have it fork a closure instead of
+//! exec'ing a command (preload mode): [`Builder`] takes a load callback (run once in
+//! the master, or in each worker under `lazy-apps`) and a worker closure that receives
+//! its sockets, id, generation and stop notice in a [`WorkerContext`].
 #![deny(missing_docs)]
 
 mod command;
 mod control;
+mod daemon;
 mod error;
 mod fifo;
 mod listen;
 mod master;
 mod notify;
+mod pidfile;
+mod preload;
+mod privileges;
+mod procname;
 mod reexec;
+mod startup;
 mod status;
 mod table;
 
+pub use steward_sys::StopNotice;
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
     listen::Listener,
     master::{Lifecycle, Master},
+    preload::{
+        AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
+        WorkerSocket,
+    },
     reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
 };
