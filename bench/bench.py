@@ -198,6 +198,7 @@ def facts():
         steward=version([STEWARD, "--version"]), uwsgi=version(["uwsgi", "--version"]),
         gunicorn=version([os.path.join(VENV, "bin", "gunicorn"), "--version"]),
         python=version([PYTHON, "--version"]),
+        commit=version(["git", "-C", ROOT, "describe", "--always", "--dirty"]),
         boot_ms=BOOT_MS, req_ms=REQ_MS, connections=CONNECTIONS, reloads=RELOADS,
         period_ms=PERIOD_MS, workers=WORKERS)
 

@@ -147,7 +147,7 @@ spread (min-max) in parentheses. Goals and method: [README.md](README.md).
 
 - runs: {", ".join(dates)}
 - {facts["cpus"]} CPUs ({facts["cpu_model"]}), Linux {facts["kernel"]}
-- {facts["steward"]}; {facts["uwsgi"]}; gunicorn {facts["gunicorn"]}; {facts["python"]}
+- {facts["steward"]} (commit {facts.get("commit", "?")}); uWSGI {facts["uwsgi"]}; gunicorn {facts["gunicorn"]}; {facts["python"]}
 - shared with other engineers' builds and tests: the load average (1 min) is noted per
   system below; the numbers are from a busy machine, not a quiet one.
 
