@@ -148,8 +148,8 @@ spread (min-max) in parentheses. Goals and method: [README.md](README.md).
 - runs: {", ".join(dates)}
 - {facts["cpus"]} CPUs ({facts["cpu_model"]}), Linux {facts["kernel"]}
 - {facts["steward"]} (commit {facts.get("commit", "?")}); uWSGI {facts["uwsgi"]}; gunicorn {facts["gunicorn"]}; {facts["python"]}
-- shared with other engineers' builds and tests: the load average (1 min) is noted per
-  system below; the numbers are from a busy machine, not a quiet one.
+- shared with other engineers' builds and tests: the load average (1 min) around each
+  system is noted below the tables.
 
 ## Goals (steward)
 
@@ -160,7 +160,7 @@ spread (min-max) in parentheses. Goals and method: [README.md](README.md).
 {facts["workers"]} workers, app import {facts["boot_ms"]} ms (BOOT_MS), request {facts["req_ms"]} ms
 (REQ_MS), {facts["connections"]} closed-loop connections (one request per connection),
 {facts["reloads"]} reloads per system, one every {facts["period_ms"]} ms (uWSGI's chain reload:
-every 12 s, it needs about 8 s). "During reload" is a request that overlaps the time from
+every 12 s, it needs about 6 s). "During reload" is a request that overlaps the time from
 the trigger to completion; completion is the trigger to the first answer from the new
 generation after the last one from the old.
 
