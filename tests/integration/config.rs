@@ -150,7 +150,7 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
     let dir = ConfigDir::new("check-uwsgi");
     let file = dir.write(
         "app.ini",
-        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum = true\ncommand = /usr/bin/app\n",
+        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum\ncommand = /usr/bin/app\n",
     );
     let (code, stdout, stderr) = check(&[], &["--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");
@@ -175,6 +175,12 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
     assert!(line_of(&stdout, "workers").starts_with("workers = 4"));
     assert!(line_of(&stdout, "listen").starts_with("listen = 127.0.0.1:8000"));
     assert!(line_of(&stdout, "listen-backlog").starts_with("listen-backlog = 256"));
+    // A bare flag is on, as uWSGI reads it.
+    let vacuum = line_of(&stdout, "vacuum");
+    assert!(
+        vacuum.starts_with("vacuum = true") && vacuum.ends_with(&format!("# {file}:7")),
+        "{stdout}"
+    );
 }
 
 #[test]

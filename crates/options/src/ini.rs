@@ -72,12 +72,26 @@ pub(crate) fn settings(path: &Path, text: &str) -> Result<FileSettings, ConfigEr
             // Other sections belong to other programs (or other uWSGI instances).
             _ => continue,
         };
-        let (key, value) = trimmed.split_once('=').ok_or_else(|| ConfigError::Syntax {
-            path: path.to_owned(),
-            line,
-            message: format!("expected key = value, found {trimmed:?}"),
-        })?;
-        let (key, value) = (key.trim(), value.trim());
+        let (key, value) = match trimmed.split_once('=') {
+            Some((key, value)) => (key.trim(), value.trim()),
+            // uWSGI reads a bare key as an empty value, which turns a flag on.
+            None if !trimmed.contains(char::is_whitespace) && (uwsgi || is_flag(trimmed)) => {
+                (trimmed, "")
+            }
+            None => {
+                return Err(ConfigError::Syntax {
+                    path: path.to_owned(),
+                    line,
+                    message: format!("expected key = value, found {trimmed:?}"),
+                })
+            }
+        };
+        // `vacuum` and `vacuum =` are true in uWSGI (its uwsgi_opt_true).
+        let value = if value.is_empty() && is_flag(key) {
+            "true"
+        } else {
+            value
+        };
         let origin = Origin::File {
             path: path.to_owned(),
             line,
@@ -94,6 +108,11 @@ pub(crate) fn settings(path: &Path, text: &str) -> Result<FileSettings, ConfigEr
         });
     }
     Ok(out)
+}
+
+/// Whether `key` names an on/off option (`vacuum`), under any of its names.
+fn is_flag(key: &str) -> bool {
+    table::lookup(key).is_some_and(|def| def.kind() == table::Kind::Flag)
 }
 
 /// A `[uwsgi]` line: steward's option, a uWSGI name translated, or a warning.
@@ -203,6 +222,38 @@ mod tests {
         let set: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(set, ["processes", "listen-backlog", "listen", "vacuum"]);
         assert_eq!(file.settings[2].origin, at(5));
+    }
+
+    #[test]
+    fn a_bare_or_empty_flag_is_true_as_in_uwsgi() {
+        let file = read(
+            "[uwsgi]\nvacuum\nhonour-stdin =\nenable-threads\nmaster\n[steward]\nauto-procname\nno-swap =\n",
+        )
+        .unwrap();
+        let one = |v: &str| crate::RawValue::One(v.into());
+        assert_eq!(
+            keys(&file),
+            [
+                ("vacuum", &one("true"), 2),
+                ("honour-stdin", &one("true"), 3),
+                ("auto-procname", &one("true"), 7),
+                ("no-swap", &one("true"), 8),
+            ]
+        );
+        let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "/etc/app.ini:4: uWSGI option \"enable-threads\" is not supported by steward; ignored",
+                "/etc/app.ini:5: uWSGI option \"master\" is not supported by steward; ignored",
+            ]
+        );
+        // A bare option that takes a value is still an error naming the line.
+        let error = read("[steward]\npidfile\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/etc/app.ini:2: expected key = value, found \"pidfile\""
+        );
     }
 
     #[test]
