@@ -332,3 +332,27 @@ fn reload_strategy_chain_makes_sighup_a_chain_reload() {
         .wait_for(&["reload started", "strategy=\"chain\""]);
     steward.wait_generation_ready(2);
 }
+
+#[test]
+fn a_misspelt_flag_is_a_usage_error_with_a_suggestion_not_the_worker_command() {
+    let (code, stdout, stderr) = check(&[], &["--touch-relaod", "/srv/app/reload"]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stderr.contains("'--touch-relaod'"), "{stderr}");
+    assert!(stderr.contains("--touch-reload"), "{stderr}");
+
+    let output = Command::new(steward_bin())
+        .args(["--workerz", "2", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'--workerz'"), "{stderr}");
+
+    // After `--`, or once the command has begun, words that look like flags are its own.
+    let (code, stdout, stderr) = check(&[], &["--", "--weird", "-x"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "command").starts_with("command = --weird -x "));
+    let (code, stdout, stderr) = check(&[], &["/usr/bin/app", "--port", "8000"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "command").starts_with("command = /usr/bin/app --port 8000 "));
+}
