@@ -48,8 +48,13 @@ enum Command {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let sources = args.sources();
+    let mut sources = args.sources();
     let config = sources.load()?;
+    // `chdir` moves the master: a reload must still find the file it started with.
+    if let Some(file) = &mut sources.file {
+        *file = std::path::absolute(&*file)
+            .with_context(|| format!("cannot resolve {}", file.display()))?;
+    }
     // A daemon's stderr becomes its log file: no terminal colours in it.
     let detaches = config.options.daemonize.is_some() || config.options.daemonize2.is_some();
     init_logging(!detaches);
