@@ -356,3 +356,32 @@ fn a_misspelt_flag_is_a_usage_error_with_a_suggestion_not_the_worker_command() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "command").starts_with("command = /usr/bin/app --port 8000 "));
 }
+
+#[test]
+fn a_relative_config_path_is_read_again_after_chdir() {
+    let dir = ConfigDir::new("relative-chdir");
+    let elsewhere = dir.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let port = free_port();
+    let text = |workers: usize| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\nchdir = \"{}\"\ncommand = [\"{}\"]\n",
+            elsewhere.display(),
+            demo_bin()
+        )
+    };
+    dir.write("app.toml", &text(1));
+    let mut cmd = Command::new(steward_bin());
+    cmd.current_dir(&dir.dir).args(["--config", "app.toml"]);
+    let steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", steward.pid())).unwrap(),
+        elsewhere
+    );
+
+    dir.write("app.toml", &text(2));
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.worker_pids(2).len(), 2, "{:?}", steward.log.lines());
+}
