@@ -168,7 +168,7 @@ fn an_unknown_user_is_a_clear_error_at_start() {
 }
 
 /// Polls `read` until it returns `Some`, at most [`DEADLINE`].
-fn eventually<T>(what: &str, mut read: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut read: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(value) = read() {

@@ -175,3 +175,44 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(binary.parent().unwrap());
 }
+
+#[test]
+fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
+    let binary = installed_copy("upgrade-chdir");
+    let home = binary.parent().unwrap().to_owned();
+    let (first, second) = (home.join("first"), home.join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    let port = util::free_port();
+    std::fs::write(
+        home.join("app.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = 1\nchdir = \"first\"\nchdir2 = \"{}\"\ncommand = [\"{}\"]\n",
+            second.display(),
+            demo_bin()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(&binary);
+    command.current_dir(&home).args(["--config", "app.toml"]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let cwd = |pid: nix::unistd::Pid| std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    crate::effects::eventually("the master in chdir2", || {
+        (cwd(steward.pid()) == second).then_some(())
+    });
+
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(cwd(steward.pid()), second, "{:?}", steward.log.lines());
+    for (_, worker) in steward.worker_pids(2) {
+        assert_eq!(cwd(worker), second);
+    }
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

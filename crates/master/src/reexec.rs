@@ -26,6 +26,7 @@ use nix::{
     fcntl::{fcntl, FcntlArg, FdFlag},
     unistd::Pid,
 };
+use tracing::warn;
 
 /// What `steward reexec-check` prints: the handover format this binary reads.
 pub const REEXEC_PROTOCOL: &str = "steward reexec 1";
@@ -85,6 +86,9 @@ pub(crate) struct Binary {
     /// The command line the master was started with, kept before anything can rewrite
     /// the argv memory (process names).
     argv: Vec<OsString>,
+    /// The working directory the master was started in, before `chdir`: the new image
+    /// starts there, so that a relative `--config` or `--chdir` means what it meant.
+    started_in: Option<PathBuf>,
 }
 
 impl Binary {
@@ -105,6 +109,7 @@ impl Binary {
             path: path.unwrap_or_else(|| PathBuf::from("steward")),
             running,
             argv: std::env::args_os().collect(),
+            started_in: std::env::current_dir().ok(),
         }
     }
 
@@ -201,10 +206,20 @@ impl Binary {
             let _ = set_cloexec(keep, true);
             return e;
         }
+        let here = std::env::current_dir().ok();
+        if let Some(dir) = &self.started_in {
+            if let Err(errno) = nix::unistd::chdir(dir.as_path()) {
+                warn!(dir = %dir.display(), %errno,
+                    "cannot re-exec from the directory steward was started in; relative paths of its command line now start from here");
+            }
+        }
         let errno = match nix::unistd::execve(&path, &argv, &env) {
             Err(errno) => errno,
             Ok(never) => match never {},
         };
+        if let Some(dir) = &here {
+            let _ = nix::unistd::chdir(dir.as_path());
+        }
         let _ = set_cloexec(keep, true);
         ReexecError::Exec {
             path: self.path.clone(),

@@ -38,6 +38,14 @@ pub(crate) fn asap(
     if let Some(dir) = &options.chdir {
         change_directory("chdir", dir)?;
     }
+    // A re-exec happens only once the first generation served: the new image goes
+    // back to where chdir2 had taken the old one (the exec started it where steward
+    // was first started, so that relative paths mean what they meant then).
+    if let Some(dir) = options.chdir2.as_ref().filter(|_| resumed) {
+        if let Err(e) = change_directory("chdir2", dir) {
+            warn!(error = %e, "workers started from now on keep the chdir directory");
+        }
+    }
     name_master(options, original_argv);
     if let Some(target) = options.daemonize.as_ref().filter(|_| !resumed) {
         daemon::daemonize("daemonize", target)?;
