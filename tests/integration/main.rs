@@ -5,6 +5,7 @@ mod activation;
 mod config;
 mod control;
 mod effects;
+mod exit;
 mod systemd;
 mod upgrade;
 mod util;

@@ -112,13 +112,30 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("steward: error: {e:#}");
+            eprintln!("steward: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run_master(args: RunArgs) -> anyhow::Result<ExitCode> {
-    run(args).inspect_err(|e| tracing::error!("{e:#}"))?;
+    run(args).inspect_err(|e| tracing::error!("{}", describe(e)))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes, joined by ": ", each said once: the libraries' messages
+/// already end with the text of their cause, which the chain would repeat.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }

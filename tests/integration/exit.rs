@@ -1,0 +1,60 @@
+//! How a master ends: what it says when it cannot start, and what it leaves behind
+//! after a graceful or a brutal shutdown.
+
+use std::process::Command;
+
+use crate::util::{demo_bin, steward_bin};
+
+/// Runs steward with `args` to its end; (exit status, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(steward_bin())
+        .args(args)
+        .arg("--")
+        .arg(demo_bin())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_start_error_says_its_cause_once() {
+    let missing = format!("/nonexistent-{}/app", std::process::id());
+    for (option, value, message) in [
+        (
+            "--pidfile",
+            missing.clone(),
+            format!("pidfile: cannot write {missing}"),
+        ),
+        (
+            "--control-socket",
+            missing.clone(),
+            format!("cannot create the control socket {missing}"),
+        ),
+        (
+            "--listen",
+            format!("unix:{missing}"),
+            format!("cannot listen on unix:{missing}"),
+        ),
+        (
+            "--daemonize",
+            missing.clone(),
+            format!("daemonize: cannot log to {missing}"),
+        ),
+    ] {
+        let (code, stderr) = run(&[option, &value]);
+        assert_eq!(code, Some(1), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("steward: error: "))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(line.contains(&message), "{line}");
+        assert_eq!(
+            line.matches("No such file or directory").count(),
+            1,
+            "the cause once: {line}"
+        );
+    }
+}
