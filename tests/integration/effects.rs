@@ -15,7 +15,7 @@ use crate::util::{demo_bin, steward_bin, steward_client, Steward, DEADLINE};
 
 /// A fresh directory for one test, readable and searchable by everyone (the master may
 /// run as nobody).
-fn test_dir(name: &str) -> PathBuf {
+pub(crate) fn test_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steward-effects-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -216,7 +216,7 @@ fn priority_sets_the_nice_value_of_the_master_and_its_workers() {
 }
 
 /// The files a master creates: a unix listening socket, pidfiles, control socket, FIFO.
-fn start_with_files(dir: &Path, extra: &[&str]) -> (Steward, Vec<PathBuf>) {
+pub(crate) fn start_with_files(dir: &Path, extra: &[&str]) -> (Steward, Vec<PathBuf>) {
     let files: Vec<PathBuf> = [
         "app.sock",
         "app.pid",

@@ -3,7 +3,12 @@
 
 use std::process::Command;
 
-use crate::util::{demo_bin, steward_bin};
+use nix::sys::signal::Signal;
+
+use crate::{
+    effects::{start_with_files, test_dir},
+    util::{demo_bin, steward_bin, DEADLINE},
+};
 
 /// Runs steward with `args` to its end; (exit status, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String) {
@@ -56,5 +61,23 @@ fn a_start_error_says_its_cause_once() {
             1,
             "the cause once: {line}"
         );
+    }
+}
+
+#[test]
+fn vacuum_also_cleans_up_after_a_brutal_shutdown() {
+    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+        let dir = test_dir(&format!("vacuum-{signal}"));
+        let (mut steward, files) = start_with_files(&dir, &["--vacuum"]);
+        steward.signal(signal);
+        assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+        for file in &files {
+            assert!(
+                !file.exists(),
+                "{} removed by vacuum after {signal}",
+                file.display()
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
