@@ -11,7 +11,7 @@ use std::{
 
 use nix::unistd::Pid;
 
-use crate::util::{demo_bin, steward_bin, steward_client, Steward, DEADLINE};
+use crate::util::{demo_bin, field, steward_bin, steward_client, Steward, DEADLINE};
 
 /// A fresh directory for one test, readable and searchable by everyone (the master may
 /// run as nobody).
@@ -718,6 +718,46 @@ fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
         text.contains(&format!("daemonized (daemonize2) pid={}", daemon.0)),
         "{text}"
     );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
+    let dir = test_dir("daemonize2-root-pidfile");
+    let (private, shared) = (dir.join("private"), dir.join("shared"));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    let (log, pidfile) = (shared.join("steward.log"), private.join("app.pid"));
+    let mut steward = Steward::start(
+        &[
+            "--uid",
+            "nobody",
+            "--gid",
+            "nogroup",
+            "--daemonize2",
+            log.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    let text = wait_file_contains(&log, "generation ready");
+    let daemon = Daemon(Pid::from_raw(
+        field(
+            text.lines()
+                .find(|l| l.contains("daemonized (daemonize2)"))
+                .unwrap(),
+            "pid",
+        )
+        .parse()
+        .unwrap(),
+    ));
+    assert_eq!(read_pid(&pidfile), Some(daemon.0), "{text}");
     assert_eq!(steward.get("/").unwrap().generation(), 1);
     drop(daemon);
     std::fs::remove_dir_all(&dir).unwrap();

@@ -25,6 +25,7 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    pidfile::HeldPidfile,
     procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
@@ -146,6 +147,8 @@ pub struct Master {
     config_sources: Option<ConfigSources>,
     /// This image was re-exec'd by a previous one and adopted its workers.
     resumed: bool,
+    /// `pidfile`, held open until `daemonize2` has put the daemon's pid in it.
+    held_pidfile: Option<HeldPidfile>,
 }
 
 impl Master {
@@ -225,7 +228,7 @@ impl Master {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        startup::as_root(&options, resumed)?;
+        let held_pidfile = startup::as_root(&options, resumed)?;
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
@@ -273,6 +276,7 @@ impl Master {
             binary,
             config_sources: None,
             resumed,
+            held_pidfile,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -450,7 +454,7 @@ impl Master {
             "master started"
         );
         if !self.resumed {
-            startup::master_start(&self.options)?;
+            startup::master_start(&self.options, self.held_pidfile.take())?;
         }
         loop {
             // A started worker can be ready at once (immediate mode), which can make a

@@ -25,7 +25,12 @@ use std::{
 use steward_options::Options;
 use tracing::{info, warn};
 
-use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
+use crate::{
+    daemon,
+    pidfile::{write_pidfile, HeldPidfile},
+    privileges::Credentials,
+    procname, MasterError,
+};
 
 /// Step 1: what must happen before anything else. Returns the credentials of step 5,
 /// resolved now, while the user and group databases are reachable (before any jail).
@@ -73,8 +78,12 @@ pub(crate) fn jail(_options: &Options) -> Result<(), MasterError> {
     Ok(())
 }
 
-/// Step 4: settings that need root, then the pidfile written as root.
-pub(crate) fn as_root(options: &Options, resumed: bool) -> Result<(), MasterError> {
+/// Step 4: settings that need root, then the pidfile written as root. With
+/// `daemonize2`, the pidfile is returned held open, for the daemon's pid.
+pub(crate) fn as_root(
+    options: &Options,
+    resumed: bool,
+) -> Result<Option<HeldPidfile>, MasterError> {
     // A re-exec'd master may have dropped the privileges these need; the settings of the
     // first image hold for the workers already running, so a failure is only a warning.
     let tolerate = |result: Result<(), MasterError>| match result {
@@ -98,11 +107,15 @@ pub(crate) fn as_root(options: &Options, resumed: bool) -> Result<(), MasterErro
     if options.no_swap {
         tolerate(steward_sys::lock_memory().map_err(MasterError::NoSwap))?;
     }
+    let mut held = None;
     if let Some(path) = options.pidfile.as_deref().filter(|_| !resumed) {
         write_pidfile("pidfile", path, std::process::id())?;
+        if options.daemonize2.is_some() {
+            held = Some(HeldPidfile::open("pidfile", path)?);
+        }
     }
     // HOOKS(as-root)
-    Ok(())
+    Ok(held)
 }
 
 /// The master's name (`procname-master`, `auto-procname`...), set before any change of
@@ -145,7 +158,10 @@ pub(crate) fn as_user(options: &Options, resumed: bool) -> Result<(), MasterErro
 }
 
 /// Step 7: right before the first generation is forked (not after a re-exec).
-pub(crate) fn master_start(options: &Options) -> Result<(), MasterError> {
+pub(crate) fn master_start(
+    options: &Options,
+    held_pidfile: Option<HeldPidfile>,
+) -> Result<(), MasterError> {
     // HOOKS(master-start)
     // daemonize2 detaches here, once everything that can fail at start has passed, and
     // not later: the workers must be the children of the process that stays.
@@ -153,16 +169,18 @@ pub(crate) fn master_start(options: &Options) -> Result<(), MasterError> {
         daemon::daemonize("daemonize2", target)?;
         let pid = std::process::id();
         info!(pid, "daemonized (daemonize2)");
-        // The pidfiles name the process that stays. `pidfile` may be root's while the
-        // master no longer is: then it keeps the old pid, and says so.
-        for (option, path) in [
-            ("pidfile", &options.pidfile),
-            ("pidfile2", &options.pidfile2),
-        ] {
-            if let Some(path) = path {
-                if let Err(e) = write_pidfile(option, path, pid) {
-                    warn!(error = %e, "the pidfile still holds the pid of the process that detached");
-                }
+        // The pidfiles name the process that stays. `pidfile` was written as root, in a
+        // directory the master may no longer write: it goes through the file held open.
+        let pidfile = match (&held_pidfile, options.pidfile.as_deref()) {
+            (Some(held), _) => Some(held.rewrite(pid)),
+            (None, Some(path)) => Some(write_pidfile("pidfile", path, pid)),
+            (None, None) => None,
+        };
+        let pidfile2 =
+            (options.pidfile2.as_deref()).map(|path| write_pidfile("pidfile2", path, pid));
+        for result in [pidfile, pidfile2].into_iter().flatten() {
+            if let Err(e) = result {
+                warn!(error = %e, "the pidfile still holds the pid of the process that detached");
             }
         }
     }
