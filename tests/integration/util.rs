@@ -154,7 +154,20 @@ impl Steward {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start steward");
+        // A binary a test has just copied may still be open for writing in a child that
+        // another test thread forked meanwhile (until that child's exec): ETXTBSY passes.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                spawned => break spawned.expect("start steward"),
+            }
+        };
         let log = Log::default();
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
