@@ -1,13 +1,13 @@
 //! How a master ends: what it says when it cannot start, and what it leaves behind
 //! after a graceful or a brutal shutdown.
 
-use std::process::Command;
+use std::{path::PathBuf, process::Command};
 
 use nix::sys::signal::Signal;
 
 use crate::{
-    effects::{start_with_files, test_dir},
-    util::{demo_bin, steward_bin, DEADLINE},
+    effects::{eventually, start_with_files, test_dir},
+    util::{demo_bin, steward_bin, Steward, DEADLINE},
 };
 
 /// Runs steward with `args` to its end; (exit status, stderr).
@@ -80,4 +80,60 @@ fn vacuum_also_cleans_up_after_a_brutal_shutdown() {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[test]
+fn vacuum_finds_relative_paths_after_chdir2() {
+    let dir = test_dir("vacuum-relative");
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    let port = crate::util::free_port();
+    let mut command = Command::new(steward_bin());
+    command.current_dir(&dir).args([
+        "--chdir",
+        first.to_str().unwrap(),
+        "--chdir2",
+        second.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--listen",
+        "unix:app.sock",
+        "--pidfile",
+        "app.pid",
+        "--control-socket",
+        "control.sock",
+        "--master-fifo",
+        "master.fifo",
+        "--safe-pidfile",
+        "safe.pid",
+        "--vacuum",
+        "--",
+        &demo_bin(),
+    ]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    // Relative paths start from where each file is made: chdir, or chdir2 for the
+    // safe pidfile, written once the first generation is ready.
+    let mut files: Vec<PathBuf> = ["app.sock", "app.pid", "control.sock", "master.fifo"]
+        .iter()
+        .map(|name| first.join(name))
+        .collect();
+    files.push(second.join("safe.pid"));
+    for file in &files {
+        eventually(&format!("{}", file.display()), || {
+            file.exists().then_some(())
+        });
+    }
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    for file in &files {
+        assert!(
+            !file.exists(),
+            "{} removed by vacuum: {:?}",
+            file.display(),
+            steward.log.lines()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

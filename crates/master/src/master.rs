@@ -1,6 +1,7 @@
 use std::{
     fs::File,
     os::fd::{AsFd, AsRawFd, BorrowedFd},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -149,6 +150,9 @@ pub struct Master {
     resumed: bool,
     /// `pidfile`, held open until `daemonize2` has put the daemon's pid in it.
     held_pidfile: Option<HeldPidfile>,
+    /// The working directory once `chdir` was applied, where the relative paths of the
+    /// sockets, FIFOs and pidfiles start from.
+    files_dir: PathBuf,
 }
 
 impl Master {
@@ -162,6 +166,11 @@ impl Master {
         let handover = take_handover()?;
         let resumed = handover.is_some();
         let credentials = startup::asap(&options, resumed, binary.argv())?;
+        // Where relative paths of the files steward makes start from, for vacuum.
+        let files_dir = std::env::current_dir().unwrap_or_default();
+        if resumed {
+            startup::resume_chdir2(&options);
+        }
         startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
@@ -277,6 +286,7 @@ impl Master {
             config_sources: None,
             resumed,
             held_pidfile,
+            files_dir,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -412,16 +422,16 @@ impl Master {
     /// be removed (the master dropped privileges and the directory is not its) is
     /// reported and left.
     fn vacuum(&self) {
-        let mut paths = startup::pidfiles(&self.options);
+        let mut paths = startup::pidfiles(&self.options, &self.files_dir);
         for (spec, listener) in self.options.listen.iter().zip(&self.listeners) {
             if let (steward_options::ListenAddr::Unix(path), false) =
                 (&spec.addr, listener.was_handed_over())
             {
-                paths.push(path.clone());
+                paths.push(self.files_dir.join(path));
             }
         }
-        paths.extend(self.control.iter().map(|c| c.path().to_owned()));
-        paths.extend(self.fifos.iter().map(|f| f.path().to_owned()));
+        paths.extend(self.control.iter().map(|c| self.files_dir.join(c.path())));
+        paths.extend(self.fifos.iter().map(|f| self.files_dir.join(f.path())));
         for path in paths {
             match std::fs::remove_file(&path) {
                 Ok(()) => info!(path = %path.display(), "vacuum: removed"),

@@ -43,14 +43,6 @@ pub(crate) fn asap(
     if let Some(dir) = &options.chdir {
         change_directory("chdir", dir)?;
     }
-    // A re-exec happens only once the first generation served: the new image goes
-    // back to where chdir2 had taken the old one (the exec started it where steward
-    // was first started, so that relative paths mean what they meant then).
-    if let Some(dir) = options.chdir2.as_ref().filter(|_| resumed) {
-        if let Err(e) = change_directory("chdir2", dir) {
-            warn!(error = %e, "workers started from now on keep the chdir directory");
-        }
-    }
     name_master(options, original_argv);
     if let Some(target) = options.daemonize.as_ref().filter(|_| !resumed) {
         daemon::daemonize("daemonize", target)?;
@@ -67,6 +59,18 @@ pub(crate) fn asap(
     )?;
     immediate.apply("immediate-uid/immediate-gid")?;
     Ok(final_credentials)
+}
+
+/// In a re-exec'd image, once its files are known: a re-exec happens only after the
+/// first generation served, so the new image goes back to where chdir2 had taken the
+/// old one (the exec started it where steward was first started, so that relative
+/// paths meant what they meant then).
+pub(crate) fn resume_chdir2(options: &Options) {
+    if let Some(dir) = &options.chdir2 {
+        if let Err(e) = change_directory("chdir2", dir) {
+            warn!(error = %e, "workers started from now on keep the chdir directory");
+        }
+    }
 }
 
 /// Step 2: the jail. Nothing is done here yet besides the hook points.
@@ -208,17 +212,22 @@ pub(crate) fn first_generation_ready(options: &Options) {
     }
 }
 
-/// The files the master removes at exit under `vacuum`: its pidfiles.
-pub(crate) fn pidfiles(options: &Options) -> Vec<PathBuf> {
+/// The files the master removes at exit under `vacuum`: its pidfiles. A relative path
+/// starts from where the file was written: `files_dir` (the directory after `chdir`),
+/// or `chdir2` for the safe pidfiles, written once the first generation is ready.
+pub(crate) fn pidfiles(options: &Options, files_dir: &Path) -> Vec<PathBuf> {
+    let safe_dir = options
+        .chdir2
+        .as_deref()
+        .map_or_else(|| files_dir.to_owned(), |dir| files_dir.join(dir));
     [
-        &options.pidfile,
-        &options.pidfile2,
-        &options.safe_pidfile,
-        &options.safe_pidfile2,
+        (&options.pidfile, files_dir),
+        (&options.pidfile2, files_dir),
+        (&options.safe_pidfile, &safe_dir),
+        (&options.safe_pidfile2, &safe_dir),
     ]
     .into_iter()
-    .flatten()
-    .cloned()
+    .filter_map(|(path, dir)| path.as_ref().map(|path| dir.join(path)))
     .collect()
 }
 
