@@ -137,3 +137,47 @@ fn vacuum_finds_relative_paths_after_chdir2() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn vacuum_cleans_up_after_a_start_that_fails_once_its_files_are_made() {
+    let missing = format!("/nonexistent-{}/file", std::process::id());
+    for (name, failing) in [
+        ("pidfile2", ["--pidfile2", missing.as_str()]),
+        ("daemonize2", ["--daemonize2", missing.as_str()]),
+    ] {
+        let dir = test_dir(&format!("vacuum-failed-{name}"));
+        let path = |file: &str| dir.join(file).to_str().unwrap().to_owned();
+        // A safe pidfile is never written by a start that fails: it stays as it was.
+        std::fs::write(dir.join("safe.pid"), "1\n").unwrap();
+        let listen = format!("unix:{}", path("app.sock"));
+        let mut args = vec![
+            "--vacuum".to_owned(),
+            "--listen".to_owned(),
+            listen,
+            "--pidfile".to_owned(),
+            path("app.pid"),
+            "--control-socket".to_owned(),
+            path("control.sock"),
+            "--master-fifo".to_owned(),
+            path("master.fifo"),
+            "--safe-pidfile".to_owned(),
+            path("safe.pid"),
+        ];
+        args.extend(failing.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stderr) = run(&args);
+        assert_eq!(code, Some(1), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("{name}: ")), "{stderr}");
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["safe.pid"], "{name}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("safe.pid")).unwrap(),
+            "1\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

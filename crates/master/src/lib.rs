@@ -38,7 +38,6 @@ mod startup;
 mod status;
 mod table;
 
-pub use steward_sys::StopNotice;
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
@@ -50,3 +49,4 @@ pub use crate::{
     },
     reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
 };
+pub use steward_sys::StopNotice;

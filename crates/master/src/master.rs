@@ -284,12 +284,21 @@ impl Master {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let held_pidfile = startup::as_root(&options, resumed)?;
-        let mut owned: Vec<&std::path::Path> = vec![notify.path()];
-        owned.extend(control.as_ref().map(|c| c.path()));
-        owned.extend(fifos.iter().map(|f| f.path()));
-        startup::drop_privileges(&credentials, &owned)?;
-        startup::as_user(&options, resumed)?;
+        let started = (|| {
+            let held_pidfile = startup::as_root(&options, resumed)?;
+            let mut owned: Vec<&std::path::Path> = vec![notify.path()];
+            owned.extend(control.as_ref().map(|c| c.path()));
+            owned.extend(fifos.iter().map(|f| f.path()));
+            startup::drop_privileges(&credentials, &owned)?;
+            startup::as_user(&options, resumed)?;
+            Ok::<_, MasterError>(held_pidfile)
+        })();
+        let held_pidfile = started.inspect_err(|_| {
+            if options.vacuum {
+                let made = made_files(&options, &files_dir, &listeners, control.as_ref(), &fifos);
+                vacuum_failed_start(&options, &files_dir, made);
+            }
+        })?;
 
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
@@ -476,22 +485,19 @@ impl Master {
     /// reported and left.
     fn vacuum(&self) {
         let mut paths = startup::pidfiles(&self.options, &self.files_dir);
-        for (spec, listener) in self.options.listen.iter().zip(&self.listeners) {
-            if let (steward_options::ListenAddr::Unix(path), false) =
-                (&spec.addr, listener.was_handed_over())
-            {
-                paths.push(self.files_dir.join(path));
-            }
-        }
-        paths.extend(self.control.iter().map(|c| self.files_dir.join(c.path())));
-        paths.extend(self.fifos.iter().map(|f| self.files_dir.join(f.path())));
-        for path in paths {
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!(path = %path.display(), "vacuum: removed"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
-            }
-        }
+        paths.extend(self.made_files());
+        remove_files(paths);
+    }
+
+    /// The files this master made, besides its pidfiles.
+    fn made_files(&self) -> Vec<PathBuf> {
+        made_files(
+            &self.options,
+            &self.files_dir,
+            &self.listeners,
+            self.control.as_ref(),
+            &self.fifos,
+        )
     }
 
     /// The sockets the workers receive, in order.
@@ -517,7 +523,12 @@ impl Master {
             "master started"
         );
         if !self.resumed {
-            startup::master_start(&self.options, self.held_pidfile.take())?;
+            let held_pidfile = self.held_pidfile.take();
+            startup::master_start(&self.options, held_pidfile).inspect_err(|_| {
+                if self.options.vacuum {
+                    vacuum_failed_start(&self.options, &self.files_dir, self.made_files());
+                }
+            })?;
         }
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
@@ -1303,6 +1314,54 @@ fn signal_group(pid: Pid, signal: Signal) {
         // ESRCH: it has exited and awaits reaping.
         if errno != Errno::ESRCH {
             warn!(pid = %pid, signal = %signal, error = %errno, "cannot signal worker");
+        }
+    }
+}
+
+/// The files a master made, besides its pidfiles: the unix sockets it bound (not those
+/// systemd handed over), the control socket and the master FIFOs. A relative path
+/// starts from `files_dir`, where they were made.
+fn made_files(
+    options: &Options,
+    files_dir: &std::path::Path,
+    listeners: &[Listener],
+    control: Option<&ControlServer>,
+    fifos: &[MasterFifo],
+) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for (spec, listener) in options.listen.iter().zip(listeners) {
+        if let (steward_options::ListenAddr::Unix(path), false) =
+            (&spec.addr, listener.was_handed_over())
+        {
+            paths.push(files_dir.join(path));
+        }
+    }
+    paths.extend(control.map(|c| files_dir.join(c.path())));
+    paths.extend(fifos.iter().map(|f| files_dir.join(f.path())));
+    paths
+}
+
+/// `vacuum` after a start that failed: the files it made, and the pidfiles that name
+/// this process. A safe pidfile is written only once the first generation serves, so
+/// one is never this start's to remove.
+fn vacuum_failed_start(options: &Options, files_dir: &std::path::Path, made: Vec<PathBuf>) {
+    let own = std::process::id().to_string();
+    let pidfiles = [&options.pidfile, &options.pidfile2]
+        .into_iter()
+        .flatten()
+        .map(|path| files_dir.join(path))
+        .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| text.trim() == own));
+    remove_files(made.into_iter().chain(pidfiles).collect());
+}
+
+/// Removes `paths`; one that cannot be removed (the master dropped privileges and the
+/// directory is not its) is reported and left.
+fn remove_files(paths: Vec<PathBuf>) {
+    for path in paths {
+        match std::fs::remove_file(&path) {
+            Ok(()) => info!(path = %path.display(), "vacuum: removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
         }
     }
 }

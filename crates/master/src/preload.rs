@@ -5,8 +5,7 @@
 use std::{
     cell::OnceCell,
     collections::BTreeMap,
-    fmt,
-    io,
+    fmt, io,
     net::TcpListener,
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
