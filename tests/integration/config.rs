@@ -385,3 +385,19 @@ fn a_relative_config_path_is_read_again_after_chdir() {
     steward.wait_generation_ready(2);
     assert_eq!(steward.worker_pids(2).len(), 2, "{:?}", steward.log.lines());
 }
+
+#[test]
+fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
+    let dir = ConfigDir::new("uwsgi-magic");
+    let file = dir.write(
+        "shop.ini",
+        "[uwsgi]\nbase = /srv/%n\nchdir = %(base)/current\npidfile = %d%n.pid\nuid = $(SHOP_USER)\ncommand = /usr/bin/app\n",
+    );
+    let (code, stdout, stderr) = check(&[("SHOP_USER", "shop")], &["--config", &file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "chdir").starts_with("chdir = /srv/shop/current "));
+    assert!(line_of(&stdout, "pidfile")
+        .starts_with(&format!("pidfile = {}/shop.pid ", dir.dir.display())));
+    assert!(line_of(&stdout, "uid").starts_with("uid = shop "));
+    assert!(!stderr.contains("base"), "a placeholder is no option: {stderr}");
+}
