@@ -251,6 +251,11 @@ impl Drop for Steward {
             }
         }
         let _ = self.child.kill();
+        // A SIGKILLed master leaves its notify socket behind; until it is reaped, no
+        // other process can have its pid, so the file is its own.
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("steward.{}.notify", self.child.id())),
+        );
         let _ = self.child.wait();
     }
 }
