@@ -399,5 +399,8 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
     assert!(line_of(&stdout, "pidfile")
         .starts_with(&format!("pidfile = {}/shop.pid ", dir.dir.display())));
     assert!(line_of(&stdout, "uid").starts_with("uid = shop "));
-    assert!(!stderr.contains("base"), "a placeholder is no option: {stderr}");
+    assert!(
+        !stderr.contains("base"),
+        "a placeholder is no option: {stderr}"
+    );
 }

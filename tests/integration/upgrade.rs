@@ -216,3 +216,38 @@ fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn binary_path_names_the_binary_a_reload_re_executes() {
+    let other = installed_copy("binary-path");
+    let port = util::free_port();
+    let mut command = Command::new(steward_bin());
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--binary-path", other.to_str().unwrap(), "--"])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let exe = |pid: nix::unistd::Pid| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe(steward.pid()), steward_bin().canonicalize().unwrap());
+
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(exe(steward.pid()), other);
+    // Now the binary it runs is binary-path's: the next reload is a plain one.
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(3);
+    assert!(
+        steward.log.lines()[from..]
+            .iter()
+            .all(|l| !l.contains("re-executing")),
+        "{:?}",
+        steward.log.lines()
+    );
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(other.parent().unwrap());
+}
