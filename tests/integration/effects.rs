@@ -764,6 +764,47 @@ fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
 }
 
 #[test]
+fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
+    let dir = test_dir("daemonize-control");
+    let (log, pidfile, control) = (
+        dir.join("steward.log"),
+        dir.join("app.pid"),
+        dir.join("control.sock"),
+    );
+    let control = control.to_str().unwrap();
+    let mut steward = Steward::start(
+        &[
+            "--daemonize",
+            log.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--control-socket",
+            control,
+            "--workers",
+            "2",
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    let daemon = Daemon::from_pidfile(&pidfile);
+    wait_file_contains(&log, "generation ready");
+
+    let reload = steward_client(&["reload", "--wait", "--control-socket", control]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    let stop = steward_client(&["stop", "--wait", "--control-socket", control]);
+    assert!(stop.status.success());
+    crate::util::wait_gone(daemon.0);
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
     let mut steward = Steward::start(&["--daemonize", "/no/such/dir/log"], &[&demo_bin()]);
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
