@@ -404,3 +404,39 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
         "a placeholder is no option: {stderr}"
     );
 }
+
+#[test]
+fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set() {
+    let dir = ConfigDir::new("check-names");
+    let file = dir.write(
+        "app.toml",
+        "command = \"/bin/true\"\nworkers = 2\nuid = \"no-such-user-here\"\n",
+    );
+    let (code, stdout, stderr) = check(&[], &["--config", &file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "uid").starts_with("uid = no-such-user-here "));
+    assert!(
+        stderr.contains(&format!(
+            "warning: {file}:3: uid: no user named \"no-such-user-here\": a start here would fail"
+        )),
+        "{stderr}"
+    );
+
+    let (_, _, stderr) = check(
+        &[("STEWARD_GID", "no-such-group-here")],
+        &["--", "/bin/true"],
+    );
+    assert!(
+        stderr.contains("warning: STEWARD_GID: gid: no group named \"no-such-group-here\""),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(&[], &["--", "no-such-program-here", "--flag"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("warning: the command line (after --): worker command \"no-such-program-here\" not found in PATH"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = check(&[], &["--uid", "nobody", "--", "/bin/true"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

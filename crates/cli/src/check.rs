@@ -7,7 +7,9 @@ use crate::run_args::RunArgs;
 
 /// Prints the effective configuration on stdout and each warning on stderr; exit
 /// status 0. On an error, prints it (naming file:line, the variable or the flag) on
-/// stderr; exit status 1.
+/// stderr; exit status 1. A user, group or worker program that does not exist here is
+/// a warning: a start on this machine would fail, but the configuration may be
+/// checked before the package that provides them is installed.
 pub fn check(args: &RunArgs) -> ExitCode {
     let sources = args.sources();
     match sources.load() {
@@ -19,6 +21,11 @@ pub fn check(args: &RunArgs) -> ExitCode {
             print!("{}", config.describe());
             for warning in &config.warnings {
                 eprintln!("steward: warning: {warning}");
+            }
+            for (option, error) in steward_master::unresolved_names(&config.options) {
+                let origin = config.origins(option).first().map(ToString::to_string);
+                let origin = origin.map_or_else(String::new, |o| format!("{o}: "));
+                eprintln!("steward: warning: {origin}{error}: a start here would fail");
             }
             ExitCode::SUCCESS
         }

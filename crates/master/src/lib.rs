@@ -48,5 +48,6 @@ pub use crate::{
         WorkerSocket,
     },
     reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
+    startup::unresolved_names,
 };
 pub use steward_sys::StopNotice;

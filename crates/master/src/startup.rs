@@ -26,9 +26,9 @@ use steward_options::Options;
 use tracing::{info, warn};
 
 use crate::{
-    daemon,
+    command, daemon,
     pidfile::{write_pidfile, HeldPidfile},
-    privileges::Credentials,
+    privileges::{self, Credentials},
     procname, MasterError,
 };
 
@@ -71,6 +71,37 @@ pub(crate) fn resume_chdir2(options: &Options) {
             warn!(error = %e, "workers started from now on keep the chdir directory");
         }
     }
+}
+
+/// What `steward check` can find out before a start: the users, groups and worker
+/// program the options name, each looked up as a start would. Each failure comes with
+/// the option that named it.
+pub fn unresolved_names(options: &Options) -> Vec<(&'static str, MasterError)> {
+    let mut failures = Vec::new();
+    for (option, user) in [
+        ("immediate-uid", &options.immediate_uid),
+        ("uid", &options.uid),
+    ] {
+        if let Some(Err(e)) = user.as_deref().map(|v| privileges::resolve_user(option, v)) {
+            failures.push((option, e));
+        }
+    }
+    let groups = [
+        ("immediate-gid", &options.immediate_gid),
+        ("gid", &options.gid),
+    ]
+    .into_iter()
+    .filter_map(|(option, group)| Some((option, group.as_deref()?)))
+    .chain(options.add_gid.iter().map(|v| ("add-gid", v.as_str())));
+    for (option, group) in groups {
+        if let Err(e) = privileges::resolve_group(option, group) {
+            failures.push((option, e));
+        }
+    }
+    if let Some(Err(e)) = options.command.first().map(|p| command::resolve(p)) {
+        failures.push(("command", e));
+    }
+    failures
 }
 
 /// Step 2: the jail. Nothing is done here yet besides the hook points.
