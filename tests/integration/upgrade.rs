@@ -251,3 +251,50 @@ fn binary_path_names_the_binary_a_reload_re_executes() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(other.parent().unwrap());
 }
+
+#[test]
+fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
+    let binary = installed_copy("upgrade-bad-config");
+    let home = binary.parent().unwrap().to_owned();
+    let port = util::free_port();
+    let config = home.join("app.toml");
+    let text = |workers: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
+            demo_bin()
+        )
+    };
+    std::fs::write(&config, text("1")).unwrap();
+    let mut command = Command::new(&binary);
+    command.current_dir(&home).args(["--config", "app.toml"]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    std::fs::write(&config, text("\"many\"")).unwrap();
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    let refused = steward.log.wait_for(&["re-exec refused"]);
+    assert!(
+        refused.contains("app.toml:2: workers: invalid number"),
+        "{refused}"
+    );
+    steward
+        .log
+        .wait_for(&["reload failed", "app.toml:2: workers: invalid number"]);
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+
+    // Fixed, the next reload upgrades.
+    std::fs::write(&config, text("2")).unwrap();
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.wait_generation_ready(3);
+    assert_eq!(steward.worker_pids(3).len(), 2);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/exe", steward.pid())).unwrap(),
+        binary
+    );
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -417,13 +417,22 @@ impl Master {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
         }
+        // The new image reads the file itself, so it cannot tell a `workers` changed in
+        // it from one it always had (and SIGTTIN/SIGTTOU may have moved since): the
+        // change comes in the handover, as a reload by this image would apply it.
+        let desired = match self.config_sources.as_ref().map(ConfigSources::load) {
+            Some(Ok(config)) if config.options.workers != self.options.workers => {
+                config.options.workers
+            }
+            _ => self.desired,
+        };
         let now = Instant::now();
         let handover = Handover {
             pid: std::process::id(),
             current: self.current,
             latest: self.latest,
             serving: self.serving,
-            desired: self.desired,
+            desired,
             reload_chain: chain,
             listeners: self
                 .listeners

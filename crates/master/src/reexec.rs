@@ -59,6 +59,14 @@ pub enum ReexecError {
         /// What it did instead.
         answer: String,
     },
+    /// The new binary cannot read the configuration the new image would start with.
+    #[error("{path} cannot read the configuration: {reason}")]
+    ConfigRefused {
+        /// The binary.
+        path: PathBuf,
+        /// Its `check`'s error, or how it ended.
+        reason: String,
+    },
     /// A descriptor could not be kept open across the exec.
     #[error("cannot keep fd {fd} across the exec: {errno}")]
     KeepFd {
@@ -181,11 +189,71 @@ impl Binary {
         if let Some(mut stdout) = child.stdout.take() {
             let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
         }
-        if status.success() && out.trim() == REEXEC_PROTOCOL {
-            Ok(())
-        } else {
-            Err(failed(format!("{status}, printed {:?}", out.trim())))
+        if !(status.success() && out.trim() == REEXEC_PROTOCOL) {
+            return Err(failed(format!("{status}, printed {:?}", out.trim())));
         }
+        if self.check_by_environment {
+            // Preload mode: the binary is the user's program, whose check loaded the app.
+            return Ok(());
+        }
+        self.check_config()
+    }
+
+    /// Runs `PATH check` with the master's own arguments, from the directory it was
+    /// started in: a configuration the new image could not read would end the master
+    /// at once, so it must read now.
+    fn check_config(&self) -> Result<(), ReexecError> {
+        let refused = |reason: String| ReexecError::ConfigRefused {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut args: Vec<OsString> = self.argv.iter().skip(1).cloned().collect();
+        match args.first() {
+            Some(first) if first == "run" => args[0] = "check".into(),
+            _ => args.insert(0, "check".into()),
+        }
+        let mut command = Command::new(&self.path);
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove(REEXEC_VARIABLE);
+        if let Some(dir) = &self.started_in {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().map_err(|source| ReexecError::CheckSpawn {
+            path: self.path.clone(),
+            source,
+        })?;
+        // Its warnings are a few lines: a stderr that fills the pipe is a hung check.
+        let deadline = Instant::now() + CHECK_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(refused(format!("no answer within {CHECK_TIMEOUT:?}")));
+                }
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        let reason = err
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("steward: error: "))
+            .map_or_else(|| format!("check {status}"), str::to_owned);
+        Err(refused(reason))
     }
 
     /// Replaces this process image with the binary, `state` in its environment and the
