@@ -298,3 +298,51 @@ fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
+    let binary = installed_copy("upgrade-new-uid");
+    let home = binary.parent().unwrap().to_owned();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = util::free_port();
+    let config = home.join("app.toml");
+    let text = |user: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nuid = \"{user}\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\n",
+            home.join("control.sock").display(),
+            demo_bin()
+        )
+    };
+    std::fs::write(&config, text("nobody")).unwrap();
+    let mut command = Command::new(&binary);
+    command.args(["--config", config.to_str().unwrap()]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let uid = |pid: nix::unistd::Pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|v| v.split_whitespace().next().unwrap().to_owned())
+            })
+            .unwrap()
+    };
+    assert_eq!(uid(steward.pid()), "65534");
+
+    std::fs::write(&config, text("daemon")).unwrap();
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_for(&["needs a restart", "uid"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(uid(steward.pid()), "65534");
+    for (_, worker) in steward.worker_pids(2) {
+        assert_eq!(uid(worker), "65534");
+    }
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -289,7 +289,7 @@ impl Master {
             let mut owned: Vec<&std::path::Path> = vec![notify.path()];
             owned.extend(control.as_ref().map(|c| c.path()));
             owned.extend(fifos.iter().map(|f| f.path()));
-            startup::drop_privileges(&credentials, &owned)?;
+            startup::drop_privileges(&credentials, &owned, resumed)?;
             startup::as_user(&options, resumed)?;
             Ok::<_, MasterError>(held_pidfile)
         })();

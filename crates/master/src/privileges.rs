@@ -55,7 +55,7 @@ impl Credentials {
 
     /// Whether this process already runs as these credentials (a re-exec'd master, or
     /// `immediate-uid` naming the same user as `uid`).
-    fn already_applied(&self) -> bool {
+    pub fn already_applied(&self) -> bool {
         let uid_ok = self.uid.is_none_or(|uid| getuid() == uid);
         let gid_ok = self.gid.is_none_or(|gid| {
             let mut current = getgroups().unwrap_or_default();

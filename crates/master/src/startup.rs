@@ -57,8 +57,22 @@ pub(crate) fn asap(
         ("gid", options.gid.as_deref()),
         &options.add_gid,
     )?;
-    immediate.apply("immediate-uid/immediate-gid")?;
+    if !resumed {
+        immediate.apply("immediate-uid/immediate-gid")?;
+    }
     Ok(final_credentials)
+}
+
+/// In a re-exec'd image: the old one applied the credentials already, and a master that
+/// left root cannot take others. Ones the file now names differently need a restart.
+fn keep_running_credentials(credentials: &Credentials, options: &'static str) {
+    if !credentials.already_applied() {
+        warn!(
+            uid = %nix::unistd::getuid(),
+            gid = %nix::unistd::getgid(),
+            "needs a restart: {options} differ from those the master runs with; the running ones are kept"
+        );
+    }
 }
 
 /// In a re-exec'd image, once its files are known: a re-exec happens only after the
@@ -173,8 +187,13 @@ pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
 pub(crate) fn drop_privileges(
     credentials: &Credentials,
     owned: &[&Path],
+    resumed: bool,
 ) -> Result<(), MasterError> {
     if credentials.is_empty() {
+        return Ok(());
+    }
+    if resumed {
+        keep_running_credentials(credentials, "uid/gid/add-gid");
         return Ok(());
     }
     for path in owned {
