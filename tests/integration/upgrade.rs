@@ -346,3 +346,31 @@ fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
+    let binary = installed_copy("upgrade-chdir-gone");
+    let home = binary.parent().unwrap().to_owned();
+    let gone = home.join("release-1");
+    std::fs::create_dir_all(&gone).unwrap();
+    let port = util::free_port();
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--chdir", gone.to_str().unwrap(), "--"])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    std::fs::remove_dir(&gone).unwrap();
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_for(&["chdir: cannot change directory to"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -41,7 +41,14 @@ pub(crate) fn asap(
 ) -> Result<Credentials, MasterError> {
     // HOOKS(asap): the asap hooks run here, first of all.
     if let Some(dir) = &options.chdir {
-        change_directory("chdir", dir)?;
+        match change_directory("chdir", dir) {
+            // The old image is serving from there: a directory gone since is no reason
+            // to end it at an upgrade.
+            Err(e) if resumed => {
+                warn!(error = %e, "after re-exec; workers start in the directory steward was started in")
+            }
+            other => other?,
+        }
     }
     name_master(options, original_argv);
     if let Some(target) = options.daemonize.as_ref().filter(|_| !resumed) {
