@@ -374,3 +374,36 @@ fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
+    let binary = installed_copy("upgrade-fifo");
+    let home = binary.parent().unwrap().to_owned();
+    let port = util::free_port();
+    let config = home.join("app.toml");
+    let text = |fifo: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nmaster-fifo = \"{fifo}\"\ncommand = [\"{}\"]\n",
+            demo_bin()
+        )
+    };
+    std::fs::write(&config, text(home.join("master.fifo").to_str().unwrap())).unwrap();
+    let mut command = Command::new(&binary);
+    command.args(["--config", config.to_str().unwrap()]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    std::fs::write(&config, text("/nonexistent-dir/master.fifo")).unwrap();
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward
+        .log
+        .wait_for(&["cannot create the master FIFO /nonexistent-dir/master.fifo"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -273,16 +273,20 @@ impl Master {
                 ),
             },
         };
-        let fifos = options
-            .master_fifo
-            .iter()
-            .map(|path| {
-                MasterFifo::open(path).map_err(|source| MasterError::MasterFifo {
-                    path: path.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut fifos = Vec::new();
+        for path in &options.master_fifo {
+            let opened = MasterFifo::open(path).map_err(|source| MasterError::MasterFifo {
+                path: path.clone(),
+                source,
+            });
+            match opened {
+                Ok(fifo) => fifos.push(fifo),
+                // A re-exec'd master no longer root: a FIFO it cannot make is no reason
+                // to end the master that serves.
+                Err(e) if resumed => warn!(error = %e, "after re-exec; that FIFO is not read"),
+                Err(e) => return Err(e),
+            }
+        }
 
         let started = (|| {
             let held_pidfile = startup::as_root(&options, resumed)?;
