@@ -407,3 +407,44 @@ fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master_serves() {
+    let binary = installed_copy("upgrade-missing");
+    let home = binary.parent().unwrap().to_owned();
+    let port = util::free_port();
+    let config = home.join("app.toml");
+    let text = |extra: &str, command: &str| {
+        format!("listen = \"127.0.0.1:{port}\"\n{extra}command = [\"{command}\"]\n")
+    };
+    std::fs::write(&config, text("", &demo_bin())).unwrap();
+    let mut command = Command::new(&binary);
+    command.args(["--config", config.to_str().unwrap()]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    for (extra, program, reason) in [
+        (
+            "",
+            "/nonexistent/app",
+            "worker command /nonexistent/app is not an executable file",
+        ),
+        (
+            "uid = \"no-such-user-here\"\n",
+            demo_bin().as_str(),
+            "uid: no user named \"no-such-user-here\"",
+        ),
+    ] {
+        std::fs::write(&config, text(extra, program)).unwrap();
+        replace(&binary, &std::fs::read(steward_bin()).unwrap());
+        let from = steward.log.len();
+        steward.signal(Signal::SIGHUP);
+        let (_, refused) = steward.log.wait_from(from, &["re-exec refused"]);
+        assert!(refused.contains(reason), "{refused}");
+        assert!(steward.get("/").is_ok());
+    }
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

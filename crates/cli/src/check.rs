@@ -25,7 +25,10 @@ pub fn check(args: &RunArgs) -> ExitCode {
             for (option, error) in steward_master::unresolved_names(&config.options) {
                 let origin = config.origins(option).first().map(ToString::to_string);
                 let origin = origin.map_or_else(String::new, |o| format!("{o}: "));
-                eprintln!("steward: warning: {origin}{error}: a start here would fail");
+                eprintln!(
+                    "steward: warning: {origin}{error}{}",
+                    steward_master::UNRESOLVED_SUFFIX
+                );
             }
             ExitCode::SUCCESS
         }

@@ -47,7 +47,7 @@ pub use crate::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,
     },
-    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
+    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL, UNRESOLVED_SUFFIX},
     startup::unresolved_names,
 };
 pub use steward_sys::StopNotice;

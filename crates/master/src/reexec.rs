@@ -31,6 +31,9 @@ use tracing::warn;
 /// What `steward reexec-check` prints: the handover format this binary reads.
 pub const REEXEC_PROTOCOL: &str = "steward reexec 1";
 
+/// How `steward check` ends the warning about a user, group or program it cannot find.
+pub const UNRESOLVED_SUFFIX: &str = ": a start here would fail";
+
 /// The variable carrying the handover to the new image.
 pub(crate) const REEXEC_VARIABLE: &str = "STEWARD_REEXEC";
 
@@ -241,19 +244,27 @@ impl Binary {
                 }
             }
         };
-        if status.success() {
-            return Ok(());
-        }
         let mut err = String::new();
         if let Some(mut stderr) = child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
         }
-        let reason = err
-            .lines()
-            .rev()
-            .find_map(|line| line.strip_prefix("steward: error: "))
-            .map_or_else(|| format!("check {status}"), str::to_owned);
-        Err(refused(reason))
+        if !status.success() {
+            let reason = err
+                .lines()
+                .rev()
+                .find_map(|line| line.strip_prefix("steward: error: "))
+                .map_or_else(|| format!("check {status}"), str::to_owned);
+            return Err(refused(reason));
+        }
+        // A user, group or program the check could not find would end the new image.
+        match err.lines().find(|line| line.ends_with(UNRESOLVED_SUFFIX)) {
+            Some(line) => Err(refused(
+                line.trim_start_matches("steward: warning: ")
+                    .trim_end_matches(UNRESOLVED_SUFFIX)
+                    .to_owned(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Replaces this process image with the binary, `state` in its environment and the
