@@ -277,9 +277,11 @@ fn uwsgi_setting(key: &str, value: &str, origin: Origin, out: &mut FileSettings)
         return;
     }
     if UWSGI_SOCKETS.contains(&key) {
-        // uWSGI's `:8000` means every interface.
+        // uWSGI's `:8000` means every interface, and an address without a port is a
+        // unix socket's path (an abstract `@name` is left to fail: steward binds files).
         let address = match value.strip_prefix(':') {
             Some(port) => format!("0.0.0.0:{port}"),
+            None if !value.contains(':') && !value.starts_with('@') => format!("unix:{value}"),
             None => value.to_owned(),
         };
         warn(format!(
@@ -447,6 +449,27 @@ mod tests {
             file.settings[0].value,
             crate::RawValue::One("%n $(HOME)".into())
         );
+    }
+
+    #[test]
+    fn a_uwsgi_socket_without_a_port_is_a_unix_socket() {
+        let file = read(
+            "[uwsgi]\nsocket = /run/app.sock\nhttp-socket = app.sock\nsocket = 127.0.0.1:3031\n",
+        )
+        .unwrap();
+        let values: Vec<&crate::RawValue> = file.settings.iter().map(|s| &s.value).collect();
+        let one = |v: &str| crate::RawValue::One(v.into());
+        assert_eq!(
+            values,
+            [
+                &one("unix:/run/app.sock"),
+                &one("unix:app.sock"),
+                &one("127.0.0.1:3031")
+            ]
+        );
+        assert!(file.warnings[0]
+            .to_string()
+            .contains("socket = /run/app.sock is read as listen = unix:/run/app.sock"));
     }
 
     #[test]
