@@ -440,3 +440,35 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
     let (_, _, stderr) = check(&[], &["--uid", "nobody", "--", "/bin/true"]);
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+#[test]
+fn reload_wait_says_why_a_broken_file_failed_the_reload() {
+    let dir = ConfigDir::new("reload-wait-broken");
+    let port = free_port();
+    let control = dir.dir.join("control.sock");
+    let text = |workers: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
+            control.display(),
+            demo_bin()
+        )
+    };
+    let file = dir.write("app.toml", &text("1"));
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+
+    dir.write("app.toml", &text("\"many\""));
+    let reload = crate::util::steward_client(&[
+        "reload",
+        "--wait",
+        "--control-socket",
+        control.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:3: workers: invalid number \"many\"")),
+        "{stderr}"
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+}
