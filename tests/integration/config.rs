@@ -439,6 +439,9 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
     );
     let (_, _, stderr) = check(&[], &["--uid", "nobody", "--", "/bin/true"]);
     assert!(!stderr.contains("warning"), "{stderr}");
+    // A relative program is looked up from chdir, as a start does.
+    let (_, _, stderr) = check(&[], &["--chdir", "/usr", "--", "./bin/env"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
 }
 
 #[test]

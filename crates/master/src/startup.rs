@@ -119,7 +119,17 @@ pub fn unresolved_names(options: &Options) -> Vec<(&'static str, MasterError)> {
             failures.push((option, e));
         }
     }
-    if let Some(Err(e)) = options.command.first().map(|p| command::resolve(p)) {
+    // A relative path to the program starts from `chdir`, entered before it is looked up.
+    let program = options
+        .command
+        .first()
+        .map(|program| match options.chdir.as_deref() {
+            Some(dir) if program.contains('/') && Path::new(program).is_relative() => {
+                dir.join(program).to_string_lossy().into_owned()
+            }
+            _ => program.clone(),
+        });
+    if let Some(Err(e)) = program.map(|p| command::resolve(&p)) {
         failures.push(("command", e));
     }
     failures
