@@ -448,3 +448,31 @@ fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn a_master_started_where_its_user_may_not_go_still_upgrades() {
+    let binary = installed_copy("upgrade-private-cwd");
+    let home = binary.parent().unwrap().to_owned();
+    let private = home.join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let port = util::free_port();
+    let mut command = Command::new(&binary);
+    command
+        .current_dir(&private)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--uid", "nobody", "--chdir", "/", "--"])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -62,6 +62,14 @@ pub enum ReexecError {
         /// What it did instead.
         answer: String,
     },
+    /// The new binary could not be run to check the configuration.
+    #[error("cannot run {path} check: {source}")]
+    ConfigCheckSpawn {
+        /// The binary.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The new binary cannot read the configuration the new image would start with.
     #[error("{path} cannot read the configuration: {reason}")]
     ConfigRefused {
@@ -222,13 +230,19 @@ impl Binary {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .env_remove(REEXEC_VARIABLE);
-        if let Some(dir) = &self.started_in {
+        // A master that left root may no longer enter it; then, as the exec, from here.
+        let enterable = |dir: &&PathBuf| {
+            nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
+        };
+        if let Some(dir) = self.started_in.as_ref().filter(enterable) {
             command.current_dir(dir);
         }
-        let mut child = command.spawn().map_err(|source| ReexecError::CheckSpawn {
-            path: self.path.clone(),
-            source,
-        })?;
+        let mut child = command
+            .spawn()
+            .map_err(|source| ReexecError::ConfigCheckSpawn {
+                path: self.path.clone(),
+                source,
+            })?;
         // Its warnings are a few lines: a stderr that fills the pipe is a hung check.
         let deadline = Instant::now() + CHECK_TIMEOUT;
         let status = loop {
