@@ -116,20 +116,20 @@ pub enum ActionParseError {
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     /// mkdir failed.
-    #[error("cannot create directory {}: {source}", path.display())]
+    #[error("cannot create directory {}: {cause}", path.display())]
     Mkdir {
         /// The directory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// chdir failed.
-    #[error("cannot change directory to {}: {source}", path.display())]
+    #[error("cannot change directory to {}: {cause}", path.display())]
     Chdir {
         /// The directory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The shell could not be started.
     #[error("cannot run /bin/sh: {0}")]
@@ -154,23 +154,23 @@ pub enum ActionError {
     #[error("no callback registered as {0:?}")]
     NoCallback(String),
     /// The FIFO could not be opened (ENXIO: no reader).
-    #[error("cannot open FIFO {}: {source}", path.display())]
+    #[error("cannot open FIFO {}: {cause}", path.display())]
     FifoOpen {
         /// The FIFO.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The path is not a FIFO.
     #[error("{} is not a FIFO", .0.display())]
     NotAFifo(PathBuf),
     /// Writing a file or FIFO failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// mount(2) failed.
     #[error("cannot mount {fstype} {source_path} on {}: {errno}", target.display())]
@@ -201,12 +201,12 @@ pub enum ActionError {
         errno: Errno,
     },
     /// unlink(2) failed.
-    #[error("cannot remove {}: {source}", path.display())]
+    #[error("cannot remove {}: {cause}", path.display())]
     Unlink {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Writing to standard output failed.
     #[error("cannot print: {0}")]
@@ -215,12 +215,12 @@ pub enum ActionError {
     #[error("no alarm named {0:?}")]
     NoAlarm(String),
     /// The alarm's command could not be run or failed.
-    #[error("alarm {name:?}: {source}")]
+    #[error("alarm {name:?}: {cause}")]
     AlarmCommand {
         /// The alarm's name.
         name: String,
         /// What went wrong with its command.
-        source: Box<ActionError>,
+        cause: Box<ActionError>,
     },
 }
 
@@ -454,15 +454,15 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
     match action {
         Action::Mkdir(path) => match fs::create_dir_all(path) {
             Ok(()) => Ok(()),
-            Err(source) => Err(ActionError::Mkdir {
+            Err(cause) => Err(ActionError::Mkdir {
                 path: path.clone(),
-                source,
+                cause,
             }),
         },
         Action::Chdir(path) => {
-            std::env::set_current_dir(path).map_err(|source| ActionError::Chdir {
+            std::env::set_current_dir(path).map_err(|cause| ActionError::Chdir {
                 path: path.clone(),
-                source,
+                cause,
             })
         }
         Action::Exec(command) => run_shell(command, None),
@@ -504,9 +504,9 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
                 errno,
             })
         }
-        Action::Unlink(path) => fs::remove_file(path).map_err(|source| ActionError::Unlink {
+        Action::Unlink(path) => fs::remove_file(path).map_err(|cause| ActionError::Unlink {
             path: path.clone(),
-            source,
+            cause,
         }),
         Action::Call(name) => Err(ActionError::NoCallback(name.clone())),
         Action::Alarm { name, .. } => Err(ActionError::NoAlarm(name.clone())),
@@ -514,9 +514,9 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
 }
 
 fn write_file(path: &Path, data: &str) -> Result<(), ActionError> {
-    fs::write(path, data).map_err(|source| ActionError::Write {
+    fs::write(path, data).map_err(|cause| ActionError::Write {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -525,9 +525,9 @@ fn write_file(path: &Path, data: &str) -> Result<(), ActionError> {
 fn write_fifo(path: &Path, data: &str) -> Result<(), ActionError> {
     let is_fifo = fs::metadata(path)
         .map(|m| m.file_type().is_fifo())
-        .map_err(|source| ActionError::FifoOpen {
+        .map_err(|cause| ActionError::FifoOpen {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
     if !is_fifo {
         return Err(ActionError::NotAFifo(path.to_owned()));
@@ -536,14 +536,14 @@ fn write_fifo(path: &Path, data: &str) -> Result<(), ActionError> {
         .write(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path)
-        .map_err(|source| ActionError::FifoOpen {
+        .map_err(|cause| ActionError::FifoOpen {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
     fifo.write_all(data.as_bytes())
-        .map_err(|source| ActionError::Write {
+        .map_err(|cause| ActionError::Write {
             path: path.to_owned(),
-            source,
+            cause,
         })
 }
 

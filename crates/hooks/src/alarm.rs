@@ -83,7 +83,7 @@ impl Alarm {
             AlarmHandler::Command(command) => {
                 run_shell(command, Some(message)).map_err(|e| ActionError::AlarmCommand {
                     name: self.name.clone(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 })
             }
         }

@@ -65,15 +65,14 @@ pub struct HookConfigError {
 
 /// A hook of a fatal phase failed: steward stops (exit status 1).
 #[derive(Debug, thiserror::Error)]
-#[error("hook-{phase} = {action} failed: {source}")]
+#[error("hook-{phase} = {action} failed: {cause}")]
 pub struct HookError {
     /// The phase.
     pub phase: Phase,
     /// The action as written.
     pub action: String,
     /// Why it failed.
-    #[source]
-    pub source: ActionError,
+    pub cause: ActionError,
 }
 
 #[derive(Debug)]
@@ -196,15 +195,15 @@ impl Hooks {
     pub fn run(&self, phase: Phase) -> Result<(), HookError> {
         for hook in self.hooks.iter().filter(|h| h.phase == phase) {
             info!(phase = %phase, action = %hook.action, "running hook");
-            if let Err(source) = self.execute(&hook.action) {
+            if let Err(cause) = self.execute(&hook.action) {
                 if phase.is_fatal() {
                     return Err(HookError {
                         phase,
                         action: hook.action.to_string(),
-                        source,
+                        cause,
                     });
                 }
-                warn!(phase = %phase, action = %hook.action, error = %source, "hook failed; going on (the phase is not fatal)");
+                warn!(phase = %phase, action = %hook.action, error = %cause, "hook failed; going on (the phase is not fatal)");
             }
         }
         Ok(())

@@ -162,7 +162,11 @@ mod tests {
         assert_eq!(watcher.changed(), vec![file.clone()]);
         fs::write(dir.join(".reload.flag.swp"), "2").unwrap();
         fs::rename(dir.join(".reload.flag.swp"), &file).unwrap();
-        assert_eq!(watcher.changed(), vec![file.clone()], "an editor-style replace");
+        assert_eq!(
+            watcher.changed(),
+            vec![file.clone()],
+            "an editor-style replace"
+        );
         let f = fs::File::options().write(true).open(&file).unwrap();
         f.set_modified(std::time::SystemTime::now()).unwrap();
         drop(f);

@@ -101,6 +101,18 @@ pub enum MasterError {
     /// The handover text from a previous image of the master is unreadable.
     #[error(transparent)]
     BadHandover(#[from] crate::reexec::HandoverError),
+    /// A hook, alarm, touch hook or jail setting of the configuration cannot run.
+    #[error(transparent)]
+    HookConfig(#[from] steward_hooks::HookConfigError),
+    /// A hook of a fatal phase failed.
+    #[error(transparent)]
+    Hook(#[from] steward_hooks::HookError),
+    /// Entering the jail (unshare, chroot) failed.
+    #[error(transparent)]
+    Jail(#[from] steward_hooks::JailError),
+    /// A touch-reload or touch-hook path cannot be watched.
+    #[error(transparent)]
+    Touch(#[from] steward_hooks::TouchError),
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),

@@ -14,6 +14,7 @@ use nix::{
     },
     unistd::Pid,
 };
+use steward_hooks::{Callbacks, Hooks, Jail, Phase, TouchWatcher};
 use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
 use steward_sys::{spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
@@ -31,6 +32,7 @@ use crate::{
     MasterError,
 };
 
+mod phases;
 mod reconfigure;
 
 /// Where the master is in its life. Signals move it along:
@@ -142,6 +144,17 @@ pub struct Master {
     binary: Binary,
     /// Where the options came from, read again at each reload (see reconfigure.rs).
     config_sources: Option<ConfigSources>,
+
+    /// Every hook of the configuration, parsed at start (see phases.rs).
+    hooks: Hooks,
+    /// The files of touch-reload, hook-touch and run-command-on-touch.
+    touch: Option<TouchWatcher>,
+    /// The last generation whose pre-app hooks ran.
+    pre_app_done: u64,
+    /// Worker ids whose accepting-once hooks ran.
+    accepted_once: std::collections::BTreeSet<usize>,
+    /// Whether this image took over from a previous one (re-exec): the start phases ran there.
+    resumed: bool,
 }
 
 impl Master {
@@ -149,7 +162,20 @@ impl Master {
     /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
     /// so call this from the thread that will call [`Master::run`], before starting others).
     pub fn new(options: Options) -> Result<Master, MasterError> {
+        Master::with_callbacks(options, Callbacks::new())
+    }
+
+    /// [`Master::new`] with the callbacks that `call:NAME` hooks may name, for a
+    /// program that embeds the master. Runs the start phases up to as-user (see the
+    /// README's Hooks section): asap before anything is bound, the jail after.
+    pub fn with_callbacks(options: Options, callbacks: Callbacks) -> Result<Master, MasterError> {
         options.validate()?;
+        let hooks = Hooks::new(&options, callbacks)?;
+        let jail = Jail::new(&options)?;
+        let resumed = std::env::var_os(REEXEC_VARIABLE).is_some();
+        if !resumed {
+            hooks.run(Phase::Asap)?;
+        }
         let binary = Binary::new(options.binary_path.as_deref());
         let handover = take_handover()?;
         let listeners = match &handover {
@@ -176,8 +202,6 @@ impl Master {
             Some((fd, path)) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
         };
-        let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
-        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
             warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
             Notifier::new(None).expect("a disabled notifier needs no socket")
@@ -216,6 +240,13 @@ impl Master {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if handover.is_none() {
+            phases::enter_jail(&hooks, &jail)?;
+        }
+        // Resolved in the jail, where the workers run.
+        let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
+        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
+        let touch = phases::touch_watcher(&options, &hooks)?;
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
             .map(|interval| Watchdog {
@@ -256,6 +287,11 @@ impl Master {
             extend_timeout_at: None,
             binary,
             config_sources: None,
+            hooks,
+            touch,
+            pre_app_done: 0,
+            accepted_once: Default::default(),
+            resumed: handover.is_some(),
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -298,6 +334,8 @@ impl Master {
                 status: None,
             });
         }
+        self.accepted_once = self.workers.iter().map(|w| w.id).collect();
+        self.pre_app_done = handover.current;
         self.current = handover.current;
         self.latest = handover.latest;
         self.serving = handover.serving;
@@ -409,12 +447,16 @@ impl Master {
             control = %self.control.as_ref().map_or("none".into(), |c| c.path().display().to_string()),
             "master started"
         );
+        if !self.resumed {
+            self.hooks.run(Phase::MasterStart)?;
+        }
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
             while self.reconcile() {}
             if let Lifecycle::Stopping { .. } = self.lifecycle {
                 if self.workers.is_empty() {
+                    self.run_atexit();
                     info!("shutdown complete");
                     if self.options.vacuum {
                         self.control.iter().for_each(ControlServer::remove_file);
@@ -433,11 +475,17 @@ impl Master {
                         .unwrap_or(PollTimeout::MAX)
                 }
             };
-            let (signals_ready, notify_ready, control_ready, fifo_ready) = {
+            let (signals_ready, notify_ready, touch_ready, control_ready, fifo_ready) = {
                 let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.notify.as_fd(), PollFlags::POLLIN),
                 ];
+                let touch_count = usize::from(self.touch.is_some());
+                fds.extend(
+                    self.touch
+                        .as_ref()
+                        .map(|t| PollFd::new(t.as_fd(), PollFlags::POLLIN)),
+                );
                 let control_fds = self.control.as_ref().map_or(Vec::new(), |c| c.poll_fds());
                 let control_count = control_fds.len();
                 fds.extend(
@@ -451,10 +499,12 @@ impl Master {
                     Err(errno) => return Err(MasterError::Poll(errno)),
                 }
                 let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                let (control, fifos) = fds[2..].split_at(control_count);
+                let (touch, rest) = fds[2..].split_at(touch_count);
+                let (control, fifos) = rest.split_at(control_count);
                 (
                     readable(&fds[0]),
                     readable(&fds[1]),
+                    touch.iter().any(readable),
                     control.iter().any(readable),
                     fifos.iter().any(readable),
                 )
@@ -471,6 +521,9 @@ impl Master {
                         self.on_signal(signal);
                     }
                 }
+            }
+            if touch_ready {
+                self.on_touch();
             }
             if control_ready {
                 let requests = self.control.as_mut().map_or(Vec::new(), |c| c.receive());
@@ -597,6 +650,7 @@ impl Master {
             info!("reload ignored: shutting down");
             return;
         }
+        self.run_atexit();
         if self.lifecycle == Lifecycle::Running && self.binary.changed() {
             self.upgrade(chain);
         }
@@ -796,6 +850,8 @@ impl Master {
         let believes_ready = self.options.ready.believes_ready_message();
         if message.ready && believes_ready && worker.state == WorkerState::Starting {
             mark_ready(worker);
+            let id = worker.id;
+            self.worker_accepting(id);
         }
     }
 
@@ -807,7 +863,9 @@ impl Master {
                 WorkerState::Starting
                     if ready_after.is_some_and(|after| now >= worker.started + after) =>
                 {
-                    mark_ready(worker)
+                    mark_ready(worker);
+                    let id = worker.id;
+                    self.worker_accepting(id);
                 }
                 WorkerState::Stopping {
                     kill_at,
@@ -931,6 +989,14 @@ impl Master {
             self.generation_ready(current);
         }
 
+        let missing = live.iter().skip(1).any(|is_live| !is_live);
+        if missing && self.pre_app_done < current {
+            self.pre_app_done = current;
+            if let Err(e) = self.hooks.run(Phase::PreApp) {
+                self.generation_hook_failed(e);
+                return started;
+            }
+        }
         for (id, &is_live) in live.iter().enumerate().skip(1) {
             if is_live
                 || self
@@ -989,6 +1055,13 @@ impl Master {
     }
 
     fn generation_ready(&mut self, generation: u64) {
+        if let Err(e) = self.hooks.run(Phase::PostApp) {
+            if self.serving.is_none() {
+                self.generation_hook_failed(e);
+                return;
+            }
+            error!(generation, error = %e, "post-app hook failed after a reload; the new generation serves already");
+        }
         self.serving = Some(generation);
         info!(generation, workers = self.desired, "generation ready");
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
@@ -1030,10 +1103,14 @@ impl Master {
             status: None,
         };
         info!(worker = id, generation, pid = %pid, "worker started");
-        if self.options.ready == ReadyMode::Immediate {
+        let immediate = self.options.ready == ReadyMode::Immediate;
+        if immediate {
             mark_ready(&mut worker);
         }
         self.workers.push(worker);
+        if immediate {
+            self.worker_accepting(id);
+        }
         Ok(())
     }
 

@@ -1,0 +1,108 @@
+//! Where the master runs the hook phases, in exec mode: the start phases up to as-user
+//! in [`Master::with_callbacks`](super::Master::with_callbacks), master-start when the
+//! loop starts, pre-app before a generation's workers are started, the accepting phases
+//! as each worker becomes ready, post-app once the whole generation is, as-user-atexit
+//! before a reload and before exit. The master never runs a hook between fork and exec.
+
+use std::path::PathBuf;
+
+use steward_hooks::{HookError, Hooks, Jail, Phase, TouchWatcher};
+use steward_options::{Options, ReloadStrategy};
+use tracing::{error, info};
+
+use super::Master;
+use crate::MasterError;
+
+/// pre-jail, the jail (unshare, in-jail, chroot), post-jail, as-root and as-user.
+pub(super) fn enter_jail(hooks: &Hooks, jail: &Jail) -> Result<(), MasterError> {
+    hooks.run(Phase::PreJail)?;
+    jail.unshare()?;
+    // Inside the new namespaces but before the chroot: what is mounted here can
+    // furnish the new root without ever showing on the host.
+    hooks.run(Phase::InJail)?;
+    jail.chroot()?;
+    if !jail.is_empty() {
+        info!("jailed");
+    }
+    hooks.run(Phase::PostJail)?;
+    hooks.run(Phase::AsRoot)?;
+    hooks.run(Phase::AsUser)?;
+    Ok(())
+}
+
+/// A watcher over the files of touch-reload and the touch hooks, if there are any.
+pub(super) fn touch_watcher(
+    options: &Options,
+    hooks: &Hooks,
+) -> Result<Option<TouchWatcher>, MasterError> {
+    let mut paths: Vec<PathBuf> = options.touch_reload.clone();
+    for hook in hooks.touch_hooks() {
+        if !paths.contains(&hook.path) {
+            paths.push(hook.path.clone());
+        }
+    }
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TouchWatcher::new(&paths)?))
+}
+
+impl Master {
+    /// Runs a phase that is not fatal: its failures are logged by the executor.
+    fn run_phase(&self, phase: Phase) {
+        if let Err(e) = self.hooks.run(phase) {
+            error!(error = %e, "hook failed");
+        }
+    }
+
+    /// The accepting phases for worker `id`, which just became ready.
+    pub(super) fn worker_accepting(&mut self, id: usize) {
+        self.run_phase(Phase::Accepting);
+        if id == 1 {
+            self.run_phase(Phase::Accepting1);
+        }
+        if self.accepted_once.insert(id) {
+            self.run_phase(Phase::AcceptingOnce);
+            if id == 1 {
+                self.run_phase(Phase::Accepting1Once);
+            }
+        }
+    }
+
+    /// as-user-atexit, unless skip-atexit.
+    pub(super) fn run_atexit(&self) {
+        if !self.options.skip_atexit {
+            self.run_phase(Phase::AsUserAtexit);
+        }
+    }
+
+    /// A pre-app or post-app hook failed: the first generation ends the master with the
+    /// error; a reload is abandoned, the serving generation going on.
+    pub(super) fn generation_hook_failed(&mut self, failure: HookError) {
+        if self.serving.is_none() {
+            error!("{failure}");
+            self.failure = Some(failure.into());
+            self.begin_shutdown(true);
+        } else {
+            self.abort_reload(failure.to_string());
+        }
+    }
+
+    /// Watched files changed: a touch-reload file reloads, a touch hook runs.
+    pub(super) fn on_touch(&mut self) {
+        let Some(watcher) = self.touch.as_mut() else {
+            return;
+        };
+        let mut reload = false;
+        for path in watcher.changed() {
+            if self.options.touch_reload.contains(&path) {
+                info!(path = %path.display(), "touched: reloading");
+                reload = true;
+            }
+            self.hooks.run_touched(&path);
+        }
+        if reload {
+            self.begin_reload(self.options.reload_strategy == ReloadStrategy::Chain);
+        }
+    }
+}
