@@ -4,6 +4,7 @@
 mod activation;
 mod config;
 mod control;
+mod hooks;
 mod systemd;
 mod upgrade;
 mod util;
