@@ -542,3 +542,58 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
+
+#[test]
+fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
+    let scratch = Scratch::new("mule");
+    let hooks = scratch.at("as-mule");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--mule",
+            "sleep 600",
+            "--hook-as-mule",
+            &format!("exec:echo as-mule >> {hooks}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let pid_of = |line: &str| nix::unistd::Pid::from_raw(util::field(line, "pid").parse().unwrap());
+    let (started, line) = steward.log.wait_from(0, &["mule started", "mule=1 "]);
+    let mule = pid_of(&line);
+    assert_eq!(fs::read_to_string(&hooks).unwrap(), "as-mule\n");
+    let env = util::environ(mule);
+    assert_eq!(env.get("STEWARD_MULE_ID").map(String::as_str), Some("1"));
+    for variable in [
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "NOTIFY_SOCKET",
+        "STEWARD_WORKER_ID",
+    ] {
+        assert!(!env.contains_key(variable), "the mule has {variable}");
+    }
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{mule}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!fds.contains(&"3".to_owned()), "the mule got fd 3: {fds:?}");
+
+    nix::sys::signal::kill(mule, Signal::SIGKILL).unwrap();
+    steward.log.wait_from(
+        started,
+        &["mule exited unexpectedly", &format!("pid={mule} ")],
+    );
+    let (_, line) = steward
+        .log
+        .wait_from(started + 1, &["mule started", "mule=1 "]);
+    let again = pid_of(&line);
+    assert_ne!(again, mule);
+    assert_eq!(fs::read_to_string(&hooks).unwrap(), "as-mule\nas-mule\n");
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    steward
+        .log
+        .wait_for(&["mule exited", &format!("pid={again} ")]);
+    util::wait_gone(again);
+}

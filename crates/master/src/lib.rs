@@ -22,6 +22,7 @@ mod error;
 mod fifo;
 mod listen;
 mod master;
+mod mule;
 mod notify;
 mod reexec;
 mod status;

@@ -32,6 +32,7 @@ use crate::{
     MasterError,
 };
 
+mod mules;
 mod phases;
 mod reconfigure;
 
@@ -155,6 +156,8 @@ pub struct Master {
     accepted_once: std::collections::BTreeSet<usize>,
     /// Whether this image took over from a previous one (re-exec): the start phases ran there.
     resumed: bool,
+    /// The auxiliary processes (`mule`), in configuration order.
+    mules: Vec<crate::mule::Mule>,
 }
 
 impl Master {
@@ -247,6 +250,7 @@ impl Master {
         let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
         let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let touch = phases::touch_watcher(&options, &hooks)?;
+        let mules = mules::mules(&options.mule)?;
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
             .map(|interval| Watchdog {
@@ -292,6 +296,7 @@ impl Master {
             pre_app_done: 0,
             accepted_once: Default::default(),
             resumed: handover.is_some(),
+            mules,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -411,6 +416,8 @@ impl Master {
                 })
                 .collect(),
         };
+        // Mules are not handed over: the new image starts its own.
+        self.stop_mules(true, now);
         let mut keep: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         keep.push(self.notify.as_fd());
         if let Some(control) = &self.control {
@@ -450,12 +457,13 @@ impl Master {
         if !self.resumed {
             self.hooks.run(Phase::MasterStart)?;
         }
+        self.start_due_mules(Instant::now());
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
             while self.reconcile() {}
             if let Lifecycle::Stopping { .. } = self.lifecycle {
-                if self.workers.is_empty() {
+                if self.workers.is_empty() && !self.mules_running() {
                     self.run_atexit();
                     info!("shutdown complete");
                     if self.options.vacuum {
@@ -695,6 +703,7 @@ impl Master {
         self.notify_systemd(&[State::Stopping]);
         self.extend_timeout_at = Some(Instant::now());
         let now = Instant::now();
+        self.stop_mules(graceful, now);
         for index in 0..self.workers.len() {
             if graceful {
                 self.retire(index, now);
@@ -740,6 +749,7 @@ impl Master {
             };
             let Some(pid) = status.pid() else { continue };
             let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
+                self.mule_exited(pid, &status);
                 continue;
             };
             let worker = self.workers.swap_remove(index);
@@ -880,6 +890,8 @@ impl Master {
             }
         }
         self.respawns.retain(|respawn| respawn.at > now);
+        self.start_due_mules(now);
+        self.kill_late_mules(now);
         if let Some(watchdog) = self.watchdog.as_mut() {
             if now >= watchdog.next {
                 watchdog.next = now + watchdog.every;
@@ -934,6 +946,7 @@ impl Master {
             .chain(self.respawns.iter().map(|r| r.at))
             .chain(self.watchdog.as_ref().map(|w| w.next))
             .chain(self.extend_timeout_at)
+            .chain(self.next_mule_deadline())
             .min()
     }
 

@@ -49,7 +49,7 @@ pub(super) fn touch_watcher(
 
 impl Master {
     /// Runs a phase that is not fatal: its failures are logged by the executor.
-    fn run_phase(&self, phase: Phase) {
+    pub(super) fn run_phase(&self, phase: Phase) {
         if let Err(e) = self.hooks.run(phase) {
             error!(error = %e, "hook failed");
         }
