@@ -26,7 +26,9 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
+    startup,
     status::{ReloadOutcome, StatusReport},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
@@ -154,7 +156,7 @@ pub struct Master {
     pre_app_done: u64,
     /// Worker ids whose accepting-once hooks ran.
     accepted_once: std::collections::BTreeSet<usize>,
-    /// Whether this image took over from a previous one (re-exec): the start phases ran there.
+    /// This image was re-exec'd by a previous one and adopted its workers.
     resumed: bool,
     /// The auxiliary processes (`mule`), in configuration order.
     mules: Vec<crate::mule::Mule>,
@@ -175,12 +177,11 @@ impl Master {
         options.validate()?;
         let hooks = Hooks::new(&options, callbacks)?;
         let jail = Jail::new(&options)?;
-        let resumed = std::env::var_os(REEXEC_VARIABLE).is_some();
-        if !resumed {
-            hooks.run(Phase::Asap)?;
-        }
+        // Before anything rewrites the argv memory (process names).
         let binary = Binary::new(options.binary_path.as_deref());
         let handover = take_handover()?;
+        let resumed = handover.is_some();
+        startup::asap(&options, &hooks, resumed)?;
         let listeners = match &handover {
             Some(handover) => handover
                 .listeners
@@ -243,9 +244,17 @@ impl Master {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if handover.is_none() {
-            phases::enter_jail(&hooks, &jail)?;
-        }
+
+        let mut owned: Vec<&std::path::Path> = vec![notify.path()];
+        owned.extend(control.as_ref().map(|c| c.path()));
+        owned.extend(fifos.iter().map(|f| f.path()));
+        let credentials = startup::credentials(&options, &owned)?;
+        startup::jail(&hooks, &jail, resumed)?;
+        startup::as_root(&options, &hooks, resumed)?;
+        startup::name_master(&options, binary.argv());
+        startup::drop_privileges(&credentials)?;
+        startup::as_user(&options, &hooks, resumed)?;
+
         // Resolved in the jail, where the workers run.
         let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
         let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
@@ -295,7 +304,7 @@ impl Master {
             touch,
             pre_app_done: 0,
             accepted_once: Default::default(),
-            resumed: handover.is_some(),
+            resumed,
             mules,
         };
         if let Some(handover) = handover {
@@ -432,6 +441,29 @@ impl Master {
         error!(error = %failure, "re-exec failed; reloading with the running binary");
     }
 
+    /// `vacuum`: removes what the master created on the filesystem. A file that cannot
+    /// be removed (the master dropped privileges and the directory is not its) is
+    /// reported and left.
+    fn vacuum(&self) {
+        let mut paths = startup::pidfiles(&self.options);
+        for (spec, listener) in self.options.listen.iter().zip(&self.listeners) {
+            if let (steward_options::ListenAddr::Unix(path), false) =
+                (&spec.addr, listener.was_handed_over())
+            {
+                paths.push(path.clone());
+            }
+        }
+        paths.extend(self.control.iter().map(|c| c.path().to_owned()));
+        paths.extend(self.fifos.iter().map(|f| f.path().to_owned()));
+        for path in paths {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "vacuum: removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
+            }
+        }
+    }
+
     /// The sockets the workers receive, in order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
@@ -455,7 +487,7 @@ impl Master {
             "master started"
         );
         if !self.resumed {
-            self.hooks.run(Phase::MasterStart)?;
+            startup::master_start(&self.options, &self.hooks)?;
         }
         self.start_due_mules(Instant::now());
         loop {
@@ -466,9 +498,15 @@ impl Master {
                 if self.workers.is_empty() && !self.mules_running() {
                     self.run_atexit();
                     info!("shutdown complete");
+                    if self.options.skip_atexit_teardown {
+                        // No teardown: no vacuum, no destructor run. Only the
+                        // notify socket, steward's private runtime file, is removed.
+                        let _ = std::fs::remove_file(self.notify.path());
+                        let code = i32::from(self.failure.is_some());
+                        std::process::exit(code);
+                    }
                     if self.options.vacuum {
-                        self.control.iter().for_each(ControlServer::remove_file);
-                        self.fifos.iter().for_each(MasterFifo::remove_file);
+                        self.vacuum();
                     }
                     return self.failure.map_or(Ok(()), Err);
                 }
@@ -1080,6 +1118,7 @@ impl Master {
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
         if self.lifecycle == Lifecycle::Starting {
             self.lifecycle = Lifecycle::Running;
+            startup::first_generation_ready(&self.options);
             self.notify_systemd(&[State::Ready, status]);
         } else {
             self.notify_systemd(&[State::Ready, status]);
@@ -1094,10 +1133,11 @@ impl Master {
     }
 
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
-        let mut plan = self.command.plan(id, generation)?;
+        let title = procname::worker_title(&self.options, id);
+        let mut plan = self.command.plan(id, generation, title.as_deref())?;
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
-            stdin: Some(self.dev_null.as_fd()),
+            stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
         let pid = spawn(&mut plan, &fds).map_err(|source| MasterError::Spawn {

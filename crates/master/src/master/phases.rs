@@ -1,34 +1,17 @@
-//! Where the master runs the hook phases, in exec mode: the start phases up to as-user
-//! in [`Master::with_callbacks`](super::Master::with_callbacks), master-start when the
-//! loop starts, pre-app before a generation's workers are started, the accepting phases
-//! as each worker becomes ready, post-app once the whole generation is, as-user-atexit
-//! before a reload and before exit. The master never runs a hook between fork and exec.
+//! Where the master runs the hook phases of its loop, in exec mode (the start phases,
+//! asap to master-start, are in startup.rs): pre-app before a generation's workers are
+//! started, the accepting phases as each worker becomes ready, post-app once the whole
+//! generation is, as-user-atexit before a reload and before exit. The master never runs
+//! a hook between fork and exec.
 
 use std::path::PathBuf;
 
-use steward_hooks::{HookError, Hooks, Jail, Phase, TouchWatcher};
+use steward_hooks::{HookError, Hooks, Phase, TouchWatcher};
 use steward_options::{Options, ReloadStrategy};
 use tracing::{error, info};
 
 use super::Master;
 use crate::MasterError;
-
-/// pre-jail, the jail (unshare, in-jail, chroot), post-jail, as-root and as-user.
-pub(super) fn enter_jail(hooks: &Hooks, jail: &Jail) -> Result<(), MasterError> {
-    hooks.run(Phase::PreJail)?;
-    jail.unshare()?;
-    // Inside the new namespaces but before the chroot: what is mounted here can
-    // furnish the new root without ever showing on the host.
-    hooks.run(Phase::InJail)?;
-    jail.chroot()?;
-    if !jail.is_empty() {
-        info!("jailed");
-    }
-    hooks.run(Phase::PostJail)?;
-    hooks.run(Phase::AsRoot)?;
-    hooks.run(Phase::AsUser)?;
-    Ok(())
-}
 
 /// A watcher over the files of touch-reload and the touch hooks, if there are any.
 pub(super) fn touch_watcher(
