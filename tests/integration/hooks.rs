@@ -572,6 +572,12 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
     ] {
         assert!(!env.contains_key(variable), "the mule has {variable}");
     }
+    // The shell execs the command: look at the command's descriptors, not the shell's.
+    let deadline = Instant::now() + util::DEADLINE;
+    while !fs::read_link(format!("/proc/{mule}/exe")).is_ok_and(|exe| exe.ends_with("sleep")) {
+        assert!(Instant::now() < deadline, "the mule never became sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let fds: Vec<String> = fs::read_dir(format!("/proc/{mule}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

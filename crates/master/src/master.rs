@@ -152,6 +152,9 @@ pub struct Master {
     hooks: Hooks,
     /// The files of touch-reload, hook-touch and run-command-on-touch.
     touch: Option<TouchWatcher>,
+    /// Touched files not acted on yet, and when to (once they are quiet).
+    touched: Vec<std::path::PathBuf>,
+    touch_due: Option<Instant>,
     /// The last generation whose pre-app hooks ran.
     pre_app_done: u64,
     /// Worker ids whose accepting-once hooks ran.
@@ -302,6 +305,8 @@ impl Master {
             config_sources: None,
             hooks,
             touch,
+            touched: Vec::new(),
+            touch_due: None,
             pre_app_done: 0,
             accepted_once: Default::default(),
             resumed,
@@ -930,6 +935,7 @@ impl Master {
         self.respawns.retain(|respawn| respawn.at > now);
         self.start_due_mules(now);
         self.kill_late_mules(now);
+        self.touches_settled(now);
         if let Some(watchdog) = self.watchdog.as_mut() {
             if now >= watchdog.next {
                 watchdog.next = now + watchdog.every;
@@ -985,6 +991,7 @@ impl Master {
             .chain(self.watchdog.as_ref().map(|w| w.next))
             .chain(self.extend_timeout_at)
             .chain(self.next_mule_deadline())
+            .chain(self.touch_due)
             .min()
     }
 

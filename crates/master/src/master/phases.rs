@@ -4,7 +4,10 @@
 //! generation is, as-user-atexit before a reload and before exit. The master never runs
 //! a hook between fork and exec.
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use steward_hooks::{HookError, Hooks, Phase, TouchWatcher};
 use steward_options::{Options, ReloadStrategy};
@@ -12,6 +15,9 @@ use tracing::{error, info};
 
 use super::Master;
 use crate::MasterError;
+
+/// How long watched files must be quiet before steward acts on a change.
+pub(super) const TOUCH_SETTLE: Duration = Duration::from_millis(100);
 
 /// A watcher over the files of touch-reload and the touch hooks, if there are any.
 pub(super) fn touch_watcher(
@@ -71,13 +77,33 @@ impl Master {
         }
     }
 
-    /// Watched files changed: a touch-reload file reloads, a touch hook runs.
+    /// Watched files changed: noted, and acted on once they have been quiet for
+    /// [`TOUCH_SETTLE`] (one save is several events, maybe read apart).
     pub(super) fn on_touch(&mut self) {
         let Some(watcher) = self.touch.as_mut() else {
             return;
         };
+        let changed = watcher.changed();
+        if changed.is_empty() {
+            return;
+        }
+        for path in changed {
+            if !self.touched.contains(&path) {
+                self.touched.push(path);
+            }
+        }
+        self.touch_due = Some(Instant::now() + TOUCH_SETTLE);
+    }
+
+    /// The touched files, once settled: a touch-reload file reloads (once for all), a
+    /// touch hook runs.
+    pub(super) fn touches_settled(&mut self, now: Instant) {
+        if self.touch_due.is_none_or(|due| now < due) {
+            return;
+        }
+        self.touch_due = None;
         let mut reload = false;
-        for path in watcher.changed() {
+        for path in std::mem::take(&mut self.touched) {
             if self.options.touch_reload.contains(&path) {
                 info!(path = %path.display(), "touched: reloading");
                 reload = true;
