@@ -603,3 +603,39 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
         .wait_for(&["mule exited", &format!("pid={again} ")]);
     util::wait_gone(again);
 }
+
+#[test]
+fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
+    let scratch = Scratch::new("hook-fds");
+    let out = scratch.at("fds");
+    let port = util::free_port();
+    // The shell leaves fd 7 open without close-on-exec in steward, as a careless parent would.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec 7</dev/null; exec "$@""#)
+        .arg("sh")
+        .arg(util::steward_bin())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--hook-master-start",
+            // The shell's descriptors, expanded before the redirection opens OUT; the
+            // glob itself holds the lowest free one on /proc/$$/fd while it reads.
+            &format!("exec:echo /proc/$$/fd/* > {out}"),
+            "--",
+            &demo_bin(),
+        ]);
+    let steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+    assert!(
+        fs::read_link(format!("/proc/{}/fd/7", steward.pid())).is_ok(),
+        "steward itself has fd 7"
+    );
+    let mut fds: Vec<u32> = fs::read_to_string(&out)
+        .unwrap()
+        .split_whitespace()
+        .map(|path| path.rsplit('/').next().unwrap().parse().unwrap())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2, 3], "stdio, and 3 for the glob's directory");
+}

@@ -1,19 +1,25 @@
 //! Hook actions: `name:arg` strings, parsed once, run when their phase comes.
 
 use std::{
+    ffi::OsString,
     fmt,
-    fs::{self, OpenOptions},
+    fs::{self, File, OpenOptions},
     io::Write,
-    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::fs::{FileTypeExt, OpenOptionsExt},
+    },
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     str::FromStr,
 };
 
 use nix::{
     errno::Errno,
+    fcntl::OFlag,
     mount::{MntFlags, MsFlags},
+    sys::wait::{waitpid, WaitStatus},
 };
+use steward_sys::{spawn, ChildFds, ExecPlan};
 
 /// One thing a hook does, as uWSGI spells it: `mkdir:/run/app`, `exec:cmd`, `exit:3`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,16 +137,25 @@ pub enum ActionError {
         /// The cause.
         cause: std::io::Error,
     },
+    /// The command holds a NUL byte or the environment cannot be passed on.
+    #[error("cannot prepare /bin/sh: {0}")]
+    Plan(#[from] steward_sys::PlanError),
+    /// The pipe for an alarm's message, or /dev/null, could not be opened.
+    #[error("cannot prepare the command's stdin: {0}")]
+    Stdin(std::io::Error),
     /// The shell could not be started.
     #[error("cannot run /bin/sh: {0}")]
-    Shell(std::io::Error),
+    Shell(steward_sys::SpawnError),
+    /// Waiting for the command failed.
+    #[error("cannot wait for the command: {0}")]
+    Wait(Errno),
     /// The command ran and failed.
     #[error("command {command:?} failed: {status}")]
     CommandFailed {
         /// The command.
         command: String,
-        /// How it ended.
-        status: std::process::ExitStatus,
+        /// How it ended: `exit status 4`, `killed by SIGKILL`.
+        status: String,
     },
     /// A registered callback returned an error.
     #[error("callback {name:?} failed: {message}")]
@@ -420,31 +435,53 @@ impl fmt::Display for Action {
     }
 }
 
-/// Runs `command` with `/bin/sh -c`, `input` (if any) on its stdin; non-zero is an error.
+/// Runs `command` with `/bin/sh -c`, `input` (if any) and a newline on its stdin, else
+/// /dev/null; non-zero is an error. The shell is started as workers are (steward-sys):
+/// its own process group, killed if steward dies, and no descriptor of steward's but
+/// 0, 1 and 2, so a hook never holds a listening socket or anything steward inherited.
 pub(crate) fn run_shell(command: &str, input: Option<&str>) -> Result<(), ActionError> {
-    let mut child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .map_err(ActionError::Shell)?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let argv = ["/bin/sh", "-c", command].map(OsString::from);
+    let mut plan = ExecPlan::new(Path::new("/bin/sh"), &argv, &env, false)?;
+    let (stdin, writer): (OwnedFd, Option<OwnedFd>) = match input {
+        Some(_) => {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|errno| ActionError::Stdin(errno.into()))?;
+            (read, Some(write))
+        }
+        None => (
+            File::open("/dev/null").map_err(ActionError::Stdin)?.into(),
+            None,
+        ),
+    };
+    let fds = ChildFds {
+        stdin: Some(stdin.as_fd()),
+        sockets: &[],
+    };
+    let pid = spawn(&mut plan, &fds).map_err(ActionError::Shell)?;
+    drop(stdin);
+    if let (Some(input), Some(writer)) = (input, writer) {
+        let mut writer = File::from(writer);
         // A command that does not read its stdin closes the pipe: that is its business.
-        let _ = stdin.write_all(input.as_bytes());
-        let _ = stdin.write_all(b"\n");
+        let _ = writer
+            .write_all(input.as_bytes())
+            .and_then(|()| writer.write_all(b"\n"));
     }
-    let status = child.wait().map_err(ActionError::Shell)?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(ActionError::CommandFailed {
-            command: command.to_owned(),
-            status,
-        })
+    let status = loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            other => break other.map_err(ActionError::Wait)?,
+        }
+    };
+    let failed = |status: String| ActionError::CommandFailed {
+        command: command.to_owned(),
+        status,
+    };
+    match status {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        WaitStatus::Exited(_, code) => Err(failed(format!("exit status {code}"))),
+        WaitStatus::Signaled(_, signal, _) => Err(failed(format!("killed by {signal}"))),
+        other => Err(failed(format!("{other:?}"))),
     }
 }
 
@@ -704,7 +741,7 @@ mod tests {
         run_plain(&parse(&format!("exec:echo ran > {}/exec", dir.display()))).unwrap();
         assert_eq!(fs::read_to_string(dir.join("exec")).unwrap(), "ran\n");
         let err = run_plain(&parse("exec:exit 4")).unwrap_err();
-        assert_eq!(err.to_string(), "command \"exit 4\" failed: exit status: 4");
+        assert_eq!(err.to_string(), "command \"exit 4\" failed: exit status 4");
         let err = run_plain(&parse("chdir:/no/such/dir")).unwrap_err();
         assert!(err
             .to_string()

@@ -349,7 +349,7 @@ mod tests {
         let err = hooks.run(Phase::AsRoot).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "hook-as-root = exec:exit 7 failed: command \"exit 7\" failed: exit status: 7"
+            "hook-as-root = exec:exit 7 failed: command \"exit 7\" failed: exit status 7"
         );
         assert!(!out.exists());
         hooks.run(Phase::MasterStart).unwrap();
