@@ -731,3 +731,43 @@ fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
         .log
         .wait_for(&["daemonize: cannot log to /no/such/dir/log"]);
 }
+
+#[test]
+fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
+    let steward = Steward::start(
+        &[
+            "--immediate-uid",
+            "nobody",
+            "--immediate-gid",
+            "nogroup",
+            "--auto-procname",
+        ],
+        &[&demo_bin()],
+    );
+    steward.wait_generation_ready(1);
+    assert_credentials("master", steward.pid(), "65534", "65534", &[]);
+    assert_eq!(cmdline(steward.pid()), ["steward master"]);
+    assert!(steward
+        .log
+        .position(&["cannot set the master's process name"])
+        .is_none());
+}
+
+#[test]
+fn vacuum_after_the_drop_removes_what_the_final_user_may_remove() {
+    let dir = test_dir("vacuum-uid");
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let (mut steward, files) =
+        start_with_files(&dir, &["--vacuum", "--uid", "nobody", "--gid", "nogroup"]);
+    steward.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    for file in &files {
+        assert!(
+            !file.exists(),
+            "{} removed by vacuum as nobody",
+            file.display()
+        );
+    }
+    assert!(steward.log.position(&["vacuum: cannot remove"]).is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

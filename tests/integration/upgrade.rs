@@ -121,7 +121,15 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
     let mut command = Command::new(&binary);
     command
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--uid", "nobody", "--gid", "nogroup", "--add-gid", "27"])
+        .args([
+            "--uid",
+            "nobody",
+            "--gid",
+            "nogroup",
+            "--add-gid",
+            "27",
+            "--auto-procname",
+        ])
         .args(["--workers", "2", "--"])
         .arg(demo_bin());
     let mut steward = Steward::spawn(command, port);
@@ -152,6 +160,12 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
         binary
     );
     assert_eq!(credentials(steward.pid()), dropped);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", steward.pid())).unwrap();
+    assert!(
+        cmdline.starts_with(b"steward master\0"),
+        "the new image names itself too: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
     for (_, worker) in steward.worker_pids(2) {
         assert_eq!(credentials(worker), dropped);
     }

@@ -184,7 +184,7 @@ impl Master {
         let binary = Binary::new(options.binary_path.as_deref());
         let handover = take_handover()?;
         let resumed = handover.is_some();
-        startup::asap(&options, &hooks, resumed)?;
+        let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
         let listeners = match &handover {
             Some(handover) => handover
                 .listeners
@@ -251,10 +251,9 @@ impl Master {
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
-        let credentials = startup::credentials(&options, &owned)?;
+        startup::give_to_final_user(&credentials, &owned)?;
         startup::jail(&hooks, &jail, resumed)?;
         startup::as_root(&options, &hooks, resumed)?;
-        startup::name_master(&options, binary.argv());
         startup::drop_privileges(&credentials)?;
         startup::as_user(&options, &hooks, resumed)?;
 

@@ -1,15 +1,16 @@
 //! The master's start, one function per step, in phase order:
 //!
-//! 1. [`asap`]: the asap hooks, `chdir`, `daemonize`, `immediate-gid` / `immediate-uid`
+//! 1. [`asap`]: the asap hooks, `chdir`, the process names ([`name_master`], while
+//!    /proc/self/mem is still writable), `daemonize`, `immediate-gid` / `immediate-uid`;
+//!    `uid`, `gid`, `add-gid` resolved (with the host's user database, before a chroot
+//!    hides it)
 //! 2. (the sockets are bound or adopted: Master::new, as root, so ports < 1024 work,
 //!    and before the jail, so they are the host's: its network, its paths; so are the
 //!    notify socket, the control socket and the FIFOs)
-//! 3. [`credentials`]: `uid`, `gid`, `add-gid` resolved (with the host's user
-//!    database, before a chroot hides it); the control socket, FIFOs and notify socket
-//!    are given to the final user
+//! 3. [`give_to_final_user`]: the control socket, FIFOs and notify socket are given to
+//!    the final user, while their paths are the host's
 //! 4. [`jail`]: pre-jail hooks, unshare, in-jail hooks, chroot, post-jail hooks
-//! 5. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks;
-//!    then [`name_master`] (process names), while /proc/self/mem is still writable
+//! 5. [`as_root`]: `priority`, `ksm`, `no-swap`, `pidfile`, then the as-root hooks
 //! 6. [`drop_privileges`]: `add-gid` -> `gid` -> `uid`
 //! 7. [`as_user`]: `pidfile2`, then the as-user hooks
 //! 8. [`master_start`]: the master-start hooks, right before the first generation is
@@ -34,14 +35,21 @@ use tracing::{info, warn};
 
 use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
 
-/// Step 1: what must happen before anything else.
-pub(crate) fn asap(options: &Options, hooks: &Hooks, resumed: bool) -> Result<(), MasterError> {
+/// Step 1: what must happen before anything else. Returns the credentials of step 6,
+/// resolved now, while the user and group databases are reachable (before any jail).
+pub(crate) fn asap(
+    options: &Options,
+    hooks: &Hooks,
+    resumed: bool,
+    original_argv: &[OsString],
+) -> Result<Credentials, MasterError> {
     if !resumed {
         hooks.run(Phase::Asap)?;
     }
     if let Some(dir) = &options.chdir {
         change_directory("chdir", dir)?;
     }
+    name_master(options, original_argv);
     if let Some(target) = options.daemonize.as_ref().filter(|_| !resumed) {
         daemon::daemonize("daemonize", target)?;
     }
@@ -50,7 +58,13 @@ pub(crate) fn asap(options: &Options, hooks: &Hooks, resumed: bool) -> Result<()
         ("immediate-gid", options.immediate_gid.as_deref()),
         &options.add_gid,
     )?;
-    immediate.apply("immediate-uid/immediate-gid")
+    let final_credentials = Credentials::resolve(
+        ("uid", options.uid.as_deref()),
+        ("gid", options.gid.as_deref()),
+        &options.add_gid,
+    )?;
+    immediate.apply("immediate-uid/immediate-gid")?;
+    Ok(final_credentials)
 }
 
 /// Step 4: the jail, entered once (a re-exec'd master is in it already).
@@ -105,9 +119,9 @@ pub(crate) fn as_root(options: &Options, hooks: &Hooks, resumed: bool) -> Result
     Ok(())
 }
 
-/// Between steps 5 and 6: the master's name (`procname-master`, `auto-procname`...),
-/// while it can still write its own memory through /proc (a process that left root is
-/// not dumpable, and /proc/self/mem is then root's). Failing is a warning.
+/// The master's name (`procname-master`, `auto-procname`...), set before any change of
+/// user: a process that left root is not dumpable, and its /proc/self/mem is then
+/// root's. Failing is a warning.
 pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
     let argv: Vec<String> = original_argv
         .iter()
@@ -120,21 +134,20 @@ pub(crate) fn name_master(options: &Options, original_argv: &[OsString]) {
     }
 }
 
-/// Step 3: the final user and groups. `owned` are the paths the master created as root
-/// and must still be able to remove (and, for the control socket and FIFOs, be the only
-/// one to use): they are given to that user now, while their paths are the host's.
-pub(crate) fn credentials(options: &Options, owned: &[&Path]) -> Result<Credentials, MasterError> {
-    let credentials = Credentials::resolve(
-        ("uid", options.uid.as_deref()),
-        ("gid", options.gid.as_deref()),
-        &options.add_gid,
-    )?;
-    if !credentials.is_empty() {
-        for path in owned {
-            credentials.give(path)?;
-        }
+/// Step 3: `owned` are the paths the master created as root and must still be able to
+/// remove (and, for the control socket and FIFOs, be the only one to use): they are
+/// given to the final user now, while their paths are the host's.
+pub(crate) fn give_to_final_user(
+    credentials: &Credentials,
+    owned: &[&Path],
+) -> Result<(), MasterError> {
+    if credentials.is_empty() {
+        return Ok(());
     }
-    Ok(credentials)
+    for path in owned {
+        credentials.give(path)?;
+    }
+    Ok(())
 }
 
 /// Step 6: the drop.

@@ -58,7 +58,6 @@ pub enum ProcessError {
 /// Sets the nice value of this process (and of what it forks afterwards).
 #[allow(unsafe_code)]
 pub fn set_priority(nice: i32) -> Result<(), ProcessError> {
-    Errno::clear();
     // SAFETY: setpriority takes plain integers and touches no memory of ours. The
     // `which` argument's type differs between libc targets, hence the cast.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, nice) };
