@@ -639,3 +639,86 @@ fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
     fds.sort();
     assert_eq!(fds, [0, 1, 2, 3], "stdio, and 3 for the glob's directory");
 }
+
+/// The pids of `pid` in each pid namespace it is in, outermost first.
+fn nspids(pid: nix::unistd::Pid) -> Vec<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
+    let scratch = Scratch::new("pidns");
+    let inside = scratch.at("in-jail");
+    let outside = scratch.at("post-jail");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--unshare",
+            "pid,mount",
+            "--hook-in-jail",
+            &format!("exec:grep NSpid /proc/self/status > {inside}"),
+            "--hook-post-jail",
+            &format!("exec:grep NSpid /proc/self/status > {outside}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    steward.log.wait_for(&["master started", "pid=1 "]);
+    // The parent's post-jail hook may still run beside the master: wait for it to end.
+    let deadline = Instant::now() + util::DEADLINE;
+    let masters = loop {
+        let children = util::children_of(steward.pid());
+        if children.len() == 1 {
+            break children;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children of steward: {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let master = masters[0];
+    assert_eq!(nspids(master), [master.as_raw(), 1]);
+    let workers = util::children_of(master);
+    assert_eq!(workers.len(), 1);
+    assert_eq!(
+        nspids(workers[0]).len(),
+        2,
+        "the worker is in the namespace"
+    );
+    assert_eq!(steward.get("/").unwrap().status, 200);
+
+    // The master is in the new mount namespace, the parent in none of the new ones.
+    let mount_namespace = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(
+        mount_namespace(&steward.pid().to_string()),
+        mount_namespace("self")
+    );
+    assert_ne!(
+        mount_namespace(&master.to_string()),
+        mount_namespace("self")
+    );
+
+    // in-jail ran in the namespace, post-jail outside it, in the parent.
+    let levels = |path: &str| {
+        let text = fs::read_to_string(path).unwrap();
+        text.split_whitespace().count() - 1
+    };
+    assert_eq!(levels(&inside), 2);
+    assert_eq!(levels(&outside), 1);
+
+    // Signals to the parent reach the master.
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    util::wait_gone(master);
+}

@@ -1,7 +1,7 @@
 //! The jail: namespaces to unshare and a directory to chroot into, entered between the
 //! pre-jail and post-jail phases.
 
-use std::path::PathBuf;
+use std::{fs::File, os::fd::AsFd, path::PathBuf};
 
 use nix::{errno::Errno, mount::MsFlags, sched::CloneFlags};
 use steward_options::Options;
@@ -38,6 +38,12 @@ pub enum JailError {
         /// The cause.
         errno: Errno,
     },
+    /// /proc/self/ns/pid could not be opened.
+    #[error("cannot open this process's pid namespace: {0}")]
+    OpenPidNamespace(std::io::Error),
+    /// setns(2) back into the original pid namespace failed.
+    #[error("cannot return to the original pid namespace: {0}")]
+    RestorePidNamespace(Errno),
     /// chdir("/") after chroot failed.
     #[error("cannot change directory to / in the chroot: {0}")]
     ChdirRoot(Errno),
@@ -56,20 +62,14 @@ impl Jail {
                 "net" => CloneFlags::CLONE_NEWNET,
                 "cgroup" => CloneFlags::CLONE_NEWCGROUP,
                 "user" => CloneFlags::CLONE_NEWUSER,
-                "pid" => {
-                    return Err(HookConfigError {
-                        option: "unshare".into(),
-                        index,
-                        value: name.clone(),
-                        reason: "a pid namespace needs the master to fork into it, which steward does not do yet; unshare pid in the worker command (unshare --pid --fork) instead".into(),
-                    })
-                }
+                "pid" => CloneFlags::CLONE_NEWPID,
                 _ => {
                     return Err(HookConfigError {
                         option: "unshare".into(),
                         index,
                         value: name.clone(),
-                        reason: "unknown namespace (mount, uts, ipc, net, cgroup, user)".into(),
+                        reason: "unknown namespace (mount, uts, ipc, pid, net, cgroup, user)"
+                            .into(),
                     })
                 }
             };
@@ -82,22 +82,31 @@ impl Jail {
         })
     }
 
+    /// Whether entering the jail needs a fork: a new pid namespace takes in only the
+    /// children of the process that unshares it, so the master goes on in its first
+    /// child (pid 1 there).
+    pub fn forks(&self) -> bool {
+        self.namespaces.contains(CloneFlags::CLONE_NEWPID)
+    }
+
     /// Whether there is anything to do.
     pub fn is_empty(&self) -> bool {
         self.namespaces.is_empty() && self.chroot.is_none()
     }
 
-    /// Moves this process into new namespaces. In a new mount namespace every mount is
-    /// made private first, so what is mounted in it never shows on the host.
+    /// Moves this process into the new namespaces but the pid namespace (see
+    /// [`Jail::unshare_pid`]). In a new mount namespace every mount is made private
+    /// first, so what is mounted in it never shows on the host.
     pub fn unshare(&self) -> Result<(), JailError> {
-        if self.namespaces.is_empty() {
+        let namespaces = self.namespaces - CloneFlags::CLONE_NEWPID;
+        if namespaces.is_empty() {
             return Ok(());
         }
-        nix::sched::unshare(self.namespaces).map_err(|errno| JailError::Unshare {
+        nix::sched::unshare(namespaces).map_err(|errno| JailError::Unshare {
             names: self.names.join(","),
             errno,
         })?;
-        if self.namespaces.contains(CloneFlags::CLONE_NEWNS) {
+        if namespaces.contains(CloneFlags::CLONE_NEWNS) {
             nix::mount::mount(
                 None::<&str>,
                 "/",
@@ -108,6 +117,32 @@ impl Jail {
             .map_err(JailError::PrivateMounts)?;
         }
         Ok(())
+    }
+
+    /// Makes a new pid namespace for the children this process forks from now on (the
+    /// first is its pid 1), if the jail has one.
+    pub fn unshare_pid(&self) -> Result<(), JailError> {
+        if !self.forks() {
+            return Ok(());
+        }
+        nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(|errno| JailError::Unshare {
+            names: "pid".into(),
+            errno,
+        })
+    }
+
+    /// This process's own pid namespace, to come back to with
+    /// [`Jail::restore_pid_namespace`]: after unsharing one, every child of the process
+    /// goes to the new namespace, the process itself staying where it was.
+    pub fn pid_namespace() -> Result<File, JailError> {
+        File::open("/proc/self/ns/pid").map_err(JailError::OpenPidNamespace)
+    }
+
+    /// Makes the children this process forks from now on go to `namespace` again (one
+    /// from [`Jail::pid_namespace`]).
+    pub fn restore_pid_namespace(namespace: &File) -> Result<(), JailError> {
+        nix::sched::setns(namespace.as_fd(), CloneFlags::CLONE_NEWPID)
+            .map_err(JailError::RestorePidNamespace)
     }
 
     /// Changes this process's root to the chroot directory (and its working directory
@@ -139,10 +174,9 @@ mod tests {
         assert_eq!(err.index, 1);
         assert!(err.to_string().contains("unknown namespace"), "{err}");
         options.unshare = vec!["pid".into()];
-        assert!(Jail::new(&options)
-            .unwrap_err()
-            .to_string()
-            .contains("pid namespace"));
+        assert!(Jail::new(&options).unwrap().forks());
+        options.unshare = vec!["mount".into()];
+        assert!(!Jail::new(&options).unwrap().forks());
         options.unshare.clear();
         assert!(Jail::new(&options).unwrap().is_empty());
     }

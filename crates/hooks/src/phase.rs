@@ -10,10 +10,11 @@ pub enum Phase {
     Asap,
     /// Before any jailing or privilege drop. Fatal.
     PreJail,
-    /// Inside the jail's new namespaces, before the chroot (steward does not fork to
-    /// jail: a pid namespace is refused). Fatal.
+    /// Inside the jail's new namespaces, before the chroot; in the child when jailing
+    /// forks (a pid namespace). Fatal.
     InJail,
-    /// After the chroot, before privileges drop. Fatal.
+    /// After the chroot, before privileges drop; in the parent, outside, when jailing
+    /// forks. Fatal.
     PostJail,
     /// The last chance to run something as root. Fatal.
     AsRoot,

@@ -110,6 +110,9 @@ pub enum MasterError {
     /// Entering the jail (unshare, chroot) failed.
     #[error(transparent)]
     Jail(#[from] steward_hooks::JailError),
+    /// The fork into a new pid namespace failed.
+    #[error("cannot fork into the new pid namespace: {0}")]
+    JailFork(steward_sys::ProcessError),
     /// A touch-reload or touch-hook path cannot be watched.
     #[error(transparent)]
     Touch(#[from] steward_hooks::TouchError),

@@ -29,8 +29,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use nix::{
+    sys::{
+        signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal},
+        wait::{waitpid, WaitPidFlag, WaitStatus},
+    },
+    unistd::Pid,
+};
 use steward_hooks::{Hooks, Jail, Phase};
 use steward_options::Options;
+use steward_sys::{fork_master, Forked};
+use steward_systemd::{Notifier, State};
 use tracing::{info, warn};
 
 use crate::{daemon, pidfile::write_pidfile, privileges::Credentials, procname, MasterError};
@@ -67,12 +76,32 @@ pub(crate) fn asap(
     Ok(final_credentials)
 }
 
-/// Step 4: the jail, entered once (a re-exec'd master is in it already).
+/// Step 4: the jail, entered once (a re-exec'd master is in it already). With a new
+/// pid namespace the master forks: the child, pid 1 there, unshares the other
+/// namespaces, runs in-jail, chroots and carries on as the master; the parent, in none
+/// of the new namespaces, runs post-jail and stays, forwarding signals, until the child
+/// exits, then exits as it did.
 pub(crate) fn jail(hooks: &Hooks, jail: &Jail, resumed: bool) -> Result<(), MasterError> {
     if resumed {
         return Ok(());
     }
     hooks.run(Phase::PreJail)?;
+    if jail.forks() {
+        // Blocked before the fork, so that no signal meant for the child is lost.
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded_signals()), None)
+            .map_err(MasterError::Signals)?;
+    }
+    if jail.forks() {
+        let original = Jail::pid_namespace()?;
+        jail.unshare_pid()?;
+        if let Forked::Parent { child } = fork_master().map_err(MasterError::JailFork)? {
+            // The parent stays in every namespace it was in: its post-jail hooks run
+            // outside, and so do the processes they start.
+            Jail::restore_pid_namespace(&original)?;
+            return outside_the_pid_namespace(hooks, child);
+        }
+    }
+    // The other namespaces: the master's own (the child's, when it forked).
     jail.unshare()?;
     // Inside the new namespaces, before the chroot: what is mounted here can furnish
     // the new root without ever showing on the host.
@@ -81,8 +110,57 @@ pub(crate) fn jail(hooks: &Hooks, jail: &Jail, resumed: bool) -> Result<(), Mast
     if !jail.is_empty() {
         info!("jailed");
     }
-    hooks.run(Phase::PostJail)?;
+    if !jail.forks() {
+        hooks.run(Phase::PostJail)?;
+    }
     Ok(())
+}
+
+/// The signals a master handles: forwarded by the parent outside a pid namespace.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    FORWARDED.iter().for_each(|s| set.add(*s));
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// The parent of a master in a new pid namespace: post-jail, then systemd is told the
+/// child is the main process (its notifications come from there), and the signals the
+/// parent gets go to the child, until it exits. Returns only an error of post-jail.
+fn outside_the_pid_namespace(hooks: &Hooks, child: Pid) -> Result<(), MasterError> {
+    info!(master = %child, "forked into a new pid namespace; forwarding signals to the master");
+    if let Err(e) = hooks.run(Phase::PostJail) {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(e.into());
+    }
+    if let Ok(systemd) = Notifier::from_env() {
+        let _ = systemd.send(&[State::MainPid(child.as_raw() as u32)]);
+    }
+    let signals = forwarded_signals();
+    loop {
+        let Ok(signal) = signals.wait() else { continue };
+        if signal != Signal::SIGCHLD {
+            let _ = kill(child, signal);
+            continue;
+        }
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => std::process::exit(128 + signal as i32),
+            _ => {}
+        }
+    }
 }
 
 /// Step 5: settings that need root, then the pidfile written as root.

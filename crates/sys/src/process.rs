@@ -123,6 +123,31 @@ pub enum Detached {
     Daemon,
 }
 
+/// Which side of [`fork_master`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// The original process.
+    Parent {
+        /// The child, which carries on as the master.
+        child: Pid,
+    },
+    /// The child: it goes on running the master.
+    Child,
+}
+
+/// Forks the master, which goes on in the child (the first process of a new pid
+/// namespace, say). The caller must be single-threaded, as the master is.
+#[allow(unsafe_code)]
+pub fn fork_master() -> Result<Forked, ProcessError> {
+    // SAFETY: the master calls this before it starts any thread (it never does), so the
+    // child's copy of the allocator and of every lock is consistent, and it may go on
+    // running arbitrary code, as the parent would have.
+    match unsafe { fork() }.map_err(ProcessError::Fork)? {
+        ForkResult::Parent { child } => Ok(Forked::Parent { child }),
+        ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
 /// Forks; the child starts a new session. The caller must be single-threaded, as the
 /// master is: the child goes on running ordinary Rust code.
 #[allow(unsafe_code)]
