@@ -655,11 +655,14 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
     let scratch = Scratch::new("pidns");
     let inside = scratch.at("in-jail");
     let outside = scratch.at("post-jail");
+    let pidfile = scratch.at("pid");
     let demo = demo_bin();
     let mut steward = Steward::start(
         &[
             "--unshare",
             "pid,mount",
+            "--pidfile",
+            &pidfile,
             "--hook-in-jail",
             &format!("exec:grep NSpid /proc/self/status > {inside}"),
             "--hook-post-jail",
@@ -684,6 +687,11 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
     };
     let master = masters[0];
     assert_eq!(nspids(master), [master.as_raw(), 1]);
+    assert_eq!(
+        fs::read_to_string(&pidfile).unwrap(),
+        format!("{master}\n"),
+        "the pidfile names the master as the host sees it"
+    );
     let workers = util::children_of(master);
     assert_eq!(workers.len(), 1);
     assert_eq!(

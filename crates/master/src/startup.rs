@@ -27,6 +27,7 @@
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use nix::{
@@ -101,6 +102,9 @@ pub(crate) fn jail(hooks: &Hooks, jail: &Jail, resumed: bool) -> Result<(), Mast
             return outside_the_pid_namespace(hooks, child);
         }
     }
+    if jail.forks() {
+        remember_outer_pid();
+    }
     // The other namespaces: the master's own (the child's, when it forked).
     jail.unshare()?;
     // Inside the new namespaces, before the chroot: what is mounted here can furnish
@@ -114,6 +118,29 @@ pub(crate) fn jail(hooks: &Hooks, jail: &Jail, resumed: bool) -> Result<(), Mast
         hooks.run(Phase::PostJail)?;
     }
     Ok(())
+}
+
+/// The master's pid as seen where steward was started, when it differs from getpid():
+/// in a new pid namespace the master is pid 1, which a pidfile must never say.
+static OUTER_PID: OnceLock<u32> = OnceLock::new();
+
+/// The pid the pidfiles hold.
+fn outer_pid() -> u32 {
+    OUTER_PID.get().copied().unwrap_or_else(std::process::id)
+}
+
+/// Right after the fork into a pid namespace, /proc is still the one of the namespace
+/// steward started in: /proc/self names this process as seen from there.
+fn remember_outer_pid() {
+    let pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|link| link.to_str()?.parse::<u32>().ok());
+    match pid {
+        Some(pid) => {
+            let _ = OUTER_PID.set(pid);
+        }
+        None => warn!("cannot read /proc/self: pidfiles will hold the pid in the new namespace"),
+    }
 }
 
 /// The signals a master handles: forwarded by the parent outside a pid namespace.
@@ -189,7 +216,7 @@ pub(crate) fn as_root(options: &Options, hooks: &Hooks, resumed: bool) -> Result
         tolerate(steward_sys::lock_memory().map_err(MasterError::NoSwap))?;
     }
     if let Some(path) = options.pidfile.as_deref().filter(|_| !resumed) {
-        write_pidfile("pidfile", path, std::process::id())?;
+        write_pidfile("pidfile", path, outer_pid())?;
     }
     if !resumed {
         hooks.run(Phase::AsRoot)?;
@@ -239,7 +266,7 @@ pub(crate) fn drop_privileges(credentials: &Credentials) -> Result<(), MasterErr
 /// Step 7: what runs as the final user.
 pub(crate) fn as_user(options: &Options, hooks: &Hooks, resumed: bool) -> Result<(), MasterError> {
     if let Some(path) = options.pidfile2.as_deref().filter(|_| !resumed) {
-        write_pidfile("pidfile2", path, std::process::id())?;
+        write_pidfile("pidfile2", path, outer_pid())?;
     }
     if !resumed {
         hooks.run(Phase::AsUser)?;
@@ -254,7 +281,7 @@ pub(crate) fn master_start(options: &Options, hooks: &Hooks) -> Result<(), Maste
     // not later: the workers must be the children of the process that stays.
     if let Some(target) = &options.daemonize2 {
         daemon::daemonize("daemonize2", target)?;
-        let pid = std::process::id();
+        let pid = outer_pid();
         info!(pid, "daemonized (daemonize2)");
         // The pidfiles name the process that stays. `pidfile` may be root's while the
         // master no longer is: then it keeps the old pid, and says so.
@@ -280,7 +307,7 @@ pub(crate) fn first_generation_ready(options: &Options) {
             warn!(error = %e, "workers started from now on keep the old directory");
         }
     }
-    let pid = std::process::id();
+    let pid = outer_pid();
     for (option, path) in [
         ("safe-pidfile", &options.safe_pidfile),
         ("safe-pidfile2", &options.safe_pidfile2),
