@@ -730,3 +730,30 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     util::wait_gone(master);
 }
+
+#[test]
+fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("as-user");
+    fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (root, user) = (scratch.at("root"), scratch.at("user"));
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--uid",
+            "nobody",
+            "--hook-as-root",
+            &format!("exec:id -u > {root}"),
+            "--hook-as-user",
+            &format!("exec:id -u > {user}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(&root).unwrap(), "0\n");
+    assert_eq!(
+        fs::read_to_string(&user).unwrap(),
+        format!("{}\n", nobody.uid)
+    );
+}
