@@ -757,3 +757,30 @@ fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
         format!("{}\n", nobody.uid)
     );
 }
+
+#[test]
+fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
+    let scratch = Scratch::new("ini");
+    let out = scratch.at("out");
+    let alarm = scratch.at("alarm");
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        format!(
+            "[uwsgi]\n\
+             hook-asap = write:{out}.first first\n\
+             exec-asap = echo one >> {out}\n\
+             hook-asap = exec:echo two >> {out}\n\
+             run-command-on-event = master-start echo three >> {out}\n\
+             alarm = started cmd:cat > {alarm}\n\
+             hook-post-app = alarm:started workers are up\n"
+        ),
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(format!("{out}.first")).unwrap(), "first");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "one\ntwo\nthree\n");
+    assert_eq!(fs::read_to_string(&alarm).unwrap(), "workers are up\n");
+}
