@@ -784,3 +784,34 @@ fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
     assert_eq!(fs::read_to_string(&out).unwrap(), "one\ntwo\nthree\n");
     assert_eq!(fs::read_to_string(&alarm).unwrap(), "workers are up\n");
 }
+
+#[test]
+fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
+    let scratch = Scratch::new("reexec");
+    let file = scratch.at("phases");
+    let binary = crate::upgrade::installed_copy("hooks-reexec");
+    let port = util::free_port();
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(every_phase_args(&file))
+        .args(["--", &demo_bin()]);
+    let steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let started = fs::read_to_string(&file).unwrap();
+
+    crate::upgrade::replace(&binary, &fs::read(util::steward_bin()).unwrap());
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["re-executed: workers adopted"]);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    wait_contents(
+        Path::new(&file),
+        &(started + "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n"),
+    );
+    let _ = fs::remove_dir_all(binary.parent().unwrap());
+}

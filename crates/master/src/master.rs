@@ -369,7 +369,7 @@ impl Master {
             generation = self.current,
             "re-executed: workers adopted"
         );
-        self.begin_reload(handover.reload_chain);
+        self.start_reload(handover.reload_chain);
     }
 
     /// Re-execs the master from the new binary, which carries out this reload. Returns
@@ -704,6 +704,12 @@ impl Master {
         if self.lifecycle == Lifecycle::Running && self.binary.changed() {
             self.upgrade(chain);
         }
+        self.start_reload(chain);
+    }
+
+    /// The reload itself, once as-user-atexit ran (here, or in the image that re-exec'd
+    /// this one): a new generation.
+    fn start_reload(&mut self, chain: bool) {
         self.latest += 1;
         self.current = self.latest;
         self.respawns.clear();
