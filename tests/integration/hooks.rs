@@ -795,10 +795,13 @@ fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
     command
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(every_phase_args(&file))
+        .args(["--mule", "sleep 600"])
         .args(["--", &demo_bin()]);
     let steward = Steward::spawn(command, port);
     steward.wait_generation_ready(1);
     let started = fs::read_to_string(&file).unwrap();
+    let (first, line) = steward.log.wait_from(0, &["mule started"]);
+    let old_mule = nix::unistd::Pid::from_raw(util::field(&line, "pid").parse().unwrap());
 
     crate::upgrade::replace(&binary, &fs::read(util::steward_bin()).unwrap());
     let from = steward.log.len();
@@ -813,5 +816,8 @@ fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
         Path::new(&file),
         &(started + "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n"),
     );
+    // Mules are not handed over: the old image stopped its own, the new one started one.
+    util::wait_gone(old_mule);
+    steward.log.wait_from(first + 1, &["mule started"]);
     let _ = fs::remove_dir_all(binary.parent().unwrap());
 }
