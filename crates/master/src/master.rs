@@ -175,7 +175,9 @@ impl Master {
 
     /// [`Master::new`] with the callbacks that `call:NAME` hooks may name, for a
     /// program that embeds the master. Runs the start phases up to as-user (see the
-    /// README's Hooks section): asap before anything is bound, the jail after.
+    /// README's Hooks section): asap before anything is bound, the jail after. With
+    /// `unshare = pid` the process forks: this returns in the child, the master; the
+    /// parent stays outside the namespace until the master exits, and never returns.
     pub fn with_callbacks(options: Options, callbacks: Callbacks) -> Result<Master, MasterError> {
         options.validate()?;
         let hooks = Hooks::new(&options, callbacks)?;
