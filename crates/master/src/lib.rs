@@ -14,6 +14,11 @@
 //! ```
 //!
 //! The signal table and the lifecycle are documented on [`Lifecycle`].
+//!
+//! A Rust server can also embed the master and have it fork a closure instead of
+//! exec'ing a command (preload mode): [`Builder`] takes a load callback (run once in
+//! the master, or in each worker under `lazy-apps`) and a worker closure that receives
+//! its sockets, id, generation and stop notice in a [`WorkerContext`].
 #![deny(missing_docs)]
 
 mod command;
@@ -26,6 +31,7 @@ mod master;
 mod mule;
 mod notify;
 mod pidfile;
+mod preload;
 mod privileges;
 mod procname;
 mod reexec;
@@ -38,5 +44,10 @@ pub use crate::{
     error::MasterError,
     listen::Listener,
     master::{Lifecycle, Master},
+    preload::{
+        AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
+        WorkerSocket,
+    },
     reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
 };
+pub use steward_sys::StopNotice;

@@ -1,6 +1,6 @@
 use std::{
     fs::File,
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
     time::{Duration, Instant},
 };
 
@@ -16,7 +16,7 @@ use nix::{
 };
 use steward_hooks::{Callbacks, Hooks, Jail, Phase, TouchWatcher};
 use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
-use steward_sys::{spawn, ChildFds};
+use steward_sys::{fork_worker, spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
 use tracing::{error, info, warn};
 
@@ -26,6 +26,7 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    preload::{ForkLaunch, WorkerIdentity},
     procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
@@ -110,12 +111,36 @@ const HANDLED_SIGNALS: &[Signal] = &[
     Signal::SIGCHLD,
 ];
 
+/// How a worker starts: its command exec'd, or (preload mode, [`crate::Builder`]) a
+/// fork of the master running a closure.
+#[derive(Debug)]
+pub(crate) enum Launch {
+    Exec(WorkerCommand),
+    Fork(ForkLaunch),
+}
+
+impl Launch {
+    /// For messages: the command line, or what a forked worker runs.
+    fn display(&self) -> String {
+        match self {
+            Launch::Exec(command) => command.display.clone(),
+            Launch::Fork(fork) => fork.display().to_owned(),
+        }
+    }
+
+    /// Whether every reload re-execs the master: with the app preloaded in the master,
+    /// only a new image loads new code.
+    fn reexecs_on_reload(&self) -> bool {
+        matches!(self, Launch::Fork(fork) if !fork.lazy)
+    }
+}
+
 /// The master: its sockets, its workers, and the loop that keeps them.
 #[derive(Debug)]
 pub struct Master {
     options: Options,
     listeners: Vec<Listener>,
-    command: WorkerCommand,
+    launch: Launch,
     notify: NotifySocket,
     signals: SignalFd,
     dev_null: File,
@@ -179,11 +204,25 @@ impl Master {
     /// `unshare = pid` the process forks: this returns in the child, the master; the
     /// parent stays outside the namespace until the master exits, and never returns.
     pub fn with_callbacks(options: Options, callbacks: Callbacks) -> Result<Master, MasterError> {
-        options.validate()?;
+        Master::with_launch(options, None, callbacks)
+    }
+
+    /// [`Master::with_callbacks`], with workers forked to run `fork` (preload mode) when
+    /// given, else exec'd from the options' command.
+    pub(crate) fn with_launch(
+        options: Options,
+        fork: Option<ForkLaunch>,
+        callbacks: Callbacks,
+    ) -> Result<Master, MasterError> {
+        match fork {
+            Some(_) => options.validate_without_command()?,
+            None => options.validate()?,
+        }
         let hooks = Hooks::new(&options, callbacks)?;
         let jail = Jail::new(&options)?;
         // Before anything rewrites the argv memory (process names).
-        let binary = Binary::new(options.binary_path.as_deref());
+        let mut binary = Binary::new(options.binary_path.as_deref());
+        binary.check_by_environment = fork.is_some();
         let handover = take_handover()?;
         let resumed = handover.is_some();
         let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
@@ -260,7 +299,14 @@ impl Master {
         startup::as_user(&options, &hooks, resumed)?;
 
         // Resolved in the jail, where the workers run.
-        let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
+        let launch = match fork {
+            Some(fork) => Launch::Fork(fork),
+            None => Launch::Exec(WorkerCommand::new(
+                &options.command,
+                &fd_names,
+                notify.path(),
+            )?),
+        };
         let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let touch = phases::touch_watcher(&options, &hooks)?;
         let mules = mules::mules(&options.mule)?;
@@ -281,7 +327,7 @@ impl Master {
         let mut master = Master {
             options,
             listeners,
-            command,
+            launch,
             notify,
             signals,
             dev_null,
@@ -371,13 +417,18 @@ impl Master {
             generation = self.current,
             "re-executed: workers adopted"
         );
+        // The reload that asked for the re-exec, carried out by this image.
         self.start_reload(handover.reload_chain);
     }
 
     /// Re-execs the master from the new binary, which carries out this reload. Returns
     /// only if it did not happen, the old image going on as it was.
     fn upgrade(&mut self, chain: bool) {
-        info!(binary = %self.binary.path.display(), "binary changed; re-executing");
+        if self.binary.changed() {
+            info!(binary = %self.binary.path.display(), "binary changed; re-executing");
+        } else {
+            info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
+        }
         if let Err(e) = self.binary.check() {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
@@ -487,7 +538,7 @@ impl Master {
             pid = std::process::id(),
             workers = self.desired,
             listen = %addrs.join(","),
-            command = %self.command.display,
+            command = %self.launch.display(),
             ready = %self.options.ready,
             control = %self.control.as_ref().map_or("none".into(), |c| c.path().display().to_string()),
             "master started"
@@ -703,7 +754,9 @@ impl Master {
             return;
         }
         self.run_atexit();
-        if self.lifecycle == Lifecycle::Running && self.binary.changed() {
+        if self.lifecycle == Lifecycle::Running
+            && (self.binary.changed() || self.launch.reexecs_on_reload())
+        {
             self.upgrade(chain);
         }
         self.start_reload(chain);
@@ -837,7 +890,7 @@ impl Master {
             if self.serving.is_none() {
                 let failure = MasterError::WorkerFailedToStart {
                     id,
-                    command: self.command.display.clone(),
+                    command: self.launch.display(),
                     status: how.clone(),
                 };
                 error!("{failure}");
@@ -1055,7 +1108,7 @@ impl Master {
         }
 
         let missing = live.iter().skip(1).any(|is_live| !is_live);
-        if missing && self.pre_app_done < current {
+        if missing && self.pre_app_done < current && !self.app_loads_in_master() {
             self.pre_app_done = current;
             if let Err(e) = self.hooks.run(Phase::PreApp) {
                 self.generation_hook_failed(e);
@@ -1120,7 +1173,12 @@ impl Master {
     }
 
     fn generation_ready(&mut self, generation: u64) {
-        if let Err(e) = self.hooks.run(Phase::PostApp) {
+        let post_app = if self.app_loads_in_master() {
+            Ok(())
+        } else {
+            self.hooks.run(Phase::PostApp)
+        };
+        if let Err(e) = post_app {
             if self.serving.is_none() {
                 self.generation_hook_failed(e);
                 return;
@@ -1148,15 +1206,67 @@ impl Master {
 
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
         let title = procname::worker_title(&self.options, id);
-        let mut plan = self.command.plan(id, generation, title.as_deref())?;
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
             stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
-        let pid = spawn(&mut plan, &fds).map_err(|source| MasterError::Spawn {
+        // -once hooks: noted at the fork, where a forked worker runs them.
+        let first_time = !self.accepted_once.contains(&id);
+        let started = match &mut self.launch {
+            Launch::Exec(command) => {
+                let mut plan = command.plan(id, generation, title.as_deref())?;
+                spawn(&mut plan, &fds)
+            }
+            Launch::Fork(fork) => {
+                fork.check_threads()?;
+                // The master's own descriptors, which a forked worker must not hold
+                // (exec mode closes them at exec).
+                let mut close: Vec<RawFd> = sockets.iter().map(|fd| fd.as_raw_fd()).collect();
+                close.push(self.signals.as_fd().as_raw_fd());
+                close.push(self.notify.as_fd().as_raw_fd());
+                close.push(self.dev_null.as_raw_fd());
+                if let Some(control) = &self.control {
+                    close.extend(control.all_fds().iter().map(|fd| fd.as_raw_fd()));
+                }
+                for fifo in &self.fifos {
+                    close.extend(fifo.fds().iter().map(|fd| fd.as_raw_fd()));
+                }
+                close.extend(self.touch.as_ref().map(|t| t.as_fd().as_raw_fd()));
+                let stop_signal = Signal::try_from(self.options.worker_stop_signal.number())
+                    .unwrap_or(Signal::SIGTERM);
+                let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+                let worker = WorkerIdentity {
+                    id,
+                    generation,
+                    title: title.as_deref(),
+                    fd_names: &fd_names,
+                    notify_socket: self.notify.path(),
+                };
+                let fork = &*fork;
+                let hooks = &self.hooks;
+                fork_worker(&fds, &close, stop_signal, |stop| {
+                    // In the worker, before it serves (the phases are not fatal).
+                    let _ = hooks.run(Phase::Accepting);
+                    if id == 1 {
+                        let _ = hooks.run(Phase::Accepting1);
+                    }
+                    if first_time {
+                        let _ = hooks.run(Phase::AcceptingOnce);
+                        if id == 1 {
+                            let _ = hooks.run(Phase::Accepting1Once);
+                        }
+                    }
+                    fork.run_worker(worker, stop, sockets.len())
+                })
+            }
+        };
+        if matches!(self.launch, Launch::Fork(_)) {
+            self.accepted_once.insert(id);
+        }
+        let pid = started.map_err(|source| MasterError::Spawn {
             id,
-            command: self.command.display.clone(),
+            command: self.launch.display(),
             source,
         })?;
         let respawned = self.is_respawn(id, generation);

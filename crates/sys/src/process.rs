@@ -51,7 +51,9 @@ pub enum ProcessError {
     #[error("fork failed: {0}")]
     Fork(Errno),
     /// A fork that must go on running Rust code in the child, in a process with threads.
-    #[error("cannot fork the master: the process has {0} threads (start the master before any thread)")]
+    #[error(
+        "cannot fork the master: the process has {0} threads (start the master before any thread)"
+    )]
     Threads(usize),
     /// setsid(2) failed while detaching.
     #[error("setsid failed: {0}")]

@@ -13,7 +13,7 @@ use steward_hooks::{HookError, Hooks, Phase, TouchWatcher};
 use steward_options::{Options, ReloadStrategy};
 use tracing::{error, info};
 
-use super::Master;
+use super::{Launch, Master};
 use crate::MasterError;
 
 /// How long watched files must be quiet before steward acts on a change.
@@ -44,8 +44,24 @@ impl Master {
         }
     }
 
-    /// The accepting phases for worker `id`, which just became ready.
+    /// Whether the app loads once in the master (preload mode without lazy-apps): then
+    /// pre-app and post-app run around that load, in [`crate::Builder::run`], not
+    /// around each generation.
+    pub(super) fn app_loads_in_master(&self) -> bool {
+        matches!(&self.launch, Launch::Fork(fork) if !fork.lazy)
+    }
+
+    /// pre-app or post-app around the load of the app in the master (preload mode).
+    pub(crate) fn run_app_phase(&self, phase: Phase) -> Result<(), MasterError> {
+        Ok(self.hooks.run(phase)?)
+    }
+
+    /// The accepting phases for worker `id`, which just became ready (exec mode; a
+    /// forked worker runs them itself, before it serves).
     pub(super) fn worker_accepting(&mut self, id: usize) {
+        if !matches!(self.launch, Launch::Exec(_)) {
+            return;
+        }
         self.run_phase(Phase::Accepting);
         if id == 1 {
             self.run_phase(Phase::Accepting1);
