@@ -593,6 +593,33 @@ mod tests {
     }
 
     #[test]
+    fn call_hooks_are_what_the_hook_executor_checks_and_runs() {
+        let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = ran.clone();
+        let builder = Builder::new(Options::new(Vec::new())).call("warm", move || {
+            flag.set(true);
+            Ok(())
+        });
+        let mut options = Options::new(Vec::new());
+        options
+            .hooks
+            .push(("master-start".into(), "call:warm".into()));
+        let hooks = steward_hooks::Hooks::new(&options, builder.calls.into_callbacks()).unwrap();
+        hooks.run(Phase::MasterStart).unwrap();
+        assert!(ran.get());
+
+        options
+            .hooks
+            .push(("master-start".into(), "call:cold".into()));
+        let err = steward_hooks::Hooks::new(&options, Callbacks::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no callback registered as \"warm\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn threads_are_listed_by_name() {
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
