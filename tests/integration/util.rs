@@ -248,8 +248,17 @@ impl Drop for Steward {
                 let _ = kill(worker, Signal::SIGKILL);
             }
         }
+        let pid = self.pid();
+        let killed = matches!(self.child.try_wait(), Ok(None));
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed master leaves its notify socket behind; a later master with the same
+        // pid that drops to another user at once could not replace it.
+        if killed {
+            let _ = std::fs::remove_file(
+                std::env::temp_dir().join(format!("steward.{pid}.notify")),
+            );
+        }
     }
 }
 
