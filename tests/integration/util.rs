@@ -255,9 +255,8 @@ impl Drop for Steward {
         // A killed master leaves its notify socket behind; a later master with the same
         // pid that drops to another user at once could not replace it.
         if killed {
-            let _ = std::fs::remove_file(
-                std::env::temp_dir().join(format!("steward.{pid}.notify")),
-            );
+            let _ =
+                std::fs::remove_file(std::env::temp_dir().join(format!("steward.{pid}.notify")));
         }
     }
 }
