@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod effects;
 mod exit;
+mod hooks;
 mod systemd;
 mod upgrade;
 mod util;

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// A private copy of the steward binary, so that the test can replace it.
-fn installed_copy(name: &str) -> PathBuf {
+pub(crate) fn installed_copy(name: &str) -> PathBuf {
     let dir = util::socket_path(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -22,7 +22,7 @@ fn installed_copy(name: &str) -> PathBuf {
 }
 
 /// Replaces `path` by a new file (a new inode, as dpkg and rpm do) with `contents`.
-fn replace(path: &PathBuf, contents: &[u8]) {
+pub(crate) fn replace(path: &PathBuf, contents: &[u8]) {
     let staged = path.with_extension("new");
     std::fs::write(&staged, contents).unwrap();
     std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -61,6 +61,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    check::check_hooks(&config).map_err(anyhow::Error::msg)?;
     let mut master = Master::new(config.options).context("cannot start")?;
     master.reread_config_on_reload(sources);
     master.run()?;

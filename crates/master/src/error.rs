@@ -101,6 +101,21 @@ pub enum MasterError {
     /// The handover text from a previous image of the master is unreadable.
     #[error(transparent)]
     BadHandover(#[from] crate::reexec::HandoverError),
+    /// A hook, alarm, touch hook or jail setting of the configuration cannot run.
+    #[error(transparent)]
+    HookConfig(#[from] steward_hooks::HookConfigError),
+    /// A hook of a fatal phase failed.
+    #[error(transparent)]
+    Hook(#[from] steward_hooks::HookError),
+    /// Entering the jail (unshare, chroot) failed.
+    #[error(transparent)]
+    Jail(#[from] steward_hooks::JailError),
+    /// The fork into a new pid namespace failed.
+    #[error("cannot fork into the new pid namespace: {0}")]
+    JailFork(steward_sys::ProcessError),
+    /// A touch-reload or touch-hook path cannot be watched.
+    #[error(transparent)]
+    Touch(#[from] steward_hooks::TouchError),
     /// Preload mode: [`crate::Builder::run`] without a worker closure.
     #[error("no worker closure: call Builder::worker before Builder::run")]
     NoWorkerClosure,

@@ -28,6 +28,7 @@ mod error;
 mod fifo;
 mod listen;
 mod master;
+mod mule;
 mod notify;
 mod pidfile;
 mod preload;

@@ -15,6 +15,7 @@ use nix::{
     },
     unistd::Pid,
 };
+use steward_hooks::{Callbacks, Hooks, Jail, Phase, TouchWatcher};
 use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
 use steward_sys::{fork_worker, spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
@@ -27,7 +28,7 @@ use crate::{
     listen::{listeners, Listener},
     notify::NotifySocket,
     pidfile::HeldPidfile,
-    preload::{CallHooks, ForkLaunch, WorkerIdentity},
+    preload::{ForkLaunch, WorkerIdentity},
     procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
@@ -36,6 +37,8 @@ use crate::{
     MasterError,
 };
 
+mod mules;
+mod phases;
 mod reconfigure;
 
 /// Where the master is in its life. Signals move it along:
@@ -140,8 +143,6 @@ pub struct Master {
     options: Options,
     listeners: Vec<Listener>,
     launch: Launch,
-    /// `call:NAME` hook functions (preload mode).
-    pub(crate) calls: CallHooks,
     notify: NotifySocket,
     signals: SignalFd,
     dev_null: File,
@@ -173,6 +174,18 @@ pub struct Master {
     binary: Binary,
     /// Where the options came from, read again at each reload (see reconfigure.rs).
     config_sources: Option<ConfigSources>,
+
+    /// Every hook of the configuration, parsed at start (see phases.rs).
+    hooks: Hooks,
+    /// The files of touch-reload, hook-touch and run-command-on-touch.
+    touch: Option<TouchWatcher>,
+    /// Touched files not acted on yet, and when to (once they are quiet).
+    touched: Vec<std::path::PathBuf>,
+    touch_due: Option<Instant>,
+    /// The last generation whose pre-app hooks ran.
+    pre_app_done: u64,
+    /// Worker ids whose accepting-once hooks ran.
+    accepted_once: std::collections::BTreeSet<usize>,
     /// This image was re-exec'd by a previous one and adopted its workers.
     resumed: bool,
     /// `pidfile`, held open until `daemonize2` has put the daemon's pid in it.
@@ -180,6 +193,8 @@ pub struct Master {
     /// The working directory once `chdir` was applied, where the relative paths of the
     /// sockets, FIFOs and pidfiles start from.
     files_dir: PathBuf,
+    /// The auxiliary processes (`mule`), in configuration order.
+    mules: Vec<crate::mule::Mule>,
 }
 
 impl Master {
@@ -187,31 +202,42 @@ impl Master {
     /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
     /// so call this from the thread that will call [`Master::run`], before starting others).
     pub fn new(options: Options) -> Result<Master, MasterError> {
-        Master::with_launch(options, None)
+        Master::with_callbacks(options, Callbacks::new())
     }
 
-    /// [`Master::new`], with workers forked to run `fork` (preload mode) when given,
-    /// else exec'd from the options' command.
+    /// [`Master::new`] with the callbacks that `call:NAME` hooks may name, for a
+    /// program that embeds the master. Runs the start phases up to as-user (see the
+    /// README's Hooks section): asap before anything is bound, the jail after. With
+    /// `unshare = pid` the process forks: this returns in the child, the master; the
+    /// parent stays outside the namespace until the master exits, and never returns.
+    pub fn with_callbacks(options: Options, callbacks: Callbacks) -> Result<Master, MasterError> {
+        Master::with_launch(options, None, callbacks)
+    }
+
+    /// [`Master::with_callbacks`], with workers forked to run `fork` (preload mode) when
+    /// given, else exec'd from the options' command.
     pub(crate) fn with_launch(
         options: Options,
         fork: Option<ForkLaunch>,
+        callbacks: Callbacks,
     ) -> Result<Master, MasterError> {
         match fork {
             Some(_) => options.validate_without_command()?,
             None => options.validate()?,
         }
+        let hooks = Hooks::new(&options, callbacks)?;
+        let jail = Jail::new(&options)?;
         // Before anything rewrites the argv memory (process names).
         let mut binary = Binary::new(options.binary_path.as_deref());
         binary.check_by_environment = fork.is_some();
         let handover = take_handover()?;
         let resumed = handover.is_some();
-        let credentials = startup::asap(&options, resumed, binary.argv())?;
+        let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
         // Where relative paths of the files steward makes start from, for vacuum.
         let files_dir = std::env::current_dir().unwrap_or_default();
         if resumed {
             startup::resume_chdir2(&options);
         }
-        startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
                 .listeners
@@ -236,15 +262,6 @@ impl Master {
             Some((fd, path)) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
         };
-        let launch = match fork {
-            Some(fork) => Launch::Fork(fork),
-            None => Launch::Exec(WorkerCommand::new(
-                &options.command,
-                &fd_names,
-                notify.path(),
-            )?),
-        };
-        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
             warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
             Notifier::new(None).expect("a disabled notifier needs no socket")
@@ -288,13 +305,15 @@ impl Master {
             }
         }
 
+        let mut owned: Vec<&std::path::Path> = vec![notify.path()];
+        owned.extend(control.as_ref().map(|c| c.path()));
+        owned.extend(fifos.iter().map(|f| f.path()));
         let started = (|| {
-            let held_pidfile = startup::as_root(&options, resumed)?;
-            let mut owned: Vec<&std::path::Path> = vec![notify.path()];
-            owned.extend(control.as_ref().map(|c| c.path()));
-            owned.extend(fifos.iter().map(|f| f.path()));
-            startup::drop_privileges(&credentials, &owned, resumed)?;
-            startup::as_user(&options, resumed)?;
+            startup::give_to_final_user(&credentials, &owned, resumed)?;
+            startup::jail(&hooks, &jail, resumed)?;
+            let held_pidfile = startup::as_root(&options, &hooks, resumed)?;
+            startup::drop_privileges(&credentials, resumed)?;
+            startup::as_user(&options, &hooks, resumed)?;
             Ok::<_, MasterError>(held_pidfile)
         })();
         let held_pidfile = started.inspect_err(|_| {
@@ -304,6 +323,18 @@ impl Master {
             }
         })?;
 
+        // Resolved in the jail, where the workers run.
+        let launch = match fork {
+            Some(fork) => Launch::Fork(fork),
+            None => Launch::Exec(WorkerCommand::new(
+                &options.command,
+                &fd_names,
+                notify.path(),
+            )?),
+        };
+        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
+        let touch = phases::touch_watcher(&options, &hooks)?;
+        let mules = mules::mules(&options.mule)?;
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
             .map(|interval| Watchdog {
@@ -322,7 +353,6 @@ impl Master {
             options,
             listeners,
             launch,
-            calls: CallHooks::default(),
             notify,
             signals,
             dev_null,
@@ -345,9 +375,16 @@ impl Master {
             extend_timeout_at: None,
             binary,
             config_sources: None,
+            hooks,
+            touch,
+            touched: Vec::new(),
+            touch_due: None,
+            pre_app_done: 0,
+            accepted_once: Default::default(),
             resumed,
             held_pidfile,
             files_dir,
+            mules,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -390,6 +427,8 @@ impl Master {
                 status: None,
             });
         }
+        self.accepted_once = self.workers.iter().map(|w| w.id).collect();
+        self.pre_app_done = handover.current;
         self.current = handover.current;
         self.latest = handover.latest;
         self.serving = handover.serving;
@@ -479,6 +518,8 @@ impl Master {
                 })
                 .collect(),
         };
+        // Mules are not handed over: the new image starts its own.
+        self.stop_mules(true, now);
         let mut keep: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         keep.push(self.notify.as_fd());
         if let Some(control) = &self.control {
@@ -537,18 +578,20 @@ impl Master {
         );
         if !self.resumed {
             let held_pidfile = self.held_pidfile.take();
-            startup::master_start(&self.options, held_pidfile).inspect_err(|_| {
+            startup::master_start(&self.options, &self.hooks, held_pidfile).inspect_err(|_| {
                 if self.options.vacuum {
                     vacuum_failed_start(&self.options, &self.files_dir, self.made_files());
                 }
             })?;
         }
+        self.start_due_mules(Instant::now());
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
             while self.reconcile() {}
             if let Lifecycle::Stopping { .. } = self.lifecycle {
-                if self.workers.is_empty() {
+                if self.workers.is_empty() && !self.mules_running() {
+                    self.run_atexit();
                     info!("shutdown complete");
                     if self.options.skip_atexit_teardown {
                         // No teardown: no vacuum, no destructor run. Only the
@@ -573,11 +616,17 @@ impl Master {
                         .unwrap_or(PollTimeout::MAX)
                 }
             };
-            let (signals_ready, notify_ready, control_ready, fifo_ready) = {
+            let (signals_ready, notify_ready, touch_ready, control_ready, fifo_ready) = {
                 let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.notify.as_fd(), PollFlags::POLLIN),
                 ];
+                let touch_count = usize::from(self.touch.is_some());
+                fds.extend(
+                    self.touch
+                        .as_ref()
+                        .map(|t| PollFd::new(t.as_fd(), PollFlags::POLLIN)),
+                );
                 let control_fds = self.control.as_ref().map_or(Vec::new(), |c| c.poll_fds());
                 let control_count = control_fds.len();
                 fds.extend(
@@ -591,10 +640,12 @@ impl Master {
                     Err(errno) => return Err(MasterError::Poll(errno)),
                 }
                 let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                let (control, fifos) = fds[2..].split_at(control_count);
+                let (touch, rest) = fds[2..].split_at(touch_count);
+                let (control, fifos) = rest.split_at(control_count);
                 (
                     readable(&fds[0]),
                     readable(&fds[1]),
+                    touch.iter().any(readable),
                     control.iter().any(readable),
                     fifos.iter().any(readable),
                 )
@@ -611,6 +662,9 @@ impl Master {
                         self.on_signal(signal);
                     }
                 }
+            }
+            if touch_ready {
+                self.on_touch();
             }
             if control_ready {
                 let requests = self.control.as_mut().map_or(Vec::new(), |c| c.receive());
@@ -737,6 +791,7 @@ impl Master {
             info!("reload ignored: shutting down");
             return;
         }
+        self.run_atexit();
         if self.lifecycle == Lifecycle::Running
             && (self.binary.changed() || self.launch.reexecs_on_reload())
         {
@@ -745,7 +800,8 @@ impl Master {
         self.start_reload(chain);
     }
 
-    /// A new generation: from here on, workers start in it.
+    /// The reload itself, once as-user-atexit ran (here, or in the image that re-exec'd
+    /// this one): a new generation.
     fn start_reload(&mut self, chain: bool) {
         self.latest += 1;
         self.current = self.latest;
@@ -788,6 +844,7 @@ impl Master {
         self.notify_systemd(&[State::Stopping]);
         self.extend_timeout_at = Some(Instant::now());
         let now = Instant::now();
+        self.stop_mules(graceful, now);
         for index in 0..self.workers.len() {
             if graceful {
                 self.retire(index, now);
@@ -833,6 +890,7 @@ impl Master {
             };
             let Some(pid) = status.pid() else { continue };
             let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
+                self.mule_exited(pid, &status);
                 continue;
             };
             let worker = self.workers.swap_remove(index);
@@ -943,6 +1001,8 @@ impl Master {
         let believes_ready = self.options.ready.believes_ready_message();
         if message.ready && believes_ready && worker.state == WorkerState::Starting {
             mark_ready(worker);
+            let id = worker.id;
+            self.worker_accepting(id);
         }
     }
 
@@ -954,7 +1014,9 @@ impl Master {
                 WorkerState::Starting
                     if ready_after.is_some_and(|after| now >= worker.started + after) =>
                 {
-                    mark_ready(worker)
+                    mark_ready(worker);
+                    let id = worker.id;
+                    self.worker_accepting(id);
                 }
                 WorkerState::Stopping {
                     kill_at,
@@ -969,6 +1031,9 @@ impl Master {
             }
         }
         self.respawns.retain(|respawn| respawn.at > now);
+        self.start_due_mules(now);
+        self.kill_late_mules(now);
+        self.touches_settled(now);
         if let Some(watchdog) = self.watchdog.as_mut() {
             if now >= watchdog.next {
                 watchdog.next = now + watchdog.every;
@@ -1023,6 +1088,8 @@ impl Master {
             .chain(self.respawns.iter().map(|r| r.at))
             .chain(self.watchdog.as_ref().map(|w| w.next))
             .chain(self.extend_timeout_at)
+            .chain(self.next_mule_deadline())
+            .chain(self.touch_due)
             .min()
     }
 
@@ -1078,6 +1145,14 @@ impl Master {
             self.generation_ready(current);
         }
 
+        let missing = live.iter().skip(1).any(|is_live| !is_live);
+        if missing && self.pre_app_done < current && !self.app_loads_in_master() {
+            self.pre_app_done = current;
+            if let Err(e) = self.hooks.run(Phase::PreApp) {
+                self.generation_hook_failed(e);
+                return started;
+            }
+        }
         for (id, &is_live) in live.iter().enumerate().skip(1) {
             if is_live
                 || self
@@ -1136,6 +1211,18 @@ impl Master {
     }
 
     fn generation_ready(&mut self, generation: u64) {
+        let post_app = if self.app_loads_in_master() {
+            Ok(())
+        } else {
+            self.hooks.run(Phase::PostApp)
+        };
+        if let Err(e) = post_app {
+            if self.serving.is_none() {
+                self.generation_hook_failed(e);
+                return;
+            }
+            error!(generation, error = %e, "post-app hook failed after a reload; the new generation serves already");
+        }
         self.serving = Some(generation);
         info!(generation, workers = self.desired, "generation ready");
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
@@ -1162,6 +1249,8 @@ impl Master {
             stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
+        // -once hooks: noted at the fork, where a forked worker runs them.
+        let first_time = !self.accepted_once.contains(&id);
         let started = match &mut self.launch {
             Launch::Exec(command) => {
                 let mut plan = command.plan(id, generation, title.as_deref())?;
@@ -1181,6 +1270,7 @@ impl Master {
                 for fifo in &self.fifos {
                     close.extend(fifo.fds().iter().map(|fd| fd.as_raw_fd()));
                 }
+                close.extend(self.touch.as_ref().map(|t| t.as_fd().as_raw_fd()));
                 let stop_signal = Signal::try_from(self.options.worker_stop_signal.number())
                     .unwrap_or(Signal::SIGTERM);
                 let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
@@ -1192,11 +1282,26 @@ impl Master {
                     notify_socket: self.notify.path(),
                 };
                 let fork = &*fork;
+                let hooks = &self.hooks;
                 fork_worker(&fds, &close, stop_signal, |stop| {
+                    // In the worker, before it serves (the phases are not fatal).
+                    let _ = hooks.run(Phase::Accepting);
+                    if id == 1 {
+                        let _ = hooks.run(Phase::Accepting1);
+                    }
+                    if first_time {
+                        let _ = hooks.run(Phase::AcceptingOnce);
+                        if id == 1 {
+                            let _ = hooks.run(Phase::Accepting1Once);
+                        }
+                    }
                     fork.run_worker(worker, stop, sockets.len())
                 })
             }
         };
+        if matches!(self.launch, Launch::Fork(_)) {
+            self.accepted_once.insert(id);
+        }
         let pid = started.map_err(|source| MasterError::Spawn {
             id,
             command: self.launch.display(),
@@ -1213,10 +1318,14 @@ impl Master {
             status: None,
         };
         info!(worker = id, generation, pid = %pid, "worker started");
-        if self.options.ready == ReadyMode::Immediate {
+        let immediate = self.options.ready == ReadyMode::Immediate;
+        if immediate {
             mark_ready(&mut worker);
         }
         self.workers.push(worker);
+        if immediate {
+            self.worker_accepting(id);
+        }
         Ok(())
     }
 

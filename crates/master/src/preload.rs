@@ -17,6 +17,7 @@ use std::{
 };
 
 use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+use steward_hooks::{Callbacks, Phase};
 use steward_options::{ConfigSources, Options};
 use steward_sys::StopNotice;
 use steward_systemd::{Notifier, State};
@@ -209,17 +210,19 @@ impl<A: 'static> Builder<A> {
             after_request: self.after_request.into(),
             warned_threads: Vec::new(),
         };
-        let mut master = Master::with_launch(self.options, Some(launch))?;
-        master.calls = self.calls;
+        let mut master =
+            Master::with_launch(self.options, Some(launch), self.calls.into_callbacks())?;
         if let Some(sources) = self.sources {
             master.reread_config_on_reload(sources);
         }
-        // HOOKS(pre-app): the load follows, here (preload) or in each worker (lazy-apps).
+        // The load happens here (preload), with pre-app and post-app around it, or in
+        // each worker (lazy-apps), the master running them around each generation.
         if !lazy {
+            master.run_app_phase(Phase::PreApp)?;
             let loaded = load().map_err(|e| MasterError::Load(e.to_string()))?;
             let _ = app.set(loaded);
+            master.run_app_phase(Phase::PostApp)?;
         }
-        // HOOKS(post-app)
         master.run()
     }
 }
@@ -281,6 +284,16 @@ impl CallHooks {
     /// The registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.hooks.keys().map(String::as_str)
+    }
+
+    /// The registry as the hook executor takes it, so that `call:NAME` hooks are
+    /// checked against it when the master starts.
+    pub(crate) fn into_callbacks(self) -> Callbacks {
+        let mut callbacks = Callbacks::new();
+        for (name, hook) in self.hooks {
+            callbacks.register(name, move || hook().map_err(|e| e.to_string()));
+        }
+        callbacks
     }
 }
 
@@ -577,6 +590,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("call:nope: no function registered"));
+    }
+
+    #[test]
+    fn call_hooks_are_what_the_hook_executor_checks_and_runs() {
+        let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = ran.clone();
+        let builder = Builder::new(Options::new(Vec::new())).call("warm", move || {
+            flag.set(true);
+            Ok(())
+        });
+        let mut options = Options::new(Vec::new());
+        options
+            .hooks
+            .push(("master-start".into(), "call:warm".into()));
+        let hooks = steward_hooks::Hooks::new(&options, builder.calls.into_callbacks()).unwrap();
+        hooks.run(Phase::MasterStart).unwrap();
+        assert!(ran.get());
+
+        options
+            .hooks
+            .push(("master-start".into(), "call:cold".into()));
+        let err = steward_hooks::Hooks::new(&options, Callbacks::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no callback registered as \"warm\""),
+            "{err}"
+        );
     }
 
     #[test]

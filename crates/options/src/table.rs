@@ -584,7 +584,7 @@ fn build() -> Vec<OptionDef> {
         def!(strings "alarm", alarm, "NAME ACTION", Newline, Hooks, restart: true,
             "A named alarm handler: NAME cmd:COMMAND or NAME log:; repeatable."),
         def!(path "chroot", chroot, Hooks, restart: true,
-            "The directory to chroot into, after pre-jail."),
+            "The directory to chroot into, after the in-jail hooks (see Hooks in the README)."),
         OptionDef {
             kind: Kind::List(ListSeparator::Comma),
             value_name: "NAMESPACES",
