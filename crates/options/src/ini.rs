@@ -298,9 +298,14 @@ fn uwsgi_setting(key: &str, value: &str, origin: Origin, out: &mut FileSettings)
         out.settings.push(Setting::one(key, value, origin.clone()));
         return;
     }
-    warn(format!(
-        "uWSGI option {key:?} is not supported by steward; ignored"
-    ));
+    let message = match key {
+        "master" => "uWSGI's master: steward is always a master".to_owned(),
+        "die-on-term" => {
+            "uWSGI's die-on-term: SIGTERM is always a graceful shutdown in steward".to_owned()
+        }
+        _ => format!("uWSGI option {key:?} is not supported by steward"),
+    };
+    warn(format!("{message}; ignored"));
 }
 
 #[cfg(test)]
@@ -363,7 +368,7 @@ mod tests {
                 "/etc/app.ini:4: uWSGI's listen = 128 is the socket backlog: read as listen-backlog = 128",
                 "/etc/app.ini:5: uWSGI's socket = :8000 is read as listen = 0.0.0.0:8000: the workers get the bound socket and speak their own protocol on it",
                 "/etc/app.ini:6: uWSGI option \"harakiri\" is not supported by steward; ignored",
-                "/etc/app.ini:7: uWSGI option \"master\" is not supported by steward; ignored",
+                "/etc/app.ini:7: uWSGI's master: steward is always a master; ignored",
             ]
         );
         let set: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
@@ -392,7 +397,7 @@ mod tests {
             warnings,
             [
                 "/etc/app.ini:4: uWSGI option \"enable-threads\" is not supported by steward; ignored",
-                "/etc/app.ini:5: uWSGI option \"master\" is not supported by steward; ignored",
+                "/etc/app.ini:5: uWSGI's master: steward is always a master; ignored",
             ]
         );
         // A bare option that takes a value is still an error naming the line.
