@@ -1,7 +1,7 @@
 //! Preload mode from blocking code (`steward-example-blocking`, no runtime): every
 //! socket in configured order with its name, the stop notice waited on, `call:` hooks
 //! named in the configuration, a crashed worker forked again, a worker closure that
-//! fails.
+//! fails, and a master started from a program that already has threads.
 
 use std::{
     collections::BTreeMap,
@@ -317,4 +317,24 @@ fn a_worker_closure_that_fails_before_it_is_ready_ends_the_start() {
             "{log}"
         );
     }
+}
+
+#[test]
+fn a_program_that_has_threads_before_run_is_refused_naming_them() {
+    let dir = TempDir::new("threads-before-run");
+    let port = free_port();
+    let mut example = Example::start(
+        &dir,
+        &[
+            ("STEWARD_LISTEN", &format!("127.0.0.1:{port}")),
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_THREAD_BEFORE_RUN", "1"),
+        ],
+    );
+    // Such a master could not keep its signals: a SIGHUP delivered to the other thread
+    // would end the process instead of reloading it. It must not start at all.
+    assert_eq!(example.wait_exit().code(), Some(1));
+    let log = example.log();
+    assert!(log.contains("early-thread"), "the error names the thread:\n{log}");
+    assert!(!log.contains("worker started"), "no worker starts:\n{log}");
 }

@@ -130,6 +130,16 @@ pub enum MasterError {
         /// Their names, comma-separated.
         names: String,
     },
+    /// The master was created in a process that already runs other threads: they do
+    /// not block the signals the master reads, so a SIGHUP or SIGTERM delivered to one
+    /// of them would end the process instead of reloading or draining it.
+    #[error("the master must be its process's only thread, but {count} other threads run ({names}): a SIGHUP or SIGTERM delivered to one of them would end the process instead of reloading or draining it; create the master first thing in main, before any thread or async runtime starts, and start those in the worker closure")]
+    ThreadsAtStart {
+        /// How many threads besides the calling one.
+        count: usize,
+        /// Their names, comma-separated.
+        names: String,
+    },
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),

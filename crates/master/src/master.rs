@@ -200,7 +200,8 @@ pub struct Master {
 impl Master {
     /// Validates `options`, binds the sockets and the notify socket, and takes over the
     /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
-    /// so call this from the thread that will call [`Master::run`], before starting others).
+    /// so call this from the thread that will call [`Master::run`], before starting others:
+    /// it fails with [`MasterError::ThreadsAtStart`] if other threads already run).
     pub fn new(options: Options) -> Result<Master, MasterError> {
         Master::with_callbacks(options, Callbacks::new())
     }
@@ -221,6 +222,13 @@ impl Master {
         fork: Option<ForkLaunch>,
         callbacks: Callbacks,
     ) -> Result<Master, MasterError> {
+        let others = crate::preload::other_threads();
+        if !others.is_empty() {
+            return Err(MasterError::ThreadsAtStart {
+                count: others.len(),
+                names: others.join(", "),
+            });
+        }
         match fork {
             Some(_) => options.validate_without_command()?,
             None => options.validate()?,

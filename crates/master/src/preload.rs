@@ -166,6 +166,10 @@ impl<A: 'static> Builder<A> {
     /// Binds, loads the app (unless `lazy-apps`), forks the workers and runs until a
     /// shutdown completes, as [`Master::run`].
     ///
+    /// Call it first thing in `main`, before any thread or async runtime starts (start
+    /// those in the worker closure): the master reads its signals in this thread, so it
+    /// refuses to start ([`MasterError::ThreadsAtStart`]) when others already run.
+    ///
     /// Before a running master of this program re-execs for a reload, it runs the new
     /// binary with `STEWARD_REEXEC_CHECK=1`; `run` answers that check instead: it loads
     /// the app (unless `lazy-apps`), prints the handover protocol on stdout and exits 0,
@@ -455,6 +459,16 @@ fn threads() -> Vec<(u32, String)> {
         .collect();
     threads.sort();
     threads
+}
+
+/// The names of this process's threads other than the calling one.
+pub(crate) fn other_threads() -> Vec<String> {
+    let me = nix::unistd::gettid().as_raw();
+    threads()
+        .into_iter()
+        .filter(|(tid, _)| i64::from(*tid) != i64::from(me))
+        .map(|(_, name)| name)
+        .collect()
 }
 
 /// A listening socket as a forked worker receives it.
