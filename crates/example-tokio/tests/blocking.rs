@@ -215,7 +215,9 @@ fn every_socket_arrives_in_order_with_its_name_and_a_blocking_worker_hears_the_s
             ("2", "listen2", "tcp")
         ]
     );
-    assert!(answers.iter().all(|a| a["worker"] == "1" && a["generation"] == "1"));
+    assert!(answers
+        .iter()
+        .all(|a| a["worker"] == "1" && a["generation"] == "1"));
 
     // ctx.stop().wait() returns at the stop signal: the worker exits 0 by itself.
     let asked = Instant::now();
@@ -250,9 +252,20 @@ fn call_hooks_named_in_the_configuration_run_the_registered_functions() {
         .lines()
         .map(|line| line.strip_prefix("mark pid=").unwrap())
         .collect();
-    assert_eq!(pids.len(), 3, "master-start once, accepting in each worker: {marked}");
-    assert_eq!(pids.remove(0), example.pid().to_string(), "master-start runs in the master");
-    assert!(pids.contains(&worker["pid"].as_str()), "accepting runs in the worker: {marked}");
+    assert_eq!(
+        pids.len(),
+        3,
+        "master-start once, accepting in each worker: {marked}"
+    );
+    assert_eq!(
+        pids.remove(0),
+        example.pid().to_string(),
+        "master-start runs in the master"
+    );
+    assert!(
+        pids.contains(&worker["pid"].as_str()),
+        "accepting runs in the worker: {marked}"
+    );
     example.signal(Signal::SIGTERM);
     assert_eq!(example.wait_exit().code(), Some(0));
 
@@ -335,6 +348,9 @@ fn a_program_that_has_threads_before_run_is_refused_naming_them() {
     // would end the process instead of reloading it. It must not start at all.
     assert_eq!(example.wait_exit().code(), Some(1));
     let log = example.log();
-    assert!(log.contains("early-thread"), "the error names the thread:\n{log}");
+    assert!(
+        log.contains("early-thread"),
+        "the error names the thread:\n{log}"
+    );
     assert!(!log.contains("worker started"), "no worker starts:\n{log}");
 }

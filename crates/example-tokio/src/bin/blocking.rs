@@ -120,7 +120,11 @@ fn main() -> ExitCode {
             .expect("a thread");
         running.recv().expect("the thread runs");
     }
-    match Builder::new(options).call("mark", mark).worker(worker).run() {
+    match Builder::new(options)
+        .call("mark", mark)
+        .worker(worker)
+        .run()
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("steward-example-blocking: {e}");
