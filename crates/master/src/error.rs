@@ -117,7 +117,7 @@ pub enum MasterError {
     #[error(transparent)]
     Touch(#[from] steward_hooks::TouchError),
     /// Preload mode: [`crate::Builder::run`] without a worker closure.
-    #[error("no worker closure: call Builder::worker before Builder::run")]
+    #[error("no worker closure: call Builder::worker before Builder::run, and after Builder::load (which sets the app type anew and so drops a worker closure set before it)")]
     NoWorkerClosure,
     /// Preload mode: the load callback failed in the master.
     #[error("loading the app failed: {0}")]

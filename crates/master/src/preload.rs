@@ -111,6 +111,10 @@ impl<A: 'static> Builder<A> {
     /// or in each worker after fork under `lazy-apps`. What it returns is what every
     /// worker closure receives. A failure stops the master (exit 1) before any worker
     /// starts; under `lazy-apps` it fails the worker.
+    ///
+    /// Call it before [`Builder::worker`]: the worker closure takes the app's type, so
+    /// one set before `load` is dropped (and `run` fails with
+    /// [`MasterError::NoWorkerClosure`]).
     pub fn load<B, F>(self, load: F) -> Builder<B>
     where
         F: Fn() -> Result<B, BoxError> + 'static,
@@ -651,5 +655,17 @@ mod tests {
         release.send(()).unwrap();
         thread.join().unwrap().unwrap();
         assert!(listed.len() >= 2, "{listed:?}");
+    }
+
+    #[test]
+    fn a_worker_closure_dropped_by_a_later_load_is_an_error_that_says_so() {
+        // `load` changes the app type, so a closure set before it cannot be kept.
+        let err = Builder::new(Options::new(Vec::new()))
+            .worker(|_, _| Ok(()))
+            .load(|| Ok(7u8))
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, MasterError::NoWorkerClosure), "{err}");
+        assert!(err.to_string().contains("after Builder::load"), "{err}");
     }
 }
