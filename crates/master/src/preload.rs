@@ -658,6 +658,16 @@ mod tests {
     }
 
     #[test]
+    fn what_a_worker_gets_can_move_into_a_spawned_task_or_thread() {
+        // tokio::spawn and std::thread::spawn need Send + 'static.
+        fn movable<T: Send + 'static>() {}
+        movable::<WorkerContext>();
+        movable::<WorkerListener>();
+        movable::<AfterRequest>();
+        movable::<StopNotice>();
+    }
+
+    #[test]
     fn a_worker_closure_dropped_by_a_later_load_is_an_error_that_says_so() {
         // `load` changes the app type, so a closure set before it cannot be kept.
         let err = Builder::new(Options::new(Vec::new()))
