@@ -539,3 +539,46 @@ fn sigint_and_sigquit_end_a_preloaded_master_at_once_as_in_exec_mode() {
         );
     }
 }
+
+#[test]
+fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
+    let dir = TempDir::new("slow-load");
+    // The check's load takes 1.5 s; 300 ms is too short for it.
+    let short = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_MS", "1500"),
+            ("STEWARD_PRELOAD_CHECK_TIMEOUT", "300ms"),
+        ],
+    );
+    short.wait_log("generation ready", 1);
+    short.signal(Signal::SIGHUP);
+    short.wait_log("re-exec refused", 1);
+    assert!(
+        short.log().contains("no answer within 300ms"),
+        "{}",
+        short.log()
+    );
+    short.get_until("generation 2", |a| a["generation"] == "2");
+    assert_eq!(short.stop().code(), Some(0));
+
+    let long_dir = TempDir::new("slow-load-long");
+    let long = Example::start(
+        EXAMPLE.as_ref(),
+        &long_dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_MS", "1500"),
+            ("STEWARD_PRELOAD_CHECK_TIMEOUT", "60s"),
+        ],
+    );
+    long.wait_log("generation ready", 1);
+    long.signal(Signal::SIGHUP);
+    long.wait_log("reload complete", 1);
+    let log = long.log();
+    assert!(log.contains("re-executed: workers adopted"), "{log}");
+    assert!(!log.contains("re-exec refused"), "{log}");
+    assert_eq!(long.stop().code(), Some(0));
+}

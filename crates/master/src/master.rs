@@ -464,7 +464,7 @@ impl Master {
         } else {
             info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
         }
-        if let Err(e) = self.binary.check() {
+        if let Err(e) = self.binary.check(self.options.preload_check_timeout) {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
         }
