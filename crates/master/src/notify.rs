@@ -48,14 +48,32 @@ fn runtime_dir() -> PathBuf {
 
 impl NotifySocket {
     pub fn bind() -> Result<NotifySocket, MasterError> {
-        let path = runtime_dir().join(format!("steward.{}.notify", std::process::id()));
+        Self::bind_in(&runtime_dir())
+    }
+
+    fn bind_in(dir: &Path) -> Result<NotifySocket, MasterError> {
+        let pid = std::process::id();
+        let name = |attempt: u32| match attempt {
+            0 => format!("steward.{pid}.notify"),
+            n => format!("steward.{pid}.{n}.notify"),
+        };
+        let mut attempt = 0;
+        let (socket, path) = loop {
+            let path = dir.join(name(attempt));
+            // Only a dead process with our pid can have left this behind. A master that
+            // already switched user may not be allowed to remove it (a sticky /tmp): then
+            // the next name is taken instead of failing the start.
+            let _ = std::fs::remove_file(&path);
+            match UnixDatagram::bind(&path) {
+                Ok(socket) => break (socket, path),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 8 => attempt += 1,
+                Err(source) => return Err(MasterError::NotifySocket { path, source }),
+            }
+        };
         let failed = |source| MasterError::NotifySocket {
             path: path.clone(),
             source,
         };
-        // Only a dead process with our pid can have left this behind.
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path).map_err(failed)?;
         socket.set_nonblocking(true).map_err(failed)?;
         setsockopt(&socket, sockopt::PassCred, &true).map_err(|e| failed(e.into()))?;
         // Workers may run as another user; what they send is believed only by pid.
@@ -130,5 +148,27 @@ impl AsFd for NotifySocket {
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_path_that_cannot_be_removed_gives_way_to_the_next_name() {
+        let dir = std::env::temp_dir().join(format!("steward-notify-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A directory stands for a leftover this user may not remove: remove_file fails
+        // on it and bind finds the address in use.
+        let taken = dir.join(format!("steward.{}.notify", std::process::id()));
+        std::fs::create_dir_all(&taken).unwrap();
+        let socket = NotifySocket::bind_in(&dir).unwrap();
+        assert_eq!(
+            socket.path(),
+            dir.join(format!("steward.{}.1.notify", std::process::id()))
+        );
+        drop(socket);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
