@@ -9,15 +9,18 @@ use steward_options::{ConfigSources, Origin, RawValue, Setting};
 /// Loads `data` as a config file named `*.{extension}`: never a panic, and every error
 /// says something.
 pub fn load(extension: &str, data: &[u8]) {
-    let path = PathBuf::from(format!(
-        "/tmp/steward-fuzz-{}.{extension}",
-        std::process::id()
-    ));
+    // In memory when there is a tmpfs: a disk write per input would be most of the time.
+    let dir = ["/dev/shm", "/run"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("steward-fuzz-{}.{extension}", std::process::id()));
     std::fs::write(&path, data).expect("write the fuzz input");
     // A command from the command line, as a user would give it, lets inputs get past
     // validation to the layering and the description of every option.
     let sources = ConfigSources {
-        file: Some(path),
+        file: Some(path.clone()),
         env: Vec::new(),
         cli: vec![Setting {
             key: "command".into(),
@@ -25,7 +28,9 @@ pub fn load(extension: &str, data: &[u8]) {
             origin: Origin::Cli("the command line (after --)".into()),
         }],
     };
-    match sources.load() {
+    let loaded = sources.load();
+    let _ = std::fs::remove_file(&path);
+    match loaded {
         Ok(config) => {
             assert!(!config.describe().is_empty());
             config.options.validate().expect("a loaded config is valid");
