@@ -109,6 +109,25 @@ impl Hooks {
             callbacks,
             ..Hooks::default()
         };
+        hooks.load(options)?;
+        Ok(hooks)
+    }
+
+    /// Parses the hooks of `options` as [`Hooks::new`] would, against this executor's
+    /// callbacks, and keeps none of them: a running master checks a re-read
+    /// configuration this way, so that a broken hook string fails the reload rather
+    /// than the next start.
+    pub fn check(&self, options: &Options) -> Result<(), HookConfigError> {
+        // Only the names matter to the check; the callbacks stay with this executor.
+        let mut scratch = Hooks::default();
+        for name in self.callbacks.by_name.keys() {
+            scratch.callbacks.register(name.clone(), || Ok(()));
+        }
+        scratch.load(options)
+    }
+
+    fn load(&mut self, options: &Options) -> Result<(), HookConfigError> {
+        let hooks = self;
         for (index, text) in options.alarm.iter().enumerate() {
             let alarm: Alarm = text
                 .parse()
@@ -166,7 +185,7 @@ impl Hooks {
                 action: Action::Exec(command.to_owned()),
             });
         }
-        Ok(hooks)
+        Ok(())
     }
 
     /// Parses one action string, checking it against the callbacks and alarms.
