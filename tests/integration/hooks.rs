@@ -785,6 +785,45 @@ fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
     assert_eq!(fs::read_to_string(&alarm).unwrap(), "workers are up\n");
 }
 
+/// The names uWSGI gives the same actions (and uwsgiconf writes): `cd`, `creat`,
+/// `writen`, `append`, `appendn`, `log`, `hostname`, `callret`.
+#[test]
+fn uwsgi_action_names_from_an_ini_take_effect() {
+    let scratch = Scratch::new("uwsgi-names");
+    let dir = scratch.at("");
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        format!(
+            "[uwsgi]\n\
+             hook-asap = creat:{dir}/created\n\
+             hook-asap = writen:{dir}/lines first\n\
+             hook-asap = appendn:{dir}/lines second\n\
+             hook-asap = append:{dir}/lines third\n\
+             hook-pre-jail = log:logged by a uWSGI name\n\
+             hook-as-user = cd:{dir}\n"
+        ),
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(format!("{dir}/created")).unwrap(), "");
+    assert_eq!(
+        fs::read_to_string(format!("{dir}/lines")).unwrap(),
+        "first\nsecond\nthird"
+    );
+    let (_, worker) = steward.worker_pids(1)[0];
+    assert_eq!(
+        fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
+        scratch.path("")
+    );
+    // `log:` is uWSGI's print, which the print test follows to stdout.
+    steward
+        .log
+        .wait_for(&["phase=pre-jail action=print:logged by a uWSGI name"]);
+}
+
 #[test]
 fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
     let scratch = Scratch::new("reexec");

@@ -25,6 +25,10 @@ use steward_sys::{spawn, ChildFds, ExecPlan};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `mkdir:PATH`: create a directory (its parents too); an existing one is fine.
+    ///
+    /// uWSGI's other names parse too: `cd` (chdir), `hostname` (sethostname), `creat`
+    /// (create), `log` (print), `callret` (call: a callback's error is always a failure),
+    /// and `writen`, `append`, `appendn` (write with a newline, appending, or both).
     Mkdir(PathBuf),
     /// `chdir:PATH`: change the working directory of the process running the hook.
     Chdir(PathBuf),
@@ -43,12 +47,17 @@ pub enum Action {
     },
     /// `create:PATH`: create PATH empty (truncated if it exists).
     Create(PathBuf),
-    /// `write:PATH DATA`: write DATA to PATH, replacing its contents.
+    /// `write:PATH DATA`: write DATA to PATH, replacing its contents; `writen` adds a
+    /// newline, `append` appends, `appendn` both.
     Write {
         /// The file.
         path: PathBuf,
         /// What to write.
         data: String,
+        /// Added at the end of the file rather than replacing it (`append`, `appendn`).
+        append: bool,
+        /// Followed by a newline (`writen`, `appendn`).
+        newline: bool,
     },
     /// `mount:FSTYPE SRC DST [FLAGS]`: mount(2); FLAGS comma-separated (`ro,nosuid,bind,rec`).
     Mount {
@@ -239,7 +248,7 @@ pub enum ActionError {
     },
 }
 
-const ACTION_NAMES: &str = "mkdir, chdir, exec, call, exit, writefifo, create, write, mount, umount, print, sethostname, unlink, alarm";
+const ACTION_NAMES: &str = "mkdir, chdir, cd, exec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm";
 
 impl FromStr for Action {
     type Err = ActionParseError;
@@ -270,9 +279,9 @@ impl FromStr for Action {
         };
         Ok(match name {
             "mkdir" => Action::Mkdir(required("mkdir", "a directory")?.into()),
-            "chdir" => Action::Chdir(required("chdir", "a directory")?.into()),
+            "chdir" | "cd" => Action::Chdir(required(action_name(name), "a directory")?.into()),
             "exec" => Action::Exec(required("exec", "a command")?),
-            "call" => Action::Call(required("call", "a callback name")?),
+            "call" | "callret" => Action::Call(required(action_name(name), "a callback name")?),
             "exit" if arg.is_empty() => Action::Exit(0),
             "exit" => Action::Exit(
                 arg.parse::<u8>()
@@ -283,10 +292,15 @@ impl FromStr for Action {
                 let (path, data) = path_and_data("writefifo")?;
                 Action::WriteFifo { path, data }
             }
-            "create" => Action::Create(required("create", "a path")?.into()),
-            "write" => {
-                let (path, data) = path_and_data("write")?;
-                Action::Write { path, data }
+            "create" | "creat" => Action::Create(required(action_name(name), "a path")?.into()),
+            "write" | "writen" | "append" | "appendn" => {
+                let (path, data) = path_and_data(action_name(name))?;
+                Action::Write {
+                    path,
+                    data,
+                    append: name.starts_with("append"),
+                    newline: name.ends_with('n'),
+                }
             }
             "mount" => {
                 let words: Vec<&str> = arg.split_whitespace().collect();
@@ -324,8 +338,10 @@ impl FromStr for Action {
                     flags: flags.map_or(Ok(MntFlags::empty()), umount_flags)?,
                 }
             }
-            "print" => Action::Print(arg.to_owned()),
-            "sethostname" => Action::SetHostname(required("sethostname", "a host name")?),
+            "print" | "log" => Action::Print(arg.to_owned()),
+            "sethostname" | "hostname" => {
+                Action::SetHostname(required(action_name(name), "a host name")?)
+            }
             "unlink" => Action::Unlink(required("unlink", "a path")?.into()),
             "alarm" => {
                 let alarm = required("alarm", "an alarm name")?;
@@ -419,7 +435,16 @@ impl fmt::Display for Action {
             Action::Exit(code) => write!(f, "exit:{code}"),
             Action::WriteFifo { path, data } => write!(f, "writefifo:{} {data}", path.display()),
             Action::Create(path) => write!(f, "create:{}", path.display()),
-            Action::Write { path, data } => write!(f, "write:{} {data}", path.display()),
+            Action::Write {
+                path,
+                data,
+                append,
+                newline,
+            } => {
+                let name = if *append { "append" } else { "write" };
+                let n = if *newline { "n" } else { "" };
+                write!(f, "{name}{n}:{} {data}", path.display())
+            }
             Action::Mount {
                 fstype,
                 source,
@@ -505,8 +530,20 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
         Action::Exec(command) => run_shell(command, None),
         Action::Exit(code) => std::process::exit(*code),
         Action::WriteFifo { path, data } => write_fifo(path, data),
-        Action::Create(path) => write_file(path, ""),
-        Action::Write { path, data } => write_file(path, data),
+        Action::Create(path) => write_file(path, "", false),
+        Action::Write {
+            path,
+            data,
+            append,
+            newline,
+        } => {
+            let data = if *newline {
+                format!("{data}\n")
+            } else {
+                data.clone()
+            };
+            write_file(path, &data, *append)
+        }
         Action::Mount {
             fstype,
             source,
@@ -550,11 +587,18 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
     }
 }
 
-fn write_file(path: &Path, data: &str) -> Result<(), ActionError> {
-    fs::write(path, data).map_err(|cause| ActionError::Write {
-        path: path.to_owned(),
-        cause,
-    })
+fn write_file(path: &Path, data: &str, append: bool) -> Result<(), ActionError> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .and_then(|mut file| file.write_all(data.as_bytes()))
+        .map_err(|cause| ActionError::Write {
+            path: path.to_owned(),
+            cause,
+        })
 }
 
 /// Opens without blocking, so a FIFO nobody reads is an error (ENXIO) rather than a
@@ -620,7 +664,9 @@ mod tests {
             parse("write:/run/x some text"),
             Action::Write {
                 path: "/run/x".into(),
-                data: "some text".into()
+                data: "some text".into(),
+                append: false,
+                newline: false
             }
         );
         assert_eq!(
@@ -655,6 +701,39 @@ mod tests {
         );
     }
 
+    /// uWSGI's own names (core/hooks.c; uwsgiconf writes `cd:`, `hostname:`, `writen:`,
+    /// `append:`, `callret:`) are the same actions.
+    #[test]
+    fn uwsgi_spellings_parse_as_the_same_actions() {
+        assert_eq!(parse("cd:/srv"), parse("chdir:/srv"));
+        assert_eq!(parse("hostname:box"), parse("sethostname:box"));
+        assert_eq!(parse("creat:/run/x"), parse("create:/run/x"));
+        assert_eq!(parse("log:hello"), parse("print:hello"));
+        assert_eq!(parse("callret:warm"), parse("call:warm"));
+        for (text, append, newline) in [
+            ("write:/f a b", false, false),
+            ("writen:/f a b", false, true),
+            ("append:/f a b", true, false),
+            ("appendn:/f a b", true, true),
+        ] {
+            let action = parse(text);
+            assert_eq!(
+                action,
+                Action::Write {
+                    path: "/f".into(),
+                    data: "a b".into(),
+                    append,
+                    newline
+                },
+                "{text}"
+            );
+            assert_eq!(action.to_string(), text);
+        }
+        assert_eq!(parse_error("cd:"), "cd: missing a directory");
+        assert_eq!(parse_error("hostname:"), "hostname: missing a host name");
+        assert_eq!(parse_error("appendn:/f"), "appendn: missing DATA after the path");
+    }
+
     #[test]
     fn display_gives_back_a_parsable_string() {
         for text in [
@@ -673,7 +752,7 @@ mod tests {
     fn bad_actions_say_what_is_wrong() {
         assert_eq!(
             parse_error("mkdri:/x"),
-            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, exec, call, exit, writefifo, create, write, mount, umount, print, sethostname, unlink, alarm)"
+            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
         );
         assert!(parse_error("/usr/bin/thing").contains("unknown hook action"));
         assert_eq!(parse_error("mkdir:"), "mkdir: missing a directory");
@@ -731,6 +810,14 @@ mod tests {
         let file = dir.join("f");
         run_plain(&parse(&format!("write:{} two words", file.display()))).unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "two words");
+        run_plain(&parse(&format!("appendn:{} and more", file.display()))).unwrap();
+        run_plain(&parse(&format!("append:{} end", file.display()))).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "two wordsand more\nend");
+        run_plain(&parse(&format!("writen:{} line", file.display()))).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "line\n");
+        let appended = dir.join("appended");
+        run_plain(&parse(&format!("append:{} new", appended.display()))).unwrap();
+        assert_eq!(fs::read_to_string(&appended).unwrap(), "new");
         run_plain(&parse(&format!("create:{}", file.display()))).unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "");
         run_plain(&parse(&format!("unlink:{}", file.display()))).unwrap();
