@@ -470,6 +470,35 @@ mod tests {
         );
     }
 
+    /// uWSGI calls run-command-on-touch `touch-exec` (uwsgiconf's
+    /// `run_command_on_touch` writes that): a uWSGI file's touch command runs.
+    #[test]
+    fn uwsgi_touch_exec_is_run_command_on_touch() {
+        let file = crate::files::tests::TempFile::new(
+            "touch.ini",
+            "[uwsgi]\ncommand = /bin/app\ntouch-exec = /run/app/poke echo poked\n",
+        );
+        let config = ConfigSources {
+            file: Some(file.path.clone()),
+            env: Vec::new(),
+            cli: Vec::new(),
+        }
+        .load()
+        .unwrap();
+        assert_eq!(
+            config.options.run_command_on_touch,
+            ["/run/app/poke echo poked"]
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(
+            config.origins("run-command-on-touch"),
+            [Origin::File {
+                path: file.path.clone(),
+                line: 3
+            }]
+        );
+    }
+
     #[test]
     fn file_then_env_then_cli() {
         let file = crate::files::tests::TempFile::new(

@@ -577,8 +577,12 @@ fn build() -> Vec<OptionDef> {
             "Exit without teardown: no vacuum, nothing removed."),
         def!(strings "hook-touch", hook_touch, "PATH ACTION", Newline, Hooks, restart: true,
             "Run ACTION when PATH is modified or touched; repeatable."),
-        def!(strings "run-command-on-touch", run_command_on_touch, "PATH COMMAND", Newline, Hooks, restart: true,
-            "Run COMMAND (with /bin/sh) when PATH is modified or touched; repeatable."),
+        OptionDef {
+            // uWSGI's own name for it (what uwsgiconf's run_command_on_touch writes).
+            aliases: &["touch-exec"],
+            ..def!(strings "run-command-on-touch", run_command_on_touch, "PATH COMMAND", Newline, Hooks, restart: true,
+                "Run COMMAND (with /bin/sh) when PATH is modified or touched; repeatable.")
+        },
         def!(strings "run-command-on-event", run_command_on_event, "[PHASE ]COMMAND", Newline, Hooks, restart: true,
             "Run COMMAND (with /bin/sh) in PHASE (default asap); repeatable."),
         def!(strings "alarm", alarm, "NAME ACTION", Newline, Hooks, restart: true,
