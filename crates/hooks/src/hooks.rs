@@ -153,10 +153,23 @@ impl Hooks {
         for (index, text) in options.run_command_on_event.iter().enumerate() {
             let option = "run-command-on-event";
             let (phase, command) = match text.trim().split_once(char::is_whitespace) {
-                Some((first, rest)) if first.parse::<Phase>().is_ok() => {
-                    (usable_phase(first), rest.trim())
-                }
-                _ => (Ok(Phase::Asap), text.trim()),
+                Some((first, rest)) => match first.parse::<Phase>() {
+                    Ok(_) => (usable_phase(first), rest.trim()),
+                    // A near miss of a phase is a typo, not a command (a short word
+                    // like `as` may be near `asap` and still be a program).
+                    Err(e)
+                        if e.suggestion().is_some()
+                            && (first.contains('-') || first.len() >= 5) =>
+                    {
+                        let reason = format!(
+                            "{e}; to run {first:?} as a command at asap, write run-command-on-event = asap {}",
+                            text.trim()
+                        );
+                        return Err(config_error(option, index, text, reason));
+                    }
+                    Err(_) => (Ok(Phase::Asap), text.trim()),
+                },
+                None => (Ok(Phase::Asap), text.trim()),
             };
             let phase = phase.map_err(|r| config_error(option, index, text, r))?;
             if command.is_empty() {
@@ -448,6 +461,24 @@ mod tests {
         assert_eq!(hooks.hooks[1].action, Action::Exec("echo user".into()));
         o.run_command_on_event = vec!["emperor-stop echo".into()];
         assert!(Hooks::new(&o, Callbacks::new()).is_err());
+    }
+
+    /// A misspelled phase would otherwise become part of a command run at asap, which
+    /// fails (fatally) at start, far from the typo.
+    #[test]
+    fn run_command_on_event_refuses_a_near_miss_of_a_phase() {
+        let mut o = options(&[]);
+        o.run_command_on_event = vec!["pre-ap touch /run/x".into()];
+        let error = Hooks::new(&o, Callbacks::new()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "run-command-on-event = \"pre-ap touch /run/x\": unknown hook phase \"pre-ap\" (did you mean \"pre-app\"?); to run \"pre-ap\" as a command at asap, write run-command-on-event = asap pre-ap touch /run/x"
+        );
+        // The way out it names works, and short commands are never taken for phases.
+        o.run_command_on_event = vec!["asap pre-ap touch /run/x".into(), "as x.s".into()];
+        let hooks = Hooks::new(&o, Callbacks::new()).unwrap();
+        assert_eq!(hooks.hooks[0].action, Action::Exec("pre-ap touch /run/x".into()));
+        assert_eq!(hooks.hooks[1].action, Action::Exec("as x.s".into()));
     }
 
     #[test]
