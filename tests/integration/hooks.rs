@@ -605,6 +605,37 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
 }
 
 #[test]
+fn a_crashing_mule_is_started_again_after_a_growing_backoff() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--mule", "false"], &[&demo]);
+    // The seconds of the day a log line was written at (`2026-01-01T10:00:01.5Z ...`).
+    let seconds = |line: &str| -> f64 {
+        let time = line.split(['T', 'Z']).nth(1).unwrap();
+        time.split(':')
+            .map(|part| part.parse::<f64>().unwrap())
+            .fold(0.0, |total, part| total * 60.0 + part)
+    };
+    let mut delays = Vec::new();
+    let mut from = 0;
+    for _ in 0..3 {
+        let (at, exited) = steward
+            .log
+            .wait_from(from, &["mule exited unexpectedly", "mule=1 "]);
+        let (next, started) = steward.log.wait_from(at, &["mule started", "mule=1 "]);
+        let delay = util::field(&exited, "respawn_in_ms");
+        // Each start comes no sooner than the backoff the exit announced.
+        let waited_ms = (seconds(&started) - seconds(&exited)) * 1000.0;
+        assert!(
+            waited_ms >= delay.parse::<f64>().unwrap() - 1.0,
+            "{exited}\n{started}"
+        );
+        delays.push(delay);
+        from = next + 1;
+    }
+    assert_eq!(delays, ["100", "200", "400"]);
+}
+
+#[test]
 fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
     let scratch = Scratch::new("hook-fds");
     let out = scratch.at("fds");
