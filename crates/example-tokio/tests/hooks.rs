@@ -63,7 +63,8 @@ fn wait_contents(path: &PathBuf, expected: &str, log: &PathBuf) {
 }
 
 #[test]
-fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker() {
+fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker_at_start_and_reload(
+) {
     let dir = std::env::temp_dir().join(format!("steward-preload-hooks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -90,10 +91,16 @@ fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker
     }
     let mut child = Killed(command.spawn().unwrap());
     let child = &mut child.0;
+    let start =
+        "asap\npre-jail\nin-jail\npost-jail\nas-root\nas-user\npre-app\npost-app\nmaster-start\n\
+         accepting\naccepting1\naccepting-once\naccepting1-once\n";
+    wait_contents(&file, start, &log);
+    // A reload re-execs the master: the new image loads the app between pre-app and
+    // post-app and runs no start phase; its worker is no first one (-once is done).
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
     wait_contents(
         &file,
-        "asap\npre-jail\nin-jail\npost-jail\nas-root\nas-user\npre-app\npost-app\nmaster-start\n\
-         accepting\naccepting1\naccepting-once\naccepting1-once\n",
+        &format!("{start}as-user-atexit\npre-app\npost-app\naccepting\naccepting1\n"),
         &log,
     );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -108,7 +115,7 @@ fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker
     assert!(status.success(), "{status}");
     let phases = std::fs::read_to_string(&file).unwrap();
     assert!(
-        phases.ends_with("accepting1-once\nas-user-atexit\n"),
+        phases.ends_with("post-app\naccepting\naccepting1\nas-user-atexit\n"),
         "{phases}"
     );
     let _ = std::fs::remove_dir_all(&dir);
