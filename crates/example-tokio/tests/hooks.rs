@@ -63,8 +63,7 @@ fn wait_contents(path: &PathBuf, expected: &str, log: &PathBuf) {
 }
 
 #[test]
-fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker_at_start_and_reload(
-) {
+fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
     let dir = std::env::temp_dir().join(format!("steward-preload-hooks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -731,7 +731,10 @@ mod tests {
         }
         assert_eq!(parse_error("cd:"), "cd: missing a directory");
         assert_eq!(parse_error("hostname:"), "hostname: missing a host name");
-        assert_eq!(parse_error("appendn:/f"), "appendn: missing DATA after the path");
+        assert_eq!(
+            parse_error("appendn:/f"),
+            "appendn: missing DATA after the path"
+        );
     }
 
     #[test]

@@ -477,7 +477,10 @@ mod tests {
         // The way out it names works, and short commands are never taken for phases.
         o.run_command_on_event = vec!["asap pre-ap touch /run/x".into(), "as x.s".into()];
         let hooks = Hooks::new(&o, Callbacks::new()).unwrap();
-        assert_eq!(hooks.hooks[0].action, Action::Exec("pre-ap touch /run/x".into()));
+        assert_eq!(
+            hooks.hooks[0].action,
+            Action::Exec("pre-ap touch /run/x".into())
+        );
         assert_eq!(hooks.hooks[1].action, Action::Exec("as x.s".into()));
     }
 

@@ -464,8 +464,10 @@ mod tests {
         assert_eq!(config.origins("hook-asap"), [at(2), at(2), at(3)]);
         let described = config.describe();
         assert!(
-            described.lines().any(|l| l.starts_with("hook-asap = print:b")
-                && l.ends_with(&format!("# {}:2", file.path.display()))),
+            described
+                .lines()
+                .any(|l| l.starts_with("hook-asap = print:b")
+                    && l.ends_with(&format!("# {}:2", file.path.display()))),
             "{described}"
         );
     }

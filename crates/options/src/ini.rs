@@ -384,8 +384,8 @@ mod tests {
     /// where steward has them instead.
     #[test]
     fn after_request_hooks_point_at_the_embedding_api() {
-        let file = read("[uwsgi]\nafter-request-hook = log_it\nafter-request-call = count\n")
-            .unwrap();
+        let file =
+            read("[uwsgi]\nafter-request-hook = log_it\nafter-request-call = count\n").unwrap();
         let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
         let why = "a per-request hook runs in the worker: a program embedding steward registers it with Builder::after_request (see Hooks in the README); ignored";
         assert_eq!(
