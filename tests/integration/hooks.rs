@@ -543,6 +543,83 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
 
+/// The sockets, control socket and FIFOs are made on the host's paths before the
+/// chroot: vacuum removes those, not whatever sits at the same path in the jail.
+#[test]
+fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
+    let scratch = Scratch::new("chroot-vacuum");
+    let root = scratch.path("root");
+    fs::create_dir_all(&root).unwrap();
+    for link in ["bin", "lib", "lib64", "sbin"] {
+        if fs::symlink_metadata(format!("/{link}")).is_ok_and(|m| m.is_symlink()) {
+            std::os::unix::fs::symlink(fs::read_link(format!("/{link}")).unwrap(), root.join(link))
+                .unwrap();
+        }
+    }
+    let demo = demo_bin();
+    let demo_dir = Path::new(&demo)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = root.to_str().unwrap();
+    let (socket, control, fifo) = (
+        scratch.at("app.sock"),
+        scratch.at("control.sock"),
+        scratch.at("fifo"),
+    );
+    // What a jail may hold at the same paths: not steward's to remove.
+    let jailed = |path: &str| root.join(path.trim_start_matches('/'));
+    for path in [&socket, &control, &fifo] {
+        fs::create_dir_all(jailed(path).parent().unwrap()).unwrap();
+        fs::write(jailed(path), "the jail's own").unwrap();
+    }
+    let mut args = vec![
+        "--listen".to_owned(),
+        format!("unix:{socket}"),
+        "--control-socket".into(),
+        control.clone(),
+        "--master-fifo".into(),
+        fifo.clone(),
+        "--vacuum".into(),
+        "--ready".into(),
+        "delay:100".into(),
+        "--unshare".into(),
+        "mount".into(),
+        "--chroot".into(),
+        r.into(),
+    ];
+    for dir in ["/usr", "/dev", "/proc", &demo_dir] {
+        args.push("--hook-in-jail".into());
+        args.push(format!("mkdir:{r}{dir}"));
+        args.push("--hook-in-jail".into());
+        args.push(format!("mount:none {dir} {r}{dir} bind,rec"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut steward = Steward::start(&args, &[&demo]);
+    steward.wait_generation_ready(1);
+    for path in [&socket, &control, &fifo] {
+        assert!(Path::new(path).exists(), "{path} was not made");
+    }
+    // The master holds the host's root for this; a worker must not (a way out).
+    let (_, worker) = steward.worker_pids(1)[0];
+    for fd in fs::read_dir(format!("/proc/{worker}/fd")).unwrap() {
+        let target = fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        assert_ne!(target, Path::new("/"), "a worker holds the host's root");
+    }
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    for path in [&socket, &control, &fifo] {
+        assert!(!Path::new(path).exists(), "{path} was left on the host");
+        assert_eq!(
+            fs::read_to_string(jailed(path)).unwrap(),
+            "the jail's own",
+            "{path} in the jail"
+        );
+    }
+}
+
 #[test]
 fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
     let scratch = Scratch::new("mule");
