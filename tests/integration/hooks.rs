@@ -183,6 +183,35 @@ fn a_failing_fatal_hook_ends_steward_before_any_worker_starts() {
     }
 }
 
+/// The failure names where the hook was written, as a check-time error does: the
+/// file and line (of the hook, not of a neighbour of the same phase), or the flag.
+#[test]
+fn a_failing_fatal_hook_names_its_file_and_line() {
+    let scratch = Scratch::new("fatal-origin");
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        "[uwsgi]\nhook-as-root = exec:true\nrun-command-on-event = as-root true\nhook-pre-app = print:fine\nexec-pre-app = exit 4\n",
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward.log.wait_for(&[
+        "steward: error:",
+        &format!(
+            "{}:5: hook-pre-app = exec:exit 4 failed: command \"exit 4\" failed: exit status 4",
+            config.display()
+        ),
+    ]);
+
+    let mut steward = Steward::start(&["--run-command-on-event", "as-user exit 5"], &[&demo]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward.log.wait_for(&[
+        "steward: error: cannot start: --run-command-on-event: hook-as-user = exec:exit 5 failed",
+    ]);
+}
+
 #[test]
 fn a_failing_hook_of_a_non_fatal_phase_is_logged_and_steward_goes_on() {
     let demo = demo_bin();

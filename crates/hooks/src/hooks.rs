@@ -69,16 +69,25 @@ pub struct HookConfigError {
 pub struct HookError {
     /// The phase.
     pub phase: Phase,
+    /// The option the hook was written as (`hook-as-root`, `run-command-on-event`) and
+    /// the index of its value among that option's values, as in [`HookConfigError`],
+    /// so that a caller that knows the origins can name the file and line.
+    pub option: String,
+    /// The index of the value among the values of `option`.
+    pub index: usize,
     /// The action as written.
     pub action: String,
     /// Why it failed.
-    pub cause: ActionError,
+    pub cause: Box<ActionError>,
 }
 
 #[derive(Debug)]
 struct Hook {
     phase: Phase,
     action: Action,
+    /// Where it was written: the option and the index among its values.
+    option: String,
+    index: usize,
 }
 
 /// An action run when a watched path is touched or modified (`hook-touch`,
@@ -148,7 +157,12 @@ impl Hooks {
             let action = hooks
                 .action(text)
                 .map_err(|r| config_error(&option, index, text, r))?;
-            hooks.hooks.push(Hook { phase, action });
+            hooks.hooks.push(Hook {
+                phase,
+                action,
+                option,
+                index,
+            });
         }
         for (index, text) in options.run_command_on_event.iter().enumerate() {
             let option = "run-command-on-event";
@@ -178,6 +192,8 @@ impl Hooks {
             hooks.hooks.push(Hook {
                 phase,
                 action: Action::Exec(command.to_owned()),
+                option: option.to_owned(),
+                index,
             });
         }
 
@@ -231,8 +247,10 @@ impl Hooks {
                 if phase.is_fatal() {
                     return Err(HookError {
                         phase,
+                        option: hook.option.clone(),
+                        index: hook.index,
                         action: hook.action.to_string(),
-                        cause,
+                        cause: Box::new(cause),
                     });
                 }
                 warn!(phase = %phase, action = %hook.action, error = %cause, "hook failed; going on (the phase is not fatal)");
