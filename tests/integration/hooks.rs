@@ -212,6 +212,40 @@ fn a_failing_fatal_hook_names_its_file_and_line() {
     ]);
 }
 
+/// pre-app is fatal at start; at a reload its failure abandons the reload, and the
+/// generation that serves goes on serving.
+#[test]
+fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_serves() {
+    let scratch = Scratch::new("pre-app-reload");
+    let flag = scratch.at("refuse");
+    let control = scratch.at("control.sock");
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--control-socket",
+            &control,
+            "--hook-pre-app",
+            &format!("exec:test ! -e {flag}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    fs::write(&flag, "").unwrap();
+    let reload = util::steward_client(&["reload", "--wait", "--control-socket", &control]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hook-pre-app = exec:test ! -e {flag} failed")),
+        "{stderr}"
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+
+    fs::remove_file(&flag).unwrap();
+    let reload = util::steward_client(&["reload", "--wait", "--control-socket", &control]);
+    assert!(reload.status.success(), "{reload:?}");
+    assert_eq!(steward.get("/").unwrap().generation(), 3);
+}
+
 #[test]
 fn a_failing_hook_of_a_non_fatal_phase_is_logged_and_steward_goes_on() {
     let demo = demo_bin();
