@@ -320,7 +320,8 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
             "--hook-in-jail",
             &format!("mkdir:{target}"),
             "--hook-in-jail",
-            &format!("mount:tmpfs none {target} nosuid,nodev"),
+            // uWSGI's fifth word: the filesystem's own options.
+            &format!("mount:tmpfs none {target} nosuid,nodev size=1m,mode=0710"),
             "--hook-as-user",
             &format!("write:{target}/inside hidden"),
         ],
@@ -335,6 +336,10 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
         .unwrap_or_else(|| panic!("no {target} in the worker's mounts:\n{worker_mounts}"));
     assert!(line.contains(" - tmpfs "), "{line}");
     assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    assert!(
+        line.contains("size=1024k") && line.contains("mode=710"),
+        "{line}"
+    );
     assert!(
         !mountinfo("self").contains(&format!(" {target} ")),
         "the tmpfs shows on the host"

@@ -59,7 +59,8 @@ pub enum Action {
         /// Followed by a newline (`writen`, `appendn`).
         newline: bool,
     },
-    /// `mount:FSTYPE SRC DST [FLAGS]`: mount(2); FLAGS comma-separated (`ro,nosuid,bind,rec`).
+    /// `mount:FSTYPE SRC DST [FLAGS [DATA]]`: mount(2); FLAGS comma-separated
+    /// (`ro,nosuid,bind,rec`), DATA the filesystem's options (`size=64m,mode=0755`).
     Mount {
         /// The filesystem type (`tmpfs`, `proc`, `none` for a bind mount).
         fstype: String,
@@ -69,6 +70,8 @@ pub enum Action {
         target: PathBuf,
         /// The mount flags.
         flags: MsFlags,
+        /// The filesystem-specific options, mount(2)'s data.
+        data: Option<String>,
     },
     /// `umount:PATH [FLAGS]`: umount2(2); FLAGS `detach`, `force`, `expire`.
     Umount {
@@ -303,14 +306,24 @@ impl FromStr for Action {
                 }
             }
             "mount" => {
-                let words: Vec<&str> = arg.split_whitespace().collect();
-                let (fstype, source, target, flags) = match words[..] {
-                    [fstype, source, target] => (fstype, source, target, None),
-                    [fstype, source, target, flags] => (fstype, source, target, Some(flags)),
+                // As uWSGI splits it: DATA is the rest of the line.
+                let words: Vec<&str> = arg
+                    .splitn(5, char::is_whitespace)
+                    .map(str::trim)
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                let (fstype, source, target, flags, data) = match words[..] {
+                    [fstype, source, target] => (fstype, source, target, None, None),
+                    [fstype, source, target, flags] => {
+                        (fstype, source, target, Some(flags), None)
+                    }
+                    [fstype, source, target, flags, data] => {
+                        (fstype, source, target, Some(flags), Some(data.to_owned()))
+                    }
                     _ => {
                         return Err(ActionParseError::Missing {
                             action: "mount",
-                            what: "FSTYPE SRC DST [FLAGS]",
+                            what: "FSTYPE SRC DST [FLAGS [DATA]]",
                         })
                     }
                 };
@@ -319,6 +332,7 @@ impl FromStr for Action {
                     source: source.to_owned(),
                     target: target.into(),
                     flags: flags.map_or(Ok(MsFlags::empty()), mount_flags)?,
+                    data,
                 }
             }
             "umount" => {
@@ -370,40 +384,65 @@ fn action_name(given: &str) -> &'static str {
         .unwrap_or("action")
 }
 
+/// mount(2) flags by name, uWSGI's spellings among them; the first name of a flag is
+/// the one an action displays.
+const MOUNT_FLAGS: &[(&str, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY),
+    ("rdonly", MsFlags::MS_RDONLY),
+    ("readonly", MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC),
+    ("sync", MsFlags::MS_SYNCHRONOUS),
+    ("synchronous", MsFlags::MS_SYNCHRONOUS),
+    ("remount", MsFlags::MS_REMOUNT),
+    ("mandlock", MsFlags::MS_MANDLOCK),
+    ("dirsync", MsFlags::MS_DIRSYNC),
+    ("noatime", MsFlags::MS_NOATIME),
+    ("nodiratime", MsFlags::MS_NODIRATIME),
+    ("bind", MsFlags::MS_BIND),
+    ("move", MsFlags::MS_MOVE),
+    ("rec", MsFlags::MS_REC),
+    ("recursive", MsFlags::MS_REC),
+    ("silent", MsFlags::MS_SILENT),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("private", MsFlags::MS_PRIVATE),
+    ("slave", MsFlags::MS_SLAVE),
+    ("shared", MsFlags::MS_SHARED),
+    ("relatime", MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME),
+];
+
 fn mount_flags(text: &str) -> Result<MsFlags, ActionParseError> {
     text.split(',')
         .filter(|f| !f.is_empty())
         .try_fold(MsFlags::empty(), |flags, flag| {
-            let one = match flag {
-                "ro" | "rdonly" => MsFlags::MS_RDONLY,
-                "nosuid" => MsFlags::MS_NOSUID,
-                "nodev" => MsFlags::MS_NODEV,
-                "noexec" => MsFlags::MS_NOEXEC,
-                "sync" | "synchronous" => MsFlags::MS_SYNCHRONOUS,
-                "remount" => MsFlags::MS_REMOUNT,
-                "mandlock" => MsFlags::MS_MANDLOCK,
-                "dirsync" => MsFlags::MS_DIRSYNC,
-                "noatime" => MsFlags::MS_NOATIME,
-                "nodiratime" => MsFlags::MS_NODIRATIME,
-                "bind" => MsFlags::MS_BIND,
-                "move" => MsFlags::MS_MOVE,
-                "rec" => MsFlags::MS_REC,
-                "silent" => MsFlags::MS_SILENT,
-                "unbindable" => MsFlags::MS_UNBINDABLE,
-                "private" => MsFlags::MS_PRIVATE,
-                "slave" => MsFlags::MS_SLAVE,
-                "shared" => MsFlags::MS_SHARED,
-                "relatime" => MsFlags::MS_RELATIME,
-                "strictatime" => MsFlags::MS_STRICTATIME,
-                _ => {
-                    return Err(ActionParseError::Flag {
-                        action: "mount",
-                        flag: flag.to_owned(),
-                    })
-                }
-            };
-            Ok(flags | one)
+            let (_, one) = MOUNT_FLAGS
+                .iter()
+                .find(|(name, _)| *name == flag)
+                .ok_or_else(|| ActionParseError::Flag {
+                    action: "mount",
+                    flag: flag.to_owned(),
+                })?;
+            Ok(flags | *one)
         })
+}
+
+/// `flags` as `mount:` writes them; `,` for none (a place holder before DATA).
+fn mount_flag_names(flags: MsFlags) -> String {
+    let names: Vec<&str> = MOUNT_FLAGS
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, flag))| {
+            flags.contains(*flag) && !MOUNT_FLAGS[..*i].iter().any(|(_, f)| f == flag)
+        })
+        .map(|(_, (name, _))| *name)
+        .collect();
+    if names.is_empty() {
+        ",".to_owned()
+    } else {
+        names.join(",")
+    }
 }
 
 fn umount_flags(text: &str) -> Result<MntFlags, ActionParseError> {
@@ -449,8 +488,18 @@ impl fmt::Display for Action {
                 fstype,
                 source,
                 target,
-                ..
-            } => write!(f, "mount:{fstype} {source} {}", target.display()),
+                flags,
+                data,
+            } => {
+                write!(f, "mount:{fstype} {source} {}", target.display())?;
+                if !flags.is_empty() || data.is_some() {
+                    write!(f, " {}", mount_flag_names(*flags))?;
+                }
+                match data {
+                    Some(data) => write!(f, " {data}"),
+                    None => Ok(()),
+                }
+            }
             Action::Umount { target, .. } => write!(f, "umount:{}", target.display()),
             Action::Print(text) => write!(f, "print:{text}"),
             Action::SetHostname(name) => write!(f, "sethostname:{name}"),
@@ -549,9 +598,10 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
             source,
             target,
             flags,
+            data,
         } => {
             let fs = (fstype != "none").then_some(fstype.as_str());
-            nix::mount::mount(Some(source.as_str()), target, fs, *flags, None::<&str>).map_err(
+            nix::mount::mount(Some(source.as_str()), target, fs, *flags, data.as_deref()).map_err(
                 |errno| ActionError::Mount {
                     fstype: fstype.clone(),
                     source_path: source.clone(),
@@ -675,7 +725,19 @@ mod tests {
                 fstype: "tmpfs".into(),
                 source: "none".into(),
                 target: "/mnt/t".into(),
-                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                data: None
+            }
+        );
+        // uWSGI's fifth word: the filesystem's options, the rest of the line.
+        assert_eq!(
+            parse("mount:tmpfs none /mnt/t readonly,recursive size=1m,mode=0755"),
+            Action::Mount {
+                fstype: "tmpfs".into(),
+                source: "none".into(),
+                target: "/mnt/t".into(),
+                flags: MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                data: Some("size=1m,mode=0755".into())
             }
         );
         assert_eq!(
@@ -745,6 +807,8 @@ mod tests {
             "exit:2",
             "write:/a b c",
             "mount:tmpfs none /m",
+            "mount:none /a /b bind,recursive,ro",
+            "mount:tmpfs none /m , size=1m",
             "alarm:a m",
         ] {
             assert_eq!(parse(&parse(text).to_string()), parse(text));
@@ -778,7 +842,7 @@ mod tests {
         );
         assert_eq!(
             parse_error("mount:tmpfs none"),
-            "mount: missing FSTYPE SRC DST [FLAGS]"
+            "mount: missing FSTYPE SRC DST [FLAGS [DATA]]"
         );
         assert_eq!(
             parse_error("mount:tmpfs none /m ro,wobbly"),
