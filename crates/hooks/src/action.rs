@@ -314,9 +314,7 @@ impl FromStr for Action {
                     .collect();
                 let (fstype, source, target, flags, data) = match words[..] {
                     [fstype, source, target] => (fstype, source, target, None, None),
-                    [fstype, source, target, flags] => {
-                        (fstype, source, target, Some(flags), None)
-                    }
+                    [fstype, source, target, flags] => (fstype, source, target, Some(flags), None),
                     [fstype, source, target, flags, data] => {
                         (fstype, source, target, Some(flags), Some(data.to_owned()))
                     }
