@@ -352,6 +352,38 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
 
+/// uWSGI's `umount:PATH rec` takes the mounts below PATH down first (a plain umount
+/// of a busy PATH fails, and as-root is fatal).
+#[test]
+fn a_recursive_umount_takes_down_the_mounts_below() {
+    let scratch = Scratch::new("umount-rec");
+    let target = scratch.at("tmp");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--unshare",
+            "mount",
+            "--hook-in-jail",
+            &format!("mkdir:{target}"),
+            "--hook-in-jail",
+            &format!("mount:tmpfs none {target}"),
+            "--hook-in-jail",
+            &format!("mkdir:{target}/sub"),
+            "--hook-in-jail",
+            &format!("mount:tmpfs none {target}/sub"),
+            "--hook-as-root",
+            &format!("umount:{target} rec"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    let mounts = mountinfo(&worker.to_string());
+    assert!(!mounts.contains(&format!(" {target}")), "{mounts}");
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
 #[test]
 fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
     let scratch = Scratch::new("uts");

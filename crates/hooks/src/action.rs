@@ -73,12 +73,15 @@ pub enum Action {
         /// The filesystem-specific options, mount(2)'s data.
         data: Option<String>,
     },
-    /// `umount:PATH [FLAGS]`: umount2(2); FLAGS `detach`, `force`, `expire`.
+    /// `umount:PATH [FLAGS]`: umount2(2); FLAGS `detach`, `force`, `expire`, and
+    /// uWSGI's `rec` (`recursive`): every mount below PATH first.
     Umount {
         /// The mount point.
         target: PathBuf,
         /// The unmount flags.
         flags: MntFlags,
+        /// The mounts below `target` are unmounted first (`rec`).
+        recursive: bool,
     },
     /// `print:TEXT`: write TEXT and a newline on standard output.
     Print(String),
@@ -345,9 +348,12 @@ impl FromStr for Action {
                         })
                     }
                 };
+                let (flags, recursive) =
+                    flags.map_or(Ok((MntFlags::empty(), false)), umount_flags)?;
                 Action::Umount {
                     target: target.into(),
-                    flags: flags.map_or(Ok(MntFlags::empty()), umount_flags)?,
+                    flags,
+                    recursive,
                 }
             }
             "print" | "log" => Action::Print(arg.to_owned()),
@@ -443,14 +449,16 @@ fn mount_flag_names(flags: MsFlags) -> String {
     }
 }
 
-fn umount_flags(text: &str) -> Result<MntFlags, ActionParseError> {
-    text.split(',')
-        .filter(|f| !f.is_empty())
-        .try_fold(MntFlags::empty(), |flags, flag| {
+/// The umount2(2) flags, and whether `rec` asks for the mounts below first.
+fn umount_flags(text: &str) -> Result<(MntFlags, bool), ActionParseError> {
+    text.split(',').filter(|f| !f.is_empty()).try_fold(
+        (MntFlags::empty(), false),
+        |(flags, recursive), flag| {
             let one = match flag {
                 "force" => MntFlags::MNT_FORCE,
                 "detach" => MntFlags::MNT_DETACH,
                 "expire" => MntFlags::MNT_EXPIRE,
+                "rec" | "recursive" => return Ok((flags, true)),
                 _ => {
                     return Err(ActionParseError::Flag {
                         action: "umount",
@@ -458,8 +466,9 @@ fn umount_flags(text: &str) -> Result<MntFlags, ActionParseError> {
                     })
                 }
             };
-            Ok(flags | one)
-        })
+            Ok((flags | one, recursive))
+        },
+    )
 }
 
 impl fmt::Display for Action {
@@ -498,7 +507,27 @@ impl fmt::Display for Action {
                     None => Ok(()),
                 }
             }
-            Action::Umount { target, .. } => write!(f, "umount:{}", target.display()),
+            Action::Umount {
+                target,
+                flags,
+                recursive,
+            } => {
+                write!(f, "umount:{}", target.display())?;
+                let names: Vec<&str> = [
+                    (flags.contains(MntFlags::MNT_FORCE), "force"),
+                    (flags.contains(MntFlags::MNT_DETACH), "detach"),
+                    (flags.contains(MntFlags::MNT_EXPIRE), "expire"),
+                    (*recursive, "rec"),
+                ]
+                .into_iter()
+                .filter_map(|(set, name)| set.then_some(name))
+                .collect();
+                if names.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, " {}", names.join(","))
+                }
+            }
             Action::Print(text) => write!(f, "print:{text}"),
             Action::SetHostname(name) => write!(f, "sethostname:{name}"),
             Action::Unlink(path) => write!(f, "unlink:{}", path.display()),
@@ -608,7 +637,14 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
                 },
             )
         }
-        Action::Umount { target, flags } => {
+        Action::Umount {
+            target,
+            flags,
+            recursive,
+        } => {
+            if *recursive {
+                umount_below(target, *flags);
+            }
             nix::mount::umount2(target, *flags).map_err(|errno| ActionError::Umount {
                 target: target.clone(),
                 errno,
@@ -632,6 +668,31 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
         }),
         Action::Call(name) => Err(ActionError::NoCallback(name.clone())),
         Action::Alarm { name, .. } => Err(ActionError::NoAlarm(name.clone())),
+    }
+}
+
+/// Unmounts every mount below `target` (deepest first: a pass unmounts what has
+/// nothing mounted on it, until a pass unmounts nothing), as uWSGI's `rec` does. What
+/// cannot be unmounted is left for the unmount of `target` to report.
+fn umount_below(target: &Path, flags: MntFlags) {
+    let prefix = format!("{}/", target.display().to_string().trim_end_matches('/'));
+    loop {
+        let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
+            return;
+        };
+        let below: Vec<&str> = mounts
+            .lines()
+            .filter_map(|line| line.split(' ').nth(1))
+            .filter(|point| point.starts_with(&prefix))
+            .collect();
+        let unmounted = below
+            .iter()
+            .rev()
+            .filter(|point| nix::mount::umount2(**point, flags).is_ok())
+            .count();
+        if unmounted == 0 {
+            return;
+        }
     }
 }
 
@@ -742,7 +803,16 @@ mod tests {
             parse("umount:/mnt/t detach"),
             Action::Umount {
                 target: "/mnt/t".into(),
-                flags: MntFlags::MNT_DETACH
+                flags: MntFlags::MNT_DETACH,
+                recursive: false
+            }
+        );
+        assert_eq!(
+            parse("umount:/mnt/t recursive,force"),
+            Action::Umount {
+                target: "/mnt/t".into(),
+                flags: MntFlags::MNT_FORCE,
+                recursive: true
             }
         );
         assert_eq!(
@@ -807,6 +877,7 @@ mod tests {
             "mount:tmpfs none /m",
             "mount:none /a /b bind,recursive,ro",
             "mount:tmpfs none /m , size=1m",
+            "umount:/m detach,rec",
             "alarm:a m",
         ] {
             assert_eq!(parse(&parse(text).to_string()), parse(text));
