@@ -501,3 +501,84 @@ fn a_thread_started_by_the_load_is_reported_and_refused_under_strict_fork() {
     assert!(log.contains("app-pool"), "{log}");
     assert!(!log.contains("worker started"), "no worker starts:\n{log}");
 }
+
+#[test]
+fn sigint_and_sigquit_end_a_preloaded_master_at_once_as_in_exec_mode() {
+    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+        let dir = TempDir::new(&format!("brutal-{signal}"));
+        let mut example = Example::start(
+            EXAMPLE.as_ref(),
+            &dir,
+            &[
+                ("STEWARD_WORKERS", "2"),
+                ("STEWARD_WORKER_RELOAD_MERCY", "60"),
+            ],
+        );
+        let worker = example.get_until("an answer", |_| true);
+        let port = example.port;
+        // A request that would hold a graceful shutdown for 30 s.
+        let slow = std::thread::spawn(move || http_get(port, "/slow?ms=30000"));
+        example.wait_log("slow request started", 1);
+        let asked = Instant::now();
+        example.signal(signal);
+        assert_eq!(example.wait_exit().code(), Some(0), "{signal}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "{signal}: no drain, no mercy: {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            slow.join().unwrap().is_err(),
+            "{signal}: the worker was killed, not drained"
+        );
+        let log = example.log();
+        assert!(log.contains("mode=\"brutal\""), "{signal}:\n{log}");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}", worker["pid"])).exists(),
+            "{signal}: the worker is gone"
+        );
+    }
+}
+
+#[test]
+fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
+    let dir = TempDir::new("slow-load");
+    // The check's load takes 1.5 s; 300 ms is too short for it.
+    let short = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_MS", "1500"),
+            ("STEWARD_PRELOAD_CHECK_TIMEOUT", "300ms"),
+        ],
+    );
+    short.wait_log("generation ready", 1);
+    short.signal(Signal::SIGHUP);
+    short.wait_log("re-exec refused", 1);
+    assert!(
+        short.log().contains("no answer within 300ms"),
+        "{}",
+        short.log()
+    );
+    short.get_until("generation 2", |a| a["generation"] == "2");
+    assert_eq!(short.stop().code(), Some(0));
+
+    let long_dir = TempDir::new("slow-load-long");
+    let long = Example::start(
+        EXAMPLE.as_ref(),
+        &long_dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_MS", "1500"),
+            ("STEWARD_PRELOAD_CHECK_TIMEOUT", "60s"),
+        ],
+    );
+    long.wait_log("generation ready", 1);
+    long.signal(Signal::SIGHUP);
+    long.wait_log("reload complete", 1);
+    let log = long.log();
+    assert!(log.contains("re-executed: workers adopted"), "{log}");
+    assert!(!log.contains("re-exec refused"), "{log}");
+    assert_eq!(long.stop().code(), Some(0));
+}

@@ -117,7 +117,7 @@ pub enum MasterError {
     #[error(transparent)]
     Touch(#[from] steward_hooks::TouchError),
     /// Preload mode: [`crate::Builder::run`] without a worker closure.
-    #[error("no worker closure: call Builder::worker before Builder::run")]
+    #[error("no worker closure: call Builder::worker before Builder::run, and after Builder::load (which sets the app type anew and so drops a worker closure set before it)")]
     NoWorkerClosure,
     /// Preload mode: the load callback failed in the master.
     #[error("loading the app failed: {0}")]
@@ -126,6 +126,16 @@ pub enum MasterError {
     #[error("the master has {count} threads ({names}) at fork, and strict-fork refuses to fork: threads started while loading the app do not exist in the workers; start them in the worker closure, or set lazy-apps")]
     ThreadsAtFork {
         /// How many threads.
+        count: usize,
+        /// Their names, comma-separated.
+        names: String,
+    },
+    /// The master was created in a process that already runs other threads: they do
+    /// not block the signals the master reads, so a SIGHUP or SIGTERM delivered to one
+    /// of them would end the process instead of reloading or draining it.
+    #[error("the master must be its process's only thread, but {count} other threads run ({names}): a SIGHUP or SIGTERM delivered to one of them would end the process instead of reloading or draining it; create the master first thing in main, before any thread or async runtime starts, and start those in the worker closure")]
+    ThreadsAtStart {
+        /// How many threads besides the calling one.
         count: usize,
         /// Their names, comma-separated.
         names: String,

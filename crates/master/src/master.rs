@@ -270,7 +270,8 @@ impl MadeFilesRoot {
 impl Master {
     /// Validates `options`, binds the sockets and the notify socket, and takes over the
     /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
-    /// so call this from the thread that will call [`Master::run`], before starting others).
+    /// so call this from the thread that will call [`Master::run`], before starting others:
+    /// it fails with [`MasterError::ThreadsAtStart`] if other threads already run).
     pub fn new(options: Options) -> Result<Master, MasterError> {
         Master::with_callbacks(options, Callbacks::new())
     }
@@ -291,6 +292,13 @@ impl Master {
         fork: Option<ForkLaunch>,
         callbacks: Callbacks,
     ) -> Result<Master, MasterError> {
+        let others = crate::preload::other_threads();
+        if !others.is_empty() {
+            return Err(MasterError::ThreadsAtStart {
+                count: others.len(),
+                names: others.join(", "),
+            });
+        }
         match fork {
             Some(_) => options.validate_without_command()?,
             None => options.validate()?,
@@ -528,7 +536,7 @@ impl Master {
         } else {
             info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
         }
-        if let Err(e) = self.binary.check() {
+        if let Err(e) = self.binary.check(self.options.preload_check_timeout) {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
         }

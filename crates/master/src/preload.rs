@@ -111,6 +111,10 @@ impl<A: 'static> Builder<A> {
     /// or in each worker after fork under `lazy-apps`. What it returns is what every
     /// worker closure receives. A failure stops the master (exit 1) before any worker
     /// starts; under `lazy-apps` it fails the worker.
+    ///
+    /// Call it before [`Builder::worker`]: the worker closure takes the app's type, so
+    /// one set before `load` is dropped (and `run` fails with
+    /// [`MasterError::NoWorkerClosure`]).
     pub fn load<B, F>(self, load: F) -> Builder<B>
     where
         F: Fn() -> Result<B, BoxError> + 'static,
@@ -165,6 +169,10 @@ impl<A: 'static> Builder<A> {
 
     /// Binds, loads the app (unless `lazy-apps`), forks the workers and runs until a
     /// shutdown completes, as [`Master::run`].
+    ///
+    /// Call it first thing in `main`, before any thread or async runtime starts (start
+    /// those in the worker closure): the master reads its signals in this thread, so it
+    /// refuses to start ([`MasterError::ThreadsAtStart`]) when others already run.
     ///
     /// Before a running master of this program re-execs for a reload, it runs the new
     /// binary with `STEWARD_REEXEC_CHECK=1`; `run` answers that check instead: it loads
@@ -457,6 +465,16 @@ fn threads() -> Vec<(u32, String)> {
     threads
 }
 
+/// The names of this process's threads other than the calling one.
+pub(crate) fn other_threads() -> Vec<String> {
+    let me = nix::unistd::gettid().as_raw();
+    threads()
+        .into_iter()
+        .filter(|(tid, _)| i64::from(*tid) != i64::from(me))
+        .map(|(_, name)| name)
+        .collect()
+}
+
 /// A listening socket as a forked worker receives it.
 #[derive(Debug)]
 pub struct WorkerListener {
@@ -637,5 +655,27 @@ mod tests {
         release.send(()).unwrap();
         thread.join().unwrap().unwrap();
         assert!(listed.len() >= 2, "{listed:?}");
+    }
+
+    #[test]
+    fn what_a_worker_gets_can_move_into_a_spawned_task_or_thread() {
+        // tokio::spawn and std::thread::spawn need Send + 'static.
+        fn movable<T: Send + 'static>() {}
+        movable::<WorkerContext>();
+        movable::<WorkerListener>();
+        movable::<AfterRequest>();
+        movable::<StopNotice>();
+    }
+
+    #[test]
+    fn a_worker_closure_dropped_by_a_later_load_is_an_error_that_says_so() {
+        // `load` changes the app type, so a closure set before it cannot be kept.
+        let err = Builder::new(Options::new(Vec::new()))
+            .worker(|_, _| Ok(()))
+            .load(|| Ok(7u8))
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, MasterError::NoWorkerClosure), "{err}");
+        assert!(err.to_string().contains("after Builder::load"), "{err}");
     }
 }

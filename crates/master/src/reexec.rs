@@ -40,9 +40,6 @@ pub(crate) const REEXEC_VARIABLE: &str = "STEWARD_REEXEC";
 /// How long the new binary has to answer `reexec-check`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a preloading program has to answer: its check loads the app first.
-const PRELOAD_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Why a re-exec did not happen; the old master keeps running in each case.
 #[derive(Debug, thiserror::Error)]
 pub enum ReexecError {
@@ -153,8 +150,9 @@ impl Binary {
         on_disk.is_some() && on_disk != self.running
     }
 
-    /// Runs `PATH reexec-check` and insists on the expected answer.
-    pub fn check(&self) -> Result<(), ReexecError> {
+    /// Runs `PATH reexec-check` and insists on the expected answer; in preload mode the
+    /// check loads the app, and may take `preload_timeout`.
+    pub fn check(&self, preload_timeout: Duration) -> Result<(), ReexecError> {
         let mut command = Command::new(&self.path);
         if self.check_by_environment {
             command.env(crate::preload::REEXEC_CHECK_VARIABLE, "1");
@@ -178,7 +176,7 @@ impl Binary {
         // The loop is blocked meanwhile; a sane binary answers in milliseconds and a
         // hung one is given up on.
         let timeout = if self.check_by_environment {
-            PRELOAD_CHECK_TIMEOUT
+            preload_timeout
         } else {
             CHECK_TIMEOUT
         };
