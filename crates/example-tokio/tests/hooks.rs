@@ -96,6 +96,15 @@ fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
     wait_contents(&file, start, &log);
     // A reload re-execs the master: the new image loads the app between pre-app and
     // post-app and runs no start phase; its worker is no first one (-once is done).
+    // Once generation 1 serves, so that the reload is the plain case.
+    let deadline = Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("generation ready")
+    {
+        assert!(Instant::now() < deadline, "generation 1 never got ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
     wait_contents(
         &file,
