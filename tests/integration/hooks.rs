@@ -384,6 +384,37 @@ fn a_recursive_umount_takes_down_the_mounts_below() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
 
+/// uWSGI's `mount-<phase>` and `umount-<phase>` shorthands, from an ini.
+#[test]
+fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
+    let scratch = Scratch::new("mount-phase");
+    let (kept, undone) = (scratch.at("kept"), scratch.at("undone"));
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        format!(
+            "[uwsgi]\nunshare = mount\nhook-in-jail = mkdir:{kept}\nhook-in-jail = mkdir:{undone}\n\
+             mount-in-jail = tmpfs none {kept} nodev\nmount-in-jail = tmpfs none {undone}\n\
+             umount-as-root = {undone}\n"
+        ),
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    let mounts = mountinfo(&worker.to_string());
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&format!(" {kept} ")) && l.contains(" - tmpfs ")),
+        "{mounts}"
+    );
+    assert!(!mounts.contains(&format!(" {undone} ")), "{mounts}");
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
 #[test]
 fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
     let scratch = Scratch::new("uts");
