@@ -309,12 +309,17 @@ impl FromStr for Action {
                 }
             }
             "mount" => {
-                // As uWSGI splits it: DATA is the rest of the line.
-                let words: Vec<&str> = arg
-                    .splitn(5, char::is_whitespace)
-                    .map(str::trim)
-                    .filter(|w| !w.is_empty())
-                    .collect();
+                // As uWSGI splits it: four words, then DATA is the rest of the line.
+                let mut words: Vec<&str> = Vec::new();
+                let mut rest = arg;
+                while words.len() < 4 && !rest.is_empty() {
+                    let (word, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    words.push(word);
+                    rest = after.trim_start();
+                }
+                if !rest.is_empty() {
+                    words.push(rest);
+                }
                 let (fstype, source, target, flags, data) = match words[..] {
                     [fstype, source, target] => (fstype, source, target, None, None),
                     [fstype, source, target, flags] => (fstype, source, target, Some(flags), None),
@@ -790,7 +795,7 @@ mod tests {
         );
         // uWSGI's fifth word: the filesystem's options, the rest of the line.
         assert_eq!(
-            parse("mount:tmpfs none /mnt/t readonly,recursive size=1m,mode=0755"),
+            parse("mount:tmpfs  none /mnt/t\treadonly,recursive   size=1m,mode=0755"),
             Action::Mount {
                 fstype: "tmpfs".into(),
                 source: "none".into(),
