@@ -183,6 +183,14 @@ impl Hooks {
                     }
                     Err(_) => (Ok(Phase::Asap), text.trim()),
                 },
+                None if text.trim().parse::<Phase>().is_ok() => {
+                    return Err(config_error(
+                        option,
+                        index,
+                        text,
+                        "missing the command after the phase",
+                    ));
+                }
                 None => (Ok(Phase::Asap), text.trim()),
             };
             let phase = phase.map_err(|r| config_error(option, index, text, r))?;
@@ -491,6 +499,13 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "run-command-on-event = \"pre-ap touch /run/x\": unknown hook phase \"pre-ap\" (did you mean \"pre-app\"?); to run \"pre-ap\" as a command at asap, write run-command-on-event = asap pre-ap touch /run/x"
+        );
+        // A phase alone is a command missing, not a command named like a phase.
+        o.run_command_on_event = vec!["as-root".into()];
+        let error = Hooks::new(&o, Callbacks::new()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "run-command-on-event = \"as-root\": missing the command after the phase"
         );
         // The way out it names works, and short commands are never taken for phases.
         o.run_command_on_event = vec!["asap pre-ap touch /run/x".into(), "as x.s".into()];
