@@ -508,6 +508,9 @@ fn file_actions_and_chdir_take_effect() {
             &format!("write:{dir}/written two words"),
             "--hook-as-root",
             &format!("unlink:{}", gone.display()),
+            // A fatal phase, and a command that fails: safeexec only logs it.
+            "--hook-as-root",
+            &format!("safeexec:echo safe > {dir}/safe; exit 3"),
             "--hook-as-user",
             &format!("chdir:{dir}"),
         ],
@@ -520,6 +523,7 @@ fn file_actions_and_chdir_take_effect() {
         "two words"
     );
     assert!(!gone.exists());
+    assert_eq!(fs::read_to_string(format!("{dir}/safe")).unwrap(), "safe\n");
     let (_, worker) = steward.worker_pids(1)[0];
     assert_eq!(
         fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),

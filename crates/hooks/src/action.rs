@@ -34,6 +34,9 @@ pub enum Action {
     Chdir(PathBuf),
     /// `exec:COMMAND`: run COMMAND with `/bin/sh -c`; a non-zero exit is a failure.
     Exec(String),
+    /// `safeexec:COMMAND`: as exec, but how the command ends is only logged, never a
+    /// failure (uWSGI's safeexec).
+    SafeExec(String),
     /// `call:NAME`: run the callback an embedding program registered under NAME.
     Call(String),
     /// `exit[:CODE]`: end the process with CODE (default 0).
@@ -254,7 +257,7 @@ pub enum ActionError {
     },
 }
 
-const ACTION_NAMES: &str = "mkdir, chdir, cd, exec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm";
+const ACTION_NAMES: &str = "mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm";
 
 impl FromStr for Action {
     type Err = ActionParseError;
@@ -287,6 +290,7 @@ impl FromStr for Action {
             "mkdir" => Action::Mkdir(required("mkdir", "a directory")?.into()),
             "chdir" | "cd" => Action::Chdir(required(action_name(name), "a directory")?.into()),
             "exec" => Action::Exec(required("exec", "a command")?),
+            "safeexec" => Action::SafeExec(required("safeexec", "a command")?),
             "call" | "callret" => Action::Call(required(action_name(name), "a callback name")?),
             "exit" if arg.is_empty() => Action::Exit(0),
             "exit" => Action::Exit(
@@ -482,6 +486,7 @@ impl fmt::Display for Action {
             Action::Mkdir(path) => write!(f, "mkdir:{}", path.display()),
             Action::Chdir(path) => write!(f, "chdir:{}", path.display()),
             Action::Exec(command) => write!(f, "exec:{command}"),
+            Action::SafeExec(command) => write!(f, "safeexec:{command}"),
             Action::Call(name) => write!(f, "call:{name}"),
             Action::Exit(code) => write!(f, "exit:{code}"),
             Action::WriteFifo { path, data } => write!(f, "writefifo:{} {data}", path.display()),
@@ -609,6 +614,12 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
             })
         }
         Action::Exec(command) => run_shell(command, None),
+        Action::SafeExec(command) => {
+            if let Err(e) = run_shell(command, None) {
+                tracing::warn!(error = %e, "safeexec: the command's failure is not a hook failure");
+            }
+            Ok(())
+        }
         Action::Exit(code) => std::process::exit(*code),
         Action::WriteFifo { path, data } => write_fifo(path, data),
         Action::Create(path) => write_file(path, "", false),
@@ -893,7 +904,7 @@ mod tests {
     fn bad_actions_say_what_is_wrong() {
         assert_eq!(
             parse_error("mkdri:/x"),
-            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
+            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
         );
         assert!(parse_error("/usr/bin/thing").contains("unknown hook action"));
         assert_eq!(parse_error("mkdir:"), "mkdir: missing a directory");
@@ -970,6 +981,14 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("exec")).unwrap(), "ran\n");
         let err = run_plain(&parse("exec:exit 4")).unwrap_err();
         assert_eq!(err.to_string(), "command \"exit 4\" failed: exit status 4");
+        // uWSGI's safeexec: the command runs, and how it ends is only logged.
+        run_plain(&parse(&format!(
+            "safeexec:echo safe > {}/safe; exit 4",
+            dir.display()
+        )))
+        .unwrap();
+        assert_eq!(fs::read_to_string(dir.join("safe")).unwrap(), "safe\n");
+        assert_eq!(parse("safeexec:exit 4").to_string(), "safeexec:exit 4");
         let err = run_plain(&parse("chdir:/no/such/dir")).unwrap_err();
         assert!(err
             .to_string()

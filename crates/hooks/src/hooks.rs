@@ -424,7 +424,7 @@ mod tests {
         };
         assert_eq!(
             err(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
-            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
+            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
         );
         let e = Hooks::new(
             &options(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
