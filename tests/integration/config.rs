@@ -475,3 +475,41 @@ fn reload_wait_says_why_a_broken_file_failed_the_reload() {
     );
     assert_eq!(steward.get("/").unwrap().generation(), 1);
 }
+
+/// A hook string is checked at a reload like any other value: a broken one fails the
+/// reload with its file and line, rather than being kept aside for the next start to
+/// trip over (hooks need a restart to change, but a config that cannot start is no
+/// config to accept).
+#[test]
+fn reload_wait_fails_on_a_broken_hook_string_and_the_old_generation_serves() {
+    let dir = ConfigDir::new("reload-wait-broken-hook");
+    let port = free_port();
+    let control = dir.dir.join("control.sock");
+    let text = |hook: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\nhook-pre-app = [\"print:fine\", \"{hook}\"]\n",
+            control.display(),
+            demo_bin()
+        )
+    };
+    let file = dir.write("app.toml", &text("print:also fine"));
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+
+    dir.write("app.toml", &text("mkdri:/x"));
+    let reload = crate::util::steward_client(&[
+        "reload",
+        "--wait",
+        "--control-socket",
+        control.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}:4: hook-pre-app = \"mkdri:/x\": unknown hook action \"mkdri\""
+        )),
+        "{stderr}"
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+}

@@ -183,6 +183,69 @@ fn a_failing_fatal_hook_ends_steward_before_any_worker_starts() {
     }
 }
 
+/// The failure names where the hook was written, as a check-time error does: the
+/// file and line (of the hook, not of a neighbour of the same phase), or the flag.
+#[test]
+fn a_failing_fatal_hook_names_its_file_and_line() {
+    let scratch = Scratch::new("fatal-origin");
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        "[uwsgi]\nhook-as-root = exec:true\nrun-command-on-event = as-root true\nhook-pre-app = print:fine\nexec-pre-app = exit 4\n",
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward.log.wait_for(&[
+        "steward: error:",
+        &format!(
+            "{}:5: hook-pre-app = exec:exit 4 failed: command \"exit 4\" failed: exit status 4",
+            config.display()
+        ),
+    ]);
+
+    let mut steward = Steward::start(&["--run-command-on-event", "as-user exit 5"], &[&demo]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward.log.wait_for(&[
+        "steward: error: cannot start: --run-command-on-event: hook-as-user = exec:exit 5 failed",
+    ]);
+}
+
+/// pre-app is fatal at start; at a reload its failure abandons the reload, and the
+/// generation that serves goes on serving.
+#[test]
+fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_serves() {
+    let scratch = Scratch::new("pre-app-reload");
+    let flag = scratch.at("refuse");
+    let control = scratch.at("control.sock");
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--control-socket",
+            &control,
+            "--hook-pre-app",
+            &format!("exec:test ! -e {flag}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    fs::write(&flag, "").unwrap();
+    let reload = util::steward_client(&["reload", "--wait", "--control-socket", &control]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hook-pre-app = exec:test ! -e {flag} failed")),
+        "{stderr}"
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+
+    fs::remove_file(&flag).unwrap();
+    let reload = util::steward_client(&["reload", "--wait", "--control-socket", &control]);
+    assert!(reload.status.success(), "{reload:?}");
+    assert_eq!(steward.get("/").unwrap().generation(), 3);
+}
+
 #[test]
 fn a_failing_hook_of_a_non_fatal_phase_is_logged_and_steward_goes_on() {
     let demo = demo_bin();
@@ -257,7 +320,8 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
             "--hook-in-jail",
             &format!("mkdir:{target}"),
             "--hook-in-jail",
-            &format!("mount:tmpfs none {target} nosuid,nodev"),
+            // uWSGI's fifth word: the filesystem's own options.
+            &format!("mount:tmpfs none {target} nosuid,nodev size=1m,mode=0710"),
             "--hook-as-user",
             &format!("write:{target}/inside hidden"),
         ],
@@ -273,6 +337,10 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
     assert!(line.contains(" - tmpfs "), "{line}");
     assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
     assert!(
+        line.contains("size=1024k") && line.contains("mode=710"),
+        "{line}"
+    );
+    assert!(
         !mountinfo("self").contains(&format!(" {target} ")),
         "the tmpfs shows on the host"
     );
@@ -280,6 +348,69 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
         !scratch.path("tmp/inside").exists(),
         "the file written in the tmpfs is on the host's disk"
     );
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+/// uWSGI's `umount:PATH rec` takes the mounts below PATH down first (a plain umount
+/// of a busy PATH fails, and as-root is fatal).
+#[test]
+fn a_recursive_umount_takes_down_the_mounts_below() {
+    let scratch = Scratch::new("umount-rec");
+    let target = scratch.at("tmp");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--unshare",
+            "mount",
+            "--hook-in-jail",
+            &format!("mkdir:{target}"),
+            "--hook-in-jail",
+            &format!("mount:tmpfs none {target}"),
+            "--hook-in-jail",
+            &format!("mkdir:{target}/sub"),
+            "--hook-in-jail",
+            &format!("mount:tmpfs none {target}/sub"),
+            "--hook-as-root",
+            &format!("umount:{target} rec"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    let mounts = mountinfo(&worker.to_string());
+    assert!(!mounts.contains(&format!(" {target}")), "{mounts}");
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+/// uWSGI's `mount-<phase>` and `umount-<phase>` shorthands, from an ini.
+#[test]
+fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
+    let scratch = Scratch::new("mount-phase");
+    let (kept, undone) = (scratch.at("kept"), scratch.at("undone"));
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        format!(
+            "[uwsgi]\nunshare = mount\nhook-in-jail = mkdir:{kept}\nhook-in-jail = mkdir:{undone}\n\
+             mount-in-jail = tmpfs none {kept} nodev\nmount-in-jail = tmpfs none {undone}\n\
+             umount-as-root = {undone}\n"
+        ),
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    let mounts = mountinfo(&worker.to_string());
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&format!(" {kept} ")) && l.contains(" - tmpfs ")),
+        "{mounts}"
+    );
+    assert!(!mounts.contains(&format!(" {undone} ")), "{mounts}");
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
@@ -377,6 +508,9 @@ fn file_actions_and_chdir_take_effect() {
             &format!("write:{dir}/written two words"),
             "--hook-as-root",
             &format!("unlink:{}", gone.display()),
+            // A fatal phase, and a command that fails: safeexec only logs it.
+            "--hook-as-root",
+            &format!("safeexec:echo safe > {dir}/safe; exit 3"),
             "--hook-as-user",
             &format!("chdir:{dir}"),
         ],
@@ -389,6 +523,7 @@ fn file_actions_and_chdir_take_effect() {
         "two words"
     );
     assert!(!gone.exists());
+    assert_eq!(fs::read_to_string(format!("{dir}/safe")).unwrap(), "safe\n");
     let (_, worker) = steward.worker_pids(1)[0];
     assert_eq!(
         fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
@@ -543,6 +678,83 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
 
+/// The sockets, control socket and FIFOs are made on the host's paths before the
+/// chroot: vacuum removes those, not whatever sits at the same path in the jail.
+#[test]
+fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
+    let scratch = Scratch::new("chroot-vacuum");
+    let root = scratch.path("root");
+    fs::create_dir_all(&root).unwrap();
+    for link in ["bin", "lib", "lib64", "sbin"] {
+        if fs::symlink_metadata(format!("/{link}")).is_ok_and(|m| m.is_symlink()) {
+            std::os::unix::fs::symlink(fs::read_link(format!("/{link}")).unwrap(), root.join(link))
+                .unwrap();
+        }
+    }
+    let demo = demo_bin();
+    let demo_dir = Path::new(&demo)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = root.to_str().unwrap();
+    let (socket, control, fifo) = (
+        scratch.at("app.sock"),
+        scratch.at("control.sock"),
+        scratch.at("fifo"),
+    );
+    // What a jail may hold at the same paths: not steward's to remove.
+    let jailed = |path: &str| root.join(path.trim_start_matches('/'));
+    for path in [&socket, &control, &fifo] {
+        fs::create_dir_all(jailed(path).parent().unwrap()).unwrap();
+        fs::write(jailed(path), "the jail's own").unwrap();
+    }
+    let mut args = vec![
+        "--listen".to_owned(),
+        format!("unix:{socket}"),
+        "--control-socket".into(),
+        control.clone(),
+        "--master-fifo".into(),
+        fifo.clone(),
+        "--vacuum".into(),
+        "--ready".into(),
+        "delay:100".into(),
+        "--unshare".into(),
+        "mount".into(),
+        "--chroot".into(),
+        r.into(),
+    ];
+    for dir in ["/usr", "/dev", "/proc", &demo_dir] {
+        args.push("--hook-in-jail".into());
+        args.push(format!("mkdir:{r}{dir}"));
+        args.push("--hook-in-jail".into());
+        args.push(format!("mount:none {dir} {r}{dir} bind,rec"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut steward = Steward::start(&args, &[&demo]);
+    steward.wait_generation_ready(1);
+    for path in [&socket, &control, &fifo] {
+        assert!(Path::new(path).exists(), "{path} was not made");
+    }
+    // The master holds the host's root for this; a worker must not (a way out).
+    let (_, worker) = steward.worker_pids(1)[0];
+    for fd in fs::read_dir(format!("/proc/{worker}/fd")).unwrap() {
+        let target = fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        assert_ne!(target, Path::new("/"), "a worker holds the host's root");
+    }
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    for path in [&socket, &control, &fifo] {
+        assert!(!Path::new(path).exists(), "{path} was left on the host");
+        assert_eq!(
+            fs::read_to_string(jailed(path)).unwrap(),
+            "the jail's own",
+            "{path} in the jail"
+        );
+    }
+}
+
 #[test]
 fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
     let scratch = Scratch::new("mule");
@@ -578,11 +790,14 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
         assert!(Instant::now() < deadline, "the mule never became sleep");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let fds: Vec<String> = fs::read_dir(format!("/proc/{mule}/fd"))
+    // Right after the exec the dynamic loader briefly holds fd 3 (ld.so.cache, libc):
+    // what must never be there is a socket (a listening one, or the notify socket).
+    let sockets: Vec<PathBuf> = fs::read_dir(format!("/proc/{mule}/fd"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|e| fs::read_link(e.unwrap().path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
         .collect();
-    assert!(!fds.contains(&"3".to_owned()), "the mule got fd 3: {fds:?}");
+    assert!(sockets.is_empty(), "the mule got sockets: {sockets:?}");
 
     nix::sys::signal::kill(mule, Signal::SIGKILL).unwrap();
     steward.log.wait_from(
@@ -602,6 +817,37 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
         .log
         .wait_for(&["mule exited", &format!("pid={again} ")]);
     util::wait_gone(again);
+}
+
+#[test]
+fn a_crashing_mule_is_started_again_after_a_growing_backoff() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--mule", "false"], &[&demo]);
+    // The seconds of the day a log line was written at (`2026-01-01T10:00:01.5Z ...`).
+    let seconds = |line: &str| -> f64 {
+        let time = line.split(['T', 'Z']).nth(1).unwrap();
+        time.split(':')
+            .map(|part| part.parse::<f64>().unwrap())
+            .fold(0.0, |total, part| total * 60.0 + part)
+    };
+    let mut delays = Vec::new();
+    let mut from = 0;
+    for _ in 0..3 {
+        let (at, exited) = steward
+            .log
+            .wait_from(from, &["mule exited unexpectedly", "mule=1 "]);
+        let (next, started) = steward.log.wait_from(at, &["mule started", "mule=1 "]);
+        let delay = util::field(&exited, "respawn_in_ms");
+        // Each start comes no sooner than the backoff the exit announced.
+        let waited_ms = (seconds(&started) - seconds(&exited)) * 1000.0;
+        assert!(
+            waited_ms >= delay.parse::<f64>().unwrap() - 1.0,
+            "{exited}\n{started}"
+        );
+        delays.push(delay);
+        from = next + 1;
+    }
+    assert_eq!(delays, ["100", "200", "400"]);
 }
 
 #[test]
@@ -783,6 +1029,45 @@ fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
     assert_eq!(fs::read_to_string(format!("{out}.first")).unwrap(), "first");
     assert_eq!(fs::read_to_string(&out).unwrap(), "one\ntwo\nthree\n");
     assert_eq!(fs::read_to_string(&alarm).unwrap(), "workers are up\n");
+}
+
+/// The names uWSGI gives the same actions (and uwsgiconf writes): `cd`, `creat`,
+/// `writen`, `append`, `appendn`, `log`, `hostname`, `callret`.
+#[test]
+fn uwsgi_action_names_from_an_ini_take_effect() {
+    let scratch = Scratch::new("uwsgi-names");
+    let dir = scratch.at("");
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        format!(
+            "[uwsgi]\n\
+             hook-asap = creat:{dir}/created\n\
+             hook-asap = writen:{dir}/lines first\n\
+             hook-asap = appendn:{dir}/lines second\n\
+             hook-asap = append:{dir}/lines third\n\
+             hook-pre-jail = log:logged by a uWSGI name\n\
+             hook-as-user = cd:{dir}\n"
+        ),
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(format!("{dir}/created")).unwrap(), "");
+    assert_eq!(
+        fs::read_to_string(format!("{dir}/lines")).unwrap(),
+        "first\nsecond\nthird"
+    );
+    let (_, worker) = steward.worker_pids(1)[0];
+    assert_eq!(
+        fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
+        scratch.path("")
+    );
+    // `log:` is uWSGI's print, which the print test follows to stdout.
+    steward
+        .log
+        .wait_for(&["phase=pre-jail action=print:logged by a uWSGI name"]);
 }
 
 #[test]

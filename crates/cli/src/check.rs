@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use steward_hooks::{Callbacks, HookConfigError, Hooks, Jail};
-use steward_options::Config;
+use steward_master::MasterError;
+use steward_options::{Config, Origin};
 
 use crate::run_args::RunArgs;
 
@@ -22,6 +23,38 @@ pub fn check_hooks(config: &Config) -> Result<(), String> {
     Hooks::new(&config.options, Callbacks::new()).map_err(located)?;
     Jail::new(&config.options).map_err(located)?;
     Ok(())
+}
+
+/// Where each hook was written, to name it when a fatal one fails at run time.
+pub struct HookOrigins {
+    config: Config,
+}
+
+impl HookOrigins {
+    /// The origins of `config`'s hooks.
+    pub fn new(config: &Config) -> HookOrigins {
+        HookOrigins {
+            config: config.clone(),
+        }
+    }
+
+    /// A failed fatal hook gets the file:line, variable or flag it came from, as a
+    /// check-time error does; any other error is passed on.
+    pub fn locate(&self, error: MasterError) -> anyhow::Error {
+        let origin = match &error {
+            MasterError::Hook(hook) => self
+                .config
+                .origins(&hook.option)
+                .get(hook.index)
+                .filter(|origin| !matches!(origin, Origin::Default))
+                .map(ToString::to_string),
+            _ => None,
+        };
+        match origin {
+            Some(origin) => anyhow::Error::new(error).context(origin),
+            None => error.into(),
+        }
+    }
 }
 
 /// Prints the effective configuration on stdout and each warning on stderr; exit

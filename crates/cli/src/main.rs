@@ -62,9 +62,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     check::check_hooks(&config).map_err(anyhow::Error::msg)?;
-    let mut master = Master::new(config.options).context("cannot start")?;
+    let located = check::HookOrigins::new(&config);
+    let mut master = Master::new(config.options)
+        .map_err(|e| located.locate(e))
+        .context("cannot start")?;
     master.reread_config_on_reload(sources);
-    master.run()?;
+    master.run().map_err(|e| located.locate(e))?;
     Ok(())
 }
 

@@ -63,7 +63,7 @@ fn wait_contents(path: &PathBuf, expected: &str, log: &PathBuf) {
 }
 
 #[test]
-fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker() {
+fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
     let dir = std::env::temp_dir().join(format!("steward-preload-hooks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -90,10 +90,25 @@ fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker
     }
     let mut child = Killed(command.spawn().unwrap());
     let child = &mut child.0;
+    let start =
+        "asap\npre-jail\nin-jail\npost-jail\nas-root\nas-user\npre-app\npost-app\nmaster-start\n\
+         accepting\naccepting1\naccepting-once\naccepting1-once\n";
+    wait_contents(&file, start, &log);
+    // A reload re-execs the master: the new image loads the app between pre-app and
+    // post-app and runs no start phase; its worker is no first one (-once is done).
+    // Once generation 1 serves, so that the reload is the plain case.
+    let deadline = Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("generation ready")
+    {
+        assert!(Instant::now() < deadline, "generation 1 never got ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
     wait_contents(
         &file,
-        "asap\npre-jail\nin-jail\npost-jail\nas-root\nas-user\npre-app\npost-app\nmaster-start\n\
-         accepting\naccepting1\naccepting-once\naccepting1-once\n",
+        &format!("{start}as-user-atexit\npre-app\npost-app\naccepting\naccepting1\n"),
         &log,
     );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -108,7 +123,7 @@ fn preload_runs_pre_app_and_post_app_around_the_load_and_accepting_in_the_worker
     assert!(status.success(), "{status}");
     let phases = std::fs::read_to_string(&file).unwrap();
     assert!(
-        phases.ends_with("accepting1-once\nas-user-atexit\n"),
+        phases.ends_with("post-app\naccepting\naccepting1\nas-user-atexit\n"),
         "{phases}"
     );
     let _ = std::fs::remove_dir_all(&dir);

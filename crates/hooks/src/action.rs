@@ -25,11 +25,18 @@ use steward_sys::{spawn, ChildFds, ExecPlan};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `mkdir:PATH`: create a directory (its parents too); an existing one is fine.
+    ///
+    /// uWSGI's other names parse too: `cd` (chdir), `hostname` (sethostname), `creat`
+    /// (create), `log` (print), `callret` (call: a callback's error is always a failure),
+    /// and `writen`, `append`, `appendn` (write with a newline, appending, or both).
     Mkdir(PathBuf),
     /// `chdir:PATH`: change the working directory of the process running the hook.
     Chdir(PathBuf),
     /// `exec:COMMAND`: run COMMAND with `/bin/sh -c`; a non-zero exit is a failure.
     Exec(String),
+    /// `safeexec:COMMAND`: as exec, but how the command ends is only logged, never a
+    /// failure (uWSGI's safeexec).
+    SafeExec(String),
     /// `call:NAME`: run the callback an embedding program registered under NAME.
     Call(String),
     /// `exit[:CODE]`: end the process with CODE (default 0).
@@ -43,14 +50,20 @@ pub enum Action {
     },
     /// `create:PATH`: create PATH empty (truncated if it exists).
     Create(PathBuf),
-    /// `write:PATH DATA`: write DATA to PATH, replacing its contents.
+    /// `write:PATH DATA`: write DATA to PATH, replacing its contents; `writen` adds a
+    /// newline, `append` appends, `appendn` both.
     Write {
         /// The file.
         path: PathBuf,
         /// What to write.
         data: String,
+        /// Added at the end of the file rather than replacing it (`append`, `appendn`).
+        append: bool,
+        /// Followed by a newline (`writen`, `appendn`).
+        newline: bool,
     },
-    /// `mount:FSTYPE SRC DST [FLAGS]`: mount(2); FLAGS comma-separated (`ro,nosuid,bind,rec`).
+    /// `mount:FSTYPE SRC DST [FLAGS [DATA]]`: mount(2); FLAGS comma-separated
+    /// (`ro,nosuid,bind,rec`), DATA the filesystem's options (`size=64m,mode=0755`).
     Mount {
         /// The filesystem type (`tmpfs`, `proc`, `none` for a bind mount).
         fstype: String,
@@ -60,13 +73,18 @@ pub enum Action {
         target: PathBuf,
         /// The mount flags.
         flags: MsFlags,
+        /// The filesystem-specific options, mount(2)'s data.
+        data: Option<String>,
     },
-    /// `umount:PATH [FLAGS]`: umount2(2); FLAGS `detach`, `force`, `expire`.
+    /// `umount:PATH [FLAGS]`: umount2(2); FLAGS `detach`, `force`, `expire`, and
+    /// uWSGI's `rec` (`recursive`): every mount below PATH first.
     Umount {
         /// The mount point.
         target: PathBuf,
         /// The unmount flags.
         flags: MntFlags,
+        /// The mounts below `target` are unmounted first (`rec`).
+        recursive: bool,
     },
     /// `print:TEXT`: write TEXT and a newline on standard output.
     Print(String),
@@ -239,7 +257,7 @@ pub enum ActionError {
     },
 }
 
-const ACTION_NAMES: &str = "mkdir, chdir, exec, call, exit, writefifo, create, write, mount, umount, print, sethostname, unlink, alarm";
+const ACTION_NAMES: &str = "mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm";
 
 impl FromStr for Action {
     type Err = ActionParseError;
@@ -270,9 +288,10 @@ impl FromStr for Action {
         };
         Ok(match name {
             "mkdir" => Action::Mkdir(required("mkdir", "a directory")?.into()),
-            "chdir" => Action::Chdir(required("chdir", "a directory")?.into()),
+            "chdir" | "cd" => Action::Chdir(required(action_name(name), "a directory")?.into()),
             "exec" => Action::Exec(required("exec", "a command")?),
-            "call" => Action::Call(required("call", "a callback name")?),
+            "safeexec" => Action::SafeExec(required("safeexec", "a command")?),
+            "call" | "callret" => Action::Call(required(action_name(name), "a callback name")?),
             "exit" if arg.is_empty() => Action::Exit(0),
             "exit" => Action::Exit(
                 arg.parse::<u8>()
@@ -283,20 +302,38 @@ impl FromStr for Action {
                 let (path, data) = path_and_data("writefifo")?;
                 Action::WriteFifo { path, data }
             }
-            "create" => Action::Create(required("create", "a path")?.into()),
-            "write" => {
-                let (path, data) = path_and_data("write")?;
-                Action::Write { path, data }
+            "create" | "creat" => Action::Create(required(action_name(name), "a path")?.into()),
+            "write" | "writen" | "append" | "appendn" => {
+                let (path, data) = path_and_data(action_name(name))?;
+                Action::Write {
+                    path,
+                    data,
+                    append: name.starts_with("append"),
+                    newline: name.ends_with('n'),
+                }
             }
             "mount" => {
-                let words: Vec<&str> = arg.split_whitespace().collect();
-                let (fstype, source, target, flags) = match words[..] {
-                    [fstype, source, target] => (fstype, source, target, None),
-                    [fstype, source, target, flags] => (fstype, source, target, Some(flags)),
+                // As uWSGI splits it: four words, then DATA is the rest of the line.
+                let mut words: Vec<&str> = Vec::new();
+                let mut rest = arg;
+                while words.len() < 4 && !rest.is_empty() {
+                    let (word, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+                    words.push(word);
+                    rest = after.trim_start();
+                }
+                if !rest.is_empty() {
+                    words.push(rest);
+                }
+                let (fstype, source, target, flags, data) = match words[..] {
+                    [fstype, source, target] => (fstype, source, target, None, None),
+                    [fstype, source, target, flags] => (fstype, source, target, Some(flags), None),
+                    [fstype, source, target, flags, data] => {
+                        (fstype, source, target, Some(flags), Some(data.to_owned()))
+                    }
                     _ => {
                         return Err(ActionParseError::Missing {
                             action: "mount",
-                            what: "FSTYPE SRC DST [FLAGS]",
+                            what: "FSTYPE SRC DST [FLAGS [DATA]]",
                         })
                     }
                 };
@@ -305,6 +342,7 @@ impl FromStr for Action {
                     source: source.to_owned(),
                     target: target.into(),
                     flags: flags.map_or(Ok(MsFlags::empty()), mount_flags)?,
+                    data,
                 }
             }
             "umount" => {
@@ -319,13 +357,18 @@ impl FromStr for Action {
                         })
                     }
                 };
+                let (flags, recursive) =
+                    flags.map_or(Ok((MntFlags::empty(), false)), umount_flags)?;
                 Action::Umount {
                     target: target.into(),
-                    flags: flags.map_or(Ok(MntFlags::empty()), umount_flags)?,
+                    flags,
+                    recursive,
                 }
             }
-            "print" => Action::Print(arg.to_owned()),
-            "sethostname" => Action::SetHostname(required("sethostname", "a host name")?),
+            "print" | "log" => Action::Print(arg.to_owned()),
+            "sethostname" | "hostname" => {
+                Action::SetHostname(required(action_name(name), "a host name")?)
+            }
             "unlink" => Action::Unlink(required("unlink", "a path")?.into()),
             "alarm" => {
                 let alarm = required("alarm", "an alarm name")?;
@@ -354,50 +397,77 @@ fn action_name(given: &str) -> &'static str {
         .unwrap_or("action")
 }
 
+/// mount(2) flags by name, uWSGI's spellings among them; the first name of a flag is
+/// the one an action displays.
+const MOUNT_FLAGS: &[(&str, MsFlags)] = &[
+    ("ro", MsFlags::MS_RDONLY),
+    ("rdonly", MsFlags::MS_RDONLY),
+    ("readonly", MsFlags::MS_RDONLY),
+    ("nosuid", MsFlags::MS_NOSUID),
+    ("nodev", MsFlags::MS_NODEV),
+    ("noexec", MsFlags::MS_NOEXEC),
+    ("sync", MsFlags::MS_SYNCHRONOUS),
+    ("synchronous", MsFlags::MS_SYNCHRONOUS),
+    ("remount", MsFlags::MS_REMOUNT),
+    ("mandlock", MsFlags::MS_MANDLOCK),
+    ("dirsync", MsFlags::MS_DIRSYNC),
+    ("noatime", MsFlags::MS_NOATIME),
+    ("nodiratime", MsFlags::MS_NODIRATIME),
+    ("bind", MsFlags::MS_BIND),
+    ("move", MsFlags::MS_MOVE),
+    ("rec", MsFlags::MS_REC),
+    ("recursive", MsFlags::MS_REC),
+    ("silent", MsFlags::MS_SILENT),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("private", MsFlags::MS_PRIVATE),
+    ("slave", MsFlags::MS_SLAVE),
+    ("shared", MsFlags::MS_SHARED),
+    ("relatime", MsFlags::MS_RELATIME),
+    ("strictatime", MsFlags::MS_STRICTATIME),
+];
+
 fn mount_flags(text: &str) -> Result<MsFlags, ActionParseError> {
     text.split(',')
         .filter(|f| !f.is_empty())
         .try_fold(MsFlags::empty(), |flags, flag| {
-            let one = match flag {
-                "ro" | "rdonly" => MsFlags::MS_RDONLY,
-                "nosuid" => MsFlags::MS_NOSUID,
-                "nodev" => MsFlags::MS_NODEV,
-                "noexec" => MsFlags::MS_NOEXEC,
-                "sync" | "synchronous" => MsFlags::MS_SYNCHRONOUS,
-                "remount" => MsFlags::MS_REMOUNT,
-                "mandlock" => MsFlags::MS_MANDLOCK,
-                "dirsync" => MsFlags::MS_DIRSYNC,
-                "noatime" => MsFlags::MS_NOATIME,
-                "nodiratime" => MsFlags::MS_NODIRATIME,
-                "bind" => MsFlags::MS_BIND,
-                "move" => MsFlags::MS_MOVE,
-                "rec" => MsFlags::MS_REC,
-                "silent" => MsFlags::MS_SILENT,
-                "unbindable" => MsFlags::MS_UNBINDABLE,
-                "private" => MsFlags::MS_PRIVATE,
-                "slave" => MsFlags::MS_SLAVE,
-                "shared" => MsFlags::MS_SHARED,
-                "relatime" => MsFlags::MS_RELATIME,
-                "strictatime" => MsFlags::MS_STRICTATIME,
-                _ => {
-                    return Err(ActionParseError::Flag {
-                        action: "mount",
-                        flag: flag.to_owned(),
-                    })
-                }
-            };
-            Ok(flags | one)
+            let (_, one) = MOUNT_FLAGS
+                .iter()
+                .find(|(name, _)| *name == flag)
+                .ok_or_else(|| ActionParseError::Flag {
+                    action: "mount",
+                    flag: flag.to_owned(),
+                })?;
+            Ok(flags | *one)
         })
 }
 
-fn umount_flags(text: &str) -> Result<MntFlags, ActionParseError> {
-    text.split(',')
-        .filter(|f| !f.is_empty())
-        .try_fold(MntFlags::empty(), |flags, flag| {
+/// `flags` as `mount:` writes them; `,` for none (a place holder before DATA).
+fn mount_flag_names(flags: MsFlags) -> String {
+    let names: Vec<&str> = MOUNT_FLAGS
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, flag))| {
+            flags.contains(*flag) && !MOUNT_FLAGS[..*i].iter().any(|(_, f)| f == flag)
+        })
+        .map(|(_, (name, _))| *name)
+        .collect();
+    if names.is_empty() {
+        ",".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+/// The umount2(2) flags, and whether `rec` asks for the mounts below first.
+fn umount_flags(text: &str) -> Result<(MntFlags, bool), ActionParseError> {
+    text.split(',').filter(|f| !f.is_empty()).try_fold(
+        (MntFlags::empty(), false),
+        |(flags, recursive), flag| {
             let one = match flag {
                 "force" => MntFlags::MNT_FORCE,
                 "detach" => MntFlags::MNT_DETACH,
                 "expire" => MntFlags::MNT_EXPIRE,
+                "rec" | "recursive" => return Ok((flags, true)),
                 _ => {
                     return Err(ActionParseError::Flag {
                         action: "umount",
@@ -405,8 +475,9 @@ fn umount_flags(text: &str) -> Result<MntFlags, ActionParseError> {
                     })
                 }
             };
-            Ok(flags | one)
-        })
+            Ok((flags | one, recursive))
+        },
+    )
 }
 
 impl fmt::Display for Action {
@@ -415,18 +486,58 @@ impl fmt::Display for Action {
             Action::Mkdir(path) => write!(f, "mkdir:{}", path.display()),
             Action::Chdir(path) => write!(f, "chdir:{}", path.display()),
             Action::Exec(command) => write!(f, "exec:{command}"),
+            Action::SafeExec(command) => write!(f, "safeexec:{command}"),
             Action::Call(name) => write!(f, "call:{name}"),
             Action::Exit(code) => write!(f, "exit:{code}"),
             Action::WriteFifo { path, data } => write!(f, "writefifo:{} {data}", path.display()),
             Action::Create(path) => write!(f, "create:{}", path.display()),
-            Action::Write { path, data } => write!(f, "write:{} {data}", path.display()),
+            Action::Write {
+                path,
+                data,
+                append,
+                newline,
+            } => {
+                let name = if *append { "append" } else { "write" };
+                let n = if *newline { "n" } else { "" };
+                write!(f, "{name}{n}:{} {data}", path.display())
+            }
             Action::Mount {
                 fstype,
                 source,
                 target,
-                ..
-            } => write!(f, "mount:{fstype} {source} {}", target.display()),
-            Action::Umount { target, .. } => write!(f, "umount:{}", target.display()),
+                flags,
+                data,
+            } => {
+                write!(f, "mount:{fstype} {source} {}", target.display())?;
+                if !flags.is_empty() || data.is_some() {
+                    write!(f, " {}", mount_flag_names(*flags))?;
+                }
+                match data {
+                    Some(data) => write!(f, " {data}"),
+                    None => Ok(()),
+                }
+            }
+            Action::Umount {
+                target,
+                flags,
+                recursive,
+            } => {
+                write!(f, "umount:{}", target.display())?;
+                let names: Vec<&str> = [
+                    (flags.contains(MntFlags::MNT_FORCE), "force"),
+                    (flags.contains(MntFlags::MNT_DETACH), "detach"),
+                    (flags.contains(MntFlags::MNT_EXPIRE), "expire"),
+                    (*recursive, "rec"),
+                ]
+                .into_iter()
+                .filter_map(|(set, name)| set.then_some(name))
+                .collect();
+                if names.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, " {}", names.join(","))
+                }
+            }
             Action::Print(text) => write!(f, "print:{text}"),
             Action::SetHostname(name) => write!(f, "sethostname:{name}"),
             Action::Unlink(path) => write!(f, "unlink:{}", path.display()),
@@ -503,18 +614,37 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
             })
         }
         Action::Exec(command) => run_shell(command, None),
+        Action::SafeExec(command) => {
+            if let Err(e) = run_shell(command, None) {
+                tracing::warn!(error = %e, "safeexec: the command's failure is not a hook failure");
+            }
+            Ok(())
+        }
         Action::Exit(code) => std::process::exit(*code),
         Action::WriteFifo { path, data } => write_fifo(path, data),
-        Action::Create(path) => write_file(path, ""),
-        Action::Write { path, data } => write_file(path, data),
+        Action::Create(path) => write_file(path, "", false),
+        Action::Write {
+            path,
+            data,
+            append,
+            newline,
+        } => {
+            let data = if *newline {
+                format!("{data}\n")
+            } else {
+                data.clone()
+            };
+            write_file(path, &data, *append)
+        }
         Action::Mount {
             fstype,
             source,
             target,
             flags,
+            data,
         } => {
             let fs = (fstype != "none").then_some(fstype.as_str());
-            nix::mount::mount(Some(source.as_str()), target, fs, *flags, None::<&str>).map_err(
+            nix::mount::mount(Some(source.as_str()), target, fs, *flags, data.as_deref()).map_err(
                 |errno| ActionError::Mount {
                     fstype: fstype.clone(),
                     source_path: source.clone(),
@@ -523,7 +653,14 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
                 },
             )
         }
-        Action::Umount { target, flags } => {
+        Action::Umount {
+            target,
+            flags,
+            recursive,
+        } => {
+            if *recursive {
+                umount_below(target, *flags);
+            }
             nix::mount::umount2(target, *flags).map_err(|errno| ActionError::Umount {
                 target: target.clone(),
                 errno,
@@ -550,11 +687,43 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
     }
 }
 
-fn write_file(path: &Path, data: &str) -> Result<(), ActionError> {
-    fs::write(path, data).map_err(|cause| ActionError::Write {
-        path: path.to_owned(),
-        cause,
-    })
+/// Unmounts every mount below `target` (deepest first: a pass unmounts what has
+/// nothing mounted on it, until a pass unmounts nothing), as uWSGI's `rec` does. What
+/// cannot be unmounted is left for the unmount of `target` to report.
+fn umount_below(target: &Path, flags: MntFlags) {
+    let prefix = format!("{}/", target.display().to_string().trim_end_matches('/'));
+    loop {
+        let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
+            return;
+        };
+        let below: Vec<&str> = mounts
+            .lines()
+            .filter_map(|line| line.split(' ').nth(1))
+            .filter(|point| point.starts_with(&prefix))
+            .collect();
+        let unmounted = below
+            .iter()
+            .rev()
+            .filter(|point| nix::mount::umount2(**point, flags).is_ok())
+            .count();
+        if unmounted == 0 {
+            return;
+        }
+    }
+}
+
+fn write_file(path: &Path, data: &str, append: bool) -> Result<(), ActionError> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .and_then(|mut file| file.write_all(data.as_bytes()))
+        .map_err(|cause| ActionError::Write {
+            path: path.to_owned(),
+            cause,
+        })
 }
 
 /// Opens without blocking, so a FIFO nobody reads is an error (ENXIO) rather than a
@@ -620,7 +789,9 @@ mod tests {
             parse("write:/run/x some text"),
             Action::Write {
                 path: "/run/x".into(),
-                data: "some text".into()
+                data: "some text".into(),
+                append: false,
+                newline: false
             }
         );
         assert_eq!(
@@ -629,14 +800,35 @@ mod tests {
                 fstype: "tmpfs".into(),
                 source: "none".into(),
                 target: "/mnt/t".into(),
-                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                data: None
+            }
+        );
+        // uWSGI's fifth word: the filesystem's options, the rest of the line.
+        assert_eq!(
+            parse("mount:tmpfs  none /mnt/t\treadonly,recursive   size=1m,mode=0755"),
+            Action::Mount {
+                fstype: "tmpfs".into(),
+                source: "none".into(),
+                target: "/mnt/t".into(),
+                flags: MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                data: Some("size=1m,mode=0755".into())
             }
         );
         assert_eq!(
             parse("umount:/mnt/t detach"),
             Action::Umount {
                 target: "/mnt/t".into(),
-                flags: MntFlags::MNT_DETACH
+                flags: MntFlags::MNT_DETACH,
+                recursive: false
+            }
+        );
+        assert_eq!(
+            parse("umount:/mnt/t recursive,force"),
+            Action::Umount {
+                target: "/mnt/t".into(),
+                flags: MntFlags::MNT_FORCE,
+                recursive: true
             }
         );
         assert_eq!(
@@ -655,6 +847,42 @@ mod tests {
         );
     }
 
+    /// uWSGI's own names (core/hooks.c; uwsgiconf writes `cd:`, `hostname:`, `writen:`,
+    /// `append:`, `callret:`) are the same actions.
+    #[test]
+    fn uwsgi_spellings_parse_as_the_same_actions() {
+        assert_eq!(parse("cd:/srv"), parse("chdir:/srv"));
+        assert_eq!(parse("hostname:box"), parse("sethostname:box"));
+        assert_eq!(parse("creat:/run/x"), parse("create:/run/x"));
+        assert_eq!(parse("log:hello"), parse("print:hello"));
+        assert_eq!(parse("callret:warm"), parse("call:warm"));
+        for (text, append, newline) in [
+            ("write:/f a b", false, false),
+            ("writen:/f a b", false, true),
+            ("append:/f a b", true, false),
+            ("appendn:/f a b", true, true),
+        ] {
+            let action = parse(text);
+            assert_eq!(
+                action,
+                Action::Write {
+                    path: "/f".into(),
+                    data: "a b".into(),
+                    append,
+                    newline
+                },
+                "{text}"
+            );
+            assert_eq!(action.to_string(), text);
+        }
+        assert_eq!(parse_error("cd:"), "cd: missing a directory");
+        assert_eq!(parse_error("hostname:"), "hostname: missing a host name");
+        assert_eq!(
+            parse_error("appendn:/f"),
+            "appendn: missing DATA after the path"
+        );
+    }
+
     #[test]
     fn display_gives_back_a_parsable_string() {
         for text in [
@@ -663,6 +891,9 @@ mod tests {
             "exit:2",
             "write:/a b c",
             "mount:tmpfs none /m",
+            "mount:none /a /b bind,recursive,ro",
+            "mount:tmpfs none /m , size=1m",
+            "umount:/m detach,rec",
             "alarm:a m",
         ] {
             assert_eq!(parse(&parse(text).to_string()), parse(text));
@@ -673,7 +904,7 @@ mod tests {
     fn bad_actions_say_what_is_wrong() {
         assert_eq!(
             parse_error("mkdri:/x"),
-            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, exec, call, exit, writefifo, create, write, mount, umount, print, sethostname, unlink, alarm)"
+            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
         );
         assert!(parse_error("/usr/bin/thing").contains("unknown hook action"));
         assert_eq!(parse_error("mkdir:"), "mkdir: missing a directory");
@@ -696,7 +927,7 @@ mod tests {
         );
         assert_eq!(
             parse_error("mount:tmpfs none"),
-            "mount: missing FSTYPE SRC DST [FLAGS]"
+            "mount: missing FSTYPE SRC DST [FLAGS [DATA]]"
         );
         assert_eq!(
             parse_error("mount:tmpfs none /m ro,wobbly"),
@@ -731,6 +962,14 @@ mod tests {
         let file = dir.join("f");
         run_plain(&parse(&format!("write:{} two words", file.display()))).unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "two words");
+        run_plain(&parse(&format!("appendn:{} and more", file.display()))).unwrap();
+        run_plain(&parse(&format!("append:{} end", file.display()))).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "two wordsand more\nend");
+        run_plain(&parse(&format!("writen:{} line", file.display()))).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), "line\n");
+        let appended = dir.join("appended");
+        run_plain(&parse(&format!("append:{} new", appended.display()))).unwrap();
+        assert_eq!(fs::read_to_string(&appended).unwrap(), "new");
         run_plain(&parse(&format!("create:{}", file.display()))).unwrap();
         assert_eq!(fs::read_to_string(&file).unwrap(), "");
         run_plain(&parse(&format!("unlink:{}", file.display()))).unwrap();
@@ -742,6 +981,14 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("exec")).unwrap(), "ran\n");
         let err = run_plain(&parse("exec:exit 4")).unwrap_err();
         assert_eq!(err.to_string(), "command \"exit 4\" failed: exit status 4");
+        // uWSGI's safeexec: the command runs, and how it ends is only logged.
+        run_plain(&parse(&format!(
+            "safeexec:echo safe > {}/safe; exit 4",
+            dir.display()
+        )))
+        .unwrap();
+        assert_eq!(fs::read_to_string(dir.join("safe")).unwrap(), "safe\n");
+        assert_eq!(parse("safeexec:exit 4").to_string(), "safeexec:exit 4");
         let err = run_plain(&parse("chdir:/no/such/dir")).unwrap_err();
         assert!(err
             .to_string()

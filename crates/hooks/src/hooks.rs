@@ -69,16 +69,25 @@ pub struct HookConfigError {
 pub struct HookError {
     /// The phase.
     pub phase: Phase,
+    /// The option the hook was written as (`hook-as-root`, `run-command-on-event`) and
+    /// the index of its value among that option's values, as in [`HookConfigError`],
+    /// so that a caller that knows the origins can name the file and line.
+    pub option: String,
+    /// The index of the value among the values of `option`.
+    pub index: usize,
     /// The action as written.
     pub action: String,
     /// Why it failed.
-    pub cause: ActionError,
+    pub cause: Box<ActionError>,
 }
 
 #[derive(Debug)]
 struct Hook {
     phase: Phase,
     action: Action,
+    /// Where it was written: the option and the index among its values.
+    option: String,
+    index: usize,
 }
 
 /// An action run when a watched path is touched or modified (`hook-touch`,
@@ -109,6 +118,25 @@ impl Hooks {
             callbacks,
             ..Hooks::default()
         };
+        hooks.load(options)?;
+        Ok(hooks)
+    }
+
+    /// Parses the hooks of `options` as [`Hooks::new`] would, against this executor's
+    /// callbacks, and keeps none of them: a running master checks a re-read
+    /// configuration this way, so that a broken hook string fails the reload rather
+    /// than the next start.
+    pub fn check(&self, options: &Options) -> Result<(), HookConfigError> {
+        // Only the names matter to the check; the callbacks stay with this executor.
+        let mut scratch = Hooks::default();
+        for name in self.callbacks.by_name.keys() {
+            scratch.callbacks.register(name.clone(), || Ok(()));
+        }
+        scratch.load(options)
+    }
+
+    fn load(&mut self, options: &Options) -> Result<(), HookConfigError> {
+        let hooks = self;
         for (index, text) in options.alarm.iter().enumerate() {
             let alarm: Alarm = text
                 .parse()
@@ -129,15 +157,41 @@ impl Hooks {
             let action = hooks
                 .action(text)
                 .map_err(|r| config_error(&option, index, text, r))?;
-            hooks.hooks.push(Hook { phase, action });
+            hooks.hooks.push(Hook {
+                phase,
+                action,
+                option,
+                index,
+            });
         }
         for (index, text) in options.run_command_on_event.iter().enumerate() {
             let option = "run-command-on-event";
             let (phase, command) = match text.trim().split_once(char::is_whitespace) {
-                Some((first, rest)) if first.parse::<Phase>().is_ok() => {
-                    (usable_phase(first), rest.trim())
+                Some((first, rest)) => match first.parse::<Phase>() {
+                    Ok(_) => (usable_phase(first), rest.trim()),
+                    // A near miss of a phase is a typo, not a command (a short word
+                    // like `as` may be near `asap` and still be a program).
+                    Err(e)
+                        if e.suggestion().is_some()
+                            && (first.contains('-') || first.len() >= 5) =>
+                    {
+                        let reason = format!(
+                            "{e}; to run {first:?} as a command at asap, write run-command-on-event = asap {}",
+                            text.trim()
+                        );
+                        return Err(config_error(option, index, text, reason));
+                    }
+                    Err(_) => (Ok(Phase::Asap), text.trim()),
+                },
+                None if text.trim().parse::<Phase>().is_ok() => {
+                    return Err(config_error(
+                        option,
+                        index,
+                        text,
+                        "missing the command after the phase",
+                    ));
                 }
-                _ => (Ok(Phase::Asap), text.trim()),
+                None => (Ok(Phase::Asap), text.trim()),
             };
             let phase = phase.map_err(|r| config_error(option, index, text, r))?;
             if command.is_empty() {
@@ -146,6 +200,8 @@ impl Hooks {
             hooks.hooks.push(Hook {
                 phase,
                 action: Action::Exec(command.to_owned()),
+                option: option.to_owned(),
+                index,
             });
         }
 
@@ -166,7 +222,7 @@ impl Hooks {
                 action: Action::Exec(command.to_owned()),
             });
         }
-        Ok(hooks)
+        Ok(())
     }
 
     /// Parses one action string, checking it against the callbacks and alarms.
@@ -199,8 +255,10 @@ impl Hooks {
                 if phase.is_fatal() {
                     return Err(HookError {
                         phase,
+                        option: hook.option.clone(),
+                        index: hook.index,
                         action: hook.action.to_string(),
-                        cause,
+                        cause: Box::new(cause),
                     });
                 }
                 warn!(phase = %phase, action = %hook.action, error = %cause, "hook failed; going on (the phase is not fatal)");
@@ -366,7 +424,7 @@ mod tests {
         };
         assert_eq!(
             err(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
-            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, exec, call, exit, writefifo, create, write, mount, umount, print, sethostname, unlink, alarm)"
+            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
         );
         let e = Hooks::new(
             &options(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
@@ -429,6 +487,34 @@ mod tests {
         assert_eq!(hooks.hooks[1].action, Action::Exec("echo user".into()));
         o.run_command_on_event = vec!["emperor-stop echo".into()];
         assert!(Hooks::new(&o, Callbacks::new()).is_err());
+    }
+
+    /// A misspelled phase would otherwise become part of a command run at asap, which
+    /// fails (fatally) at start, far from the typo.
+    #[test]
+    fn run_command_on_event_refuses_a_near_miss_of_a_phase() {
+        let mut o = options(&[]);
+        o.run_command_on_event = vec!["pre-ap touch /run/x".into()];
+        let error = Hooks::new(&o, Callbacks::new()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "run-command-on-event = \"pre-ap touch /run/x\": unknown hook phase \"pre-ap\" (did you mean \"pre-app\"?); to run \"pre-ap\" as a command at asap, write run-command-on-event = asap pre-ap touch /run/x"
+        );
+        // A phase alone is a command missing, not a command named like a phase.
+        o.run_command_on_event = vec!["as-root".into()];
+        let error = Hooks::new(&o, Callbacks::new()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "run-command-on-event = \"as-root\": missing the command after the phase"
+        );
+        // The way out it names works, and short commands are never taken for phases.
+        o.run_command_on_event = vec!["asap pre-ap touch /run/x".into(), "as x.s".into()];
+        let hooks = Hooks::new(&o, Callbacks::new()).unwrap();
+        assert_eq!(
+            hooks.hooks[0].action,
+            Action::Exec("pre-ap touch /run/x".into())
+        );
+        assert_eq!(hooks.hooks[1].action, Action::Exec("as x.s".into()));
     }
 
     #[test]

@@ -109,6 +109,13 @@ const PHASES: &[(Phase, &str, bool)] = &[
     (Phase::AsEmperor, "as-emperor", false),
 ];
 
+impl PhaseError {
+    /// The phase name closest to the one given, if one is close (a typo).
+    pub fn suggestion(&self) -> Option<&'static str> {
+        self.suggestion
+    }
+}
+
 impl Phase {
     /// Every phase, in start order.
     pub fn all() -> impl Iterator<Item = Phase> {

@@ -195,6 +195,76 @@ pub struct Master {
     files_dir: PathBuf,
     /// The auxiliary processes (`mule`), in configuration order.
     mules: Vec<crate::mule::Mule>,
+    /// Where vacuum reaches the files made before the jail.
+    made_root: MadeFilesRoot,
+}
+
+/// Where the sockets, the control socket and the FIFOs are, for vacuum: they are made
+/// on the host's paths, before a chroot, so after it the same paths name the jail's
+/// files, which are not steward's to remove.
+#[derive(Debug)]
+enum MadeFilesRoot {
+    /// No chroot (or no vacuum): the paths mean what they meant.
+    Here,
+    /// The host's `/`, held from before the chroot (close-on-exec, and closed in every
+    /// forked worker: a jailed process holding it could leave the jail).
+    Host(std::os::fd::OwnedFd),
+    /// Chrooted without a way out (a re-exec'd image): the files are left.
+    Unreachable,
+}
+
+impl MadeFilesRoot {
+    /// Before the jail: the host's root when a chroot is to come and vacuum needs it.
+    fn before_jail(options: &Options, resumed: bool) -> MadeFilesRoot {
+        if !options.vacuum || options.chroot.is_none() {
+            return MadeFilesRoot::Here;
+        }
+        if resumed {
+            return MadeFilesRoot::Unreachable;
+        }
+        let flags = nix::fcntl::OFlag::O_PATH
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        match nix::fcntl::open("/", flags, nix::sys::stat::Mode::empty()) {
+            Ok(root) => MadeFilesRoot::Host(root),
+            Err(errno) => {
+                warn!(error = %errno, "cannot hold the host's root: vacuum will leave the sockets and FIFOs made outside the chroot");
+                MadeFilesRoot::Unreachable
+            }
+        }
+    }
+
+    /// Removes `paths` (absolute, the host's); one that cannot be removed is reported
+    /// and left.
+    fn remove(&self, paths: Vec<PathBuf>) {
+        let root = match self {
+            MadeFilesRoot::Here => return remove_files(paths),
+            MadeFilesRoot::Host(root) => root,
+            MadeFilesRoot::Unreachable => {
+                for path in paths {
+                    warn!(path = %path.display(), "vacuum: left: made outside the chroot, which this image cannot reach");
+                }
+                return;
+            }
+        };
+        for path in paths {
+            let relative = path.strip_prefix("/").unwrap_or(&path);
+            match nix::unistd::unlinkat(root, relative, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+                Ok(()) => info!(path = %path.display(), "vacuum: removed"),
+                Err(Errno::ENOENT) => {}
+                Err(errno) => {
+                    warn!(path = %path.display(), error = %errno, "vacuum: cannot remove")
+                }
+            }
+        }
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        match self {
+            MadeFilesRoot::Host(root) => Some(root.as_raw_fd()),
+            _ => None,
+        }
+    }
 }
 
 impl Master {
@@ -316,6 +386,7 @@ impl Master {
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
+        let made_root = MadeFilesRoot::before_jail(&options, resumed);
         let started = (|| {
             startup::give_to_final_user(&credentials, &owned, resumed)?;
             startup::jail(&hooks, &jail, resumed)?;
@@ -327,7 +398,7 @@ impl Master {
         let held_pidfile = started.inspect_err(|_| {
             if options.vacuum {
                 let made = made_files(&options, &files_dir, &listeners, control.as_ref(), &fifos);
-                vacuum_failed_start(&options, &files_dir, made);
+                vacuum_failed_start(&options, &files_dir, made, &made_root);
             }
         })?;
 
@@ -393,6 +464,7 @@ impl Master {
             held_pidfile,
             files_dir,
             mules,
+            made_root,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -546,9 +618,9 @@ impl Master {
     /// be removed (the master dropped privileges and the directory is not its) is
     /// reported and left.
     fn vacuum(&self) {
-        let mut paths = startup::pidfiles(&self.options, &self.files_dir);
-        paths.extend(self.made_files());
-        remove_files(paths);
+        // Written after the jail: its paths are the jail's.
+        remove_files(startup::pidfiles(&self.options, &self.files_dir));
+        self.made_root.remove(self.made_files());
     }
 
     /// The files this master made, besides its pidfiles.
@@ -588,7 +660,12 @@ impl Master {
             let held_pidfile = self.held_pidfile.take();
             startup::master_start(&self.options, &self.hooks, held_pidfile).inspect_err(|_| {
                 if self.options.vacuum {
-                    vacuum_failed_start(&self.options, &self.files_dir, self.made_files());
+                    vacuum_failed_start(
+                        &self.options,
+                        &self.files_dir,
+                        self.made_files(),
+                        &self.made_root,
+                    );
                 }
             })?;
         }
@@ -1279,6 +1356,7 @@ impl Master {
                     close.extend(fifo.fds().iter().map(|fd| fd.as_raw_fd()));
                 }
                 close.extend(self.touch.as_ref().map(|t| t.as_fd().as_raw_fd()));
+                close.extend(self.made_root.fd());
                 let stop_signal = Signal::try_from(self.options.worker_stop_signal.number())
                     .unwrap_or(Signal::SIGTERM);
                 let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
@@ -1474,14 +1552,20 @@ fn made_files(
 /// `vacuum` after a start that failed: the files it made, and the pidfiles that name
 /// this process. A safe pidfile is written only once the first generation serves, so
 /// one is never this start's to remove.
-fn vacuum_failed_start(options: &Options, files_dir: &std::path::Path, made: Vec<PathBuf>) {
+fn vacuum_failed_start(
+    options: &Options,
+    files_dir: &std::path::Path,
+    made: Vec<PathBuf>,
+    made_root: &MadeFilesRoot,
+) {
     let own = std::process::id().to_string();
     let pidfiles = [&options.pidfile, &options.pidfile2]
         .into_iter()
         .flatten()
         .map(|path| files_dir.join(path))
         .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| text.trim() == own));
-    remove_files(made.into_iter().chain(pidfiles).collect());
+    remove_files(pidfiles.collect());
+    made_root.remove(made);
 }
 
 /// Removes `paths`; one that cannot be removed (the master dropped privileges and the

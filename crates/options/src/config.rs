@@ -283,7 +283,13 @@ impl Config {
             if first || !matches!(def.kind(), Kind::List(_)) {
                 origins.clear();
             }
-            origins.push(setting.origin.clone());
+            // One origin per value of a list, so that values and origins pair up by index
+            // (hook errors and `steward check` name a value's line that way).
+            let values = match (&setting.value, def.kind()) {
+                (RawValue::Many(values), Kind::List(_)) => values.len(),
+                _ => 1,
+            };
+            origins.extend(std::iter::repeat_n(setting.origin.clone(), values));
         }
         Ok(())
     }
@@ -432,6 +438,66 @@ mod tests {
                 .lines()
                 .any(|l| l.starts_with("workers = 1") && l.ends_with("# default")),
             "{described}"
+        );
+    }
+
+    /// Each value of a TOML array is from the array's line, so a value after it (an
+    /// `exec-asap` beside a `hook-asap` list) keeps its own line, and an error in the
+    /// array names the array's.
+    #[test]
+    fn every_value_of_an_array_has_the_array_line() {
+        let file = crate::files::tests::TempFile::new(
+            "arrays.toml",
+            "command = \"/bin/app\"\nhook-asap = [\"print:a\", \"print:b\"]\nexec-asap = \"echo c\"\n",
+        );
+        let at = |line| Origin::File {
+            path: file.path.clone(),
+            line,
+        };
+        let config = ConfigSources {
+            file: Some(file.path.clone()),
+            env: Vec::new(),
+            cli: Vec::new(),
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.origins("hook-asap"), [at(2), at(2), at(3)]);
+        let described = config.describe();
+        assert!(
+            described
+                .lines()
+                .any(|l| l.starts_with("hook-asap = print:b")
+                    && l.ends_with(&format!("# {}:2", file.path.display()))),
+            "{described}"
+        );
+    }
+
+    /// uWSGI calls run-command-on-touch `touch-exec` (uwsgiconf's
+    /// `run_command_on_touch` writes that): a uWSGI file's touch command runs.
+    #[test]
+    fn uwsgi_touch_exec_is_run_command_on_touch() {
+        let file = crate::files::tests::TempFile::new(
+            "touch.ini",
+            "[uwsgi]\ncommand = /bin/app\ntouch-exec = /run/app/poke echo poked\n",
+        );
+        let config = ConfigSources {
+            file: Some(file.path.clone()),
+            env: Vec::new(),
+            cli: Vec::new(),
+        }
+        .load()
+        .unwrap();
+        assert_eq!(
+            config.options.run_command_on_touch,
+            ["/run/app/poke echo poked"]
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        assert_eq!(
+            config.origins("run-command-on-touch"),
+            [Origin::File {
+                path: file.path.clone(),
+                line: 3
+            }]
         );
     }
 

@@ -415,7 +415,7 @@ pub(crate) mod tests {
         assert_eq!(config.options.workers, 4);
         assert_eq!(config.options.touch_reload.len(), 2);
         assert_eq!(config.options.hooks, [("asap".into(), "print:hi".into())]);
-        assert_eq!(config.origins("touch-reload"), [at(&file, 4)]);
+        assert_eq!(config.origins("touch-reload"), [at(&file, 4), at(&file, 4)]);
 
         let file = TempFile::new("n.yml", "command: /bin/app\npidfile: ~\n");
         assert_eq!(

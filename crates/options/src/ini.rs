@@ -303,6 +303,10 @@ fn uwsgi_setting(key: &str, value: &str, origin: Origin, out: &mut FileSettings)
         "die-on-term" => {
             "uWSGI's die-on-term: SIGTERM is always a graceful shutdown in steward".to_owned()
         }
+        "after-request-hook" | "after-request-call" => format!(
+            "uWSGI's {key}: a per-request hook runs in the worker: a program embedding \
+             steward registers it with Builder::after_request (see Hooks in the README)"
+        ),
         _ => format!("uWSGI option {key:?} is not supported by steward"),
     };
     warn(format!("{message}; ignored"));
@@ -374,6 +378,24 @@ mod tests {
         let set: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(set, ["processes", "listen-backlog", "listen", "vacuum"]);
         assert_eq!(file.settings[2].origin, at(5));
+    }
+
+    /// uWSGI's after-request hooks are C symbols run in the worker: the warning says
+    /// where steward has them instead.
+    #[test]
+    fn after_request_hooks_point_at_the_embedding_api() {
+        let file =
+            read("[uwsgi]\nafter-request-hook = log_it\nafter-request-call = count\n").unwrap();
+        let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+        let why = "a per-request hook runs in the worker: a program embedding steward registers it with Builder::after_request (see Hooks in the README); ignored";
+        assert_eq!(
+            warnings,
+            [
+                format!("/etc/app.ini:2: uWSGI's after-request-hook: {why}"),
+                format!("/etc/app.ini:3: uWSGI's after-request-call: {why}"),
+            ]
+        );
+        assert!(file.settings.is_empty());
     }
 
     #[test]

@@ -90,8 +90,8 @@ impl OptionDef {
         &self.name
     }
 
-    /// The option whose value this one sets: its own name, except for `exec-<phase>`,
-    /// which adds to `hook-<phase>`.
+    /// The option whose value this one sets: its own name, except for `exec-<phase>`
+    /// (and `mount-`, `umount-`, `call-`), which adds to `hook-<phase>`.
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -580,8 +580,12 @@ fn build() -> Vec<OptionDef> {
             "Exit without teardown: no vacuum, nothing removed."),
         def!(strings "hook-touch", hook_touch, "PATH ACTION", Newline, Hooks, restart: true,
             "Run ACTION when PATH is modified or touched; repeatable."),
-        def!(strings "run-command-on-touch", run_command_on_touch, "PATH COMMAND", Newline, Hooks, restart: true,
-            "Run COMMAND (with /bin/sh) when PATH is modified or touched; repeatable."),
+        OptionDef {
+            // uWSGI's own name for it (what uwsgiconf's run_command_on_touch writes).
+            aliases: &["touch-exec"],
+            ..def!(strings "run-command-on-touch", run_command_on_touch, "PATH COMMAND", Newline, Hooks, restart: true,
+                "Run COMMAND (with /bin/sh) when PATH is modified or touched; repeatable.")
+        },
         def!(strings "run-command-on-event", run_command_on_event, "[PHASE ]COMMAND", Newline, Hooks, restart: true,
             "Run COMMAND (with /bin/sh) in PHASE (default asap); repeatable."),
         def!(strings "alarm", alarm, "NAME ACTION", Newline, Hooks, restart: true,
@@ -634,27 +638,38 @@ fn build() -> Vec<OptionDef> {
             )
         });
     }
-    for phase in HOOK_PHASES {
-        table.push(OptionDef {
-            key: format!("hook-{phase}"),
-            kind: Kind::List(ListSeparator::Newline),
-            value_name: "COMMAND",
-            hidden: true,
-            apply: |o, name, v| {
-                o.hooks
-                    .push((hook_phase(name).to_owned(), format!("exec:{}", text(v)?)));
-                Ok(())
-            },
-            clear: |o, name| o.hooks.retain(|(phase, _)| phase != hook_phase(name)),
-            // Shown as the hook-<phase> = exec:COMMAND it is.
-            show: |_, _| Vec::new(),
-            ..base(
-                &format!("exec-{phase}"),
-                Group::Hooks,
-                true,
-                &format!("Run COMMAND in the {phase} phase: hook-{phase} = exec:COMMAND."),
-            )
-        });
+    // uWSGI's shorthands of `hook-<phase> = ACTION:VALUE`, for the actions it has them.
+    for (action, value_name) in [
+        ("exec", "COMMAND"),
+        ("mount", "FSTYPE SRC DST [FLAGS [DATA]]"),
+        ("umount", "PATH [FLAGS]"),
+        ("call", "NAME"),
+    ] {
+        for phase in HOOK_PHASES {
+            table.push(OptionDef {
+                key: format!("hook-{phase}"),
+                kind: Kind::List(ListSeparator::Newline),
+                value_name,
+                hidden: true,
+                apply: |o, name, v| {
+                    let (action, phase) = name.split_once('-').unwrap_or((name, name));
+                    o.hooks
+                        .push((phase.to_owned(), format!("{action}:{}", text(v)?)));
+                    Ok(())
+                },
+                clear: |o, name| o.hooks.retain(|(phase, _)| phase != hook_phase(name)),
+                // Shown as the hook-<phase> = ACTION:VALUE it is.
+                show: |_, _| Vec::new(),
+                ..base(
+                    &format!("{action}-{phase}"),
+                    Group::Hooks,
+                    true,
+                    &format!(
+                        "Run {action}:{value_name} in the {phase} phase: hook-{phase} = {action}:{value_name}."
+                    ),
+                )
+            });
+        }
     }
     table
 }
@@ -699,7 +714,7 @@ pub fn markdown_table() -> String {
         "| `hook-<phase>` ACTION | none | an action to run in that phase, for every phase: `{phases}` (list; one per line in STEWARD_*) |\n"
     ));
     out.push_str(
-        "| `exec-<phase>` COMMAND | none | uWSGI's shorthand for `hook-<phase> = exec:COMMAND`, for the same phases |\n",
+        "| `exec-<phase>` COMMAND | none | uWSGI's shorthand for `hook-<phase> = exec:COMMAND`, for the same phases; `mount-<phase>`, `umount-<phase>` and `call-<phase>` likewise |\n",
     );
     out
 }
@@ -710,7 +725,7 @@ fn hook_phase_of(name: &str) -> Option<&str> {
         .filter(|phase| HOOK_PHASES.contains(phase))
 }
 
-/// `hook-as-root` and `exec-as-root` -> `as-root`.
+/// `hook-as-root`, `exec-as-root`, `umount-as-root` -> `as-root`.
 fn hook_phase(name: &str) -> &str {
     name.split_once('-').map_or(name, |(_, phase)| phase)
 }
@@ -810,6 +825,34 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", def.name()));
             assert_eq!(def.show(&options), [value], "{}", def.name());
         }
+    }
+
+    /// uWSGI's other shorthands: `mount-<phase>`, `umount-<phase>`, `call-<phase>`.
+    #[test]
+    fn mount_umount_and_call_phase_add_their_action_to_the_phase() {
+        let mut options = Options::new(Vec::new());
+        for (name, value) in [
+            ("mount-in-jail", "tmpfs none /srv/jail/tmp nosuid"),
+            ("umount-as-root", "/srv/jail/tmp"),
+            ("call-asap", "warm_cache"),
+        ] {
+            lookup(name)
+                .unwrap_or_else(|| panic!("no option {name}"))
+                .apply(&mut options, value)
+                .unwrap();
+        }
+        assert_eq!(
+            options.hooks,
+            [
+                (
+                    "in-jail".into(),
+                    "mount:tmpfs none /srv/jail/tmp nosuid".into()
+                ),
+                ("as-root".into(), "umount:/srv/jail/tmp".into()),
+                ("asap".into(), "call:warm_cache".into()),
+            ]
+        );
+        assert_eq!(lookup("mount-in-jail").unwrap().key(), "hook-in-jail");
     }
 
     #[test]

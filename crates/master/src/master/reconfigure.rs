@@ -3,8 +3,9 @@
 //! change (the workers, their command, readiness, stop signal, mercy, backoff, reload
 //! strategy) applies to the new generation; what it cannot (its uid, its sockets, its
 //! jail...) is logged as needing a restart and keeps its value. An invalid
-//! configuration fails the reload, and the serving generation goes on serving.
+//! configuration (a broken hook string too) fails the reload, and the serving generation goes on serving.
 
+use steward_hooks::{HookConfigError, Jail};
 use steward_options::{table, ConfigSources, Options};
 use tracing::{error, info, warn};
 
@@ -65,6 +66,17 @@ impl Master {
             Launch::Fork(_) => sources.load_without_command(),
         }
         .map_err(|e| format!("invalid configuration: {e}"))?;
+        // Hooks and the jail keep their running values, but a file whose hooks could
+        // not start steward is refused now, not at the next restart.
+        let located = |error: HookConfigError| {
+            let origins = config.origins(&error.option);
+            match origins.get(error.index).or(origins.last()) {
+                Some(origin) => format!("invalid configuration: {origin}: {error}"),
+                None => format!("invalid configuration: {error}"),
+            }
+        };
+        self.hooks.check(&config.options).map_err(located)?;
+        Jail::new(&config.options).map_err(located)?;
         for warning in &config.warnings {
             warn!("{warning}");
         }
