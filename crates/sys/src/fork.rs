@@ -9,16 +9,16 @@ use nix::{
     errno::Errno,
     fcntl::{fcntl, FcntlArg, FdFlag, OFlag},
     poll::{poll, PollFd, PollFlags, PollTimeout},
-    sys::{
-        prctl,
-        signal::{
-            sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
-        },
+    sys::signal::{
+        sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
     },
-    unistd::{close, fork, getpid, getppid, pipe2, read, setpgid, write, ForkResult, Pid},
+    unistd::{close, fork, getpid, pipe2, write, ForkResult, Pid},
 };
 
-use crate::{ChildFds, ChildStage, SpawnError};
+use crate::{
+    spawn::{await_setup_report, encode_failure, prepare_child},
+    ChildFds, ChildStage, SpawnError,
+};
 
 /// The write end of the stop pipe, for the signal handler (-1 until installed). A
 /// forked worker is one process with one notice, so a process-wide slot suffices.
@@ -104,27 +104,8 @@ where
     match fork_process()? {
         ForkResult::Parent { child } => {
             drop(report_write);
-            // Five bytes (stage, errno) if the setup failed; end of file when the child
-            // closed the pipe before calling `worker`.
-            let mut report = [0u8; 5];
-            let mut filled = 0;
-            while filled < report.len() {
-                match read(&report_read, &mut report[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => break,
-                }
-            }
-            if filled < report.len() {
-                return Ok(child);
-            }
-            let _ = nix::sys::wait::waitpid(child, None);
-            let stage = ChildStage::from_byte(report[0]).unwrap_or(ChildStage::Exec);
-            let errno = Errno::from_raw(i32::from_ne_bytes([
-                report[1], report[2], report[3], report[4],
-            ]));
-            Err(SpawnError::Child { stage, errno })
+            // End of file on the pipe: the child closed it before calling `worker`.
+            await_setup_report(&report_read, child)
         }
         ForkResult::Child => {
             drop(report_read);
@@ -132,9 +113,7 @@ where
             {
                 Ok(notice) => notice,
                 Err((stage, errno)) => {
-                    let errno = (errno as i32).to_ne_bytes();
-                    let message = [stage as u8, errno[0], errno[1], errno[2], errno[3]];
-                    let _ = write(&report_write, &message);
+                    let _ = write(&report_write, &encode_failure(stage, errno));
                     exit_now(127)
                 }
             };
@@ -179,38 +158,8 @@ fn set_up_child(
     // Dispositions the master set (it blocks its signals; a loaded app may have
     // installed handlers) do not belong to the worker. SIGPIPE stays ignored: Rust
     // code expects EPIPE rather than death on a closed connection.
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        let action = if signal == Signal::SIGPIPE {
-            &ignore
-        } else {
-            &default
-        };
-        // SAFETY: installing SIG_DFL or SIG_IGN runs no handler code.
-        let _ = unsafe { sigaction(signal, action) };
-    }
-
-    setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(|e| (ChildStage::ProcessGroup, e))?;
-    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| (ChildStage::DeathSignal, e))?;
-    if getppid() != parent {
-        return Err((ChildStage::Orphaned, Errno::ESRCH));
-    }
-
-    if let Some(stdin) = fds.stdin {
-        // SAFETY: dup2 onto fd 0 replaces stdin; the OwnedFd is forgotten so that
-        // nothing closes fd 0 when it drops.
-        let fd = unsafe { nix::unistd::dup2_raw(stdin, 0) }.map_err(|e| (ChildStage::Stdin, e))?;
-        std::mem::forget(fd);
-    }
-
-    // As in exec mode: copy every socket above the target range first, since one may
-    // sit where another must go, then place the copies at 3, 4, ...
+    prepare_child(fds, parent, scratch, true)?;
     let first_free = 3 + fds.sockets.len() as RawFd;
-    for (slot, socket) in scratch.iter_mut().zip(fds.sockets) {
-        *slot = fcntl(socket, FcntlArg::F_DUPFD_CLOEXEC(first_free))
-            .map_err(|e| (ChildStage::Sockets, e))?;
-    }
     // The master's descriptors go first: one of them may be a listener's original
     // number inside 3.. that a copy is about to take over.
     for &fd in close_in_child {

@@ -2,7 +2,7 @@ use std::{
     ffi::{c_char, CString, OsString},
     fmt,
     os::{
-        fd::{AsRawFd, BorrowedFd, RawFd},
+        fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
     },
     path::Path,
@@ -205,30 +205,92 @@ pub fn spawn(plan: &mut ExecPlan, fds: &ChildFds<'_>) -> Result<Pid, SpawnError>
         Err(errno) => Err(SpawnError::Fork(errno)),
         Ok(child) => {
             drop(report_write);
-            // Five bytes (stage, errno) if the child failed; end of file when execve
-            // closed the pipe, which means the command is running.
-            let mut report = [0u8; 5];
-            let mut filled = 0;
-            while filled < report.len() {
-                match read(&report_read, &mut report[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => break,
-                }
-            }
-            if filled < report.len() {
-                return Ok(child);
-            }
-            // The child exits with 127 right after writing; reap it so it is no zombie.
-            let _ = nix::sys::wait::waitpid(child, None);
-            let stage = ChildStage::from_byte(report[0]).unwrap_or(ChildStage::Exec);
-            let errno = Errno::from_raw(i32::from_ne_bytes([
-                report[1], report[2], report[3], report[4],
-            ]));
-            Err(SpawnError::Child { stage, errno })
+            // End of file on the pipe: execve closed it, so the command is running.
+            await_setup_report(&report_read, child)
         }
     }
+}
+
+/// Reads the child's setup report from the pipe's read end, once the parent dropped
+/// its write end: end of file means the setup succeeded; five bytes (stage, errno,
+/// as [`encode_failure`] wrote them) mean it failed and the child exits with 127,
+/// so it is reaped here and is no zombie.
+pub(crate) fn await_setup_report(report_read: &OwnedFd, child: Pid) -> Result<Pid, SpawnError> {
+    let mut report = [0u8; 5];
+    let mut filled = 0;
+    while filled < report.len() {
+        match read(report_read, &mut report[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if filled < report.len() {
+        return Ok(child);
+    }
+    let _ = nix::sys::wait::waitpid(child, None);
+    let stage = ChildStage::from_byte(report[0]).unwrap_or(ChildStage::Exec);
+    let errno = Errno::from_raw(i32::from_ne_bytes([
+        report[1], report[2], report[3], report[4],
+    ]));
+    Err(SpawnError::Child { stage, errno })
+}
+
+/// The child's failure report for [`await_setup_report`], built without allocating.
+pub(crate) fn encode_failure(stage: ChildStage, errno: Errno) -> [u8; 5] {
+    let errno = (errno as i32).to_ne_bytes();
+    [stage as u8, errno[0], errno[1], errno[2], errno[3]]
+}
+
+/// The setup a worker gets after fork whether it execs a command or runs a closure:
+/// default signal dispositions (SIGPIPE ignored if `ignore_sigpipe`), its own process
+/// group, SIGKILL when the master dies, stdin from `fds`, and every socket copied
+/// (close-on-exec) above the range 3.. into `scratch`, ready to be placed at 3, 4, ...
+/// Only async-signal-safe calls, no allocation; Err names the failing step.
+#[allow(unsafe_code)]
+pub(crate) fn prepare_child(
+    fds: &ChildFds<'_>,
+    parent: Pid,
+    scratch: &mut [RawFd],
+    ignore_sigpipe: bool,
+) -> Result<(), (ChildStage, Errno)> {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        let action = if ignore_sigpipe && signal == Signal::SIGPIPE {
+            &ignore
+        } else {
+            &default
+        };
+        // SAFETY: installing SIG_DFL or SIG_IGN runs no handler code; sigaction is
+        // async-signal-safe.
+        let _ = unsafe { sigaction(signal, action) };
+    }
+
+    // Its own process group, so that a stop or kill reaches the worker's children too.
+    setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(|e| (ChildStage::ProcessGroup, e))?;
+    prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| (ChildStage::DeathSignal, e))?;
+    // The master may have died before the death signal was armed.
+    if getppid() != parent {
+        return Err((ChildStage::Orphaned, Errno::ESRCH));
+    }
+
+    if let Some(stdin) = fds.stdin {
+        // SAFETY: dup2 onto fd 0 replaces stdin; the OwnedFd is forgotten so that nothing
+        // closes it again, and this process owns its fd table after fork.
+        let fd = unsafe { nix::unistd::dup2_raw(stdin, 0) }.map_err(|e| (ChildStage::Stdin, e))?;
+        std::mem::forget(fd);
+    }
+
+    // Copied above the target range first, because a socket may already sit where
+    // another one must go.
+    let first_free = 3 + fds.sockets.len() as RawFd;
+    for (slot, socket) in scratch.iter_mut().zip(fds.sockets) {
+        *slot = fcntl(socket, FcntlArg::F_DUPFD_CLOEXEC(first_free))
+            .map_err(|e| (ChildStage::Sockets, e))?;
+    }
+    Ok(())
 }
 
 /// Forks; in the child, runs [`child_after_fork`], which never returns.
@@ -253,53 +315,22 @@ fn fork_child(
 #[allow(unsafe_code)]
 fn child_after_fork(plan: &mut ExecPlan, fds: &ChildFds<'_>, parent: Pid, report: RawFd) -> ! {
     let fail = |stage: ChildStage, errno: Errno| -> ! {
-        let errno = (errno as i32).to_ne_bytes();
-        let message = [stage as u8, errno[0], errno[1], errno[2], errno[3]];
         // SAFETY: `report` is the pipe's write end, open in this process until exec.
-        let _ = write(unsafe { BorrowedFd::borrow_raw(report) }, &message);
+        let _ = write(
+            unsafe { BorrowedFd::borrow_raw(report) },
+            &encode_failure(stage, errno),
+        );
         // SAFETY: _exit is async-signal-safe and skips the atexit handlers and stdio
         // flushing that belong to the master.
         unsafe { libc::_exit(127) }
     };
 
     // Dispositions survive exec only as "ignored"; the Rust runtime ignores SIGPIPE,
-    // and a worker must start with every signal at its default.
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: installing SIG_DFL runs no handler code; sigaction is async-signal-safe.
-        let _ = unsafe { sigaction(signal, &default) };
+    // and a command must start with every signal at its default.
+    if let Err((stage, errno)) = prepare_child(fds, parent, &mut plan.scratch_fds, false) {
+        fail(stage, errno);
     }
-
-    // Its own process group, so that a stop or kill reaches the worker's children too.
-    if let Err(errno) = setpgid(Pid::from_raw(0), Pid::from_raw(0)) {
-        fail(ChildStage::ProcessGroup, errno);
-    }
-    if let Err(errno) = prctl::set_pdeathsig(Signal::SIGKILL) {
-        fail(ChildStage::DeathSignal, errno);
-    }
-    // The master may have died before the death signal was armed.
-    if getppid() != parent {
-        fail(ChildStage::Orphaned, Errno::ESRCH);
-    }
-
-    if let Some(stdin) = fds.stdin {
-        // SAFETY: dup2 onto fd 0 replaces stdin; the OwnedFd is forgotten so that nothing
-        // closes it again, and this process owns its fd table after fork.
-        match unsafe { nix::unistd::dup2_raw(stdin, 0) } {
-            Ok(fd) => std::mem::forget(fd),
-            Err(errno) => fail(ChildStage::Stdin, errno),
-        }
-    }
-
-    // Two passes, because a socket may already sit where another one must go: first
-    // copy every socket above the target range, then place the copies at 3, 4, ...
     let first_free = 3 + fds.sockets.len() as RawFd;
-    for (slot, socket) in plan.scratch_fds.iter_mut().zip(fds.sockets) {
-        match fcntl(socket, FcntlArg::F_DUPFD_CLOEXEC(first_free)) {
-            Ok(fd) => *slot = fd,
-            Err(errno) => fail(ChildStage::Sockets, errno),
-        }
-    }
     for (target, &copy) in (3..).zip(plan.scratch_fds.iter()) {
         // SAFETY: `copy` was opened just above in this process; dup2 clears
         // close-on-exec on the target, which is what hands the socket over.
