@@ -11,20 +11,7 @@ use std::{
 use nix::unistd::Pid;
 use steward_sys::{spawn, ChildFds, ExecPlan};
 
-use crate::{table::Slot, MasterError};
-
-/// Variables a mule must not inherit: it has no sockets and no notify socket of its own.
-const NOT_FOR_MULES: &[&str] = &[
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "FDSTORE",
-    "STEWARD_WORKER_ID",
-    "STEWARD_GENERATION",
-];
+use crate::{command::WORKER_VARIABLES, table::Slot, MasterError};
 
 /// Where a mule is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +45,8 @@ pub(crate) struct Mule {
 impl Mule {
     pub fn new(id: usize, command: &str) -> Result<Mule, MasterError> {
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(key, _)| !NOT_FOR_MULES.iter().any(|v| key == v))
+            // A mule has no sockets and no notify socket of its own.
+            .filter(|(key, _)| !WORKER_VARIABLES.iter().any(|v| key == v))
             .collect();
         env.push(("STEWARD_MULE_ID".into(), id.to_string().into()));
         let argv: Vec<OsString> = vec![
