@@ -17,7 +17,7 @@ use std::{
         unix::{ffi::OsStrExt, fs::MetadataExt},
     },
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -180,20 +180,8 @@ impl Binary {
         } else {
             CHECK_TIMEOUT
         };
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(failed(format!("no answer within {timeout:?}")));
-                }
-            }
-        };
+        let status = wait_or_kill(&mut child, timeout)
+            .ok_or_else(|| failed(format!("no answer within {timeout:?}")))?;
         let mut out = String::new();
         if let Some(mut stdout) = child.stdout.take() {
             let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
@@ -242,20 +230,8 @@ impl Binary {
                 source,
             })?;
         // Its warnings are a few lines: a stderr that fills the pipe is a hung check.
-        let deadline = Instant::now() + CHECK_TIMEOUT;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(refused(format!("no answer within {CHECK_TIMEOUT:?}")));
-                }
-            }
-        };
+        let status = wait_or_kill(&mut child, CHECK_TIMEOUT)
+            .ok_or_else(|| refused(format!("no answer within {CHECK_TIMEOUT:?}")))?;
         let mut err = String::new();
         if let Some(mut stderr) = child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
@@ -333,6 +309,23 @@ impl Binary {
         ReexecError::Exec {
             path: self.path.clone(),
             errno,
+        }
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; None once it was killed for taking
+/// longer (the master's loop is blocked meanwhile, so a hung check must not hang it).
+fn wait_or_kill(child: &mut std::process::Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
         }
     }
 }
