@@ -101,17 +101,22 @@ struct Reload {
     started: Instant,
 }
 
-const HANDLED_SIGNALS: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-    Signal::SIGCHLD,
-];
+/// The signals the master takes through its signalfd (blocked, never delivered).
+pub(crate) fn handled_signals() -> SigSet {
+    [
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+        Signal::SIGCHLD,
+    ]
+    .into_iter()
+    .collect()
+}
 
 /// How a worker starts: its command exec'd, or (preload mode, [`crate::Builder`]) a
 /// fork of the master running a closure.
@@ -421,8 +426,7 @@ impl Master {
                 next: Instant::now(),
             });
 
-        let mut mask = SigSet::empty();
-        HANDLED_SIGNALS.iter().for_each(|s| mask.add(*s));
+        let mask = handled_signals();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(MasterError::Signals)?;
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(MasterError::Signals)?;

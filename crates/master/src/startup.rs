@@ -32,7 +32,7 @@ use std::{
 
 use nix::{
     sys::{
-        signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal},
+        signal::{kill, sigprocmask, SigmaskHow, Signal},
         wait::{waitpid, WaitPidFlag, WaitStatus},
     },
     unistd::Pid,
@@ -45,6 +45,7 @@ use tracing::{info, warn};
 
 use crate::{
     command, daemon,
+    master::handled_signals,
     pidfile::{write_pidfile, HeldPidfile},
     privileges::{self, Credentials},
     procname, MasterError,
@@ -168,10 +169,8 @@ pub(crate) fn jail(hooks: &Hooks, jail: &Jail, resumed: bool) -> Result<(), Mast
     hooks.run(Phase::PreJail)?;
     if jail.forks() {
         // Blocked before the fork, so that no signal meant for the child is lost.
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded_signals()), None)
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None)
             .map_err(MasterError::Signals)?;
-    }
-    if jail.forks() {
         let original = Jail::pid_namespace()?;
         jail.unshare_pid()?;
         if let Forked::Parent { child } = fork_master().map_err(MasterError::JailFork)? {
@@ -180,8 +179,6 @@ pub(crate) fn jail(hooks: &Hooks, jail: &Jail, resumed: bool) -> Result<(), Mast
             Jail::restore_pid_namespace(&original)?;
             return outside_the_pid_namespace(hooks, child);
         }
-    }
-    if jail.forks() {
         remember_outer_pid();
     }
     // The other namespaces: the master's own (the child's, when it forked).
@@ -222,25 +219,6 @@ fn remember_outer_pid() {
     }
 }
 
-/// The signals a master handles: forwarded by the parent outside a pid namespace.
-const FORWARDED: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-];
-
-fn forwarded_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    FORWARDED.iter().for_each(|s| set.add(*s));
-    set.add(Signal::SIGCHLD);
-    set
-}
-
 /// The parent of a master in a new pid namespace: post-jail, then systemd is told the
 /// child is the main process (its notifications come from there), and the signals the
 /// parent gets go to the child, until it exits. Returns only an error of post-jail.
@@ -254,7 +232,8 @@ fn outside_the_pid_namespace(hooks: &Hooks, child: Pid) -> Result<(), MasterErro
     if let Ok(systemd) = Notifier::from_env() {
         let _ = systemd.send(&[State::MainPid(child.as_raw() as u32)]);
     }
-    let signals = forwarded_signals();
+    // The signals a master handles are forwarded; SIGCHLD says the master exited.
+    let signals = handled_signals();
     loop {
         let Ok(signal) = signals.wait() else { continue };
         if signal != Signal::SIGCHLD {
