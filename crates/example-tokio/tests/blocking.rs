@@ -5,10 +5,8 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
     io::{Read, Write},
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -17,116 +15,11 @@ use nix::{
     unistd::Pid,
 };
 
+mod common;
+
+use common::{fields, free_port, Example, TempDir, DEADLINE};
+
 const EXAMPLE: &str = env!("CARGO_BIN_EXE_steward-example-blocking");
-const DEADLINE: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A directory of this test's own, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("steward-blocking-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The example's master; killed (its workers with it, by their death signal) if a test
-/// ends without stopping it.
-struct Example {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Example {
-    fn start(dir: &TempDir, env: &[(&str, &str)]) -> Example {
-        let log = dir.0.join("stderr.log");
-        let mut command = Command::new(EXAMPLE);
-        command
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env_remove("STEWARD_REEXEC")
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        Example {
-            child: Some(command.spawn().unwrap()),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `needle` `count` times.
-    fn wait_log(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.log().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} (x{count}) in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the master did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// The fields (`key=value ...`) of the answer on a connected stream.
 fn ask(mut stream: impl Read + Write) -> std::io::Result<BTreeMap<String, String>> {
@@ -134,11 +27,7 @@ fn ask(mut stream: impl Read + Write) -> std::io::Result<BTreeMap<String, String
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body
-            .split_whitespace()
-            .filter_map(|field| field.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()),
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(fields(body)),
         _ => Err(std::io::Error::other(format!("bad answer: {response:?}"))),
     }
 }
@@ -188,6 +77,7 @@ fn every_socket_arrives_in_order_with_its_name_and_a_blocking_worker_hears_the_s
         unix.display()
     );
     let mut example = Example::start(
+        EXAMPLE.as_ref(),
         &dir,
         &[
             ("STEWARD_LISTEN", &listen),
@@ -236,6 +126,7 @@ fn call_hooks_named_in_the_configuration_run_the_registered_functions() {
     let marks = dir.0.join("marks");
     let listen = format!("127.0.0.1:{port}");
     let mut example = Example::start(
+        EXAMPLE.as_ref(),
         &dir,
         &[
             ("STEWARD_LISTEN", &listen),
@@ -271,6 +162,7 @@ fn call_hooks_named_in_the_configuration_run_the_registered_functions() {
 
     // A `call:` naming nothing registered stops the start, naming the option.
     let mut unknown = Example::start(
+        EXAMPLE.as_ref(),
         &dir,
         &[
             ("STEWARD_LISTEN", &listen),
@@ -290,6 +182,7 @@ fn a_crashed_forked_worker_is_forked_again_with_its_id_and_generation() {
     let dir = TempDir::new("respawn");
     let port = free_port();
     let mut example = Example::start(
+        EXAMPLE.as_ref(),
         &dir,
         &[
             ("STEWARD_LISTEN", &format!("127.0.0.1:{port}")),
@@ -315,6 +208,7 @@ fn a_worker_closure_that_fails_before_it_is_ready_ends_the_start() {
     ] {
         let dir = TempDir::new(fails);
         let mut example = Example::start(
+            EXAMPLE.as_ref(),
             &dir,
             &[
                 ("STEWARD_LISTEN", &format!("127.0.0.1:{}", free_port())),
@@ -337,6 +231,7 @@ fn a_program_that_has_threads_before_run_is_refused_naming_them() {
     let dir = TempDir::new("threads-before-run");
     let port = free_port();
     let mut example = Example::start(
+        EXAMPLE.as_ref(),
         &dir,
         &[
             ("STEWARD_LISTEN", &format!("127.0.0.1:{port}")),

@@ -1,20 +1,16 @@
 //! Hooks in preload mode: the example's master loads the app itself, and each forked
 //! worker runs the accepting phases before its closure.
 
+mod common;
+
+use common::{Example, TempDir, DEADLINE};
+use nix::sys::signal::Signal;
 use std::{
-    fs::File,
-    path::PathBuf,
-    process::{Command, Stdio},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use nix::{
-    sys::signal::{kill, Signal},
-    unistd::Pid,
-};
-
 const EXAMPLE: &str = env!("CARGO_BIN_EXE_steward-example-tokio");
-const DEADLINE: Duration = Duration::from_secs(20);
 
 const PHASES: &[&str] = &[
     "asap",
@@ -33,19 +29,8 @@ const PHASES: &[&str] = &[
     "as-user-atexit",
 ];
 
-/// The example's master, killed (its workers with it, by their death signal) if the
-/// test ends without stopping it.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Polls until `path` holds `expected`.
-fn wait_contents(path: &PathBuf, expected: &str, log: &PathBuf) {
+fn wait_contents(path: &Path, expected: &str, example: &Example) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let got = std::fs::read_to_string(path).unwrap_or_default();
@@ -56,7 +41,7 @@ fn wait_contents(path: &PathBuf, expected: &str, log: &PathBuf) {
             Instant::now() < deadline,
             "{} holds {got:?}, not {expected:?}; log:\n{}",
             path.display(),
-            std::fs::read_to_string(log).unwrap_or_default()
+            example.log()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -64,67 +49,37 @@ fn wait_contents(path: &PathBuf, expected: &str, log: &PathBuf) {
 
 #[test]
 fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
-    let dir = std::env::temp_dir().join(format!("steward-preload-hooks-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (file, log) = (dir.join("phases"), dir.join("stderr.log"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = Command::new(EXAMPLE);
-    command
-        .env("STEWARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("STEWARD_WORKERS", "1")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("LISTEN_PID")
-        .env_remove("STEWARD_REEXEC")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap());
-    for phase in PHASES {
-        let variable = format!("STEWARD_HOOK_{}", phase.to_uppercase().replace('-', "_"));
-        command.env(variable, format!("exec:echo {phase} >> {}", file.display()));
-    }
-    let mut child = Killed(command.spawn().unwrap());
-    let child = &mut child.0;
+    let dir = TempDir::new("hooks");
+    let file = dir.0.join("phases");
+    let hooks: Vec<(String, String)> = PHASES
+        .iter()
+        .map(|phase| {
+            let variable = format!("STEWARD_HOOK_{}", phase.to_uppercase().replace('-', "_"));
+            (variable, format!("exec:echo {phase} >> {}", file.display()))
+        })
+        .collect();
+    let mut env = vec![("STEWARD_WORKERS", "1")];
+    env.extend(hooks.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let example = Example::start(EXAMPLE.as_ref(), &dir, &env);
     let start =
         "asap\npre-jail\nin-jail\npost-jail\nas-root\nas-user\npre-app\npost-app\nmaster-start\n\
          accepting\naccepting1\naccepting-once\naccepting1-once\n";
-    wait_contents(&file, start, &log);
+    wait_contents(&file, start, &example);
     // A reload re-execs the master: the new image loads the app between pre-app and
     // post-app and runs no start phase; its worker is no first one (-once is done).
     // Once generation 1 serves, so that the reload is the plain case.
-    let deadline = Instant::now() + DEADLINE;
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("generation ready")
-    {
-        assert!(Instant::now() < deadline, "generation 1 never got ready");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP).unwrap();
+    example.wait_log("generation ready", 1);
+    example.signal(Signal::SIGHUP);
     wait_contents(
         &file,
         &format!("{start}as-user-atexit\npre-app\npost-app\naccepting\naccepting1\n"),
-        &log,
+        &example,
     );
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the example did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = example.stop();
     assert!(status.success(), "{status}");
     let phases = std::fs::read_to_string(&file).unwrap();
     assert!(
         phases.ends_with("post-app\naccepting\naccepting1\nas-user-atexit\n"),
         "{phases}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

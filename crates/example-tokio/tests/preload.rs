@@ -4,119 +4,22 @@
 
 use std::{
     collections::BTreeMap,
-    fs::File,
     io::{Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use nix::{
-    sys::signal::{kill, Signal},
-    unistd::Pid,
-};
+use nix::{sys::signal::Signal, unistd::Pid};
+
+mod common;
+
+use common::{fields, Example, TempDir, DEADLINE};
 
 const EXAMPLE: &str = env!("CARGO_BIN_EXE_steward-example-tokio");
 const EXAMPLE_V2: &str = env!("CARGO_BIN_EXE_steward-example-tokio-v2");
-const DEADLINE: Duration = Duration::from_secs(20);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A directory of this test's own, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("steward-preload-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The example's master, running; killed (and its workers with it, by their death
-/// signal) if a test ends without stopping it.
-struct Example {
-    child: Option<Child>,
-    port: u16,
-    log: PathBuf,
-}
 
 impl Example {
-    fn start(binary: &Path, dir: &TempDir, env: &[(&str, &str)]) -> Example {
-        let port = free_port();
-        let log = dir.0.join("stderr.log");
-        let mut command = Command::new(binary);
-        command
-            .env("STEWARD_LISTEN", format!("127.0.0.1:{port}"))
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .env_remove("STEWARD_REEXEC")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        // A binary this test just copied can be busy for a moment: another test thread
-        // forking at the time of the copy holds the writable descriptor until its exec.
-        let deadline = Instant::now() + DEADLINE;
-        let child = loop {
-            match command.spawn() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                    assert!(Instant::now() < deadline, "{} stays busy", binary.display());
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                spawned => break spawned.unwrap(),
-            }
-        };
-        Example {
-            child: Some(child),
-            port,
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log holds `needle` `count` times.
-    fn wait_log(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.log().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} (x{count}) in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
-    }
-
     /// `GET path`: the fields of the answer line (`key=value ...`).
     fn get(&self, path: &str) -> BTreeMap<String, String> {
         let body = http_get(self.port, path)
@@ -146,33 +49,6 @@ impl Example {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the master did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(mut self) -> ExitStatus {
-        self.signal(Signal::SIGTERM);
-        self.wait_exit()
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn http_get(port: u16, path: &str) -> std::io::Result<String> {
@@ -188,13 +64,6 @@ fn http_get(port: u16, path: &str) -> std::io::Result<String> {
         Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
         _ => Err(std::io::Error::other(format!("bad answer: {response:?}"))),
     }
-}
-
-fn fields(body: &str) -> BTreeMap<String, String> {
-    body.split_whitespace()
-        .filter_map(|field| field.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
 }
 
 /// `Shared_Clean + Shared_Dirty` of a process, in KiB.
