@@ -461,12 +461,7 @@ fn reload_wait_says_why_a_broken_file_failed_the_reload() {
     steward.wait_generation_ready(1);
 
     dir.write("app.toml", &text("\"many\""));
-    let reload = crate::util::steward_client(&[
-        "reload",
-        "--wait",
-        "--control-socket",
-        control.to_str().unwrap(),
-    ]);
+    let reload = crate::util::reload_wait(&control);
     let stderr = String::from_utf8_lossy(&reload.stderr);
     assert_eq!(reload.status.code(), Some(1), "{stderr}");
     assert!(
@@ -497,12 +492,7 @@ fn reload_wait_fails_on_a_broken_hook_string_and_the_old_generation_serves() {
     steward.wait_generation_ready(1);
 
     dir.write("app.toml", &text("mkdri:/x"));
-    let reload = crate::util::steward_client(&[
-        "reload",
-        "--wait",
-        "--control-socket",
-        control.to_str().unwrap(),
-    ]);
+    let reload = crate::util::reload_wait(&control);
     let stderr = String::from_utf8_lossy(&reload.stderr);
     assert_eq!(reload.status.code(), Some(1), "{stderr}");
     assert!(

@@ -30,7 +30,7 @@ fn reload_wait_returns_once_the_new_generation_serves() {
     let mode = std::fs::metadata(&control).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only the master's user may control it");
 
-    let reload = steward_client(&["reload", "--wait", "--control-socket", &control]);
+    let reload = crate::util::reload_wait(&control);
     assert!(reload.status.success(), "{}", text(&reload.stderr));
     let out = text(&reload.stdout);
     assert!(
@@ -77,7 +77,7 @@ fn reload_wait_fails_when_the_new_generation_cannot_start_and_the_old_one_serves
     let script = format!(r#"[ "$STEWARD_GENERATION" = 2 ] && exit 3; exec {demo}"#);
     let (steward, control, _) = start_controlled("ctl-fail", &[], &["/bin/sh", "-c", &script]);
 
-    let reload = steward_client(&["reload", "--wait", "--control-socket", &control]);
+    let reload = crate::util::reload_wait(&control);
     assert_eq!(reload.status.code(), Some(1), "{}", text(&reload.stdout));
     let stderr = text(&reload.stderr);
     assert!(

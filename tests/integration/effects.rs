@@ -92,12 +92,7 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
         assert_eq!(meta.mode() & 0o777, 0o600, "{}", path.display());
     }
     // ... and still work: a reload asked through the socket happens.
-    let reload = steward_client(&[
-        "reload",
-        "--wait",
-        "--control-socket",
-        control.to_str().unwrap(),
-    ]);
+    let reload = crate::util::reload_wait(&control);
     assert!(
         reload.status.success(),
         "{}",
@@ -789,7 +784,7 @@ fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
     let daemon = Daemon::from_pidfile(&pidfile);
     wait_file_contains(&log, "generation ready");
 
-    let reload = steward_client(&["reload", "--wait", "--control-socket", control]);
+    let reload = crate::util::reload_wait(control);
     assert!(
         reload.status.success(),
         "{}",

@@ -231,7 +231,7 @@ fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_se
     );
     steward.wait_generation_ready(1);
     fs::write(&flag, "").unwrap();
-    let reload = util::steward_client(&["reload", "--wait", "--control-socket", &control]);
+    let reload = crate::util::reload_wait(&control);
     let stderr = String::from_utf8_lossy(&reload.stderr);
     assert_eq!(reload.status.code(), Some(1), "{stderr}");
     assert!(
@@ -241,7 +241,7 @@ fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_se
     assert_eq!(steward.get("/").unwrap().generation(), 1);
 
     fs::remove_file(&flag).unwrap();
-    let reload = util::steward_client(&["reload", "--wait", "--control-socket", &control]);
+    let reload = crate::util::reload_wait(&control);
     assert!(reload.status.success(), "{reload:?}");
     assert_eq!(steward.get("/").unwrap().generation(), 3);
 }
@@ -612,11 +612,10 @@ fn hook_touch_and_run_command_on_touch_run_when_their_file_is_touched() {
     );
 }
 
-/// A root with the host's /usr, /dev, /proc and /tmp bound in (mounted by in-jail hooks inside
-/// the master's mount namespace), and the demo's directory, so the worker runs there.
-#[test]
-fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
-    let scratch = Scratch::new("chroot");
+/// An empty root in `scratch` for a chroot, holding the host's /bin, /lib, /lib64 and
+/// /sbin where they are symlinks (into /usr), and the in-jail hook arguments that make
+/// `dirs` and the demo's directory in it and bind-mount the host's there.
+fn jail_root(scratch: &Scratch, dirs: &[&str]) -> (PathBuf, Vec<String>) {
     let root = scratch.path("root");
     fs::create_dir_all(&root).unwrap();
     for link in ["bin", "lib", "lib64", "sbin"] {
@@ -626,12 +625,25 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
         }
     }
     let demo = demo_bin();
-    let demo_dir = Path::new(&demo)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let demo_dir = Path::new(&demo).parent().unwrap().to_str().unwrap();
+    let r = root.to_str().unwrap();
+    let mut hooks = Vec::new();
+    for dir in dirs.iter().copied().chain([demo_dir]) {
+        hooks.push("--hook-in-jail".to_owned());
+        hooks.push(format!("mkdir:{r}{dir}"));
+        hooks.push("--hook-in-jail".to_owned());
+        hooks.push(format!("mount:none {dir} {r}{dir} bind,rec"));
+    }
+    (root, hooks)
+}
+
+/// A root with the host's /usr, /dev, /proc and /tmp bound in (mounted by in-jail hooks inside
+/// the master's mount namespace), and the demo's directory, so the worker runs there.
+#[test]
+fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
+    let scratch = Scratch::new("chroot");
+    let (root, bind_mounts) = jail_root(&scratch, &["/usr", "/dev", "/proc", "/tmp"]);
+    let demo = demo_bin();
     let r = root.to_str().unwrap();
     let mut args = vec![
         "--unshare".to_owned(),
@@ -639,12 +651,7 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
         "--chroot".into(),
         r.into(),
     ];
-    for dir in ["/usr", "/dev", "/proc", "/tmp", &demo_dir] {
-        args.push("--hook-in-jail".into());
-        args.push(format!("mkdir:{r}{dir}"));
-        args.push("--hook-in-jail".into());
-        args.push(format!("mount:none {dir} {r}{dir} bind,rec"));
-    }
+    args.extend(bind_mounts);
     args.extend([
         "--hook-in-jail".into(),
         format!("mkdir:{r}/scratch"),
@@ -683,21 +690,8 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
 #[test]
 fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
     let scratch = Scratch::new("chroot-vacuum");
-    let root = scratch.path("root");
-    fs::create_dir_all(&root).unwrap();
-    for link in ["bin", "lib", "lib64", "sbin"] {
-        if fs::symlink_metadata(format!("/{link}")).is_ok_and(|m| m.is_symlink()) {
-            std::os::unix::fs::symlink(fs::read_link(format!("/{link}")).unwrap(), root.join(link))
-                .unwrap();
-        }
-    }
+    let (root, bind_mounts) = jail_root(&scratch, &["/usr", "/dev", "/proc"]);
     let demo = demo_bin();
-    let demo_dir = Path::new(&demo)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
     let r = root.to_str().unwrap();
     let (socket, control, fifo) = (
         scratch.at("app.sock"),
@@ -725,12 +719,7 @@ fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
         "--chroot".into(),
         r.into(),
     ];
-    for dir in ["/usr", "/dev", "/proc", &demo_dir] {
-        args.push("--hook-in-jail".into());
-        args.push(format!("mkdir:{r}{dir}"));
-        args.push("--hook-in-jail".into());
-        args.push(format!("mount:none {dir} {r}{dir} bind,rec"));
-    }
+    args.extend(bind_mounts);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut steward = Steward::start(&args, &[&demo]);
     steward.wait_generation_ready(1);

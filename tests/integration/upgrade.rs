@@ -7,7 +7,7 @@ use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
 use nix::sys::signal::Signal;
 
 use crate::{
-    util::{self, demo_bin, steward_bin, steward_client, Steward},
+    util::{self, demo_bin, steward_bin, Steward},
     Load,
 };
 
@@ -55,12 +55,7 @@ fn a_replaced_binary_is_re_executed_in_place_under_load() {
         exe(steward.pid()).to_string_lossy().ends_with("(deleted)"),
         "the running image is the replaced file"
     );
-    let reload = steward_client(&[
-        "reload",
-        "--wait",
-        "--control-socket",
-        control.to_str().unwrap(),
-    ]);
+    let reload = crate::util::reload_wait(&control);
     assert!(
         reload.status.success(),
         "{}",

@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Condvar, Mutex},
     time::{Duration, Instant},
@@ -491,4 +491,13 @@ pub fn steward_client(args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("run steward")
+}
+
+/// `steward reload --wait` through the master's control socket at `control`.
+pub fn reload_wait(control: impl AsRef<Path>) -> std::process::Output {
+    let control = control
+        .as_ref()
+        .to_str()
+        .expect("a UTF-8 control socket path");
+    steward_client(&["reload", "--wait", "--control-socket", control])
 }
