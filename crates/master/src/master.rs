@@ -26,7 +26,7 @@ use crate::{
     control::{control_socket_path, ConnectionId, ControlRequest, ControlServer},
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
-    notify::NotifySocket,
+    notify::{NotifySocket, NOTIFY_MAX},
     pidfile::HeldPidfile,
     preload::{ForkLaunch, WorkerIdentity},
     procname,
@@ -674,6 +674,7 @@ impl Master {
             })?;
         }
         self.start_due_mules(Instant::now());
+        let mut datagram = [0u8; NOTIFY_MAX];
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
@@ -741,8 +742,8 @@ impl Master {
             };
             // Datagrams first: a worker's last words arrive before the SIGCHLD of its exit.
             if notify_ready {
-                while let Some(datagram) = self.notify.receive() {
-                    self.on_notify(datagram.sender, &datagram.bytes);
+                while let Some((sender, len)) = self.notify.receive(&mut datagram) {
+                    self.on_notify(sender, &datagram[..len]);
                 }
             }
             if signals_ready {

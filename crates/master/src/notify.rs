@@ -21,13 +21,12 @@ use crate::MasterError;
 pub(crate) struct NotifySocket {
     socket: UnixDatagram,
     path: PathBuf,
+    /// Room for the sender's credentials, allocated once rather than per datagram.
+    credentials: Vec<u8>,
 }
 
-/// One datagram and the pid the kernel vouches for.
-pub(crate) struct Datagram {
-    pub sender: Pid,
-    pub bytes: Vec<u8>,
-}
+/// The largest notify message systemd accepts, and so steward.
+pub(crate) const NOTIFY_MAX: usize = 4096;
 
 /// Where the notify socket goes: systemd's RuntimeDirectory= if the unit has one, the
 /// user's runtime directory, or the temporary directory.
@@ -47,6 +46,14 @@ fn runtime_dir() -> PathBuf {
 }
 
 impl NotifySocket {
+    fn new(socket: UnixDatagram, path: PathBuf) -> NotifySocket {
+        NotifySocket {
+            socket,
+            path,
+            credentials: nix::cmsg_space!(nix::sys::socket::UnixCredentials),
+        }
+    }
+
     pub fn bind() -> Result<NotifySocket, MasterError> {
         Self::bind_in(&runtime_dir())
     }
@@ -78,7 +85,7 @@ impl NotifySocket {
         setsockopt(&socket, sockopt::PassCred, &true).map_err(|e| failed(e.into()))?;
         // Workers may run as another user; what they send is believed only by pid.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(failed)?;
-        Ok(NotifySocket { socket, path })
+        Ok(NotifySocket::new(socket, path))
     }
 
     /// Takes the notify socket back from a previous image of this master (re-exec); the
@@ -90,24 +97,23 @@ impl NotifySocket {
         socket
             .set_nonblocking(true)
             .map_err(MasterError::Handover)?;
-        Ok(NotifySocket { socket, path })
+        Ok(NotifySocket::new(socket, path))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The next datagram, `None` when none is waiting. A datagram without credentials
-    /// or larger than systemd accepts (4 KiB) is dropped.
-    pub fn receive(&self) -> Option<Datagram> {
-        let mut buffer = [0u8; 4096];
+    /// Reads the next datagram into `buffer`: its sender, as the kernel vouches for
+    /// it, and its length; `None` when none is waiting. A datagram without credentials
+    /// or larger than systemd accepts ([`NOTIFY_MAX`]) is dropped.
+    pub fn receive(&mut self, buffer: &mut [u8; NOTIFY_MAX]) -> Option<(Pid, usize)> {
         loop {
-            let mut iov = [IoSliceMut::new(&mut buffer)];
-            let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+            let mut iov = [IoSliceMut::new(buffer)];
             let message = match recvmsg::<UnixAddr>(
                 self.socket.as_raw_fd(),
                 &mut iov,
-                Some(&mut cmsg),
+                Some(&mut self.credentials),
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC,
             ) {
                 Ok(message) => message,
@@ -121,12 +127,7 @@ impl NotifySocket {
                 _ => None,
             });
             match sender {
-                Some(sender) if !truncated => {
-                    return Some(Datagram {
-                        sender,
-                        bytes: buffer[..len.min(buffer.len())].to_vec(),
-                    })
-                }
+                Some(sender) if !truncated => return Some((sender, len.min(NOTIFY_MAX))),
                 _ => {
                     tracing::warn!(
                         bytes = len,
