@@ -11,17 +11,7 @@ use std::{
 
 use nix::unistd::Pid;
 
-use crate::util::{demo_bin, field, steward_bin, steward_client, Steward, DEADLINE};
-
-/// A fresh directory for one test, readable and searchable by everyone (the master may
-/// run as nobody).
-pub(crate) fn test_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("steward-effects-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
+use crate::util::{demo_bin, field, steward_bin, steward_client, Steward, TestDir, DEADLINE};
 
 /// The values of a `Name:` line of /proc/PID/status.
 fn status_field(pid: Pid, name: &str) -> Vec<String> {
@@ -50,7 +40,7 @@ fn assert_credentials(who: &str, pid: Pid, uid: &str, gid: &str, groups: &[&str]
 
 #[test]
 fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
-    let dir = test_dir("uid");
+    let dir = TestDir::new("uid");
     let control = dir.join("control.sock");
     let fifo = dir.join("master.fifo");
     let steward = Steward::start(
@@ -251,19 +241,18 @@ pub(crate) fn start_with_files(dir: &Path, extra: &[&str]) -> (Steward, Vec<Path
 
 #[test]
 fn vacuum_removes_pidfiles_sockets_control_socket_and_fifo_at_exit() {
-    let dir = test_dir("vacuum");
+    let dir = TestDir::new("vacuum");
     let (mut steward, files) = start_with_files(&dir, &["--vacuum"]);
     steward.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
     for file in &files {
         assert!(!file.exists(), "{} removed by vacuum", file.display());
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn skip_atexit_teardown_exits_without_removing_anything() {
-    let dir = test_dir("skip-teardown");
+    let dir = TestDir::new("skip-teardown");
     let (mut steward, files) = start_with_files(&dir, &["--vacuum", "--skip-atexit-teardown"]);
     steward.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
@@ -272,7 +261,6 @@ fn skip_atexit_teardown_exits_without_removing_anything() {
         assert!(file.exists(), "{} left in place", file.display());
     }
     assert!(steward.log.position(&["vacuum: removed"]).is_none());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Starts steward through a shell that gives it `stdin`.
@@ -292,7 +280,7 @@ fn start_with_stdin(stdin: &Path, extra: &str) -> Steward {
 
 #[test]
 fn workers_get_dev_null_on_stdin_unless_honour_stdin() {
-    let dir = test_dir("stdin");
+    let dir = TestDir::new("stdin");
     let input = dir.join("input");
     std::fs::write(&input, "typed").unwrap();
     let stdin_of = |steward: &Steward| {
@@ -305,7 +293,6 @@ fn workers_get_dev_null_on_stdin_unless_honour_stdin() {
     let steward = start_with_stdin(&input, "--honour-stdin");
     assert_eq!(stdin_of(&steward), input);
     drop(steward);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -366,20 +353,19 @@ fn no_swap_over_the_memlock_limit_is_a_clear_error() {
 
 #[test]
 fn chdir_moves_the_master_and_its_workers() {
-    let dir = test_dir("chdir");
+    let dir = TestDir::new("chdir");
     let steward = Steward::start(&["--chdir", dir.to_str().unwrap()], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     let cwd = |pid: Pid| std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
-    assert_eq!(cwd(steward.pid()), dir);
-    assert_eq!(cwd(steward.worker_pids(1)[0].1), dir);
+    assert_eq!(cwd(steward.pid()), *dir);
+    assert_eq!(cwd(steward.worker_pids(1)[0].1), *dir);
     drop(steward);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn chdir2_applies_once_the_first_generation_is_up() {
-    let first = test_dir("chdir2-first");
-    let second = test_dir("chdir2-second");
+    let first = TestDir::new("chdir2-first");
+    let second = TestDir::new("chdir2-second");
     let steward = Steward::start(
         &[
             "--chdir",
@@ -393,22 +379,21 @@ fn chdir2_applies_once_the_first_generation_is_up() {
     let cwd = |pid: Pid| std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert_eq!(
         cwd(steward.worker_pids(1)[0].1),
-        first,
+        *first,
         "generation 1 started in chdir"
     );
     eventually("the master in chdir2", || {
-        (cwd(steward.pid()) == second).then_some(())
+        (cwd(steward.pid()) == *second).then_some(())
     });
     steward.signal(nix::sys::signal::Signal::SIGHUP);
     steward.wait_generation_ready(2);
     assert_eq!(
         cwd(steward.worker_pids(2)[0].1),
-        second,
+        *second,
         "later workers inherit chdir2"
     );
     drop(steward);
     std::fs::remove_dir_all(&first).unwrap();
-    std::fs::remove_dir_all(&second).unwrap();
 }
 
 #[test]
@@ -486,7 +471,7 @@ fn procname_and_procname_master_name_workers_and_master_keeping_worker_arguments
 
 #[test]
 fn pidfiles_hold_the_master_pid_written_before_and_after_the_drop() {
-    let dir = test_dir("pidfiles");
+    let dir = TestDir::new("pidfiles");
     let private = dir.join("private");
     std::fs::create_dir(&private).unwrap();
     std::os::unix::fs::chown(&private, Some(65534), Some(65534)).unwrap();
@@ -523,7 +508,6 @@ fn pidfiles_hold_the_master_pid_written_before_and_after_the_drop() {
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     drop(steward);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -537,7 +521,7 @@ fn an_unwritable_pidfile_is_a_clear_error_at_start() {
 
 #[test]
 fn a_safe_pidfile_is_written_once_ready_and_never_by_a_failed_start() {
-    let dir = test_dir("safe-pidfile");
+    let dir = TestDir::new("safe-pidfile");
     let safe = dir.join("safe.pid");
     let safe2 = dir.join("safe2.pid");
     // A running instance's pidfile; a start that fails must leave it alone.
@@ -570,7 +554,6 @@ fn a_safe_pidfile_is_written_once_ready_and_never_by_a_failed_start() {
             .then_some(())
     });
     drop(steward);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A daemonized master, found through its pidfile; stopped (SIGTERM, then SIGKILL) when
@@ -608,7 +591,7 @@ fn wait_file_contains(path: &Path, fragment: &str) -> String {
 
 #[test]
 fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
-    let dir = test_dir("daemonize");
+    let dir = TestDir::new("daemonize");
     let (log, pidfile) = (dir.join("steward.log"), dir.join("app.pid"));
     std::fs::write(&log, "an earlier line\n").unwrap();
     let systemd = crate::util::SystemdSocket::bind("daemonize-notify");
@@ -650,12 +633,11 @@ fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
     assert!(text.contains(&format!("pid={}", daemon.0)), "{text}");
     assert_eq!(steward.get("/").unwrap().generation(), 1);
     drop(daemon);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn daemonize_to_udp_sends_one_log_line_per_datagram() {
-    let dir = test_dir("daemonize-udp");
+    let dir = TestDir::new("daemonize-udp");
     let pidfile = dir.join("app.pid");
     let listener = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     listener.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -686,12 +668,11 @@ fn daemonize_to_udp_sends_one_log_line_per_datagram() {
         }
     }
     drop(daemon);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
-    let dir = test_dir("daemonize2");
+    let dir = TestDir::new("daemonize2");
     let (log, pidfile) = (dir.join("steward.log"), dir.join("app.pid"));
     let mut steward = Steward::start(
         &[
@@ -715,12 +696,11 @@ fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
     );
     assert_eq!(steward.get("/").unwrap().generation(), 1);
     drop(daemon);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
-    let dir = test_dir("daemonize2-root-pidfile");
+    let dir = TestDir::new("daemonize2-root-pidfile");
     let (private, shared) = (dir.join("private"), dir.join("shared"));
     std::fs::create_dir_all(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -755,12 +735,11 @@ fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
     assert_eq!(read_pid(&pidfile), Some(daemon.0), "{text}");
     assert_eq!(steward.get("/").unwrap().generation(), 1);
     drop(daemon);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
-    let dir = test_dir("daemonize-control");
+    let dir = TestDir::new("daemonize-control");
     let (log, pidfile, control) = (
         dir.join("steward.log"),
         dir.join("app.pid"),
@@ -796,7 +775,6 @@ fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
     assert!(stop.status.success());
     crate::util::wait_gone(daemon.0);
     drop(daemon);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -831,7 +809,7 @@ fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
 
 #[test]
 fn vacuum_after_the_drop_removes_what_the_final_user_may_remove() {
-    let dir = test_dir("vacuum-uid");
+    let dir = TestDir::new("vacuum-uid");
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let (mut steward, files) =
         start_with_files(&dir, &["--vacuum", "--uid", "nobody", "--gid", "nogroup"]);
@@ -845,5 +823,4 @@ fn vacuum_after_the_drop_removes_what_the_final_user_may_remove() {
         );
     }
     assert!(steward.log.position(&["vacuum: cannot remove"]).is_none());
-    std::fs::remove_dir_all(&dir).unwrap();
 }

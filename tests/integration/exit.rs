@@ -6,8 +6,8 @@ use std::{path::PathBuf, process::Command};
 use nix::sys::signal::Signal;
 
 use crate::{
-    effects::{eventually, start_with_files, test_dir},
-    util::{demo_bin, steward_bin, Steward, DEADLINE},
+    effects::{eventually, start_with_files},
+    util::{demo_bin, steward_bin, Steward, TestDir, DEADLINE},
 };
 
 /// Runs steward with `args` to its end; (exit status, stderr).
@@ -67,7 +67,7 @@ fn a_start_error_says_its_cause_once() {
 #[test]
 fn vacuum_also_cleans_up_after_a_brutal_shutdown() {
     for signal in [Signal::SIGINT, Signal::SIGQUIT] {
-        let dir = test_dir(&format!("vacuum-{signal}"));
+        let dir = TestDir::new(&format!("vacuum-{signal}"));
         let (mut steward, files) = start_with_files(&dir, &["--vacuum"]);
         steward.signal(signal);
         assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
@@ -78,13 +78,12 @@ fn vacuum_also_cleans_up_after_a_brutal_shutdown() {
                 file.display()
             );
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
 #[test]
 fn vacuum_finds_relative_paths_after_chdir2() {
-    let dir = test_dir("vacuum-relative");
+    let dir = TestDir::new("vacuum-relative");
     let (first, second) = (dir.join("first"), dir.join("second"));
     std::fs::create_dir_all(&first).unwrap();
     std::fs::create_dir_all(&second).unwrap();
@@ -135,7 +134,6 @@ fn vacuum_finds_relative_paths_after_chdir2() {
             steward.log.lines()
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -145,7 +143,7 @@ fn vacuum_cleans_up_after_a_start_that_fails_once_its_files_are_made() {
         ("pidfile2", ["--pidfile2", missing.as_str()]),
         ("daemonize2", ["--daemonize2", missing.as_str()]),
     ] {
-        let dir = test_dir(&format!("vacuum-failed-{name}"));
+        let dir = TestDir::new(&format!("vacuum-failed-{name}"));
         let path = |file: &str| dir.join(file).to_str().unwrap().to_owned();
         // A safe pidfile is never written by a start that fails: it stays as it was.
         std::fs::write(dir.join("safe.pid"), "1\n").unwrap();
@@ -178,6 +176,5 @@ fn vacuum_cleans_up_after_a_start_that_fails_once_its_files_are_made() {
             std::fs::read_to_string(dir.join("safe.pid")).unwrap(),
             "1\n"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,15 +7,13 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 
 use crate::{
-    util::{demo_bin, field, free_port, socket_path, steward_bin, steward_client, Steward},
+    util::{demo_bin, field, free_port, steward_bin, steward_client, Steward, TestDir},
     Load,
 };
 
 #[test]
 fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
-    let dir = socket_path("faults");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("faults");
     let file = dir.join("app.toml");
     let control = dir.join("control.sock");
     let port = free_port();
@@ -90,5 +88,4 @@ fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
     );
     assert_eq!(steward.get("/").unwrap().generation(), generation);
     drop(steward);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,38 +10,7 @@ use std::{
 
 use nix::sys::signal::Signal;
 
-use crate::util::{self, demo_bin, Steward};
-
-/// A scratch directory for one test, removed at the end (after any mount in it is gone:
-/// mounts live in the master's namespace and die with it).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("steward-hooks-{}-{test}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn at(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // Never recurse into a mount that leaked to the host (a bind of /usr, say).
-        let leaked = mountinfo("self").contains(self.0.to_str().unwrap());
-        if !leaked {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
+use crate::util::{self, demo_bin, Steward, TestDir};
 
 /// Polls until `path` holds `expected`, at most the deadline.
 fn wait_contents(path: &Path, expected: &str) {
@@ -91,7 +60,7 @@ fn every_phase_args(file: &str) -> Vec<String> {
 
 #[test]
 fn hooks_run_in_the_documented_order_at_start_reload_and_shutdown() {
-    let scratch = Scratch::new("order");
+    let scratch = TestDir::new("order");
     let file = scratch.at("phases");
     let args = every_phase_args(&file);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -114,7 +83,7 @@ fn hooks_run_in_the_documented_order_at_start_reload_and_shutdown() {
         "post-app",
     ];
     let mut expected = start.join("\n") + "\n";
-    wait_contents(&scratch.path("phases"), &expected);
+    wait_contents(&scratch.join("phases"), &expected);
 
     let from = steward.log.len();
     steward.signal(Signal::SIGHUP);
@@ -122,20 +91,20 @@ fn hooks_run_in_the_documented_order_at_start_reload_and_shutdown() {
         .log
         .wait_from(from, &["reload complete", "generation=2 "]);
     expected += "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n";
-    wait_contents(&scratch.path("phases"), &expected);
+    wait_contents(&scratch.join("phases"), &expected);
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     expected += "as-user-atexit\n";
     assert_eq!(
-        fs::read_to_string(scratch.path("phases")).unwrap(),
+        fs::read_to_string(scratch.join("phases")).unwrap(),
         expected
     );
 }
 
 #[test]
 fn skip_atexit_skips_the_as_user_atexit_hooks() {
-    let scratch = Scratch::new("skip-atexit");
+    let scratch = TestDir::new("skip-atexit");
     let file = scratch.at("phases");
     let hook = format!("exec:echo as-user-atexit >> {file}");
     let start = format!("exec:echo master-start >> {file}");
@@ -187,8 +156,8 @@ fn a_failing_fatal_hook_ends_steward_before_any_worker_starts() {
 /// file and line (of the hook, not of a neighbour of the same phase), or the flag.
 #[test]
 fn a_failing_fatal_hook_names_its_file_and_line() {
-    let scratch = Scratch::new("fatal-origin");
-    let config = scratch.path("app.ini");
+    let scratch = TestDir::new("fatal-origin");
+    let config = scratch.join("app.ini");
     fs::write(
         &config,
         "[uwsgi]\nhook-as-root = exec:true\nrun-command-on-event = as-root true\nhook-pre-app = print:fine\nexec-pre-app = exit 4\n",
@@ -216,7 +185,7 @@ fn a_failing_fatal_hook_names_its_file_and_line() {
 /// generation that serves goes on serving.
 #[test]
 fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_serves() {
-    let scratch = Scratch::new("pre-app-reload");
+    let scratch = TestDir::new("pre-app-reload");
     let flag = scratch.at("refuse");
     let control = scratch.at("control.sock");
     let demo = demo_bin();
@@ -259,8 +228,8 @@ fn a_failing_hook_of_a_non_fatal_phase_is_logged_and_steward_goes_on() {
 
 #[test]
 fn bad_hooks_are_reported_by_check_with_their_source() {
-    let scratch = Scratch::new("check");
-    let config = scratch.path("steward.ini");
+    let scratch = TestDir::new("check");
+    let config = scratch.join("steward.ini");
     fs::write(
         &config,
         "[uwsgi]\nhook-asap = exec:true\nhook-asap = mkdri:/run/x\n",
@@ -310,7 +279,7 @@ fn mountinfo(pid: &str) -> String {
 
 #[test]
 fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() {
-    let scratch = Scratch::new("tmpfs");
+    let scratch = TestDir::new("tmpfs");
     let target = scratch.at("tmp");
     let demo = demo_bin();
     let mut steward = Steward::start(
@@ -345,7 +314,7 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
         "the tmpfs shows on the host"
     );
     assert!(
-        !scratch.path("tmp/inside").exists(),
+        !scratch.join("tmp/inside").exists(),
         "the file written in the tmpfs is on the host's disk"
     );
     steward.signal(Signal::SIGTERM);
@@ -356,7 +325,7 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
 /// of a busy PATH fails, and as-root is fatal).
 #[test]
 fn a_recursive_umount_takes_down_the_mounts_below() {
-    let scratch = Scratch::new("umount-rec");
+    let scratch = TestDir::new("umount-rec");
     let target = scratch.at("tmp");
     let demo = demo_bin();
     let mut steward = Steward::start(
@@ -387,9 +356,9 @@ fn a_recursive_umount_takes_down_the_mounts_below() {
 /// uWSGI's `mount-<phase>` and `umount-<phase>` shorthands, from an ini.
 #[test]
 fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
-    let scratch = Scratch::new("mount-phase");
+    let scratch = TestDir::new("mount-phase");
     let (kept, undone) = (scratch.at("kept"), scratch.at("undone"));
-    let config = scratch.path("app.ini");
+    let config = scratch.join("app.ini");
     fs::write(
         &config,
         format!(
@@ -417,7 +386,7 @@ fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
 
 #[test]
 fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
-    let scratch = Scratch::new("uts");
+    let scratch = TestDir::new("uts");
     let seen = scratch.at("hostname");
     let host_before = nix::unistd::gethostname().unwrap();
     let demo = demo_bin();
@@ -434,7 +403,7 @@ fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
     );
     steward.wait_generation_ready(1);
     wait_contents(
-        &scratch.path("hostname"),
+        &scratch.join("hostname"),
         "steward-jailed\nsteward-jailed\n",
     );
     assert_eq!(nix::unistd::gethostname().unwrap(), host_before);
@@ -442,8 +411,8 @@ fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
 
 #[test]
 fn writefifo_reaches_a_reader() {
-    let scratch = Scratch::new("fifo");
-    let fifo = scratch.path("fifo");
+    let scratch = TestDir::new("fifo");
+    let fifo = scratch.join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let reader = fs::OpenOptions::new()
         .read(true)
@@ -466,7 +435,7 @@ fn writefifo_reaches_a_reader() {
 
 #[test]
 fn an_alarm_reaches_its_command_and_the_log() {
-    let scratch = Scratch::new("alarm");
+    let scratch = TestDir::new("alarm");
     let out = scratch.at("alarm");
     let demo = demo_bin();
     let steward = Steward::start(
@@ -493,9 +462,9 @@ fn an_alarm_reaches_its_command_and_the_log() {
 
 #[test]
 fn file_actions_and_chdir_take_effect() {
-    let scratch = Scratch::new("files");
+    let scratch = TestDir::new("files");
     let dir = scratch.at("made/deep");
-    let gone = scratch.path("gone");
+    let gone = scratch.join("gone");
     fs::write(&gone, "x").unwrap();
     let demo = demo_bin();
     let steward = Steward::start(
@@ -556,8 +525,8 @@ fn print_writes_to_stdout_and_exit_ends_steward_with_its_code() {
 
 #[test]
 fn touch_reload_reloads_on_a_touch_and_on_an_editor_style_replace() {
-    let scratch = Scratch::new("touch-reload");
-    let flag = scratch.path("reload.flag");
+    let scratch = TestDir::new("touch-reload");
+    let flag = scratch.join("reload.flag");
     fs::write(&flag, "1").unwrap();
     let demo = demo_bin();
     let steward = Steward::start(&["--touch-reload", flag.to_str().unwrap()], &[&demo]);
@@ -573,7 +542,7 @@ fn touch_reload_reloads_on_a_touch_and_on_an_editor_style_replace() {
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     let from = steward.log.len();
-    let swap = scratch.path(".reload.flag.swp");
+    let swap = scratch.join(".reload.flag.swp");
     fs::write(&swap, "2").unwrap();
     fs::rename(&swap, &flag).unwrap();
     steward
@@ -584,7 +553,7 @@ fn touch_reload_reloads_on_a_touch_and_on_an_editor_style_replace() {
 
 #[test]
 fn hook_touch_and_run_command_on_touch_run_when_their_file_is_touched() {
-    let scratch = Scratch::new("hook-touch");
+    let scratch = TestDir::new("hook-touch");
     let flag = scratch.at("flag");
     let other = scratch.at("other");
     let out = scratch.at("out");
@@ -615,8 +584,8 @@ fn hook_touch_and_run_command_on_touch_run_when_their_file_is_touched() {
 /// An empty root in `scratch` for a chroot, holding the host's /bin, /lib, /lib64 and
 /// /sbin where they are symlinks (into /usr), and the in-jail hook arguments that make
 /// `dirs` and the demo's directory in it and bind-mount the host's there.
-fn jail_root(scratch: &Scratch, dirs: &[&str]) -> (PathBuf, Vec<String>) {
-    let root = scratch.path("root");
+fn jail_root(scratch: &TestDir, dirs: &[&str]) -> (PathBuf, Vec<String>) {
+    let root = scratch.join("root");
     fs::create_dir_all(&root).unwrap();
     for link in ["bin", "lib", "lib64", "sbin"] {
         if fs::symlink_metadata(format!("/{link}")).is_ok_and(|m| m.is_symlink()) {
@@ -641,7 +610,7 @@ fn jail_root(scratch: &Scratch, dirs: &[&str]) -> (PathBuf, Vec<String>) {
 /// the master's mount namespace), and the demo's directory, so the worker runs there.
 #[test]
 fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
-    let scratch = Scratch::new("chroot");
+    let scratch = TestDir::new("chroot");
     let (root, bind_mounts) = jail_root(&scratch, &["/usr", "/dev", "/proc", "/tmp"]);
     let demo = demo_bin();
     let r = root.to_str().unwrap();
@@ -689,7 +658,7 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
 /// chroot: vacuum removes those, not whatever sits at the same path in the jail.
 #[test]
 fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
-    let scratch = Scratch::new("chroot-vacuum");
+    let scratch = TestDir::new("chroot-vacuum");
     let (root, bind_mounts) = jail_root(&scratch, &["/usr", "/dev", "/proc"]);
     let demo = demo_bin();
     let r = root.to_str().unwrap();
@@ -746,7 +715,7 @@ fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
 
 #[test]
 fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
-    let scratch = Scratch::new("mule");
+    let scratch = TestDir::new("mule");
     let hooks = scratch.at("as-mule");
     let demo = demo_bin();
     let mut steward = Steward::start(
@@ -841,7 +810,7 @@ fn a_crashing_mule_is_started_again_after_a_growing_backoff() {
 
 #[test]
 fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
-    let scratch = Scratch::new("hook-fds");
+    let scratch = TestDir::new("hook-fds");
     let out = scratch.at("fds");
     let port = util::free_port();
     // The shell leaves fd 7 open without close-on-exec in steward, as a careless parent would.
@@ -887,7 +856,7 @@ fn nspids(pid: nix::unistd::Pid) -> Vec<i32> {
 
 #[test]
 fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
-    let scratch = Scratch::new("pidns");
+    let scratch = TestDir::new("pidns");
     let inside = scratch.at("in-jail");
     let outside = scratch.at("post-jail");
     let pidfile = scratch.at("pid");
@@ -969,8 +938,8 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
 #[test]
 fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
     use std::os::unix::fs::PermissionsExt;
-    let scratch = Scratch::new("as-user");
-    fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let scratch = TestDir::new("as-user");
+    fs::set_permissions(&*scratch, fs::Permissions::from_mode(0o777)).unwrap();
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     let (root, user) = (scratch.at("root"), scratch.at("user"));
     let demo = demo_bin();
@@ -995,10 +964,10 @@ fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
 
 #[test]
 fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
-    let scratch = Scratch::new("ini");
+    let scratch = TestDir::new("ini");
     let out = scratch.at("out");
     let alarm = scratch.at("alarm");
-    let config = scratch.path("app.ini");
+    let config = scratch.join("app.ini");
     fs::write(
         &config,
         format!(
@@ -1024,9 +993,9 @@ fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
 /// `writen`, `append`, `appendn`, `log`, `hostname`, `callret`.
 #[test]
 fn uwsgi_action_names_from_an_ini_take_effect() {
-    let scratch = Scratch::new("uwsgi-names");
+    let scratch = TestDir::new("uwsgi-names");
     let dir = scratch.at("");
-    let config = scratch.path("app.ini");
+    let config = scratch.join("app.ini");
     fs::write(
         &config,
         format!(
@@ -1051,7 +1020,7 @@ fn uwsgi_action_names_from_an_ini_take_effect() {
     let (_, worker) = steward.worker_pids(1)[0];
     assert_eq!(
         fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
-        scratch.path("")
+        scratch.join("")
     );
     // `log:` is uWSGI's print, which the print test follows to stdout.
     steward
@@ -1061,7 +1030,7 @@ fn uwsgi_action_names_from_an_ini_take_effect() {
 
 #[test]
 fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
-    let scratch = Scratch::new("reexec");
+    let scratch = TestDir::new("reexec");
     let file = scratch.at("phases");
     let binary = crate::upgrade::installed_copy("hooks-reexec");
     let port = util::free_port();

@@ -8,7 +8,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use std::time::Instant;
 
-use crate::util::{self, demo_bin, environ, field, is_gone, socket_path, Steward};
+use crate::util::{self, demo_bin, environ, field, is_gone, Steward, TestDir};
 
 /// The effective uid of a running process, from /proc.
 fn euid(pid: Pid) -> u32 {
@@ -22,9 +22,7 @@ fn euid(pid: Pid) -> u32 {
 
 #[test]
 fn the_control_socket_and_fifo_are_the_masters_users_alone() {
-    let dir = socket_path("sec-modes");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("sec-modes");
     let control = dir.join("control.sock");
     let fifo = dir.join("master.fifo");
     let demo = demo_bin();
@@ -51,7 +49,6 @@ fn the_control_socket_and_fifo_are_the_masters_users_alone() {
         assert_eq!(meta.uid(), owner, "{} owner", path.display());
     }
     drop(steward);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

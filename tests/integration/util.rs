@@ -4,6 +4,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Condvar, Mutex},
@@ -44,6 +45,49 @@ pub fn free_port() -> u16 {
 /// A path for a unix socket that no other test uses.
 pub fn socket_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("steward-test-{}-{name}.sock", std::process::id()))
+}
+
+/// A directory of one test's own, readable and searchable by everyone (the master may
+/// run as nobody), removed when dropped: also when the test fails. A directory a mount
+/// leaked into (a bind of /usr, say) is left alone rather than recursed into.
+pub struct TestDir(PathBuf);
+
+impl TestDir {
+    pub fn new(name: &str) -> TestDir {
+        let dir = std::env::temp_dir().join(format!("steward-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TestDir(dir)
+    }
+
+    /// `name` in this directory, as a string (for arguments and config text).
+    pub fn at(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if !mounts.contains(self.0.to_str().unwrap()) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// The log lines of a running steward, collected by a reader thread.
