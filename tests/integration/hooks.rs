@@ -1032,7 +1032,7 @@ fn uwsgi_action_names_from_an_ini_take_effect() {
 fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
     let scratch = TestDir::new("reexec");
     let file = scratch.at("phases");
-    let binary = crate::upgrade::installed_copy("hooks-reexec");
+    let (_home, binary) = crate::upgrade::installed_copy("hooks-reexec");
     let port = util::free_port();
     let mut command = Command::new(&binary);
     command
@@ -1062,5 +1062,4 @@ fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
     // Mules are not handed over: the old image stopped its own, the new one started one.
     util::wait_gone(old_mule);
     steward.log.wait_from(first + 1, &["mule started"]);
-    let _ = fs::remove_dir_all(binary.parent().unwrap());
 }

@@ -7,18 +7,17 @@ use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
 use nix::sys::signal::Signal;
 
 use crate::{
-    util::{self, demo_bin, steward_bin, Steward},
+    util::{self, demo_bin, steward_bin, Steward, TestDir},
     Load,
 };
 
-/// A private copy of the steward binary, so that the test can replace it.
-pub(crate) fn installed_copy(name: &str) -> PathBuf {
-    let dir = util::socket_path(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A private copy of the steward binary, so that the test can replace it, in a
+/// directory of its own for the test's other files.
+pub(crate) fn installed_copy(name: &str) -> (TestDir, PathBuf) {
+    let dir = TestDir::new(name);
     let path = dir.join("steward");
     std::fs::copy(steward_bin(), &path).unwrap();
-    path
+    (dir, path)
 }
 
 /// Replaces `path` by a new file (a new inode, as dpkg and rpm do) with `contents`.
@@ -43,7 +42,7 @@ fn start_from(binary: &PathBuf, control: &str) -> Steward {
 
 #[test]
 fn a_replaced_binary_is_re_executed_in_place_under_load() {
-    let binary = installed_copy("upgrade-ok");
+    let (_home, binary) = installed_copy("upgrade-ok");
     let control = binary.with_file_name("control.sock");
     let steward = start_from(&binary, control.to_str().unwrap());
     let old_workers = steward.worker_pids(1);
@@ -84,12 +83,11 @@ fn a_replaced_binary_is_re_executed_in_place_under_load() {
     // The adopted master still does everything: another reload, then a clean stop.
     steward.signal(Signal::SIGHUP);
     steward.wait_generation_ready(3);
-    let _ = std::fs::remove_dir_all(binary.parent().unwrap());
 }
 
 #[test]
 fn a_binary_that_cannot_take_over_is_not_executed_and_the_reload_goes_on() {
-    let binary = installed_copy("upgrade-broken");
+    let (_home, binary) = installed_copy("upgrade-broken");
     let control = binary.with_file_name("control.sock");
     let mut steward = start_from(&binary, control.to_str().unwrap());
 
@@ -106,12 +104,11 @@ fn a_binary_that_cannot_take_over_is_not_executed_and_the_reload_goes_on() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(binary.parent().unwrap());
 }
 
 #[test]
 fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
-    let binary = installed_copy("upgrade-uid");
+    let (_home, binary) = installed_copy("upgrade-uid");
     let port = util::free_port();
     let mut command = Command::new(&binary);
     command
@@ -168,13 +165,11 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(binary.parent().unwrap());
 }
 
 #[test]
 fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
-    let binary = installed_copy("upgrade-chdir");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-chdir");
     let (first, second) = (home.join("first"), home.join("second"));
     std::fs::create_dir_all(&first).unwrap();
     std::fs::create_dir_all(&second).unwrap();
@@ -209,12 +204,11 @@ fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn binary_path_names_the_binary_a_reload_re_executes() {
-    let other = installed_copy("binary-path");
+    let (_home, other) = installed_copy("binary-path");
     let port = util::free_port();
     let mut command = Command::new(steward_bin());
     command
@@ -244,13 +238,11 @@ fn binary_path_names_the_binary_a_reload_re_executes() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(other.parent().unwrap());
 }
 
 #[test]
 fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
-    let binary = installed_copy("upgrade-bad-config");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-bad-config");
     let port = util::free_port();
     let config = home.join("app.toml");
     let text = |workers: &str| {
@@ -291,13 +283,11 @@ fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
-    let binary = installed_copy("upgrade-new-uid");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-new-uid");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = util::free_port();
     let config = home.join("app.toml");
@@ -339,13 +329,11 @@ fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
-    let binary = installed_copy("upgrade-chdir-gone");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-chdir-gone");
     let gone = home.join("release-1");
     std::fs::create_dir_all(&gone).unwrap();
     let port = util::free_port();
@@ -367,13 +355,11 @@ fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
-    let binary = installed_copy("upgrade-fifo");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-fifo");
     let port = util::free_port();
     let config = home.join("app.toml");
     let text = |fifo: &str| {
@@ -400,13 +386,11 @@ fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master_serves() {
-    let binary = installed_copy("upgrade-missing");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-missing");
     let port = util::free_port();
     let config = home.join("app.toml");
     let text = |extra: &str, command: &str| {
@@ -441,13 +425,11 @@ fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn a_master_started_where_its_user_may_not_go_still_upgrades() {
-    let binary = installed_copy("upgrade-private-cwd");
-    let home = binary.parent().unwrap().to_owned();
+    let (home, binary) = installed_copy("upgrade-private-cwd");
     let private = home.join("private");
     std::fs::create_dir_all(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -469,5 +451,4 @@ fn a_master_started_where_its_user_may_not_go_still_upgrades() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    let _ = std::fs::remove_dir_all(&home);
 }
