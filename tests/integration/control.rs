@@ -3,20 +3,23 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::util::{self, demo_bin, is_gone, steward_client, Steward};
+use crate::util::{self, demo_bin, is_gone, steward_client, Steward, TestDir};
 
 /// A steward with a control socket (and a FIFO) in a directory of its own.
-fn start_controlled(name: &str, extra: &[&str], command: &[&str]) -> (Steward, String, String) {
-    let dir = util::socket_path(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let control = dir.join("control.sock").to_str().unwrap().to_owned();
-    let fifo = dir.join("master.fifo").to_str().unwrap().to_owned();
+fn start_controlled(
+    name: &str,
+    extra: &[&str],
+    command: &[&str],
+) -> (TestDir, Steward, String, String) {
+    let dir = TestDir::new(name);
+    let control = dir.at("control.sock");
+    let fifo = dir.at("master.fifo");
     let mut args = vec!["--control-socket", &control, "--master-fifo", &fifo];
     args.extend_from_slice(extra);
     let steward = Steward::start(&args, command);
     steward.wait_generation_ready(1);
-    (steward, control, fifo)
+    // The directory first: dropped last, after the steward that uses it.
+    (dir, steward, control, fifo)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -26,7 +29,8 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn reload_wait_returns_once_the_new_generation_serves() {
     let demo = demo_bin();
-    let (mut steward, control, _) = start_controlled("ctl-reload", &["--workers", "2"], &[&demo]);
+    let (_dir, mut steward, control, _) =
+        start_controlled("ctl-reload", &["--workers", "2"], &[&demo]);
     let mode = std::fs::metadata(&control).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only the master's user may control it");
 
@@ -75,7 +79,8 @@ fn reload_wait_fails_when_the_new_generation_cannot_start_and_the_old_one_serves
     let demo = demo_bin();
     // Generation 2 of this command exits at once; generation 1 serves.
     let script = format!(r#"[ "$STEWARD_GENERATION" = 2 ] && exit 3; exec {demo}"#);
-    let (steward, control, _) = start_controlled("ctl-fail", &[], &["/bin/sh", "-c", &script]);
+    let (_dir, steward, control, _) =
+        start_controlled("ctl-fail", &[], &["/bin/sh", "-c", &script]);
 
     let reload = crate::util::reload_wait(&control);
     assert_eq!(reload.status.code(), Some(1), "{}", text(&reload.stdout));
@@ -97,7 +102,7 @@ fn reload_wait_fails_when_the_new_generation_cannot_start_and_the_old_one_serves
 #[test]
 fn bad_requests_and_a_missing_master_get_clear_errors() {
     let demo = demo_bin();
-    let (_steward, control, _) = start_controlled("ctl-bad", &[], &[&demo]);
+    let (_dir, _steward, control, _) = start_controlled("ctl-bad", &[], &[&demo]);
     let mut stream = std::os::unix::net::UnixStream::connect(&control).unwrap();
     std::io::Write::write_all(&mut stream, b"relaod\n").unwrap();
     let mut answer = String::new();
@@ -117,7 +122,7 @@ fn bad_requests_and_a_missing_master_get_clear_errors() {
 #[test]
 fn the_master_fifo_takes_uwsgi_commands_and_vacuum_removes_it() {
     let demo = demo_bin();
-    let (mut steward, control, fifo) =
+    let (_dir, mut steward, control, fifo) =
         start_controlled("ctl-fifo", &["--workers", "2", "--vacuum"], &[&demo]);
     let write = |bytes: &[u8]| std::fs::write(&fifo, bytes).unwrap();
 

@@ -97,8 +97,6 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
             &["4", "27"],
         );
     }
-    drop(steward);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -392,8 +390,6 @@ fn chdir2_applies_once_the_first_generation_is_up() {
         *second,
         "later workers inherit chdir2"
     );
-    drop(steward);
-    std::fs::remove_dir_all(&first).unwrap();
 }
 
 #[test]
