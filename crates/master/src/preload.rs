@@ -344,27 +344,26 @@ impl ForkLaunch {
     /// locked there forever. Warns (once per set of threads), or refuses under
     /// `strict-fork`.
     pub fn check_threads(&mut self) -> Result<(), MasterError> {
-        let threads = threads();
-        if threads.len() <= 1 {
+        // Runs before every fork: one directory read, and the names only when there is
+        // something to say.
+        let tids = thread_ids();
+        if tids.len() <= 1 || (!self.strict && self.warned_threads == tids) {
             return Ok(());
         }
-        let names = threads
+        let names = tids
             .iter()
-            .map(|(_, name)| name.as_str())
+            .map(|&tid| thread_name(tid))
             .collect::<Vec<_>>()
             .join(", ");
         if self.strict {
             return Err(MasterError::ThreadsAtFork {
-                count: threads.len(),
+                count: tids.len(),
                 names,
             });
         }
-        let tids: Vec<u32> = threads.iter().map(|(tid, _)| *tid).collect();
-        if self.warned_threads != tids {
-            warn!(threads = threads.len(), names = %names,
-                "the master has more than one thread at fork: threads started while loading the app do not exist in the workers, and locks they held stay locked there; start them in the worker closure, or set lazy-apps");
-            self.warned_threads = tids;
-        }
+        warn!(threads = tids.len(), names = %names,
+            "the master has more than one thread at fork: threads started while loading the app do not exist in the workers, and locks they held stay locked there; start them in the worker closure, or set lazy-apps");
+        self.warned_threads = tids;
         Ok(())
     }
 
@@ -446,23 +445,32 @@ fn adopt_listener(fd: RawFd, name: &str) -> io::Result<WorkerListener> {
     })
 }
 
-/// This process's threads: (tid, name from `/proc/self/task/TID/comm`), by tid.
-fn threads() -> Vec<(u32, String)> {
+/// This process's thread ids, in order.
+fn thread_ids() -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
-    let mut threads: Vec<(u32, String)> = tasks
+    let mut tids: Vec<u32> = tasks
         .filter_map(Result::ok)
-        .filter_map(|task| {
-            let tid = task.file_name().to_str()?.parse().ok()?;
-            let name = std::fs::read_to_string(task.path().join("comm"))
-                .map(|comm| comm.trim_end().to_owned())
-                .unwrap_or_else(|_| "?".to_owned());
-            Some((tid, name))
-        })
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
         .collect();
-    threads.sort();
-    threads
+    tids.sort_unstable();
+    tids
+}
+
+/// A thread's name, from `/proc/self/task/TID/comm`; "?" once it is gone.
+fn thread_name(tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .map(|comm| comm.trim_end().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// This process's threads: (tid, name), by tid.
+fn threads() -> Vec<(u32, String)> {
+    thread_ids()
+        .into_iter()
+        .map(|tid| (tid, thread_name(tid)))
+        .collect()
 }
 
 /// The names of this process's threads other than the calling one.
