@@ -238,7 +238,8 @@ e2e_cleanup() {
 }
 
 # check NAME CMD...: runs CMD, counts a pass or a failure, and on a failure prints CMD's
-# output and, if the script defines it, what `e2e_failure_context` prints.
+# output and, if the script defines it, what `e2e_failure_context` prints. Lines of the
+# output that start with "note: " (measurements) are printed on a pass too.
 check() {
   local name=$1
   shift
@@ -251,6 +252,7 @@ check() {
   if [ "$status" -eq 0 ]; then
     E2E_PASSED=$((E2E_PASSED + 1))
     printf 'PASS %s (%d ms)\n' "$name" "$elapsed"
+    sed -n 's/^note: /  /p' "$out"
   else
     E2E_FAILED=$((E2E_FAILED + 1))
     E2E_FAILED_NAMES+=("$name")
