@@ -4,6 +4,7 @@
 mod activation;
 mod config;
 mod control;
+mod effects;
 mod systemd;
 mod upgrade;
 mod util;
