@@ -63,14 +63,19 @@ e2e_rootfs() {
     local started
     started=$(e2e_now_ms)
     e2e_log "building the $suite image in $image (debootstrap, a few minutes)"
-    rm -rf "$image.tmp"
-    if ! debootstrap --variant=minbase --include="$E2E_PACKAGES" "$suite" "$image.tmp" "$E2E_MIRROR" \
-      >"$image.debootstrap.log" 2>&1; then
-      e2e_log "debootstrap $suite failed; the end of $image.debootstrap.log:"
-      tail -n 30 "$image.debootstrap.log" >&2
+    # A second try: one failed download of ~150 packages should not fail the suite.
+    local attempt
+    for attempt in 1 2; do
       rm -rf "$image.tmp"
-      exit 1
-    fi
+      debootstrap --variant=minbase --include="$E2E_PACKAGES" "$suite" "$image.tmp" "$E2E_MIRROR" \
+        >"$image.debootstrap.log" 2>&1 && break
+      e2e_log "debootstrap $suite failed (attempt $attempt); the end of $image.debootstrap.log:"
+      tail -n 30 "$image.debootstrap.log" >&2
+      if [ "$attempt" = 2 ]; then
+        rm -rf "$image.tmp"
+        exit 1
+      fi
+    done
     _e2e_prepare_image "$image.tmp" || exit 1
     printf '%s\n' "$stamp" >"$image.tmp/.e2e-stamp"
     mv "$image.tmp" "$image"
@@ -103,8 +108,12 @@ e2e_boot() {
   local image dir started
   image=$(e2e_rootfs "$suite") || return 1
   if [ -z "$E2E_WORK" ]; then
-    E2E_WORK=$(mktemp -d /var/tmp/steward-e2e.$$.XXXXXX)
+    _e2e_remove_stale_work
+    E2E_WORK=$(mktemp -d "/var/tmp/steward-e2e.$$.XXXXXX")
     trap e2e_cleanup EXIT
+    # So that the EXIT trap also runs when the run is interrupted or timed out.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
   fi
   dir=$E2E_WORK/$name
   mkdir -p "$dir/upper" "$dir/overlay-work" "$dir/root"
@@ -145,6 +154,28 @@ e2e_boot() {
   e2e_log "$name did not boot within ${E2E_BOOT_TIMEOUT}s (state: ${state:-none}); its console:"
   tail -n 40 "$dir/console.log" >&2
   return 1
+}
+
+# Work directories of earlier runs whose shell is gone (killed before its EXIT trap ran):
+# their overlays are unmounted and their files removed, unless their systemd-nspawn
+# still runs (then they are left alone: not ours to stop).
+_e2e_remove_stale_work() {
+  local dir owner nspawn root
+  for dir in /var/tmp/steward-e2e.*.*; do
+    [ -d "$dir" ] || continue
+    owner=${dir#/var/tmp/steward-e2e.}
+    owner=${owner%%.*}
+    kill -0 "$owner" 2>/dev/null && continue
+    for nspawn in "$dir"/*/nspawn.pid; do
+      [ -f "$nspawn" ] || continue
+      [ "$(cat "/proc/$(cat "$nspawn")/comm" 2>/dev/null)" = systemd-nspawn ] && continue 2
+    done
+    for root in "$dir"/*/root; do
+      mountpoint -q "$root" && umount -l "$root"
+    done
+    e2e_log "removing $dir, left by an earlier run"
+    rm -rf "$dir"
+  done
 }
 
 # The container's pid 1 as seen from the host: the child of systemd-nspawn that runs in
