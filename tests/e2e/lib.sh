@@ -16,7 +16,8 @@
 # other network (install a .deb with dpkg -i, or put more packages in E2E_PACKAGES). Rootfs images
 # are cached in $E2E_CACHE/SUITE (built once by debootstrap, under a lock); each boot runs
 # on an overlay of that image, thrown away by e2e_stop. An EXIT trap stops every container
-# this shell booted and removes its mounts and files, also when the script fails.
+# this shell booted and removes its mounts and files, also when the script fails or is
+# interrupted; an EXIT trap the script set before its first e2e_boot still runs after it.
 
 E2E_CACHE=${E2E_CACHE:-/var/cache/steward-e2e}
 E2E_MIRROR=${E2E_MIRROR:-http://deb.debian.org/debian}
@@ -27,6 +28,7 @@ E2E_PASSED=0
 E2E_FAILED=0
 E2E_FAILED_NAMES=()
 E2E_WORK=""
+E2E_CALLER_EXIT_TRAP=""
 declare -gA E2E_NSPAWN_PID=() E2E_INIT_PID=() E2E_DIR=()
 
 e2e_log() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -111,6 +113,13 @@ e2e_boot() {
   if [ -z "$E2E_WORK" ]; then
     _e2e_remove_stale_work
     E2E_WORK=$(mktemp -d "/var/tmp/steward-e2e.$$.XXXXXX")
+    # The caller's own EXIT trap, if any, runs after ours instead of being replaced.
+    local previous
+    previous=$(trap -p EXIT)
+    if [ -n "$previous" ]; then
+      eval "set -- $previous"
+      E2E_CALLER_EXIT_TRAP=$3
+    fi
     trap e2e_cleanup EXIT
     # So that the EXIT trap also runs when the run is interrupted or timed out.
     trap 'exit 130' INT
@@ -273,6 +282,11 @@ e2e_cleanup() {
   for name in "${!E2E_DIR[@]}"; do e2e_stop "$name"; done
   [ -n "$E2E_WORK" ] && rm -rf "$E2E_WORK"
   E2E_WORK=""
+  if [ -n "$E2E_CALLER_EXIT_TRAP" ]; then
+    local caller=$E2E_CALLER_EXIT_TRAP
+    E2E_CALLER_EXIT_TRAP=""
+    eval "$caller"
+  fi
 }
 
 # check NAME CMD...: runs CMD, counts a pass or a failure, and on a failure prints CMD's
