@@ -1,5 +1,5 @@
 use std::{
-    io::IoSliceMut,
+    io::{ErrorKind, IoSliceMut},
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd},
         unix::{fs::PermissionsExt, net::UnixDatagram},
@@ -46,16 +46,43 @@ fn runtime_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
+/// How many names `bind` tries before giving up.
+const NAME_ATTEMPTS: u32 = 16;
+
 impl NotifySocket {
     pub fn bind() -> Result<NotifySocket, MasterError> {
-        let path = runtime_dir().join(format!("steward.{}.notify", std::process::id()));
+        NotifySocket::bind_in(&runtime_dir())
+    }
+
+    /// Binds `steward.PID.notify` in `dir`, or `steward.PID.N.notify` when that name is
+    /// taken for good: a socket left by a dead process with our pid is removed, but one
+    /// owned by another user is not ours to remove (a master that dropped privileges
+    /// cannot unlink root's file in a sticky /tmp), and pids are reused.
+    fn bind_in(dir: &Path) -> Result<NotifySocket, MasterError> {
+        let pid = std::process::id();
+        let mut attempt = 0;
+        loop {
+            let path = match attempt {
+                0 => dir.join(format!("steward.{pid}.notify")),
+                n => dir.join(format!("steward.{pid}.{n}.notify")),
+            };
+            // Only a dead process with our pid can have left this behind.
+            let _ = std::fs::remove_file(&path);
+            match UnixDatagram::bind(&path) {
+                Ok(socket) => return NotifySocket::set_up(socket, path),
+                Err(e) if e.kind() == ErrorKind::AddrInUse && attempt + 1 < NAME_ATTEMPTS => {
+                    attempt += 1;
+                }
+                Err(source) => return Err(MasterError::NotifySocket { path, source }),
+            }
+        }
+    }
+
+    fn set_up(socket: UnixDatagram, path: PathBuf) -> Result<NotifySocket, MasterError> {
         let failed = |source| MasterError::NotifySocket {
             path: path.clone(),
             source,
         };
-        // Only a dead process with our pid can have left this behind.
-        let _ = std::fs::remove_file(&path);
-        let socket = UnixDatagram::bind(&path).map_err(failed)?;
         socket.set_nonblocking(true).map_err(failed)?;
         setsockopt(&socket, sockopt::PassCred, &true).map_err(|e| failed(e.into()))?;
         // Workers may run as another user; what they send is believed only by pid.
@@ -130,5 +157,32 @@ impl AsFd for NotifySocket {
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_cannot_be_reclaimed_is_skipped() {
+        let dir = std::env::temp_dir().join(format!("steward-notify-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Stands for another user's stale socket: remove_file cannot take it away.
+        let taken = dir.join(format!("steward.{}.notify", std::process::id()));
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join("keep"), b"").unwrap();
+
+        let socket = NotifySocket::bind_in(&dir).unwrap();
+        assert_eq!(
+            socket.path(),
+            dir.join(format!("steward.{}.1.notify", std::process::id()))
+        );
+        let sender = UnixDatagram::unbound().unwrap();
+        sender.send_to(b"READY=1", socket.path()).unwrap();
+        drop(socket);
+        assert!(taken.is_dir(), "someone else's file is left alone");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
