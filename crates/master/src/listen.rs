@@ -270,7 +270,11 @@ mod tests {
         let got = summary(&listeners(&options, vec![unnamed, b]).unwrap());
         assert_eq!(got[0], ("a".into(), unnamed_addr, true));
         assert_eq!(got[1], ("b".into(), b_addr, true));
-        assert_eq!((got[2].0.as_str(), got[2].2), ("c", false), "c is bound by steward");
+        assert_eq!(
+            (got[2].0.as_str(), got[2].2),
+            ("c", false),
+            "c is bound by steward"
+        );
     }
 
     #[test]
