@@ -236,6 +236,11 @@ impl Drop for Steward {
             for worker in children_of(self.pid()) {
                 let _ = kill(worker, Signal::SIGKILL);
             }
+            // A SIGKILLed master leaves its notify socket behind: remove it while the
+            // master still holds its pid, so the name cannot be another process's yet.
+            let _ = std::fs::remove_file(
+                std::env::temp_dir().join(format!("steward.{}.notify", self.pid())),
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
