@@ -150,7 +150,7 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
     let dir = ConfigDir::new("check-uwsgi");
     let file = dir.write(
         "app.ini",
-        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum = true\ncommand = /usr/bin/app\n",
+        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum\ncommand = /usr/bin/app\n",
     );
     let (code, stdout, stderr) = check(&[], &["--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");
@@ -175,6 +175,12 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
     assert!(line_of(&stdout, "workers").starts_with("workers = 4"));
     assert!(line_of(&stdout, "listen").starts_with("listen = 127.0.0.1:8000"));
     assert!(line_of(&stdout, "listen-backlog").starts_with("listen-backlog = 256"));
+    // A bare flag is on, as uWSGI reads it.
+    let vacuum = line_of(&stdout, "vacuum");
+    assert!(
+        vacuum.starts_with("vacuum = true") && vacuum.ends_with(&format!("# {file}:7")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -325,4 +331,147 @@ fn reload_strategy_chain_makes_sighup_a_chain_reload() {
         .log
         .wait_for(&["reload started", "strategy=\"chain\""]);
     steward.wait_generation_ready(2);
+}
+
+#[test]
+fn a_misspelt_flag_is_a_usage_error_with_a_suggestion_not_the_worker_command() {
+    let (code, stdout, stderr) = check(&[], &["--touch-relaod", "/srv/app/reload"]);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stderr.contains("'--touch-relaod'"), "{stderr}");
+    assert!(stderr.contains("--touch-reload"), "{stderr}");
+
+    let output = Command::new(steward_bin())
+        .args(["--workerz", "2", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'--workerz'"), "{stderr}");
+
+    // After `--`, or once the command has begun, words that look like flags are its own.
+    let (code, stdout, stderr) = check(&[], &["--", "--weird", "-x"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "command").starts_with("command = --weird -x "));
+    let (code, stdout, stderr) = check(&[], &["/usr/bin/app", "--port", "8000"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "command").starts_with("command = /usr/bin/app --port 8000 "));
+}
+
+#[test]
+fn a_relative_config_path_is_read_again_after_chdir() {
+    let dir = ConfigDir::new("relative-chdir");
+    let elsewhere = dir.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let port = free_port();
+    let text = |workers: usize| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\nchdir = \"{}\"\ncommand = [\"{}\"]\n",
+            elsewhere.display(),
+            demo_bin()
+        )
+    };
+    dir.write("app.toml", &text(1));
+    let mut cmd = Command::new(steward_bin());
+    cmd.current_dir(&dir.dir).args(["--config", "app.toml"]);
+    let steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", steward.pid())).unwrap(),
+        elsewhere
+    );
+
+    dir.write("app.toml", &text(2));
+    steward.signal(Signal::SIGHUP);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.worker_pids(2).len(), 2, "{:?}", steward.log.lines());
+}
+
+#[test]
+fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
+    let dir = ConfigDir::new("uwsgi-magic");
+    let file = dir.write(
+        "shop.ini",
+        "[uwsgi]\nbase = /srv/%n\nchdir = %(base)/current\npidfile = %d%n.pid\nuid = $(SHOP_USER)\ncommand = /usr/bin/app\n",
+    );
+    let (code, stdout, stderr) = check(&[("SHOP_USER", "shop")], &["--config", &file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "chdir").starts_with("chdir = /srv/shop/current "));
+    assert!(line_of(&stdout, "pidfile")
+        .starts_with(&format!("pidfile = {}/shop.pid ", dir.dir.display())));
+    assert!(line_of(&stdout, "uid").starts_with("uid = shop "));
+    assert!(
+        !stderr.contains("base"),
+        "a placeholder is no option: {stderr}"
+    );
+}
+
+#[test]
+fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set() {
+    let dir = ConfigDir::new("check-names");
+    let file = dir.write(
+        "app.toml",
+        "command = \"/bin/true\"\nworkers = 2\nuid = \"no-such-user-here\"\n",
+    );
+    let (code, stdout, stderr) = check(&[], &["--config", &file]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(line_of(&stdout, "uid").starts_with("uid = no-such-user-here "));
+    assert!(
+        stderr.contains(&format!(
+            "warning: {file}:3: uid: no user named \"no-such-user-here\": a start here would fail"
+        )),
+        "{stderr}"
+    );
+
+    let (_, _, stderr) = check(
+        &[("STEWARD_GID", "no-such-group-here")],
+        &["--", "/bin/true"],
+    );
+    assert!(
+        stderr.contains("warning: STEWARD_GID: gid: no group named \"no-such-group-here\""),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(&[], &["--", "no-such-program-here", "--flag"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stderr.contains("warning: the command line (after --): worker command \"no-such-program-here\" not found in PATH"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = check(&[], &["--uid", "nobody", "--", "/bin/true"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // A relative program is looked up from chdir, as a start does.
+    let (_, _, stderr) = check(&[], &["--chdir", "/usr", "--", "./bin/env"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn reload_wait_says_why_a_broken_file_failed_the_reload() {
+    let dir = ConfigDir::new("reload-wait-broken");
+    let port = free_port();
+    let control = dir.dir.join("control.sock");
+    let text = |workers: &str| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
+            control.display(),
+            demo_bin()
+        )
+    };
+    let file = dir.write("app.toml", &text("1"));
+    let steward = start_from(&file, &[], &[], port);
+    steward.wait_generation_ready(1);
+
+    dir.write("app.toml", &text("\"many\""));
+    let reload = crate::util::steward_client(&[
+        "reload",
+        "--wait",
+        "--control-socket",
+        control.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}:3: workers: invalid number \"many\"")),
+        "{stderr}"
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
 }

@@ -11,11 +11,11 @@ use std::{
 
 use nix::unistd::Pid;
 
-use crate::util::{demo_bin, steward_bin, steward_client, Steward, DEADLINE};
+use crate::util::{demo_bin, field, steward_bin, steward_client, Steward, DEADLINE};
 
 /// A fresh directory for one test, readable and searchable by everyone (the master may
 /// run as nobody).
-fn test_dir(name: &str) -> PathBuf {
+pub(crate) fn test_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("steward-effects-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -168,7 +168,7 @@ fn an_unknown_user_is_a_clear_error_at_start() {
 }
 
 /// Polls `read` until it returns `Some`, at most [`DEADLINE`].
-fn eventually<T>(what: &str, mut read: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut read: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(value) = read() {
@@ -216,7 +216,7 @@ fn priority_sets_the_nice_value_of_the_master_and_its_workers() {
 }
 
 /// The files a master creates: a unix listening socket, pidfiles, control socket, FIFO.
-fn start_with_files(dir: &Path, extra: &[&str]) -> (Steward, Vec<PathBuf>) {
+pub(crate) fn start_with_files(dir: &Path, extra: &[&str]) -> (Steward, Vec<PathBuf>) {
     let files: Vec<PathBuf> = [
         "app.sock",
         "app.pid",
@@ -719,6 +719,87 @@ fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
         "{text}"
     );
     assert_eq!(steward.get("/").unwrap().generation(), 1);
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
+    let dir = test_dir("daemonize2-root-pidfile");
+    let (private, shared) = (dir.join("private"), dir.join("shared"));
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    let (log, pidfile) = (shared.join("steward.log"), private.join("app.pid"));
+    let mut steward = Steward::start(
+        &[
+            "--uid",
+            "nobody",
+            "--gid",
+            "nogroup",
+            "--daemonize2",
+            log.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    let text = wait_file_contains(&log, "generation ready");
+    let daemon = Daemon(Pid::from_raw(
+        field(
+            text.lines()
+                .find(|l| l.contains("daemonized (daemonize2)"))
+                .unwrap(),
+            "pid",
+        )
+        .parse()
+        .unwrap(),
+    ));
+    assert_eq!(read_pid(&pidfile), Some(daemon.0), "{text}");
+    assert_eq!(steward.get("/").unwrap().generation(), 1);
+    drop(daemon);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
+    let dir = test_dir("daemonize-control");
+    let (log, pidfile, control) = (
+        dir.join("steward.log"),
+        dir.join("app.pid"),
+        dir.join("control.sock"),
+    );
+    let control = control.to_str().unwrap();
+    let mut steward = Steward::start(
+        &[
+            "--daemonize",
+            log.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--control-socket",
+            control,
+            "--workers",
+            "2",
+        ],
+        &[&demo_bin()],
+    );
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    let daemon = Daemon::from_pidfile(&pidfile);
+    wait_file_contains(&log, "generation ready");
+
+    let reload = steward_client(&["reload", "--wait", "--control-socket", control]);
+    assert!(
+        reload.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    let stop = steward_client(&["stop", "--wait", "--control-socket", control]);
+    assert!(stop.status.success());
+    crate::util::wait_gone(daemon.0);
     drop(daemon);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,6 +5,8 @@ mod activation;
 mod config;
 mod control;
 mod effects;
+mod exit;
+mod hooks;
 mod systemd;
 mod upgrade;
 mod util;

@@ -154,7 +154,18 @@ impl Steward {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start steward");
+        // A binary a test just copied (upgrade tests) can be busy for a moment: another
+        // test thread forking during the copy holds the writable descriptor until its exec.
+        let deadline = Instant::now() + DEADLINE;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    assert!(Instant::now() < deadline, "the binary stays busy");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.expect("start steward"),
+            }
+        };
         let log = Log::default();
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -242,8 +253,16 @@ impl Drop for Steward {
                 std::env::temp_dir().join(format!("steward.{}.notify", self.pid())),
             );
         }
+        let pid = self.pid();
+        let killed = matches!(self.child.try_wait(), Ok(None));
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed master leaves its notify socket behind; a later master with the same
+        // pid that drops to another user at once could not replace it.
+        if killed {
+            let _ =
+                std::fs::remove_file(std::env::temp_dir().join(format!("steward.{pid}.notify")));
+        }
     }
 }
 

@@ -3,14 +3,39 @@
 
 use std::process::ExitCode;
 
+use steward_hooks::{Callbacks, HookConfigError, Hooks, Jail};
+use steward_options::Config;
+
 use crate::run_args::RunArgs;
+
+/// Parses every hook, touch hook, alarm and jail setting as the master will (with no
+/// registered callbacks: from the command line, every `call:` is an error); an error
+/// names the file and line, the variable or the flag it came from.
+pub fn check_hooks(config: &Config) -> Result<(), String> {
+    let located = |error: HookConfigError| {
+        let origins = config.origins(&error.option);
+        match origins.get(error.index).or(origins.last()) {
+            Some(origin) => format!("{origin}: {error}"),
+            None => error.to_string(),
+        }
+    };
+    Hooks::new(&config.options, Callbacks::new()).map_err(located)?;
+    Jail::new(&config.options).map_err(located)?;
+    Ok(())
+}
 
 /// Prints the effective configuration on stdout and each warning on stderr; exit
 /// status 0. On an error, prints it (naming file:line, the variable or the flag) on
-/// stderr; exit status 1.
+/// stderr; exit status 1. A user, group or worker program that does not exist here is
+/// a warning: a start on this machine would fail, but the configuration may be
+/// checked before the package that provides them is installed.
 pub fn check(args: &RunArgs) -> ExitCode {
     let sources = args.sources();
-    match sources.load() {
+    let checked = sources
+        .load()
+        .map_err(|e| e.to_string())
+        .and_then(|config| check_hooks(&config).map(|()| config));
+    match checked {
         Ok(config) => {
             let file = config
                 .file()
@@ -19,6 +44,14 @@ pub fn check(args: &RunArgs) -> ExitCode {
             print!("{}", config.describe());
             for warning in &config.warnings {
                 eprintln!("steward: warning: {warning}");
+            }
+            for (option, error) in steward_master::unresolved_names(&config.options) {
+                let origin = config.origins(option).first().map(ToString::to_string);
+                let origin = origin.map_or_else(String::new, |o| format!("{o}: "));
+                eprintln!(
+                    "steward: warning: {origin}{error}{}",
+                    steward_master::UNRESOLVED_SUFFIX
+                );
             }
             ExitCode::SUCCESS
         }

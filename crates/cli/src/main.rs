@@ -48,14 +48,20 @@ enum Command {
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
-    let sources = args.sources();
+    let mut sources = args.sources();
     let config = sources.load()?;
+    // `chdir` moves the master: a reload must still find the file it started with.
+    if let Some(file) = &mut sources.file {
+        *file = std::path::absolute(&*file)
+            .with_context(|| format!("cannot resolve {}", file.display()))?;
+    }
     // A daemon's stderr becomes its log file: no terminal colours in it.
     let detaches = config.options.daemonize.is_some() || config.options.daemonize2.is_some();
     init_logging(!detaches);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    check::check_hooks(&config).map_err(anyhow::Error::msg)?;
     let mut master = Master::new(config.options).context("cannot start")?;
     master.reread_config_on_reload(sources);
     master.run()?;
@@ -107,13 +113,30 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("steward: error: {e:#}");
+            eprintln!("steward: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
 }
 
 fn run_master(args: RunArgs) -> anyhow::Result<ExitCode> {
-    run(args).inspect_err(|e| tracing::error!("{e:#}"))?;
+    run(args).inspect_err(|e| tracing::error!("{}", describe(e)))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes, joined by ": ", each said once: the libraries' messages
+/// already end with the text of their cause, which the chain would repeat.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }

@@ -86,8 +86,9 @@ fn with_option_args(mut cmd: Command) -> Command {
             .value_name("COMMAND")
             .help("The worker command and its arguments, after `--`.")
             .num_args(1..)
+            // Once the command has begun, its words are its own, flags included; before
+            // it, a word like `--touch-relaod` is a misspelt option, not a command.
             .trailing_var_arg(true)
-            .allow_hyphen_values(true)
             .action(ArgAction::Append),
     )
 }

@@ -8,6 +8,7 @@
 //! `EXAMPLE_BALLAST_MIB=N` makes the load allocate and touch N MiB (shared by every
 //! worker in preload mode, private to each under lazy-apps), and `EXAMPLE_LOAD_THREAD=1`
 //! makes the load start a thread, which the master's thread guard reports.
+//! `EXAMPLE_LOAD_MS=N` makes the load take N milliseconds.
 //!
 //! `GET /` answers one line: `greeting=WORD version=V worker=ID generation=G pid=PID
 //! master=PPID loaded_by=PID ... served=N`, where `loaded_by` is the process that ran the
@@ -55,6 +56,13 @@ fn load(version: &'static str) -> Result<App, BoxError> {
             .map_err(|_| format!("EXAMPLE_BALLAST_MIB={text:?}: expected a number of MiB"))?,
         Err(_) => 0,
     };
+    // A load that takes time, as a large app's does (EXAMPLE_LOAD_MS).
+    if let Ok(text) = std::env::var("EXAMPLE_LOAD_MS") {
+        let ms: u64 = text
+            .parse()
+            .map_err(|_| format!("EXAMPLE_LOAD_MS={text:?}: expected milliseconds"))?;
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     // Non-zero bytes, so that every page is really allocated (not the shared zero page).
     let ballast = vec![0xa5u8; mib << 20];
     if std::env::var_os("EXAMPLE_LOAD_THREAD").is_some() {

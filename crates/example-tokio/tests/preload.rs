@@ -34,10 +34,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "steward-preload-{}-{name}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("steward-preload-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -121,9 +119,8 @@ impl Example {
 
     /// `GET path`: the fields of the answer line (`key=value ...`).
     fn get(&self, path: &str) -> BTreeMap<String, String> {
-        let body = http_get(self.port, path).unwrap_or_else(|e| {
-            panic!("GET {path} failed: {e}; log:\n{}", self.log())
-        });
+        let body = http_get(self.port, path)
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}; log:\n{}", self.log()));
         fields(&body)
     }
 
@@ -307,7 +304,10 @@ fn preloaded_pages_are_shared_with_the_workers_and_lazy_ones_are_not() {
     let lazy_env = [ballast[0], ballast[1], ("STEWARD_LAZY_APPS", "true")];
     let lazy = Example::start(EXAMPLE.as_ref(), &dir, &lazy_env);
     let answer = lazy.get_until("a worker", |_| true);
-    assert_eq!(answer["loaded_by"], answer["pid"], "lazy-apps loads in the worker");
+    assert_eq!(
+        answer["loaded_by"], answer["pid"],
+        "lazy-apps loads in the worker"
+    );
     assert_eq!(answer["ballast_mib"], "64");
     let lazy_shared = shared_kib(&answer["pid"]);
     assert_eq!(lazy.stop().code(), Some(0));
@@ -421,7 +421,9 @@ fn a_chain_reload_asked_on_the_control_socket_is_answered_across_the_re_exec() {
     let lines: Vec<&str> = answer.lines().collect();
     assert_eq!(lines.first(), Some(&"accepted generation=2"), "{answer}");
     assert!(
-        lines.last().is_some_and(|l| l.starts_with("ok generation=2 ")),
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("ok generation=2 ")),
         "{answer}\nlog:\n{}",
         example.log()
     );
@@ -465,22 +467,118 @@ fn a_thread_started_by_the_load_is_reported_and_refused_under_strict_fork() {
     );
     example.wait_log("more than one thread at fork", 1);
     let log = example.log();
-    assert!(log.contains("app-pool"), "the warning names the thread:\n{log}");
-    assert!(log.contains("lazy-apps"), "the warning points to lazy-apps:\n{log}");
+    assert!(
+        log.contains("app-pool"),
+        "the warning names the thread:\n{log}"
+    );
+    assert!(
+        log.contains("lazy-apps"),
+        "the warning points to lazy-apps:\n{log}"
+    );
     // Warned once for the same threads, not once per fork; and it still serves.
     example.get_until("an answer", |_| true);
-    assert_eq!(example.log().matches("more than one thread at fork").count(), 1);
+    assert_eq!(
+        example
+            .log()
+            .matches("more than one thread at fork")
+            .count(),
+        1
+    );
     assert_eq!(example.stop().code(), Some(0));
 
     let strict_dir = TempDir::new("threads-strict");
     let mut strict = Example::start(
         EXAMPLE.as_ref(),
         &strict_dir,
-        &[("EXAMPLE_LOAD_THREAD", "1"), ("STEWARD_STRICT_FORK", "true")],
+        &[
+            ("EXAMPLE_LOAD_THREAD", "1"),
+            ("STEWARD_STRICT_FORK", "true"),
+        ],
     );
     assert_eq!(strict.wait_exit().code(), Some(1));
     let log = strict.log();
     assert!(log.contains("strict-fork refuses to fork"), "{log}");
     assert!(log.contains("app-pool"), "{log}");
     assert!(!log.contains("worker started"), "no worker starts:\n{log}");
+}
+
+#[test]
+fn sigint_and_sigquit_end_a_preloaded_master_at_once_as_in_exec_mode() {
+    for signal in [Signal::SIGINT, Signal::SIGQUIT] {
+        let dir = TempDir::new(&format!("brutal-{signal}"));
+        let mut example = Example::start(
+            EXAMPLE.as_ref(),
+            &dir,
+            &[
+                ("STEWARD_WORKERS", "2"),
+                ("STEWARD_WORKER_RELOAD_MERCY", "60"),
+            ],
+        );
+        let worker = example.get_until("an answer", |_| true);
+        let port = example.port;
+        // A request that would hold a graceful shutdown for 30 s.
+        let slow = std::thread::spawn(move || http_get(port, "/slow?ms=30000"));
+        example.wait_log("slow request started", 1);
+        let asked = Instant::now();
+        example.signal(signal);
+        assert_eq!(example.wait_exit().code(), Some(0), "{signal}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "{signal}: no drain, no mercy: {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            slow.join().unwrap().is_err(),
+            "{signal}: the worker was killed, not drained"
+        );
+        let log = example.log();
+        assert!(log.contains("mode=\"brutal\""), "{signal}:\n{log}");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}", worker["pid"])).exists(),
+            "{signal}: the worker is gone"
+        );
+    }
+}
+
+#[test]
+fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
+    let dir = TempDir::new("slow-load");
+    // The check's load takes 1.5 s; 300 ms is too short for it.
+    let short = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_MS", "1500"),
+            ("STEWARD_PRELOAD_CHECK_TIMEOUT", "300ms"),
+        ],
+    );
+    short.wait_log("generation ready", 1);
+    short.signal(Signal::SIGHUP);
+    short.wait_log("re-exec refused", 1);
+    assert!(
+        short.log().contains("no answer within 300ms"),
+        "{}",
+        short.log()
+    );
+    short.get_until("generation 2", |a| a["generation"] == "2");
+    assert_eq!(short.stop().code(), Some(0));
+
+    let long_dir = TempDir::new("slow-load-long");
+    let long = Example::start(
+        EXAMPLE.as_ref(),
+        &long_dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_MS", "1500"),
+            ("STEWARD_PRELOAD_CHECK_TIMEOUT", "60s"),
+        ],
+    );
+    long.wait_log("generation ready", 1);
+    long.signal(Signal::SIGHUP);
+    long.wait_log("reload complete", 1);
+    let log = long.log();
+    assert!(log.contains("re-executed: workers adopted"), "{log}");
+    assert!(!log.contains("re-exec refused"), "{log}");
+    assert_eq!(long.stop().code(), Some(0));
 }

@@ -10,9 +10,11 @@ pub enum Phase {
     Asap,
     /// Before any jailing or privilege drop. Fatal.
     PreJail,
-    /// Inside the jail; in the child when jailing forks. Fatal.
+    /// Inside the jail's new namespaces, before the chroot; in the child when jailing
+    /// forks (a pid namespace). Fatal.
     InJail,
-    /// After jailing, before privileges drop; in the parent when jailing forks. Fatal.
+    /// After the chroot, before privileges drop; in the parent, outside, when jailing
+    /// forks. Fatal.
     PostJail,
     /// The last chance to run something as root. Fatal.
     AsRoot,
@@ -20,21 +22,24 @@ pub enum Phase {
     AsUser,
     /// When the master's loop starts.
     MasterStart,
-    /// Before the app loads. Fatal.
+    /// Before the app loads: in exec mode, in the master before each generation's
+    /// workers are started. Fatal.
     PreApp,
-    /// After the app loaded. Fatal.
+    /// After the app loaded: in exec mode, in the master once every worker of a
+    /// generation is ready. Fatal.
     PostApp,
-    /// In each worker, before it starts accepting.
+    /// In each worker, before it starts accepting: in exec mode, in the master when a
+    /// worker becomes ready.
     Accepting,
     /// In the first worker, before it starts accepting.
     Accepting1,
-    /// In each worker before it starts accepting, once per instance.
+    /// As accepting, the first time each worker id does.
     AcceptingOnce,
-    /// In the first worker before it starts accepting, once per instance.
+    /// As accepting1, the first time worker 1 does.
     Accepting1Once,
     /// Before exit and before a reload.
     AsUserAtexit,
-    /// In each auxiliary process (mule) when it starts.
+    /// For each auxiliary process (mule): in the master, before each start of it.
     AsMule,
     /// In each gateway when it starts.
     AsGateway,

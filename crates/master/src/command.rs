@@ -82,7 +82,7 @@ impl WorkerCommand {
 
 /// Finds the program the way a shell would, once at start, so that the child only
 /// needs execve and a missing program is reported before anything is forked.
-fn resolve(program: &str) -> Result<PathBuf, MasterError> {
+pub(crate) fn resolve(program: &str) -> Result<PathBuf, MasterError> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![std::path::absolute(program).unwrap_or_else(|_| PathBuf::from(program))]
     } else {

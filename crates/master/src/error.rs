@@ -101,8 +101,23 @@ pub enum MasterError {
     /// The handover text from a previous image of the master is unreadable.
     #[error(transparent)]
     BadHandover(#[from] crate::reexec::HandoverError),
+    /// A hook, alarm, touch hook or jail setting of the configuration cannot run.
+    #[error(transparent)]
+    HookConfig(#[from] steward_hooks::HookConfigError),
+    /// A hook of a fatal phase failed.
+    #[error(transparent)]
+    Hook(#[from] steward_hooks::HookError),
+    /// Entering the jail (unshare, chroot) failed.
+    #[error(transparent)]
+    Jail(#[from] steward_hooks::JailError),
+    /// The fork into a new pid namespace failed.
+    #[error("cannot fork into the new pid namespace: {0}")]
+    JailFork(steward_sys::ProcessError),
+    /// A touch-reload or touch-hook path cannot be watched.
+    #[error(transparent)]
+    Touch(#[from] steward_hooks::TouchError),
     /// Preload mode: [`crate::Builder::run`] without a worker closure.
-    #[error("no worker closure: call Builder::worker before Builder::run")]
+    #[error("no worker closure: call Builder::worker before Builder::run, and after Builder::load (which sets the app type anew and so drops a worker closure set before it)")]
     NoWorkerClosure,
     /// Preload mode: the load callback failed in the master.
     #[error("loading the app failed: {0}")]
@@ -111,6 +126,16 @@ pub enum MasterError {
     #[error("the master has {count} threads ({names}) at fork, and strict-fork refuses to fork: threads started while loading the app do not exist in the workers; start them in the worker closure, or set lazy-apps")]
     ThreadsAtFork {
         /// How many threads.
+        count: usize,
+        /// Their names, comma-separated.
+        names: String,
+    },
+    /// The master was created in a process that already runs other threads: they do
+    /// not block the signals the master reads, so a SIGHUP or SIGTERM delivered to one
+    /// of them would end the process instead of reloading or draining it.
+    #[error("the master must be its process's only thread, but {count} other threads run ({names}): a SIGHUP or SIGTERM delivered to one of them would end the process instead of reloading or draining it; create the master first thing in main, before any thread or async runtime starts, and start those in the worker closure")]
+    ThreadsAtStart {
+        /// How many threads besides the calling one.
         count: usize,
         /// Their names, comma-separated.
         names: String,

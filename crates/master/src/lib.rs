@@ -28,6 +28,7 @@ mod error;
 mod fifo;
 mod listen;
 mod master;
+mod mule;
 mod notify;
 mod pidfile;
 mod preload;
@@ -38,7 +39,6 @@ mod startup;
 mod status;
 mod table;
 
-pub use steward_sys::StopNotice;
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
@@ -48,5 +48,7 @@ pub use crate::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,
     },
-    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
+    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL, UNRESOLVED_SUFFIX},
+    startup::unresolved_names,
 };
+pub use steward_sys::StopNotice;

@@ -1,6 +1,7 @@
 use std::{
     fs::File,
     os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -14,6 +15,7 @@ use nix::{
     },
     unistd::Pid,
 };
+use steward_hooks::{Callbacks, Hooks, Jail, Phase, TouchWatcher};
 use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
 use steward_sys::{fork_worker, spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
@@ -25,7 +27,8 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
-    preload::{CallHooks, ForkLaunch, WorkerIdentity},
+    pidfile::HeldPidfile,
+    preload::{ForkLaunch, WorkerIdentity},
     procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
@@ -34,6 +37,8 @@ use crate::{
     MasterError,
 };
 
+mod mules;
+mod phases;
 mod reconfigure;
 
 /// Where the master is in its life. Signals move it along:
@@ -138,8 +143,6 @@ pub struct Master {
     options: Options,
     listeners: Vec<Listener>,
     launch: Launch,
-    /// `call:NAME` hook functions (preload mode).
-    pub(crate) calls: CallHooks,
     notify: NotifySocket,
     signals: SignalFd,
     dev_null: File,
@@ -171,35 +174,78 @@ pub struct Master {
     binary: Binary,
     /// Where the options came from, read again at each reload (see reconfigure.rs).
     config_sources: Option<ConfigSources>,
+
+    /// Every hook of the configuration, parsed at start (see phases.rs).
+    hooks: Hooks,
+    /// The files of touch-reload, hook-touch and run-command-on-touch.
+    touch: Option<TouchWatcher>,
+    /// Touched files not acted on yet, and when to (once they are quiet).
+    touched: Vec<std::path::PathBuf>,
+    touch_due: Option<Instant>,
+    /// The last generation whose pre-app hooks ran.
+    pre_app_done: u64,
+    /// Worker ids whose accepting-once hooks ran.
+    accepted_once: std::collections::BTreeSet<usize>,
     /// This image was re-exec'd by a previous one and adopted its workers.
     resumed: bool,
+    /// `pidfile`, held open until `daemonize2` has put the daemon's pid in it.
+    held_pidfile: Option<HeldPidfile>,
+    /// The working directory once `chdir` was applied, where the relative paths of the
+    /// sockets, FIFOs and pidfiles start from.
+    files_dir: PathBuf,
+    /// The auxiliary processes (`mule`), in configuration order.
+    mules: Vec<crate::mule::Mule>,
 }
 
 impl Master {
     /// Validates `options`, binds the sockets and the notify socket, and takes over the
     /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
-    /// so call this from the thread that will call [`Master::run`], before starting others).
+    /// so call this from the thread that will call [`Master::run`], before starting others:
+    /// it fails with [`MasterError::ThreadsAtStart`] if other threads already run).
     pub fn new(options: Options) -> Result<Master, MasterError> {
-        Master::with_launch(options, None)
+        Master::with_callbacks(options, Callbacks::new())
     }
 
-    /// [`Master::new`], with workers forked to run `fork` (preload mode) when given,
-    /// else exec'd from the options' command.
+    /// [`Master::new`] with the callbacks that `call:NAME` hooks may name, for a
+    /// program that embeds the master. Runs the start phases up to as-user (see the
+    /// README's Hooks section): asap before anything is bound, the jail after. With
+    /// `unshare = pid` the process forks: this returns in the child, the master; the
+    /// parent stays outside the namespace until the master exits, and never returns.
+    pub fn with_callbacks(options: Options, callbacks: Callbacks) -> Result<Master, MasterError> {
+        Master::with_launch(options, None, callbacks)
+    }
+
+    /// [`Master::with_callbacks`], with workers forked to run `fork` (preload mode) when
+    /// given, else exec'd from the options' command.
     pub(crate) fn with_launch(
         options: Options,
         fork: Option<ForkLaunch>,
+        callbacks: Callbacks,
     ) -> Result<Master, MasterError> {
+        let others = crate::preload::other_threads();
+        if !others.is_empty() {
+            return Err(MasterError::ThreadsAtStart {
+                count: others.len(),
+                names: others.join(", "),
+            });
+        }
         match fork {
             Some(_) => options.validate_without_command()?,
             None => options.validate()?,
         }
+        let hooks = Hooks::new(&options, callbacks)?;
+        let jail = Jail::new(&options)?;
         // Before anything rewrites the argv memory (process names).
         let mut binary = Binary::new(options.binary_path.as_deref());
         binary.check_by_environment = fork.is_some();
         let handover = take_handover()?;
         let resumed = handover.is_some();
-        let credentials = startup::asap(&options, resumed, binary.argv())?;
-        startup::jail(&options)?;
+        let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
+        // Where relative paths of the files steward makes start from, for vacuum.
+        let files_dir = std::env::current_dir().unwrap_or_default();
+        if resumed {
+            startup::resume_chdir2(&options);
+        }
         let listeners = match &handover {
             Some(handover) => handover
                 .listeners
@@ -224,15 +270,6 @@ impl Master {
             Some((fd, path)) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
         };
-        let launch = match fork {
-            Some(fork) => Launch::Fork(fork),
-            None => Launch::Exec(WorkerCommand::new(
-                &options.command,
-                &fd_names,
-                notify.path(),
-            )?),
-        };
-        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
             warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
             Notifier::new(None).expect("a disabled notifier needs no socket")
@@ -261,24 +298,51 @@ impl Master {
                 ),
             },
         };
-        let fifos = options
-            .master_fifo
-            .iter()
-            .map(|path| {
-                MasterFifo::open(path).map_err(|source| MasterError::MasterFifo {
-                    path: path.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut fifos = Vec::new();
+        for path in &options.master_fifo {
+            let opened = MasterFifo::open(path).map_err(|source| MasterError::MasterFifo {
+                path: path.clone(),
+                source,
+            });
+            match opened {
+                Ok(fifo) => fifos.push(fifo),
+                // A re-exec'd master no longer root: a FIFO it cannot make is no reason
+                // to end the master that serves.
+                Err(e) if resumed => warn!(error = %e, "after re-exec; that FIFO is not read"),
+                Err(e) => return Err(e),
+            }
+        }
 
-        startup::as_root(&options, resumed)?;
         let mut owned: Vec<&std::path::Path> = vec![notify.path()];
         owned.extend(control.as_ref().map(|c| c.path()));
         owned.extend(fifos.iter().map(|f| f.path()));
-        startup::drop_privileges(&credentials, &owned)?;
-        startup::as_user(&options, resumed)?;
+        let started = (|| {
+            startup::give_to_final_user(&credentials, &owned, resumed)?;
+            startup::jail(&hooks, &jail, resumed)?;
+            let held_pidfile = startup::as_root(&options, &hooks, resumed)?;
+            startup::drop_privileges(&credentials, resumed)?;
+            startup::as_user(&options, &hooks, resumed)?;
+            Ok::<_, MasterError>(held_pidfile)
+        })();
+        let held_pidfile = started.inspect_err(|_| {
+            if options.vacuum {
+                let made = made_files(&options, &files_dir, &listeners, control.as_ref(), &fifos);
+                vacuum_failed_start(&options, &files_dir, made);
+            }
+        })?;
 
+        // Resolved in the jail, where the workers run.
+        let launch = match fork {
+            Some(fork) => Launch::Fork(fork),
+            None => Launch::Exec(WorkerCommand::new(
+                &options.command,
+                &fd_names,
+                notify.path(),
+            )?),
+        };
+        let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
+        let touch = phases::touch_watcher(&options, &hooks)?;
+        let mules = mules::mules(&options.mule)?;
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
             .map(|interval| Watchdog {
@@ -297,7 +361,6 @@ impl Master {
             options,
             listeners,
             launch,
-            calls: CallHooks::default(),
             notify,
             signals,
             dev_null,
@@ -320,7 +383,16 @@ impl Master {
             extend_timeout_at: None,
             binary,
             config_sources: None,
+            hooks,
+            touch,
+            touched: Vec::new(),
+            touch_due: None,
+            pre_app_done: 0,
+            accepted_once: Default::default(),
             resumed,
+            held_pidfile,
+            files_dir,
+            mules,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -363,6 +435,8 @@ impl Master {
                 status: None,
             });
         }
+        self.accepted_once = self.workers.iter().map(|w| w.id).collect();
+        self.pre_app_done = handover.current;
         self.current = handover.current;
         self.latest = handover.latest;
         self.serving = handover.serving;
@@ -390,17 +464,26 @@ impl Master {
         } else {
             info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
         }
-        if let Err(e) = self.binary.check() {
+        if let Err(e) = self.binary.check(self.options.preload_check_timeout) {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
         }
+        // The new image reads the file itself, so it cannot tell a `workers` changed in
+        // it from one it always had (and SIGTTIN/SIGTTOU may have moved since): the
+        // change comes in the handover, as a reload by this image would apply it.
+        let desired = match self.config_sources.as_ref().map(ConfigSources::load) {
+            Some(Ok(config)) if config.options.workers != self.options.workers => {
+                config.options.workers
+            }
+            _ => self.desired,
+        };
         let now = Instant::now();
         let handover = Handover {
             pid: std::process::id(),
             current: self.current,
             latest: self.latest,
             serving: self.serving,
-            desired: self.desired,
+            desired,
             reload_chain: chain,
             listeners: self
                 .listeners
@@ -443,6 +526,8 @@ impl Master {
                 })
                 .collect(),
         };
+        // Mules are not handed over: the new image starts its own.
+        self.stop_mules(true, now);
         let mut keep: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         keep.push(self.notify.as_fd());
         if let Some(control) = &self.control {
@@ -461,23 +546,20 @@ impl Master {
     /// be removed (the master dropped privileges and the directory is not its) is
     /// reported and left.
     fn vacuum(&self) {
-        let mut paths = startup::pidfiles(&self.options);
-        for (spec, listener) in self.options.listen.iter().zip(&self.listeners) {
-            if let (steward_options::ListenAddr::Unix(path), false) =
-                (&spec.addr, listener.was_handed_over())
-            {
-                paths.push(path.clone());
-            }
-        }
-        paths.extend(self.control.iter().map(|c| c.path().to_owned()));
-        paths.extend(self.fifos.iter().map(|f| f.path().to_owned()));
-        for path in paths {
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!(path = %path.display(), "vacuum: removed"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
-            }
-        }
+        let mut paths = startup::pidfiles(&self.options, &self.files_dir);
+        paths.extend(self.made_files());
+        remove_files(paths);
+    }
+
+    /// The files this master made, besides its pidfiles.
+    fn made_files(&self) -> Vec<PathBuf> {
+        made_files(
+            &self.options,
+            &self.files_dir,
+            &self.listeners,
+            self.control.as_ref(),
+            &self.fifos,
+        )
     }
 
     /// The sockets the workers receive, in order.
@@ -503,14 +585,21 @@ impl Master {
             "master started"
         );
         if !self.resumed {
-            startup::master_start(&self.options)?;
+            let held_pidfile = self.held_pidfile.take();
+            startup::master_start(&self.options, &self.hooks, held_pidfile).inspect_err(|_| {
+                if self.options.vacuum {
+                    vacuum_failed_start(&self.options, &self.files_dir, self.made_files());
+                }
+            })?;
         }
+        self.start_due_mules(Instant::now());
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
             while self.reconcile() {}
             if let Lifecycle::Stopping { .. } = self.lifecycle {
-                if self.workers.is_empty() {
+                if self.workers.is_empty() && !self.mules_running() {
+                    self.run_atexit();
                     info!("shutdown complete");
                     if self.options.skip_atexit_teardown {
                         // No teardown: no vacuum, no destructor run. Only the
@@ -535,11 +624,17 @@ impl Master {
                         .unwrap_or(PollTimeout::MAX)
                 }
             };
-            let (signals_ready, notify_ready, control_ready, fifo_ready) = {
+            let (signals_ready, notify_ready, touch_ready, control_ready, fifo_ready) = {
                 let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.notify.as_fd(), PollFlags::POLLIN),
                 ];
+                let touch_count = usize::from(self.touch.is_some());
+                fds.extend(
+                    self.touch
+                        .as_ref()
+                        .map(|t| PollFd::new(t.as_fd(), PollFlags::POLLIN)),
+                );
                 let control_fds = self.control.as_ref().map_or(Vec::new(), |c| c.poll_fds());
                 let control_count = control_fds.len();
                 fds.extend(
@@ -553,10 +648,12 @@ impl Master {
                     Err(errno) => return Err(MasterError::Poll(errno)),
                 }
                 let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                let (control, fifos) = fds[2..].split_at(control_count);
+                let (touch, rest) = fds[2..].split_at(touch_count);
+                let (control, fifos) = rest.split_at(control_count);
                 (
                     readable(&fds[0]),
                     readable(&fds[1]),
+                    touch.iter().any(readable),
                     control.iter().any(readable),
                     fifos.iter().any(readable),
                 )
@@ -573,6 +670,9 @@ impl Master {
                         self.on_signal(signal);
                     }
                 }
+            }
+            if touch_ready {
+                self.on_touch();
             }
             if control_ready {
                 let requests = self.control.as_mut().map_or(Vec::new(), |c| c.receive());
@@ -699,6 +799,7 @@ impl Master {
             info!("reload ignored: shutting down");
             return;
         }
+        self.run_atexit();
         if self.lifecycle == Lifecycle::Running
             && (self.binary.changed() || self.launch.reexecs_on_reload())
         {
@@ -707,7 +808,8 @@ impl Master {
         self.start_reload(chain);
     }
 
-    /// A new generation: from here on, workers start in it.
+    /// The reload itself, once as-user-atexit ran (here, or in the image that re-exec'd
+    /// this one): a new generation.
     fn start_reload(&mut self, chain: bool) {
         self.latest += 1;
         self.current = self.latest;
@@ -750,6 +852,7 @@ impl Master {
         self.notify_systemd(&[State::Stopping]);
         self.extend_timeout_at = Some(Instant::now());
         let now = Instant::now();
+        self.stop_mules(graceful, now);
         for index in 0..self.workers.len() {
             if graceful {
                 self.retire(index, now);
@@ -795,6 +898,7 @@ impl Master {
             };
             let Some(pid) = status.pid() else { continue };
             let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
+                self.mule_exited(pid, &status);
                 continue;
             };
             let worker = self.workers.swap_remove(index);
@@ -905,6 +1009,8 @@ impl Master {
         let believes_ready = self.options.ready.believes_ready_message();
         if message.ready && believes_ready && worker.state == WorkerState::Starting {
             mark_ready(worker);
+            let id = worker.id;
+            self.worker_accepting(id);
         }
     }
 
@@ -916,7 +1022,9 @@ impl Master {
                 WorkerState::Starting
                     if ready_after.is_some_and(|after| now >= worker.started + after) =>
                 {
-                    mark_ready(worker)
+                    mark_ready(worker);
+                    let id = worker.id;
+                    self.worker_accepting(id);
                 }
                 WorkerState::Stopping {
                     kill_at,
@@ -931,6 +1039,9 @@ impl Master {
             }
         }
         self.respawns.retain(|respawn| respawn.at > now);
+        self.start_due_mules(now);
+        self.kill_late_mules(now);
+        self.touches_settled(now);
         if let Some(watchdog) = self.watchdog.as_mut() {
             if now >= watchdog.next {
                 watchdog.next = now + watchdog.every;
@@ -985,6 +1096,8 @@ impl Master {
             .chain(self.respawns.iter().map(|r| r.at))
             .chain(self.watchdog.as_ref().map(|w| w.next))
             .chain(self.extend_timeout_at)
+            .chain(self.next_mule_deadline())
+            .chain(self.touch_due)
             .min()
     }
 
@@ -1040,6 +1153,14 @@ impl Master {
             self.generation_ready(current);
         }
 
+        let missing = live.iter().skip(1).any(|is_live| !is_live);
+        if missing && self.pre_app_done < current && !self.app_loads_in_master() {
+            self.pre_app_done = current;
+            if let Err(e) = self.hooks.run(Phase::PreApp) {
+                self.generation_hook_failed(e);
+                return started;
+            }
+        }
         for (id, &is_live) in live.iter().enumerate().skip(1) {
             if is_live
                 || self
@@ -1098,6 +1219,18 @@ impl Master {
     }
 
     fn generation_ready(&mut self, generation: u64) {
+        let post_app = if self.app_loads_in_master() {
+            Ok(())
+        } else {
+            self.hooks.run(Phase::PostApp)
+        };
+        if let Err(e) = post_app {
+            if self.serving.is_none() {
+                self.generation_hook_failed(e);
+                return;
+            }
+            error!(generation, error = %e, "post-app hook failed after a reload; the new generation serves already");
+        }
         self.serving = Some(generation);
         info!(generation, workers = self.desired, "generation ready");
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
@@ -1124,6 +1257,8 @@ impl Master {
             stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
+        // -once hooks: noted at the fork, where a forked worker runs them.
+        let first_time = !self.accepted_once.contains(&id);
         let started = match &mut self.launch {
             Launch::Exec(command) => {
                 let mut plan = command.plan(id, generation, title.as_deref())?;
@@ -1143,6 +1278,7 @@ impl Master {
                 for fifo in &self.fifos {
                     close.extend(fifo.fds().iter().map(|fd| fd.as_raw_fd()));
                 }
+                close.extend(self.touch.as_ref().map(|t| t.as_fd().as_raw_fd()));
                 let stop_signal = Signal::try_from(self.options.worker_stop_signal.number())
                     .unwrap_or(Signal::SIGTERM);
                 let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
@@ -1154,11 +1290,26 @@ impl Master {
                     notify_socket: self.notify.path(),
                 };
                 let fork = &*fork;
+                let hooks = &self.hooks;
                 fork_worker(&fds, &close, stop_signal, |stop| {
+                    // In the worker, before it serves (the phases are not fatal).
+                    let _ = hooks.run(Phase::Accepting);
+                    if id == 1 {
+                        let _ = hooks.run(Phase::Accepting1);
+                    }
+                    if first_time {
+                        let _ = hooks.run(Phase::AcceptingOnce);
+                        if id == 1 {
+                            let _ = hooks.run(Phase::Accepting1Once);
+                        }
+                    }
                     fork.run_worker(worker, stop, sockets.len())
                 })
             }
         };
+        if matches!(self.launch, Launch::Fork(_)) {
+            self.accepted_once.insert(id);
+        }
         let pid = started.map_err(|source| MasterError::Spawn {
             id,
             command: self.launch.display(),
@@ -1175,10 +1326,14 @@ impl Master {
             status: None,
         };
         info!(worker = id, generation, pid = %pid, "worker started");
-        if self.options.ready == ReadyMode::Immediate {
+        let immediate = self.options.ready == ReadyMode::Immediate;
+        if immediate {
             mark_ready(&mut worker);
         }
         self.workers.push(worker);
+        if immediate {
+            self.worker_accepting(id);
+        }
         Ok(())
     }
 
@@ -1289,6 +1444,54 @@ fn signal_group(pid: Pid, signal: Signal) {
         // ESRCH: it has exited and awaits reaping.
         if errno != Errno::ESRCH {
             warn!(pid = %pid, signal = %signal, error = %errno, "cannot signal worker");
+        }
+    }
+}
+
+/// The files a master made, besides its pidfiles: the unix sockets it bound (not those
+/// systemd handed over), the control socket and the master FIFOs. A relative path
+/// starts from `files_dir`, where they were made.
+fn made_files(
+    options: &Options,
+    files_dir: &std::path::Path,
+    listeners: &[Listener],
+    control: Option<&ControlServer>,
+    fifos: &[MasterFifo],
+) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for (spec, listener) in options.listen.iter().zip(listeners) {
+        if let (steward_options::ListenAddr::Unix(path), false) =
+            (&spec.addr, listener.was_handed_over())
+        {
+            paths.push(files_dir.join(path));
+        }
+    }
+    paths.extend(control.map(|c| files_dir.join(c.path())));
+    paths.extend(fifos.iter().map(|f| files_dir.join(f.path())));
+    paths
+}
+
+/// `vacuum` after a start that failed: the files it made, and the pidfiles that name
+/// this process. A safe pidfile is written only once the first generation serves, so
+/// one is never this start's to remove.
+fn vacuum_failed_start(options: &Options, files_dir: &std::path::Path, made: Vec<PathBuf>) {
+    let own = std::process::id().to_string();
+    let pidfiles = [&options.pidfile, &options.pidfile2]
+        .into_iter()
+        .flatten()
+        .map(|path| files_dir.join(path))
+        .filter(|path| std::fs::read_to_string(path).is_ok_and(|text| text.trim() == own));
+    remove_files(made.into_iter().chain(pidfiles).collect());
+}
+
+/// Removes `paths`; one that cannot be removed (the master dropped privileges and the
+/// directory is not its) is reported and left.
+fn remove_files(paths: Vec<PathBuf>) {
+    for path in paths {
+        match std::fs::remove_file(&path) {
+            Ok(()) => info!(path = %path.display(), "vacuum: removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
         }
     }
 }

@@ -1,5 +1,5 @@
 use std::{
-    io::{ErrorKind, IoSliceMut},
+    io::IoSliceMut,
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd},
         unix::{fs::PermissionsExt, net::UnixDatagram},
@@ -46,39 +46,30 @@ fn runtime_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// How many names `bind` tries before giving up.
-const NAME_ATTEMPTS: u32 = 16;
-
 impl NotifySocket {
     pub fn bind() -> Result<NotifySocket, MasterError> {
-        NotifySocket::bind_in(&runtime_dir())
+        Self::bind_in(&runtime_dir())
     }
 
-    /// Binds `steward.PID.notify` in `dir`, or `steward.PID.N.notify` when that name is
-    /// taken for good: a socket left by a dead process with our pid is removed, but one
-    /// owned by another user is not ours to remove (a master that dropped privileges
-    /// cannot unlink root's file in a sticky /tmp), and pids are reused.
     fn bind_in(dir: &Path) -> Result<NotifySocket, MasterError> {
         let pid = std::process::id();
+        let name = |attempt: u32| match attempt {
+            0 => format!("steward.{pid}.notify"),
+            n => format!("steward.{pid}.{n}.notify"),
+        };
         let mut attempt = 0;
-        loop {
-            let path = match attempt {
-                0 => dir.join(format!("steward.{pid}.notify")),
-                n => dir.join(format!("steward.{pid}.{n}.notify")),
-            };
-            // Only a dead process with our pid can have left this behind.
+        let (socket, path) = loop {
+            let path = dir.join(name(attempt));
+            // Only a dead process with our pid can have left this behind. A master that
+            // already switched user may not be allowed to remove it (a sticky /tmp): then
+            // the next name is taken instead of failing the start.
             let _ = std::fs::remove_file(&path);
             match UnixDatagram::bind(&path) {
-                Ok(socket) => return NotifySocket::set_up(socket, path),
-                Err(e) if e.kind() == ErrorKind::AddrInUse && attempt + 1 < NAME_ATTEMPTS => {
-                    attempt += 1;
-                }
+                Ok(socket) => break (socket, path),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < 8 => attempt += 1,
                 Err(source) => return Err(MasterError::NotifySocket { path, source }),
             }
-        }
-    }
-
-    fn set_up(socket: UnixDatagram, path: PathBuf) -> Result<NotifySocket, MasterError> {
+        };
         let failed = |source| MasterError::NotifySocket {
             path: path.clone(),
             source,
@@ -165,24 +156,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_name_that_cannot_be_reclaimed_is_skipped() {
-        let dir = std::env::temp_dir().join(format!("steward-notify-names-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    fn a_stale_path_that_cannot_be_removed_gives_way_to_the_next_name() {
+        let dir = std::env::temp_dir().join(format!("steward-notify-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // Stands for another user's stale socket: remove_file cannot take it away.
+        // A directory stands for a leftover this user may not remove: remove_file fails
+        // on it and bind finds the address in use.
         let taken = dir.join(format!("steward.{}.notify", std::process::id()));
-        std::fs::create_dir(&taken).unwrap();
-        std::fs::write(taken.join("keep"), b"").unwrap();
-
+        std::fs::create_dir_all(&taken).unwrap();
         let socket = NotifySocket::bind_in(&dir).unwrap();
         assert_eq!(
             socket.path(),
             dir.join(format!("steward.{}.1.notify", std::process::id()))
         );
-        let sender = UnixDatagram::unbound().unwrap();
-        sender.send_to(b"READY=1", socket.path()).unwrap();
         drop(socket);
-        assert!(taken.is_dir(), "someone else's file is left alone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,9 +3,9 @@
 //! file, and a symlink planted at the path is replaced, never written through.
 
 use std::{
-    fs::OpenOptions,
+    fs::{File, OpenOptions},
     io::Write,
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{FileExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -42,6 +42,52 @@ pub(crate) fn write_pidfile(
         return Err(failed(e));
     }
     Ok(())
+}
+
+/// A pidfile kept open by the master that wrote it as root, so that it can still put
+/// its new pid there after `daemonize2`, once it has left root and may no longer replace
+/// a file in a directory only root can write.
+#[derive(Debug)]
+pub(crate) struct HeldPidfile {
+    option: &'static str,
+    path: PathBuf,
+    file: File,
+}
+
+impl HeldPidfile {
+    /// Opens the pidfile just written at `path` for writing, never through a symlink.
+    pub(crate) fn open(option: &'static str, path: &Path) -> Result<HeldPidfile, MasterError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(OFlag::O_NOFOLLOW.bits())
+            .open(path)
+            .map_err(|source| MasterError::Pidfile {
+                option,
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(HeldPidfile {
+            option,
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Puts `pid` and a newline in place of what the file held: one write at offset 0
+    /// (a pid of the same length, the usual case, is never seen half-written), then the
+    /// file cut to its length.
+    pub(crate) fn rewrite(&self, pid: u32) -> Result<(), MasterError> {
+        let text = format!("{pid}\n");
+        self.file
+            .write_all_at(text.as_bytes(), 0)
+            .and_then(|()| self.file.set_len(text.len() as u64))
+            .and_then(|()| self.file.sync_all())
+            .map_err(|source| MasterError::Pidfile {
+                option: self.option,
+                path: self.path.clone(),
+                source,
+            })
+    }
 }
 
 /// `.NAME.PID.tmp` beside `path`: unique to this process, hidden from globs.

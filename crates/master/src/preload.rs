@@ -5,8 +5,7 @@
 use std::{
     cell::OnceCell,
     collections::BTreeMap,
-    fmt,
-    io,
+    fmt, io,
     net::TcpListener,
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
@@ -18,6 +17,7 @@ use std::{
 };
 
 use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+use steward_hooks::{Callbacks, Phase};
 use steward_options::{ConfigSources, Options};
 use steward_sys::StopNotice;
 use steward_systemd::{Notifier, State};
@@ -111,6 +111,10 @@ impl<A: 'static> Builder<A> {
     /// or in each worker after fork under `lazy-apps`. What it returns is what every
     /// worker closure receives. A failure stops the master (exit 1) before any worker
     /// starts; under `lazy-apps` it fails the worker.
+    ///
+    /// Call it before [`Builder::worker`]: the worker closure takes the app's type, so
+    /// one set before `load` is dropped (and `run` fails with
+    /// [`MasterError::NoWorkerClosure`]).
     pub fn load<B, F>(self, load: F) -> Builder<B>
     where
         F: Fn() -> Result<B, BoxError> + 'static,
@@ -166,6 +170,10 @@ impl<A: 'static> Builder<A> {
     /// Binds, loads the app (unless `lazy-apps`), forks the workers and runs until a
     /// shutdown completes, as [`Master::run`].
     ///
+    /// Call it first thing in `main`, before any thread or async runtime starts (start
+    /// those in the worker closure): the master reads its signals in this thread, so it
+    /// refuses to start ([`MasterError::ThreadsAtStart`]) when others already run.
+    ///
     /// Before a running master of this program re-execs for a reload, it runs the new
     /// binary with `STEWARD_REEXEC_CHECK=1`; `run` answers that check instead: it loads
     /// the app (unless `lazy-apps`), prints the handover protocol on stdout and exits 0,
@@ -210,17 +218,19 @@ impl<A: 'static> Builder<A> {
             after_request: self.after_request.into(),
             warned_threads: Vec::new(),
         };
-        let mut master = Master::with_launch(self.options, Some(launch))?;
-        master.calls = self.calls;
+        let mut master =
+            Master::with_launch(self.options, Some(launch), self.calls.into_callbacks())?;
         if let Some(sources) = self.sources {
             master.reread_config_on_reload(sources);
         }
-        // HOOKS(pre-app): the load follows, here (preload) or in each worker (lazy-apps).
+        // The load happens here (preload), with pre-app and post-app around it, or in
+        // each worker (lazy-apps), the master running them around each generation.
         if !lazy {
+            master.run_app_phase(Phase::PreApp)?;
             let loaded = load().map_err(|e| MasterError::Load(e.to_string()))?;
             let _ = app.set(loaded);
+            master.run_app_phase(Phase::PostApp)?;
         }
-        // HOOKS(post-app)
         master.run()
     }
 }
@@ -282,6 +292,16 @@ impl CallHooks {
     /// The registered names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.hooks.keys().map(String::as_str)
+    }
+
+    /// The registry as the hook executor takes it, so that `call:NAME` hooks are
+    /// checked against it when the master starts.
+    pub(crate) fn into_callbacks(self) -> Callbacks {
+        let mut callbacks = Callbacks::new();
+        for (name, hook) in self.hooks {
+            callbacks.register(name, move || hook().map_err(|e| e.to_string()));
+        }
+        callbacks
     }
 }
 
@@ -445,6 +465,16 @@ fn threads() -> Vec<(u32, String)> {
     threads
 }
 
+/// The names of this process's threads other than the calling one.
+pub(crate) fn other_threads() -> Vec<String> {
+    let me = nix::unistd::gettid().as_raw();
+    threads()
+        .into_iter()
+        .filter(|(tid, _)| i64::from(*tid) != i64::from(me))
+        .map(|(_, name)| name)
+        .collect()
+}
+
 /// A listening socket as a forked worker receives it.
 #[derive(Debug)]
 pub struct WorkerListener {
@@ -581,6 +611,33 @@ mod tests {
     }
 
     #[test]
+    fn call_hooks_are_what_the_hook_executor_checks_and_runs() {
+        let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = ran.clone();
+        let builder = Builder::new(Options::new(Vec::new())).call("warm", move || {
+            flag.set(true);
+            Ok(())
+        });
+        let mut options = Options::new(Vec::new());
+        options
+            .hooks
+            .push(("master-start".into(), "call:warm".into()));
+        let hooks = steward_hooks::Hooks::new(&options, builder.calls.into_callbacks()).unwrap();
+        hooks.run(Phase::MasterStart).unwrap();
+        assert!(ran.get());
+
+        options
+            .hooks
+            .push(("master-start".into(), "call:cold".into()));
+        let err = steward_hooks::Hooks::new(&options, Callbacks::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no callback registered as \"warm\""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn threads_are_listed_by_name() {
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -598,5 +655,27 @@ mod tests {
         release.send(()).unwrap();
         thread.join().unwrap().unwrap();
         assert!(listed.len() >= 2, "{listed:?}");
+    }
+
+    #[test]
+    fn what_a_worker_gets_can_move_into_a_spawned_task_or_thread() {
+        // tokio::spawn and std::thread::spawn need Send + 'static.
+        fn movable<T: Send + 'static>() {}
+        movable::<WorkerContext>();
+        movable::<WorkerListener>();
+        movable::<AfterRequest>();
+        movable::<StopNotice>();
+    }
+
+    #[test]
+    fn a_worker_closure_dropped_by_a_later_load_is_an_error_that_says_so() {
+        // `load` changes the app type, so a closure set before it cannot be kept.
+        let err = Builder::new(Options::new(Vec::new()))
+            .worker(|_, _| Ok(()))
+            .load(|| Ok(7u8))
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, MasterError::NoWorkerClosure), "{err}");
+        assert!(err.to_string().contains("after Builder::load"), "{err}");
     }
 }

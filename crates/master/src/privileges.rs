@@ -55,7 +55,7 @@ impl Credentials {
 
     /// Whether this process already runs as these credentials (a re-exec'd master, or
     /// `immediate-uid` naming the same user as `uid`).
-    fn already_applied(&self) -> bool {
+    pub fn already_applied(&self) -> bool {
         let uid_ok = self.uid.is_none_or(|uid| getuid() == uid);
         let gid_ok = self.gid.is_none_or(|gid| {
             let mut current = getgroups().unwrap_or_default();
@@ -151,7 +151,7 @@ impl Credentials {
 }
 
 /// A user name or number, and the primary group the password database gives it.
-fn resolve_user(option: &str, value: &str) -> Result<(Uid, Option<Gid>), MasterError> {
+pub(crate) fn resolve_user(option: &str, value: &str) -> Result<(Uid, Option<Gid>), MasterError> {
     let unknown = || MasterError::UnknownUser {
         option: option.to_owned(),
         value: value.to_owned(),
@@ -166,7 +166,7 @@ fn resolve_user(option: &str, value: &str) -> Result<(Uid, Option<Gid>), MasterE
 }
 
 /// A group name or number.
-fn resolve_group(option: &str, value: &str) -> Result<Gid, MasterError> {
+pub(crate) fn resolve_group(option: &str, value: &str) -> Result<Gid, MasterError> {
     if let Ok(number) = value.parse::<u32>() {
         return Ok(Gid::from_raw(number));
     }

@@ -26,18 +26,19 @@ use nix::{
     fcntl::{fcntl, FcntlArg, FdFlag},
     unistd::Pid,
 };
+use tracing::warn;
 
 /// What `steward reexec-check` prints: the handover format this binary reads.
 pub const REEXEC_PROTOCOL: &str = "steward reexec 1";
+
+/// How `steward check` ends the warning about a user, group or program it cannot find.
+pub const UNRESOLVED_SUFFIX: &str = ": a start here would fail";
 
 /// The variable carrying the handover to the new image.
 pub(crate) const REEXEC_VARIABLE: &str = "STEWARD_REEXEC";
 
 /// How long the new binary has to answer `reexec-check`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a preloading program has to answer: its check loads the app first.
-const PRELOAD_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a re-exec did not happen; the old master keeps running in each case.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,22 @@ pub enum ReexecError {
         path: PathBuf,
         /// What it did instead.
         answer: String,
+    },
+    /// The new binary could not be run to check the configuration.
+    #[error("cannot run {path} check: {source}")]
+    ConfigCheckSpawn {
+        /// The binary.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The new binary cannot read the configuration the new image would start with.
+    #[error("{path} cannot read the configuration: {reason}")]
+    ConfigRefused {
+        /// The binary.
+        path: PathBuf,
+        /// Its `check`'s error, or how it ended.
+        reason: String,
     },
     /// A descriptor could not be kept open across the exec.
     #[error("cannot keep fd {fd} across the exec: {errno}")]
@@ -88,6 +105,9 @@ pub(crate) struct Binary {
     /// The command line the master was started with, kept before anything can rewrite
     /// the argv memory (process names).
     argv: Vec<OsString>,
+    /// The working directory the master was started in, before `chdir`: the new image
+    /// starts there, so that a relative `--config` or `--chdir` means what it meant.
+    started_in: Option<PathBuf>,
     /// Ask the check through [`crate::preload::REEXEC_CHECK_VARIABLE`] rather than a
     /// `reexec-check` argument: in preload mode the binary is the user's program, and
     /// its check loads the app (so a new build that cannot load is never exec'd).
@@ -112,6 +132,7 @@ impl Binary {
             path: path.unwrap_or_else(|| PathBuf::from("steward")),
             running,
             argv: std::env::args_os().collect(),
+            started_in: std::env::current_dir().ok(),
             check_by_environment: false,
         }
     }
@@ -129,8 +150,9 @@ impl Binary {
         on_disk.is_some() && on_disk != self.running
     }
 
-    /// Runs `PATH reexec-check` and insists on the expected answer.
-    pub fn check(&self) -> Result<(), ReexecError> {
+    /// Runs `PATH reexec-check` and insists on the expected answer; in preload mode the
+    /// check loads the app, and may take `preload_timeout`.
+    pub fn check(&self, preload_timeout: Duration) -> Result<(), ReexecError> {
         let mut command = Command::new(&self.path);
         if self.check_by_environment {
             command.env(crate::preload::REEXEC_CHECK_VARIABLE, "1");
@@ -154,7 +176,7 @@ impl Binary {
         // The loop is blocked meanwhile; a sane binary answers in milliseconds and a
         // hung one is given up on.
         let timeout = if self.check_by_environment {
-            PRELOAD_CHECK_TIMEOUT
+            preload_timeout
         } else {
             CHECK_TIMEOUT
         };
@@ -176,10 +198,84 @@ impl Binary {
         if let Some(mut stdout) = child.stdout.take() {
             let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
         }
-        if status.success() && out.trim() == REEXEC_PROTOCOL {
-            Ok(())
-        } else {
-            Err(failed(format!("{status}, printed {:?}", out.trim())))
+        if !(status.success() && out.trim() == REEXEC_PROTOCOL) {
+            return Err(failed(format!("{status}, printed {:?}", out.trim())));
+        }
+        if self.check_by_environment {
+            // Preload mode: the binary is the user's program, whose check loaded the app.
+            return Ok(());
+        }
+        self.check_config()
+    }
+
+    /// Runs `PATH check` with the master's own arguments, from the directory it was
+    /// started in: a configuration the new image could not read would end the master
+    /// at once, so it must read now.
+    fn check_config(&self) -> Result<(), ReexecError> {
+        let refused = |reason: String| ReexecError::ConfigRefused {
+            path: self.path.clone(),
+            reason,
+        };
+        let mut args: Vec<OsString> = self.argv.iter().skip(1).cloned().collect();
+        match args.first() {
+            Some(first) if first == "run" => args[0] = "check".into(),
+            _ => args.insert(0, "check".into()),
+        }
+        let mut command = Command::new(&self.path);
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove(REEXEC_VARIABLE);
+        // A master that left root may no longer enter it; then, as the exec, from here.
+        let enterable = |dir: &&PathBuf| {
+            nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
+        };
+        if let Some(dir) = self.started_in.as_ref().filter(enterable) {
+            command.current_dir(dir);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|source| ReexecError::ConfigCheckSpawn {
+                path: self.path.clone(),
+                source,
+            })?;
+        // Its warnings are a few lines: a stderr that fills the pipe is a hung check.
+        let deadline = Instant::now() + CHECK_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(refused(format!("no answer within {CHECK_TIMEOUT:?}")));
+                }
+            }
+        };
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        if !status.success() {
+            let reason = err
+                .lines()
+                .rev()
+                .find_map(|line| line.strip_prefix("steward: error: "))
+                .map_or_else(|| format!("check {status}"), str::to_owned);
+            return Err(refused(reason));
+        }
+        // A user, group or program the check could not find would end the new image.
+        match err.lines().find(|line| line.ends_with(UNRESOLVED_SUFFIX)) {
+            Some(line) => Err(refused(
+                line.trim_start_matches("steward: warning: ")
+                    .trim_end_matches(UNRESOLVED_SUFFIX)
+                    .to_owned(),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -219,10 +315,20 @@ impl Binary {
             let _ = set_cloexec(keep, true);
             return e;
         }
+        let here = std::env::current_dir().ok();
+        if let Some(dir) = &self.started_in {
+            if let Err(errno) = nix::unistd::chdir(dir.as_path()) {
+                warn!(dir = %dir.display(), %errno,
+                    "cannot re-exec from the directory steward was started in; relative paths of its command line now start from here");
+            }
+        }
         let errno = match nix::unistd::execve(&path, &argv, &env) {
             Err(errno) => errno,
             Ok(never) => match never {},
         };
+        if let Some(dir) = &here {
+            let _ = nix::unistd::chdir(dir.as_path());
+        }
         let _ = set_cloexec(keep, true);
         ReexecError::Exec {
             path: self.path.clone(),

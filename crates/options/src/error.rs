@@ -106,6 +106,15 @@ pub enum ConfigError {
         /// The option as written.
         key: String,
     },
+    /// A `uwsgi:` or `steward:` table in a TOML, YAML or JSON file, as uWSGI's own
+    /// YAML and JSON forms have: steward reads options at the top level.
+    #[error("{origin}: a {key:?} section: in a TOML, YAML or JSON file the options go at the top level (a [{key}] section is read from an .ini file)")]
+    Section {
+        /// Where.
+        origin: Origin,
+        /// `uwsgi` or `steward`.
+        key: String,
+    },
     /// An ini file without a `[uwsgi]` or `[steward]` section.
     #[error("{}: no [uwsgi] or [steward] section", path.display())]
     NoSection {

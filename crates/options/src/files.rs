@@ -55,9 +55,10 @@ fn origin(path: &Path, line: usize) -> Origin {
 }
 
 fn nested(path: &Path, line: usize, key: &str) -> ConfigError {
-    ConfigError::Nested {
-        origin: origin(path, line),
-        key: key.to_owned(),
+    let (origin, key) = (origin(path, line), key.to_owned());
+    match key.as_str() {
+        "uwsgi" | "steward" => ConfigError::Section { origin, key },
+        _ => ConfigError::Nested { origin, key },
     }
 }
 
@@ -363,9 +364,32 @@ pub(crate) mod tests {
         let file = TempFile::new("d.toml", "command = \"/bin/app\"\n[uwsgi]\nworkers = 2\n");
         let error = file.load().unwrap_err().to_string();
         assert!(
-            error.contains(":2: option \"uwsgi\": expected a string"),
+            error.contains(":2: a \"uwsgi\" section: in a TOML, YAML or JSON file the options go at the top level"),
             "{error}"
         );
+        let file = TempFile::new("d.toml", "command = \"/bin/app\"\n[app]\nworkers = 2\n");
+        let error = file.load().unwrap_err().to_string();
+        assert!(
+            error.contains(":2: option \"app\": expected a string"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn uwsgi_yaml_and_json_forms_are_named_as_such() {
+        for (name, text) in [
+            ("u.yaml", "uwsgi:\n  processes: 2\n"),
+            ("u.json", "{\"uwsgi\": {\"processes\": 2}}"),
+        ] {
+            let file = TempFile::new(name, text);
+            assert_eq!(
+                file.load().unwrap_err().to_string(),
+                format!(
+                    "{}:1: a \"uwsgi\" section: in a TOML, YAML or JSON file the options go at the top level (a [uwsgi] section is read from an .ini file)",
+                    file.path.display()
+                )
+            );
+        }
     }
 
     #[test]

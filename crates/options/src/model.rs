@@ -39,6 +39,9 @@ pub struct Options {
     /// Preload mode only: refuse to fork while the master has more than one thread,
     /// instead of warning (`strict-fork`).
     pub strict_fork: bool,
+    /// Preload mode only: how long the new binary's check (which loads the app) may
+    /// take before a reload re-execs into it (`preload-check-timeout`).
+    pub preload_check_timeout: Duration,
     /// What SIGHUP does: start a whole new generation, or replace one worker at a time.
     pub reload_strategy: ReloadStrategy,
 
@@ -142,6 +145,7 @@ impl Options {
             listen_backlog: 1024,
             lazy_apps: false,
             strict_fork: false,
+            preload_check_timeout: Duration::from_secs(30),
             reload_strategy: ReloadStrategy::default(),
             touch_reload: Vec::new(),
             priority: None,

@@ -474,6 +474,9 @@ fn build() -> Vec<OptionDef> {
             "Preload mode: load the app in each worker after fork, not once in the master."),
         def!(flag "strict-fork", strict_fork, Master, restart: true,
             "Preload mode: refuse to fork workers while the master has more than one thread."),
+        def!(duration "preload-check-timeout", preload_check_timeout, Master, restart: false,
+            "Preload mode: how long the new binary may take to load the app in the check \
+             before a reload re-execs into it; past that the reload goes on with the running app."),
         def!(parsed "reload-strategy", reload_strategy, "STRATEGY", Master, restart: false,
             "What SIGHUP does: graceful (a whole new generation) or chain (one worker at a time)."),
         def!(path "control-socket", control_socket, Master, restart: true,
@@ -584,7 +587,7 @@ fn build() -> Vec<OptionDef> {
         def!(strings "alarm", alarm, "NAME ACTION", Newline, Hooks, restart: true,
             "A named alarm handler: NAME cmd:COMMAND or NAME log:; repeatable."),
         def!(path "chroot", chroot, Hooks, restart: true,
-            "The directory to chroot into, after pre-jail."),
+            "The directory to chroot into, after the in-jail hooks (see Hooks in the README)."),
         OptionDef {
             kind: Kind::List(ListSeparator::Comma),
             value_name: "NAMESPACES",
@@ -792,7 +795,13 @@ mod tests {
                 ("ready", _) => "delay:250",
                 ("worker-stop-signal", _) => "SIGQUIT",
                 ("reload-strategy", _) => "chain",
-                (name, _) if name.starts_with("respawn") || name.ends_with("mercy") => "3s",
+                (name, _)
+                    if name.starts_with("respawn")
+                        || name.ends_with("mercy")
+                        || name.ends_with("timeout") =>
+                {
+                    "3s"
+                }
                 (_, Kind::Flag) => "true",
                 _ => "/some/value",
             };

@@ -128,13 +128,8 @@ where
         }
         ForkResult::Child => {
             drop(report_read);
-            let notice = match set_up_child(
-                fds,
-                close_in_child,
-                stop_signal,
-                parent,
-                &mut scratch,
-            ) {
+            let notice = match set_up_child(fds, close_in_child, stop_signal, parent, &mut scratch)
+            {
                 Ok(notice) => notice,
                 Err((stage, errno)) => {
                     let errno = (errno as i32).to_ne_bytes();
@@ -205,8 +200,7 @@ fn set_up_child(
     if let Some(stdin) = fds.stdin {
         // SAFETY: dup2 onto fd 0 replaces stdin; the OwnedFd is forgotten so that
         // nothing closes fd 0 when it drops.
-        let fd =
-            unsafe { nix::unistd::dup2_raw(stdin, 0) }.map_err(|e| (ChildStage::Stdin, e))?;
+        let fd = unsafe { nix::unistd::dup2_raw(stdin, 0) }.map_err(|e| (ChildStage::Stdin, e))?;
         std::mem::forget(fd);
     }
 
@@ -243,7 +237,10 @@ fn set_up_child(
         pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(|e| (ChildStage::StopSignal, e))?;
     STOP_REQUESTED.store(false, Ordering::SeqCst);
     // The handler owns the write end for the life of the worker.
-    STOP_PIPE.store(std::os::fd::IntoRawFd::into_raw_fd(write_end), Ordering::SeqCst);
+    STOP_PIPE.store(
+        std::os::fd::IntoRawFd::into_raw_fd(write_end),
+        Ordering::SeqCst,
+    );
     let handler = SigAction::new(
         SigHandler::Handler(on_stop_signal),
         SaFlags::SA_RESTART,

@@ -34,8 +34,8 @@ pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
     fork::{fork_worker, StopNotice},
     process::{
-        change_group, change_user, detach, drop_privileges, enable_memory_merge, lock_memory,
-        set_priority, Detached, ProcessError,
+        change_group, change_user, detach, drop_privileges, enable_memory_merge, fork_master,
+        lock_memory, set_priority, Detached, Forked, ProcessError,
     },
     spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError},
 };

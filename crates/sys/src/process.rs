@@ -50,6 +50,11 @@ pub enum ProcessError {
     /// fork(2) failed while detaching.
     #[error("fork failed: {0}")]
     Fork(Errno),
+    /// A fork that must go on running Rust code in the child, in a process with threads.
+    #[error(
+        "cannot fork the master: the process has {0} threads (start the master before any thread)"
+    )]
+    Threads(usize),
     /// setsid(2) failed while detaching.
     #[error("setsid failed: {0}")]
     Setsid(Errno),
@@ -121,6 +126,41 @@ pub enum Detached {
     },
     /// The detached child, leader of a new session without a controlling terminal.
     Daemon,
+}
+
+/// Which side of [`fork_master`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// The original process.
+    Parent {
+        /// The child, which carries on as the master.
+        child: Pid,
+    },
+    /// The child: it goes on running the master.
+    Child,
+}
+
+/// Forks the master, which goes on in the child (the first process of a new pid
+/// namespace, say). Refused in a process with more than one thread: the child could
+/// inherit a lock another thread held, and goes on running ordinary Rust code.
+#[allow(unsafe_code)]
+pub fn fork_master() -> Result<Forked, ProcessError> {
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        });
+    if let Some(threads @ 2..) = threads {
+        return Err(ProcessError::Threads(threads));
+    }
+    // SAFETY: this process has one thread (checked above; the master never starts one),
+    // so the child's copy of the allocator and of every lock is consistent, and it may
+    // go on running arbitrary code, as the parent would have.
+    match unsafe { fork() }.map_err(ProcessError::Fork)? {
+        ForkResult::Parent { child } => Ok(Forked::Parent { child }),
+        ForkResult::Child => Ok(Forked::Child),
+    }
 }
 
 /// Forks; the child starts a new session. The caller must be single-threaded, as the

@@ -41,6 +41,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         respawn_backoff_max: reread.respawn_backoff_max,
         respawn_reset_after: reread.respawn_reset_after,
         reload_strategy: reread.reload_strategy,
+        preload_check_timeout: reread.preload_check_timeout,
         ..running.clone()
     };
     (merged, notes)

@@ -1,0 +1,460 @@
+//! The executor: every hook of a configuration, parsed up front, run phase by phase.
+
+use std::{collections::BTreeMap, fmt, path::PathBuf};
+
+use steward_options::Options;
+use tracing::{info, warn};
+
+use crate::{
+    action::{run_plain, ActionError},
+    Action, Alarm, Phase,
+};
+
+/// A callback an embedding program registers for `call:NAME`.
+pub type Callback = Box<dyn Fn() -> Result<(), String>>;
+
+/// The callbacks `call:NAME` actions may name. Empty from the plain command line, so
+/// there every `call:` is a configuration error.
+#[derive(Default)]
+pub struct Callbacks {
+    by_name: BTreeMap<String, Callback>,
+}
+
+impl fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.by_name.keys()).finish()
+    }
+}
+
+impl Callbacks {
+    /// No callbacks.
+    pub fn new() -> Callbacks {
+        Callbacks::default()
+    }
+
+    /// Registers `callback` as `call:NAME`, replacing one of the same name.
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        callback: impl Fn() -> Result<(), String> + 'static,
+    ) {
+        self.by_name.insert(name.into(), Box::new(callback));
+    }
+
+    /// Whether `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+}
+
+/// A hook of the configuration that cannot run, and where it was written: the option
+/// and the index of the value among that option's values (so that a caller that knows
+/// where each value came from can name the file and line).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{option} = {value:?}: {reason}")]
+pub struct HookConfigError {
+    /// The option (`hook-as-root`, `hook-touch`, `alarm`, `unshare`).
+    pub option: String,
+    /// The index of the value among the values of `option`.
+    pub index: usize,
+    /// The value as written.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A hook of a fatal phase failed: steward stops (exit status 1).
+#[derive(Debug, thiserror::Error)]
+#[error("hook-{phase} = {action} failed: {cause}")]
+pub struct HookError {
+    /// The phase.
+    pub phase: Phase,
+    /// The action as written.
+    pub action: String,
+    /// Why it failed.
+    pub cause: ActionError,
+}
+
+#[derive(Debug)]
+struct Hook {
+    phase: Phase,
+    action: Action,
+}
+
+/// An action run when a watched path is touched or modified (`hook-touch`,
+/// `run-command-on-touch`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TouchHook {
+    /// The watched file or directory.
+    pub path: PathBuf,
+    /// What to do.
+    pub action: Action,
+}
+
+/// Every hook, touch hook and alarm of a configuration, ready to run.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    hooks: Vec<Hook>,
+    touch: Vec<TouchHook>,
+    alarms: Vec<Alarm>,
+    callbacks: Callbacks,
+}
+
+impl Hooks {
+    /// Parses every hook of `options` (`hook-<phase>`, `exec-<phase>`,
+    /// `run-command-on-event`, `hook-touch`, `run-command-on-touch`, `alarm`), checking
+    /// that each `call:` names a registered callback and each `alarm:` a declared alarm.
+    pub fn new(options: &Options, callbacks: Callbacks) -> Result<Hooks, HookConfigError> {
+        let mut hooks = Hooks {
+            callbacks,
+            ..Hooks::default()
+        };
+        for (index, text) in options.alarm.iter().enumerate() {
+            let alarm: Alarm = text
+                .parse()
+                .map_err(|e: crate::AlarmParseError| config_error("alarm", index, text, e))?;
+            hooks.alarms.push(alarm);
+        }
+
+        let mut per_phase: BTreeMap<&str, usize> = BTreeMap::new();
+        for (phase_name, text) in &options.hooks {
+            let option = format!("hook-{phase_name}");
+            let index = {
+                let count = per_phase.entry(phase_name.as_str()).or_default();
+                *count += 1;
+                *count - 1
+            };
+            let phase =
+                usable_phase(phase_name).map_err(|r| config_error(&option, index, text, r))?;
+            let action = hooks
+                .action(text)
+                .map_err(|r| config_error(&option, index, text, r))?;
+            hooks.hooks.push(Hook { phase, action });
+        }
+        for (index, text) in options.run_command_on_event.iter().enumerate() {
+            let option = "run-command-on-event";
+            let (phase, command) = match text.trim().split_once(char::is_whitespace) {
+                Some((first, rest)) if first.parse::<Phase>().is_ok() => {
+                    (usable_phase(first), rest.trim())
+                }
+                _ => (Ok(Phase::Asap), text.trim()),
+            };
+            let phase = phase.map_err(|r| config_error(option, index, text, r))?;
+            if command.is_empty() {
+                return Err(config_error(option, index, text, "missing the command"));
+            }
+            hooks.hooks.push(Hook {
+                phase,
+                action: Action::Exec(command.to_owned()),
+            });
+        }
+
+        for (index, text) in options.hook_touch.iter().enumerate() {
+            let (path, action) = path_and_rest(text)
+                .ok_or_else(|| config_error("hook-touch", index, text, "expected PATH ACTION"))?;
+            let action = hooks
+                .action(action)
+                .map_err(|r| config_error("hook-touch", index, text, r))?;
+            hooks.touch.push(TouchHook { path, action });
+        }
+        for (index, text) in options.run_command_on_touch.iter().enumerate() {
+            let (path, command) = path_and_rest(text).ok_or_else(|| {
+                config_error("run-command-on-touch", index, text, "expected PATH COMMAND")
+            })?;
+            hooks.touch.push(TouchHook {
+                path,
+                action: Action::Exec(command.to_owned()),
+            });
+        }
+        Ok(hooks)
+    }
+
+    /// Parses one action string, checking it against the callbacks and alarms.
+    fn action(&self, text: &str) -> Result<Action, String> {
+        let action: Action = text
+            .parse()
+            .map_err(|e: crate::ActionParseError| e.to_string())?;
+        match &action {
+            Action::Call(name) if !self.callbacks.contains(name) => Err(format!(
+                "call: no callback registered as {name:?} (call: names a function that a program embedding steward registers; the steward command has none)"
+            )),
+            Action::Alarm { name, .. } if !self.alarms.iter().any(|a| a.name == *name) => {
+                Err(format!("alarm: no alarm named {name:?} (declare it: alarm = {name} cmd:COMMAND or alarm = {name} log:)"))
+            }
+            _ => Ok(action),
+        }
+    }
+
+    /// Whether any hook runs in `phase`.
+    pub fn has(&self, phase: Phase) -> bool {
+        self.hooks.iter().any(|h| h.phase == phase)
+    }
+
+    /// Runs the hooks of `phase` in order. In a fatal phase the first failure stops
+    /// them and is returned; elsewhere each failure is logged and the next hook runs.
+    pub fn run(&self, phase: Phase) -> Result<(), HookError> {
+        for hook in self.hooks.iter().filter(|h| h.phase == phase) {
+            info!(phase = %phase, action = %hook.action, "running hook");
+            if let Err(cause) = self.execute(&hook.action) {
+                if phase.is_fatal() {
+                    return Err(HookError {
+                        phase,
+                        action: hook.action.to_string(),
+                        cause,
+                    });
+                }
+                warn!(phase = %phase, action = %hook.action, error = %cause, "hook failed; going on (the phase is not fatal)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one action: the plain ones, and `call:` and `alarm:` with this executor's
+    /// callbacks and alarms.
+    pub fn execute(&self, action: &Action) -> Result<(), ActionError> {
+        match action {
+            Action::Call(name) => {
+                let callback = self
+                    .callbacks
+                    .by_name
+                    .get(name)
+                    .ok_or_else(|| ActionError::NoCallback(name.clone()))?;
+                callback().map_err(|message| ActionError::Callback {
+                    name: name.clone(),
+                    message,
+                })
+            }
+            Action::Alarm { name, message } => self
+                .alarms
+                .iter()
+                .find(|a| a.name == *name)
+                .ok_or_else(|| ActionError::NoAlarm(name.clone()))?
+                .raise(message),
+            other => run_plain(other),
+        }
+    }
+
+    /// The touch hooks, in configuration order (`hook-touch` first, then
+    /// `run-command-on-touch`).
+    pub fn touch_hooks(&self) -> &[TouchHook] {
+        &self.touch
+    }
+
+    /// Runs the touch hooks watching `path`; a failure is logged, never fatal.
+    pub fn run_touched(&self, path: &std::path::Path) {
+        for hook in self.touch.iter().filter(|h| h.path == path) {
+            info!(path = %path.display(), action = %hook.action, "touched: running hook");
+            if let Err(e) = self.execute(&hook.action) {
+                warn!(path = %path.display(), action = %hook.action, error = %e, "touch hook failed");
+            }
+        }
+    }
+}
+
+/// The phase, if steward can run hooks in it.
+fn usable_phase(name: &str) -> Result<Phase, String> {
+    let phase: Phase = name.parse().map_err(|e: crate::PhaseError| e.to_string())?;
+    match phase {
+        Phase::AsGateway => Err(format!(
+            "phase {name} is not applicable: steward has no gateways"
+        )),
+        Phase::EmperorStart
+        | Phase::EmperorStop
+        | Phase::EmperorReload
+        | Phase::EmperorLost
+        | Phase::AsOnDemandVassal
+        | Phase::AsOnConfigVassal
+        | Phase::AsEmperorBeforeVassal
+        | Phase::AsVassalBeforeDrop
+        | Phase::AsEmperorSetns
+        | Phase::AsVassal
+        | Phase::AsEmperor => Err(format!(
+            "phase {name} needs emperor mode, which steward does not have"
+        )),
+        _ => Ok(phase),
+    }
+}
+
+fn path_and_rest(text: &str) -> Option<(PathBuf, &str)> {
+    let (path, rest) = text.trim().split_once(char::is_whitespace)?;
+    let rest = rest.trim();
+    (!rest.is_empty()).then(|| (PathBuf::from(path), rest))
+}
+
+fn config_error(option: &str, index: usize, value: &str, reason: impl ToString) -> HookConfigError {
+    HookConfigError {
+        option: option.to_owned(),
+        index,
+        value: value.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{cell::Cell, rc::Rc};
+
+    fn options(hooks: &[(&str, &str)]) -> Options {
+        let mut options = Options::new(vec!["/bin/true".into()]);
+        options.hooks = hooks
+            .iter()
+            .map(|(p, a)| (p.to_string(), a.to_string()))
+            .collect();
+        options
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("steward-hooks-exec-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn hooks_run_in_configuration_order_within_their_phase() {
+        let out = scratch("order");
+        let _ = std::fs::remove_file(&out);
+        let o = out.display();
+        let hooks = Hooks::new(
+            &options(&[
+                ("asap", &format!("exec:echo one >> {o}")),
+                ("as-root", &format!("exec:echo root >> {o}")),
+                ("asap", &format!("exec:echo two >> {o}")),
+            ]),
+            Callbacks::new(),
+        )
+        .unwrap();
+        hooks.run(Phase::Asap).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\ntwo\n");
+        hooks.run(Phase::AsRoot).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "one\ntwo\nroot\n");
+        assert!(!hooks.has(Phase::PreApp));
+        let _ = std::fs::remove_file(out);
+    }
+
+    #[test]
+    fn a_fatal_phase_stops_at_the_first_failure_others_go_on() {
+        let out = scratch("fatal");
+        let _ = std::fs::remove_file(&out);
+        let o = out.display();
+        let after = format!("exec:echo after >> {o}");
+        let hooks = Hooks::new(
+            &options(&[
+                ("as-root", "exec:exit 7"),
+                ("as-root", &after),
+                ("master-start", "exec:exit 7"),
+                ("master-start", &after),
+            ]),
+            Callbacks::new(),
+        )
+        .unwrap();
+        let err = hooks.run(Phase::AsRoot).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hook-as-root = exec:exit 7 failed: command \"exit 7\" failed: exit status 7"
+        );
+        assert!(!out.exists());
+        hooks.run(Phase::MasterStart).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "after\n");
+        let _ = std::fs::remove_file(out);
+    }
+
+    #[test]
+    fn bad_hooks_are_refused_naming_the_option_and_value() {
+        let err = |hooks: &[(&str, &str)]| {
+            Hooks::new(&options(hooks), Callbacks::new())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
+            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, exec, call, exit, writefifo, create, write, mount, umount, print, sethostname, unlink, alarm)"
+        );
+        let e = Hooks::new(
+            &options(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
+            Callbacks::new(),
+        )
+        .unwrap_err();
+        assert_eq!((e.option.as_str(), e.index), ("hook-asap", 1));
+        assert!(err(&[("as-root", "call:warm")]).contains("no callback registered as \"warm\""));
+        assert!(err(&[("as-root", "alarm:disk full")]).contains("no alarm named \"disk\""));
+        assert!(err(&[("emperor-start", "exec:true")]).contains("needs emperor mode"));
+        assert!(err(&[("as-vassal", "exec:true")]).contains("needs emperor mode"));
+        assert!(err(&[("as-gateway", "exec:true")]).contains("not applicable"));
+
+        let mut o = options(&[]);
+        o.hook_touch = vec!["/tmp/only-a-path".into()];
+        let e = Hooks::new(&o, Callbacks::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "hook-touch = \"/tmp/only-a-path\": expected PATH ACTION"
+        );
+        let mut o = options(&[]);
+        o.alarm = vec!["disk sms:123".into()];
+        assert!(Hooks::new(&o, Callbacks::new())
+            .unwrap_err()
+            .to_string()
+            .starts_with("alarm = "));
+    }
+
+    #[test]
+    fn call_runs_a_registered_callback() {
+        let calls = Rc::new(Cell::new(0));
+        let mut callbacks = Callbacks::new();
+        let counter = calls.clone();
+        callbacks.register("count", move || {
+            counter.set(counter.get() + 1);
+            Ok(())
+        });
+        callbacks.register("refuse", || Err("not today".into()));
+        let hooks = Hooks::new(
+            &options(&[("master-start", "call:count"), ("post-app", "call:refuse")]),
+            callbacks,
+        )
+        .unwrap();
+        hooks.run(Phase::MasterStart).unwrap();
+        assert_eq!(calls.get(), 1);
+        let err = hooks.run(Phase::PostApp).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hook-post-app = call:refuse failed: callback \"refuse\" failed: not today"
+        );
+    }
+
+    #[test]
+    fn run_command_on_event_defaults_to_asap_and_takes_a_phase() {
+        let mut o = options(&[]);
+        o.run_command_on_event = vec!["echo hi".into(), "as-user echo user".into()];
+        let hooks = Hooks::new(&o, Callbacks::new()).unwrap();
+        assert!(hooks.has(Phase::Asap) && hooks.has(Phase::AsUser));
+        assert_eq!(hooks.hooks[0].action, Action::Exec("echo hi".into()));
+        assert_eq!(hooks.hooks[1].action, Action::Exec("echo user".into()));
+        o.run_command_on_event = vec!["emperor-stop echo".into()];
+        assert!(Hooks::new(&o, Callbacks::new()).is_err());
+    }
+
+    #[test]
+    fn alarms_are_raised_by_alarm_actions() {
+        let out = scratch("alarm");
+        let mut o = options(&[("master-start", "alarm:note it happened")]);
+        o.alarm = vec![format!("note cmd:cat > {}", out.display())];
+        let hooks = Hooks::new(&o, Callbacks::new()).unwrap();
+        hooks.run(Phase::MasterStart).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "it happened\n");
+        let _ = std::fs::remove_file(out);
+    }
+
+    #[test]
+    fn touch_hooks_run_for_their_path() {
+        let out = scratch("touch");
+        let _ = std::fs::remove_file(&out);
+        let mut o = options(&[]);
+        o.hook_touch = vec![format!("/etc/app.flag write:{} touched", out.display())];
+        o.run_command_on_touch = vec![format!("/etc/other echo other > {}", out.display())];
+        let hooks = Hooks::new(&o, Callbacks::new()).unwrap();
+        assert_eq!(hooks.touch_hooks().len(), 2);
+        hooks.run_touched(std::path::Path::new("/etc/app.flag"));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "touched");
+        hooks.run_touched(std::path::Path::new("/etc/other"));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "other\n");
+        let _ = std::fs::remove_file(out);
+    }
+}

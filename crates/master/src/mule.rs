@@ -1,0 +1,113 @@
+//! Mules: auxiliary processes (`mule = COMMAND`) the master runs and keeps alive beside
+//! the workers, without the listening sockets.
+
+use std::{
+    ffi::OsString,
+    os::fd::BorrowedFd,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use nix::unistd::Pid;
+use steward_sys::{spawn, ChildFds, ExecPlan};
+
+use crate::{table::Slot, MasterError};
+
+/// Variables a mule must not inherit: it has no sockets and no notify socket of its own.
+const NOT_FOR_MULES: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "FDSTORE",
+    "STEWARD_WORKER_ID",
+    "STEWARD_GENERATION",
+];
+
+/// Where a mule is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MuleState {
+    /// Not running; started again at `at` (at once when in the past).
+    Waiting { at: Instant },
+    /// Running.
+    Running { pid: Pid, started: Instant },
+    /// Asked to stop; SIGKILL at `kill_at` unless `killed` already.
+    Stopping {
+        pid: Pid,
+        kill_at: Instant,
+        killed: bool,
+    },
+    /// Stopped for good (shutdown).
+    Stopped,
+}
+
+/// One `mule = COMMAND`: its command, run with `/bin/sh -c "exec COMMAND"`, and its state.
+#[derive(Debug)]
+pub(crate) struct Mule {
+    /// 1-based, in configuration order; given as STEWARD_MULE_ID.
+    pub id: usize,
+    /// The command as written.
+    pub command: String,
+    plan: ExecPlan,
+    pub state: MuleState,
+    crashes: Slot,
+}
+
+impl Mule {
+    pub fn new(id: usize, command: &str) -> Result<Mule, MasterError> {
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(key, _)| !NOT_FOR_MULES.iter().any(|v| key == v))
+            .collect();
+        env.push(("STEWARD_MULE_ID".into(), id.to_string().into()));
+        let argv: Vec<OsString> = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("exec {command}").into(),
+        ];
+        let plan = ExecPlan::new(Path::new("/bin/sh"), &argv, &env, false)?;
+        Ok(Mule {
+            id,
+            command: command.to_owned(),
+            plan,
+            state: MuleState::Waiting { at: Instant::now() },
+            crashes: Slot::default(),
+        })
+    }
+
+    /// Forks and execs the mule, its stdin `stdin`, no sockets.
+    pub fn start(&mut self, stdin: BorrowedFd<'_>) -> Result<Pid, steward_sys::SpawnError> {
+        let fds = ChildFds {
+            stdin: Some(stdin),
+            sockets: &[],
+        };
+        let pid = spawn(&mut self.plan, &fds)?;
+        self.state = MuleState::Running {
+            pid,
+            started: Instant::now(),
+        };
+        Ok(pid)
+    }
+
+    /// The mule's pid, if it runs.
+    pub fn pid(&self) -> Option<Pid> {
+        match self.state {
+            MuleState::Running { pid, .. } | MuleState::Stopping { pid, .. } => Some(pid),
+            MuleState::Waiting { .. } | MuleState::Stopped => None,
+        }
+    }
+
+    /// It exited unasked: when to start it again (backoff as for workers).
+    pub fn exited(&mut self, first: Duration, max: Duration, reset_after: Duration) -> Duration {
+        let lived = match self.state {
+            MuleState::Running { started, .. } => started.elapsed(),
+            _ => Duration::ZERO,
+        };
+        let delay = self.crashes.crashed(0, lived, first, max, reset_after);
+        self.state = MuleState::Waiting {
+            at: Instant::now() + delay,
+        };
+        delay
+    }
+}

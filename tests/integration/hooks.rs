@@ -1,0 +1,823 @@
+//! Hooks, the jail, touch files and alarms: each effect observed from outside.
+
+use std::{
+    fs,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+
+use crate::util::{self, demo_bin, Steward};
+
+/// A scratch directory for one test, removed at the end (after any mount in it is gone:
+/// mounts live in the master's namespace and die with it).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("steward-hooks-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn at(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Never recurse into a mount that leaked to the host (a bind of /usr, say).
+        let leaked = mountinfo("self").contains(self.0.to_str().unwrap());
+        if !leaked {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Polls until `path` holds `expected`, at most the deadline.
+fn wait_contents(path: &Path, expected: &str) {
+    let deadline = Instant::now() + util::DEADLINE;
+    loop {
+        let got = fs::read_to_string(path).unwrap_or_default();
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {got:?}, not {expected:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const PHASES: &[&str] = &[
+    "asap",
+    "pre-jail",
+    "in-jail",
+    "post-jail",
+    "as-root",
+    "as-user",
+    "master-start",
+    "pre-app",
+    "post-app",
+    "accepting",
+    "accepting1",
+    "accepting-once",
+    "accepting1-once",
+    "as-user-atexit",
+];
+
+fn every_phase_args(file: &str) -> Vec<String> {
+    PHASES
+        .iter()
+        .flat_map(|phase| {
+            [
+                format!("--hook-{phase}"),
+                format!("exec:echo {phase} >> {file}"),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn hooks_run_in_the_documented_order_at_start_reload_and_shutdown() {
+    let scratch = Scratch::new("order");
+    let file = scratch.at("phases");
+    let args = every_phase_args(&file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let demo = demo_bin();
+    let mut steward = Steward::start(&args, &[&demo]);
+    steward.wait_generation_ready(1);
+    let start = [
+        "asap",
+        "pre-jail",
+        "in-jail",
+        "post-jail",
+        "as-root",
+        "as-user",
+        "master-start",
+        "pre-app",
+        "accepting",
+        "accepting1",
+        "accepting-once",
+        "accepting1-once",
+        "post-app",
+    ];
+    let mut expected = start.join("\n") + "\n";
+    wait_contents(&scratch.path("phases"), &expected);
+
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    expected += "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n";
+    wait_contents(&scratch.path("phases"), &expected);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    expected += "as-user-atexit\n";
+    assert_eq!(
+        fs::read_to_string(scratch.path("phases")).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn skip_atexit_skips_the_as_user_atexit_hooks() {
+    let scratch = Scratch::new("skip-atexit");
+    let file = scratch.at("phases");
+    let hook = format!("exec:echo as-user-atexit >> {file}");
+    let start = format!("exec:echo master-start >> {file}");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--skip-atexit",
+            "--hook-as-user-atexit",
+            &hook,
+            "--hook-master-start",
+            &start,
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "master-start\n");
+}
+
+#[test]
+fn a_failing_fatal_hook_ends_steward_before_any_worker_starts() {
+    let demo = demo_bin();
+    for (phase, action) in [
+        ("as-root", "exec:exit 3"),
+        ("pre-app", "mkdir:/proc/steward-cannot"),
+    ] {
+        let flag = format!("--hook-{phase}");
+        let mut steward = Steward::start(&[&flag, action], &[&demo]);
+        assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1), "{phase}");
+        steward.log.wait_for(&[
+            "steward: error:",
+            &format!("hook-{phase} = {action} failed:"),
+        ]);
+        assert_eq!(
+            steward.log.position(&["worker started"]),
+            None,
+            "{phase}: a worker was started"
+        );
+    }
+}
+
+#[test]
+fn a_failing_hook_of_a_non_fatal_phase_is_logged_and_steward_goes_on() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--hook-master-start", "exec:exit 5"], &[&demo]);
+    steward.wait_generation_ready(1);
+    steward
+        .log
+        .wait_for(&["hook failed; going on", "phase=master-start"]);
+    assert_eq!(steward.get("/").unwrap().status, 200);
+}
+
+#[test]
+fn bad_hooks_are_reported_by_check_with_their_source() {
+    let scratch = Scratch::new("check");
+    let config = scratch.path("steward.ini");
+    fs::write(
+        &config,
+        "[uwsgi]\nhook-asap = exec:true\nhook-asap = mkdri:/run/x\n",
+    )
+    .unwrap();
+    let check = |args: &[&str]| {
+        let output = Command::new(util::steward_bin())
+            .arg("check")
+            .args(args)
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{}:3: hook-asap = \"mkdri:/run/x\": unknown hook action \"mkdri\"",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    let (code, stderr) = check(&["--hook-as-root", "call:warm_cache"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--hook-as-root: hook-as-root = \"call:warm_cache\": call: no callback registered as \"warm_cache\""),
+        "{stderr}"
+    );
+    let (code, stderr) = check(&["--hook-emperor-start", "exec:true"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("needs emperor mode"), "{stderr}");
+    let (code, stderr) = check(&["--hook-as-gateway", "exec:true"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("not applicable"), "{stderr}");
+    let (code, stderr) = check(&["--unshare", "mount,pidgin"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("unknown namespace"), "{stderr}");
+}
+
+fn mountinfo(pid: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap()
+}
+
+#[test]
+fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() {
+    let scratch = Scratch::new("tmpfs");
+    let target = scratch.at("tmp");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--unshare",
+            "mount",
+            "--hook-in-jail",
+            &format!("mkdir:{target}"),
+            "--hook-in-jail",
+            &format!("mount:tmpfs none {target} nosuid,nodev"),
+            "--hook-as-user",
+            &format!("write:{target}/inside hidden"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    let worker_mounts = mountinfo(&worker.to_string());
+    let line = worker_mounts
+        .lines()
+        .find(|l| l.contains(&format!(" {target} ")))
+        .unwrap_or_else(|| panic!("no {target} in the worker's mounts:\n{worker_mounts}"));
+    assert!(line.contains(" - tmpfs "), "{line}");
+    assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+    assert!(
+        !mountinfo("self").contains(&format!(" {target} ")),
+        "the tmpfs shows on the host"
+    );
+    assert!(
+        !scratch.path("tmp/inside").exists(),
+        "the file written in the tmpfs is on the host's disk"
+    );
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
+    let scratch = Scratch::new("uts");
+    let seen = scratch.at("hostname");
+    let host_before = nix::unistd::gethostname().unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--unshare",
+            "uts",
+            "--hook-as-root",
+            "sethostname:steward-jailed",
+            "--hook-as-user",
+            &format!("exec:hostname > {seen}"),
+        ],
+        &["/bin/sh", "-c", &format!("hostname >> {seen}; exec {demo}")],
+    );
+    steward.wait_generation_ready(1);
+    wait_contents(
+        &scratch.path("hostname"),
+        "steward-jailed\nsteward-jailed\n",
+    );
+    assert_eq!(nix::unistd::gethostname().unwrap(), host_before);
+}
+
+#[test]
+fn writefifo_reaches_a_reader() {
+    let scratch = Scratch::new("fifo");
+    let fifo = scratch.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-master-start",
+            &format!("writefifo:{} hello through the fifo", fifo.display()),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut &reader, &mut got).unwrap_or_default();
+    assert_eq!(got, "hello through the fifo");
+}
+
+#[test]
+fn an_alarm_reaches_its_command_and_the_log() {
+    let scratch = Scratch::new("alarm");
+    let out = scratch.at("alarm");
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--alarm",
+            &format!("disk cmd:cat >> {out}"),
+            "--alarm",
+            "note log:",
+            "--hook-master-start",
+            "alarm:disk the disk is full",
+            "--hook-post-app",
+            "alarm:note workers are up",
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "the disk is full\n");
+    let line = steward.log.wait_for(&["alarm", "alarm=note"]);
+    assert!(
+        line.contains("ERROR") && line.contains("workers are up"),
+        "{line}"
+    );
+}
+
+#[test]
+fn file_actions_and_chdir_take_effect() {
+    let scratch = Scratch::new("files");
+    let dir = scratch.at("made/deep");
+    let gone = scratch.path("gone");
+    fs::write(&gone, "x").unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-asap",
+            &format!("mkdir:{dir}"),
+            "--hook-pre-jail",
+            &format!("create:{dir}/created"),
+            "--hook-as-root",
+            &format!("write:{dir}/written two words"),
+            "--hook-as-root",
+            &format!("unlink:{}", gone.display()),
+            "--hook-as-user",
+            &format!("chdir:{dir}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(format!("{dir}/created")).unwrap(), "");
+    assert_eq!(
+        fs::read_to_string(format!("{dir}/written")).unwrap(),
+        "two words"
+    );
+    assert!(!gone.exists());
+    let (_, worker) = steward.worker_pids(1)[0];
+    assert_eq!(
+        fs::read_link(format!("/proc/{worker}/cwd")).unwrap(),
+        PathBuf::from(&dir)
+    );
+}
+
+#[test]
+fn print_writes_to_stdout_and_exit_ends_steward_with_its_code() {
+    let output = Command::new(util::steward_bin())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", util::free_port()),
+            "--hook-asap",
+            "print:hello from a hook",
+            "--hook-master-start",
+            "exit:7",
+            "--",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello from a hook\n"
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("worker started"));
+}
+
+#[test]
+fn touch_reload_reloads_on_a_touch_and_on_an_editor_style_replace() {
+    let scratch = Scratch::new("touch-reload");
+    let flag = scratch.path("reload.flag");
+    fs::write(&flag, "1").unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(&["--touch-reload", flag.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+
+    let from = steward.log.len();
+    let file = fs::File::options().write(true).open(&flag).unwrap();
+    file.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(file);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    let from = steward.log.len();
+    let swap = scratch.path(".reload.flag.swp");
+    fs::write(&swap, "2").unwrap();
+    fs::rename(&swap, &flag).unwrap();
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=3 "]);
+    assert_eq!(steward.get("/").unwrap().generation(), 3);
+}
+
+#[test]
+fn hook_touch_and_run_command_on_touch_run_when_their_file_is_touched() {
+    let scratch = Scratch::new("hook-touch");
+    let flag = scratch.at("flag");
+    let other = scratch.at("other");
+    let out = scratch.at("out");
+    let out2 = scratch.at("out2");
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-touch",
+            &format!("{flag} write:{out} touched"),
+            "--run-command-on-touch",
+            &format!("{other} echo ran >> {out2}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    fs::write(&flag, "x").unwrap();
+    wait_contents(Path::new(&out), "touched");
+    assert!(!Path::new(&out2).exists());
+    fs::write(&other, "x").unwrap();
+    wait_contents(Path::new(&out2), "ran\n");
+    assert_eq!(
+        steward.log.position(&["reload started"]),
+        None,
+        "a touch hook is not a reload"
+    );
+}
+
+/// A root with the host's /usr, /dev, /proc and /tmp bound in (mounted by in-jail hooks inside
+/// the master's mount namespace), and the demo's directory, so the worker runs there.
+#[test]
+fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
+    let scratch = Scratch::new("chroot");
+    let root = scratch.path("root");
+    fs::create_dir_all(&root).unwrap();
+    for link in ["bin", "lib", "lib64", "sbin"] {
+        if fs::symlink_metadata(format!("/{link}")).is_ok_and(|m| m.is_symlink()) {
+            std::os::unix::fs::symlink(fs::read_link(format!("/{link}")).unwrap(), root.join(link))
+                .unwrap();
+        }
+    }
+    let demo = demo_bin();
+    let demo_dir = Path::new(&demo)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = root.to_str().unwrap();
+    let mut args = vec![
+        "--unshare".to_owned(),
+        "mount".into(),
+        "--chroot".into(),
+        r.into(),
+    ];
+    for dir in ["/usr", "/dev", "/proc", "/tmp", &demo_dir] {
+        args.push("--hook-in-jail".into());
+        args.push(format!("mkdir:{r}{dir}"));
+        args.push("--hook-in-jail".into());
+        args.push(format!("mount:none {dir} {r}{dir} bind,rec"));
+    }
+    args.extend([
+        "--hook-in-jail".into(),
+        format!("mkdir:{r}/scratch"),
+        "--hook-in-jail".into(),
+        format!("mount:tmpfs none {r}/scratch"),
+        // After the chroot, paths are the jail's.
+        "--hook-post-jail".into(),
+        "write:/scratch/jailed yes".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut steward = Steward::start(&args, &[&demo]);
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.get("/").unwrap().status, 200);
+
+    let (_, worker) = steward.worker_pids(1)[0];
+    assert_eq!(fs::read_link(format!("/proc/{worker}/root")).unwrap(), root);
+    assert_eq!(
+        fs::read_link(format!("/proc/{}/root", steward.pid())).unwrap(),
+        root
+    );
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{worker}/root/scratch/jailed")).unwrap(),
+        "yes"
+    );
+    assert!(
+        !mountinfo("self").contains(&format!("{r}/")),
+        "the jail's mounts show on the host"
+    );
+    assert!(fs::read_dir(root.join("usr")).unwrap().next().is_none());
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
+    let scratch = Scratch::new("mule");
+    let hooks = scratch.at("as-mule");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--mule",
+            "sleep 600",
+            "--hook-as-mule",
+            &format!("exec:echo as-mule >> {hooks}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let pid_of = |line: &str| nix::unistd::Pid::from_raw(util::field(line, "pid").parse().unwrap());
+    let (started, line) = steward.log.wait_from(0, &["mule started", "mule=1 "]);
+    let mule = pid_of(&line);
+    assert_eq!(fs::read_to_string(&hooks).unwrap(), "as-mule\n");
+    let env = util::environ(mule);
+    assert_eq!(env.get("STEWARD_MULE_ID").map(String::as_str), Some("1"));
+    for variable in [
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "NOTIFY_SOCKET",
+        "STEWARD_WORKER_ID",
+    ] {
+        assert!(!env.contains_key(variable), "the mule has {variable}");
+    }
+    // The shell execs the command: look at the command's descriptors, not the shell's.
+    let deadline = Instant::now() + util::DEADLINE;
+    while !fs::read_link(format!("/proc/{mule}/exe")).is_ok_and(|exe| exe.ends_with("sleep")) {
+        assert!(Instant::now() < deadline, "the mule never became sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fds: Vec<String> = fs::read_dir(format!("/proc/{mule}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!fds.contains(&"3".to_owned()), "the mule got fd 3: {fds:?}");
+
+    nix::sys::signal::kill(mule, Signal::SIGKILL).unwrap();
+    steward.log.wait_from(
+        started,
+        &["mule exited unexpectedly", &format!("pid={mule} ")],
+    );
+    let (_, line) = steward
+        .log
+        .wait_from(started + 1, &["mule started", "mule=1 "]);
+    let again = pid_of(&line);
+    assert_ne!(again, mule);
+    assert_eq!(fs::read_to_string(&hooks).unwrap(), "as-mule\nas-mule\n");
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    steward
+        .log
+        .wait_for(&["mule exited", &format!("pid={again} ")]);
+    util::wait_gone(again);
+}
+
+#[test]
+fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
+    let scratch = Scratch::new("hook-fds");
+    let out = scratch.at("fds");
+    let port = util::free_port();
+    // The shell leaves fd 7 open without close-on-exec in steward, as a careless parent would.
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec 7</dev/null; exec "$@""#)
+        .arg("sh")
+        .arg(util::steward_bin())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--hook-master-start",
+            // The shell's descriptors, expanded before the redirection opens OUT; the
+            // glob itself holds the lowest free one on /proc/$$/fd while it reads.
+            &format!("exec:echo /proc/$$/fd/* > {out}"),
+            "--",
+            &demo_bin(),
+        ]);
+    let steward = Steward::spawn(cmd, port);
+    steward.wait_generation_ready(1);
+    assert!(
+        fs::read_link(format!("/proc/{}/fd/7", steward.pid())).is_ok(),
+        "steward itself has fd 7"
+    );
+    let mut fds: Vec<u32> = fs::read_to_string(&out)
+        .unwrap()
+        .split_whitespace()
+        .map(|path| path.rsplit('/').next().unwrap().parse().unwrap())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2, 3], "stdio, and 3 for the glob's directory");
+}
+
+/// The pids of `pid` in each pid namespace it is in, outermost first.
+fn nspids(pid: nix::unistd::Pid) -> Vec<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
+    let scratch = Scratch::new("pidns");
+    let inside = scratch.at("in-jail");
+    let outside = scratch.at("post-jail");
+    let pidfile = scratch.at("pid");
+    let demo = demo_bin();
+    let mut steward = Steward::start(
+        &[
+            "--unshare",
+            "pid,mount",
+            "--pidfile",
+            &pidfile,
+            "--hook-in-jail",
+            &format!("exec:grep NSpid /proc/self/status > {inside}"),
+            "--hook-post-jail",
+            &format!("exec:grep NSpid /proc/self/status > {outside}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    steward.log.wait_for(&["master started", "pid=1 "]);
+    // The parent's post-jail hook may still run beside the master: wait for it to end.
+    let deadline = Instant::now() + util::DEADLINE;
+    let masters = loop {
+        let children = util::children_of(steward.pid());
+        if children.len() == 1 {
+            break children;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "children of steward: {children:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let master = masters[0];
+    assert_eq!(nspids(master), [master.as_raw(), 1]);
+    assert_eq!(
+        fs::read_to_string(&pidfile).unwrap(),
+        format!("{master}\n"),
+        "the pidfile names the master as the host sees it"
+    );
+    let workers = util::children_of(master);
+    assert_eq!(workers.len(), 1);
+    assert_eq!(
+        nspids(workers[0]).len(),
+        2,
+        "the worker is in the namespace"
+    );
+    assert_eq!(steward.get("/").unwrap().status, 200);
+
+    // The master is in the new mount namespace, the parent in none of the new ones.
+    let mount_namespace = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(
+        mount_namespace(&steward.pid().to_string()),
+        mount_namespace("self")
+    );
+    assert_ne!(
+        mount_namespace(&master.to_string()),
+        mount_namespace("self")
+    );
+
+    // in-jail ran in the namespace, post-jail outside it, in the parent.
+    let levels = |path: &str| {
+        let text = fs::read_to_string(path).unwrap();
+        text.split_whitespace().count() - 1
+    };
+    assert_eq!(levels(&inside), 2);
+    assert_eq!(levels(&outside), 1);
+
+    // Signals to the parent reach the master.
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    util::wait_gone(master);
+}
+
+#[test]
+fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("as-user");
+    fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (root, user) = (scratch.at("root"), scratch.at("user"));
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--uid",
+            "nobody",
+            "--hook-as-root",
+            &format!("exec:id -u > {root}"),
+            "--hook-as-user",
+            &format!("exec:id -u > {user}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(&root).unwrap(), "0\n");
+    assert_eq!(
+        fs::read_to_string(&user).unwrap(),
+        format!("{}\n", nobody.uid)
+    );
+}
+
+#[test]
+fn hooks_from_a_uwsgi_ini_run_in_the_order_written() {
+    let scratch = Scratch::new("ini");
+    let out = scratch.at("out");
+    let alarm = scratch.at("alarm");
+    let config = scratch.path("app.ini");
+    fs::write(
+        &config,
+        format!(
+            "[uwsgi]\n\
+             hook-asap = write:{out}.first first\n\
+             exec-asap = echo one >> {out}\n\
+             hook-asap = exec:echo two >> {out}\n\
+             run-command-on-event = master-start echo three >> {out}\n\
+             alarm = started cmd:cat > {alarm}\n\
+             hook-post-app = alarm:started workers are up\n"
+        ),
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(format!("{out}.first")).unwrap(), "first");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "one\ntwo\nthree\n");
+    assert_eq!(fs::read_to_string(&alarm).unwrap(), "workers are up\n");
+}
+
+#[test]
+fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
+    let scratch = Scratch::new("reexec");
+    let file = scratch.at("phases");
+    let binary = crate::upgrade::installed_copy("hooks-reexec");
+    let port = util::free_port();
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(every_phase_args(&file))
+        .args(["--mule", "sleep 600"])
+        .args(["--", &demo_bin()]);
+    let steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let started = fs::read_to_string(&file).unwrap();
+    let (first, line) = steward.log.wait_from(0, &["mule started"]);
+    let old_mule = nix::unistd::Pid::from_raw(util::field(&line, "pid").parse().unwrap());
+
+    crate::upgrade::replace(&binary, &fs::read(util::steward_bin()).unwrap());
+    let from = steward.log.len();
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["re-executed: workers adopted"]);
+    steward
+        .log
+        .wait_from(from, &["reload complete", "generation=2 "]);
+    wait_contents(
+        Path::new(&file),
+        &(started + "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n"),
+    );
+    // Mules are not handed over: the old image stopped its own, the new one started one.
+    util::wait_gone(old_mule);
+    steward.log.wait_from(first + 1, &["mule started"]);
+    let _ = fs::remove_dir_all(binary.parent().unwrap());
+}
