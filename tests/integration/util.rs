@@ -247,11 +247,6 @@ impl Drop for Steward {
             for worker in children_of(self.pid()) {
                 let _ = kill(worker, Signal::SIGKILL);
             }
-            // A SIGKILLed master leaves its notify socket behind: remove it while the
-            // master still holds its pid, so the name cannot be another process's yet.
-            let _ = std::fs::remove_file(
-                std::env::temp_dir().join(format!("steward.{}.notify", self.pid())),
-            );
         }
         let pid = self.pid();
         let killed = matches!(self.child.try_wait(), Ok(None));
