@@ -4,6 +4,7 @@
 mod activation;
 mod config;
 mod control;
+mod generate;
 mod systemd;
 mod upgrade;
 mod util;
