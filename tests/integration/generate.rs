@@ -52,13 +52,22 @@ fn the_man_pages_document_every_subcommand_and_the_options() {
     assert!(main.starts_with(".ie \\n(.g .ds Aq"), "roff: {main:.80}");
     assert!(main.contains(".TH steward 1"), "{main:.200}");
     // roff writes a dash as `\-`.
-    for option in ["config", "listen", "workers", "worker-reload-mercy", "hook-asap"] {
+    for option in [
+        "config",
+        "listen",
+        "workers",
+        "worker-reload-mercy",
+        "hook-asap",
+    ] {
         let flag = format!("\\-\\-{}", option.replace('-', "\\-"));
         assert!(main.contains(&flag), "steward.1 lacks --{option}");
     }
     assert!(main.contains("SIGHUP graceful reload"), "the description");
     let reload = std::fs::read_to_string(dir.join("steward-reload.1")).unwrap();
-    assert!(reload.contains("\\-\\-wait"), "steward-reload.1 lacks --wait");
+    assert!(
+        reload.contains("\\-\\-wait"),
+        "steward-reload.1 lacks --wait"
+    );
 
     assert_eq!(generate(&["man"]), main, "stdout holds the same steward.1");
     std::fs::remove_dir_all(dir).unwrap();
@@ -99,7 +108,10 @@ fn the_bash_completion_completes_subcommands_and_flags() {
     let dir = scratch_dir("bash");
     generate(&["bash", dir.to_str().unwrap()]);
     let script = dir.join("steward.bash");
-    assert!(script.exists(), "steward generate bash DIR writes steward.bash");
+    assert!(
+        script.exists(),
+        "steward generate bash DIR writes steward.bash"
+    );
 
     assert_eq!(bash_completes(&script, &["steward", "rel"]), ["reload"]);
     let stop_flags = bash_completes(&script, &["steward", "stop", "--"]);
