@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Shared by packaging/build-deb and packaging/build-rpm: the release binaries and the
+# files generated from them, in packaging/generated/.
+
+PACKAGING_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$PACKAGING_DIR")
+GENERATED_DIR=$PACKAGING_DIR/generated
+
+pkg_log() { printf '[packaging] %s\n' "$*" >&2; }
+
+# The version the packages get: STEWARD_PKG_VERSION, else the workspace's.
+pkg_version() {
+  if [ -n "${STEWARD_PKG_VERSION:-}" ]; then
+    printf '%s\n' "$STEWARD_PKG_VERSION"
+  else
+    sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO_DIR/Cargo.toml" | head -n 1
+  fi
+}
+
+# Installs the Debian packages named in "$@" that are missing.
+pkg_apt_install() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  pkg_log "installing ${missing[*]} (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The target directory cargo builds into.
+pkg_target_dir() {
+  cargo metadata --format-version 1 --no-deps --manifest-path "$REPO_DIR/Cargo.toml" |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+
+# Builds steward and steward-demo in release mode, then writes the man pages and the
+# shell completions with `steward generate` into packaging/generated/.
+pkg_build() {
+  local target steward
+  for unit in steward@.service steward@.socket hardening.conf pre-253/steward@.service; do
+    [ -f "$REPO_DIR/systemd/$unit" ] || { pkg_log "missing systemd/$unit"; return 1; }
+  done
+  pkg_log "cargo build --release (steward, steward-demo)"
+  cargo build --release --locked --manifest-path "$REPO_DIR/Cargo.toml" -p steward -p steward-demo
+  target=$(pkg_target_dir)
+  steward=$target/release/steward
+  rm -rf "$GENERATED_DIR"
+  mkdir -p "$GENERATED_DIR/man" "$GENERATED_DIR/completions"
+  "$steward" generate man "$GENERATED_DIR/man"
+  local shell
+  for shell in bash zsh fish; do
+    "$steward" generate "$shell" "$GENERATED_DIR/completions"
+  done
+  PKG_STEWARD_BIN=$steward
+  PKG_DEMO_BIN=$target/release/steward-demo
+}
