@@ -19,7 +19,7 @@
 
 E2E_CACHE=${E2E_CACHE:-/var/cache/steward-e2e}
 E2E_MIRROR=${E2E_MIRROR:-http://deb.debian.org/debian}
-# What every image holds besides minbase; a suite's image is rebuilt when this changes.
+# What every image holds besides minbase (another list makes another cached image).
 E2E_PACKAGES=${E2E_PACKAGES:-systemd,systemd-sysv,dbus,curl,procps}
 E2E_BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-120}
 E2E_PASSED=0
@@ -46,33 +46,33 @@ e2e_host_tools() {
 }
 
 # Prints the path of the cached rootfs of SUITE (bookworm, trixie, ...), building it with
-# debootstrap first if it is missing or was built with another package list. Safe to call
-# from several runs at once: the build holds a lock, and the image appears by rename.
+# debootstrap first if it is missing. One image per suite and package list (a hash of
+# E2E_PACKAGES and the mirror in its name), so runs that want other packages never
+# replace an image under a running container. Safe to call from several runs at once:
+# the build holds a lock, and the image appears by rename once complete.
 e2e_rootfs() {
   local suite=$1
-  local image=$E2E_CACHE/$suite
   local stamp="$E2E_PACKAGES $E2E_MIRROR"
+  local image
+  image=$E2E_CACHE/$suite-$(printf '%s' "$stamp" | sha256sum | cut -c1-12)
   mkdir -p "$E2E_CACHE"
   (
-    exec 9>"$E2E_CACHE/$suite.lock"
+    exec 9>"$image.lock"
     flock 9
-    if [ -f "$image/.e2e-stamp" ] && [ "$(cat "$image/.e2e-stamp")" = "$stamp" ]; then
-      exit 0
-    fi
+    [ -f "$image/.e2e-stamp" ] && exit 0
     local started
     started=$(e2e_now_ms)
     e2e_log "building the $suite image in $image (debootstrap, a few minutes)"
     rm -rf "$image.tmp"
     if ! debootstrap --variant=minbase --include="$E2E_PACKAGES" "$suite" "$image.tmp" "$E2E_MIRROR" \
-      >"$E2E_CACHE/$suite.debootstrap.log" 2>&1; then
-      e2e_log "debootstrap $suite failed; the end of $E2E_CACHE/$suite.debootstrap.log:"
-      tail -n 30 "$E2E_CACHE/$suite.debootstrap.log" >&2
+      >"$image.debootstrap.log" 2>&1; then
+      e2e_log "debootstrap $suite failed; the end of $image.debootstrap.log:"
+      tail -n 30 "$image.debootstrap.log" >&2
       rm -rf "$image.tmp"
       exit 1
     fi
     _e2e_prepare_image "$image.tmp" || exit 1
     printf '%s\n' "$stamp" >"$image.tmp/.e2e-stamp"
-    rm -rf "$image"
     mv "$image.tmp" "$image"
     e2e_log "built the $suite image in $(( ($(e2e_now_ms) - started) / 1000 )) s"
   ) || return 1
@@ -238,7 +238,8 @@ e2e_cleanup() {
 }
 
 # check NAME CMD...: runs CMD, counts a pass or a failure, and on a failure prints CMD's
-# output and, if the script defines it, what `e2e_failure_context` prints.
+# output and, if the script defines it, what `e2e_failure_context` prints. Lines of the
+# output that start with "note: " (measurements) are printed on a pass too.
 check() {
   local name=$1
   shift
@@ -251,6 +252,7 @@ check() {
   if [ "$status" -eq 0 ]; then
     E2E_PASSED=$((E2E_PASSED + 1))
     printf 'PASS %s (%d ms)\n' "$name" "$elapsed"
+    sed -n 's/^note: /  /p' "$out"
   else
     E2E_FAILED=$((E2E_FAILED + 1))
     E2E_FAILED_NAMES+=("$name")
