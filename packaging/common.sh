@@ -36,7 +36,8 @@ pkg_target_dir() {
 }
 
 # Builds steward and steward-demo in release mode, then writes the man pages and the
-# shell completions with `steward generate` into packaging/generated/.
+# shell completions with `steward generate` into packaging/generated/. Sets
+# PKG_STEWARD_BIN and PKG_DEMO_BIN to the binaries.
 pkg_build() {
   local target steward
   for unit in steward@.service steward@.socket hardening.conf pre-253/steward@.service; do
@@ -53,6 +54,8 @@ pkg_build() {
   for shell in bash zsh fish; do
     "$steward" generate "$shell" "$GENERATED_DIR/completions"
   done
+  # shellcheck disable=SC2034 # read by the scripts that source this file
   PKG_STEWARD_BIN=$steward
+  # shellcheck disable=SC2034
   PKG_DEMO_BIN=$target/release/steward-demo
 }
