@@ -4,6 +4,7 @@
 mod activation;
 mod config;
 mod control;
+mod effects;
 mod generate;
 mod systemd;
 mod upgrade;

@@ -113,3 +113,65 @@ fn a_binary_that_cannot_take_over_is_not_executed_and_the_reload_goes_on() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
     let _ = std::fs::remove_dir_all(binary.parent().unwrap());
 }
+
+#[test]
+fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
+    let binary = installed_copy("upgrade-uid");
+    let port = util::free_port();
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--uid",
+            "nobody",
+            "--gid",
+            "nogroup",
+            "--add-gid",
+            "27",
+            "--auto-procname",
+        ])
+        .args(["--workers", "2", "--"])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let credentials = |pid: nix::unistd::Pid| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        ["Uid:", "Gid:", "Groups:", "CapEff:"]
+            .map(|name| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .join("|")
+    };
+    let dropped = "65534 65534 65534 65534|65534 65534 65534 65534|27|0000000000000000";
+    assert_eq!(credentials(steward.pid()), dropped);
+
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.wait_generation_ready(2);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/exe", steward.pid())).unwrap(),
+        binary
+    );
+    assert_eq!(credentials(steward.pid()), dropped);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", steward.pid())).unwrap();
+    assert!(
+        cmdline.starts_with(b"steward master\0"),
+        "the new image names itself too: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    for (_, worker) in steward.worker_pids(2) {
+        assert_eq!(credentials(worker), dropped);
+    }
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_dir_all(binary.parent().unwrap());
+}

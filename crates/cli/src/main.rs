@@ -54,6 +54,9 @@ enum Command {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let sources = args.sources();
     let config = sources.load()?;
+    // A daemon's stderr becomes its log file: no terminal colours in it.
+    let detaches = config.options.daemonize.is_some() || config.options.daemonize2.is_some();
+    init_logging(!detaches);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -65,7 +68,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// Logs to the journal with structured fields when stderr is the journal (systemd
 /// says so in JOURNAL_STREAM), else readable lines on stderr.
-fn init_logging() {
+fn init_logging(colours_on_a_terminal: bool) {
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
     let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
@@ -82,7 +85,7 @@ fn init_logging() {
     let stderr = journal.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(colours_on_a_terminal && std::io::stderr().is_terminal())
             .with_target(false)
     });
     tracing_subscriber::registry()
@@ -116,7 +119,6 @@ fn main() -> ExitCode {
 }
 
 fn run_master(args: RunArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
     run(args).inspect_err(|e| tracing::error!("{e:#}"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -56,14 +56,24 @@ impl WorkerCommand {
         })
     }
 
-    /// The plan for worker `id` of `generation`.
-    pub fn plan(&self, id: usize, generation: u64) -> Result<ExecPlan, MasterError> {
+    /// The plan for worker `id` of `generation`, with `title` as its argv[0] if given
+    /// (the program run is the same).
+    pub fn plan(
+        &self,
+        id: usize,
+        generation: u64,
+        title: Option<&str>,
+    ) -> Result<ExecPlan, MasterError> {
+        let mut argv = self.argv.clone();
+        if let Some(title) = title {
+            argv[0] = title.into();
+        }
         let mut env = self.shared_env.clone();
         env.push(("STEWARD_WORKER_ID".into(), id.to_string().into()));
         env.push(("STEWARD_GENERATION".into(), generation.to_string().into()));
         Ok(ExecPlan::new(
             &self.program,
-            &self.argv,
+            &argv,
             &env,
             self.with_sockets,
         )?)

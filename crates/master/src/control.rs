@@ -325,7 +325,7 @@ impl ControlServer {
         }
     }
 
-    /// Removes the socket file (at exit, under `vacuum`).
+    #[cfg(test)]
     pub fn remove_file(&self) {
         let _ = std::fs::remove_file(&self.path);
     }

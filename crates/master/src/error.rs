@@ -104,4 +104,104 @@ pub enum MasterError {
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),
+    /// A user name that the password database does not know.
+    #[error("{option}: no user named {value:?}")]
+    UnknownUser {
+        /// The option (`uid`, `immediate-uid`).
+        option: String,
+        /// Its value.
+        value: String,
+    },
+    /// A group name that the group database does not know.
+    #[error("{option}: no group named {value:?}")]
+    UnknownGroup {
+        /// The option (`gid`, `immediate-gid`, `add-gid`).
+        option: String,
+        /// Its value.
+        value: String,
+    },
+    /// Switching user or groups failed.
+    #[error("{what}: cannot drop privileges: {source}")]
+    Privileges {
+        /// Which options asked for it.
+        what: &'static str,
+        /// The failing call.
+        source: steward_sys::ProcessError,
+    },
+    /// After the switch, /proc/self/status does not show what was asked for.
+    #[error("{what}: privileges not dropped as configured: {problem}")]
+    PrivilegesUnverified {
+        /// Which options asked for it.
+        what: &'static str,
+        /// What /proc/self/status shows.
+        problem: String,
+    },
+    /// A file the master created could not be given to the user it becomes.
+    #[error("cannot give {path} to the uid/gid the master drops to: {source}")]
+    Chown {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// A pidfile could not be written.
+    #[error("{option}: cannot write {path}: {source}")]
+    Pidfile {
+        /// `pidfile`, `pidfile2`, `safe-pidfile` or `safe-pidfile2`.
+        option: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The working directory could not be changed.
+    #[error("{option}: cannot change directory to {path}: {errno}")]
+    Chdir {
+        /// `chdir` or `chdir2`.
+        option: &'static str,
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        errno: Errno,
+    },
+    /// The nice value could not be set.
+    #[error("priority: {0}")]
+    Priority(steward_sys::ProcessError),
+    /// Kernel samepage merging could not be enabled.
+    #[error("ksm: {source} (kernel {kernel}; PR_SET_MEMORY_MERGE needs Linux 6.4 or later and CAP_SYS_RESOURCE)")]
+    Ksm {
+        /// The running kernel's release.
+        kernel: String,
+        /// The failing prctl.
+        source: steward_sys::ProcessError,
+    },
+    /// The memory could not be locked.
+    #[error("no-swap: {0} (RLIMIT_MEMLOCK too low? run as root, raise LimitMEMLOCK=, or use MemorySwapMax=0 in the unit)")]
+    NoSwap(steward_sys::ProcessError),
+    /// The log destination of a daemonized master is unusable.
+    #[error("{option}: cannot log to {target}: {source}")]
+    DaemonLog {
+        /// `daemonize` or `daemonize2`.
+        option: &'static str,
+        /// The file or udp:HOST:PORT.
+        target: String,
+        /// What failed.
+        source: io::Error,
+    },
+    /// Detaching failed.
+    #[error("{option}: cannot detach: {source}")]
+    Daemonize {
+        /// `daemonize` or `daemonize2`.
+        option: &'static str,
+        /// The failing call.
+        source: steward_sys::ProcessError,
+    },
+    /// The daemon's standard descriptors could not be redirected.
+    #[error("{option}: cannot redirect stdin/stdout/stderr: {errno}")]
+    DaemonStdio {
+        /// `daemonize` or `daemonize2`.
+        option: &'static str,
+        /// The error.
+        errno: Errno,
+    },
 }

@@ -114,7 +114,12 @@ impl MasterFifo {
         commands
     }
 
-    /// Removes the FIFO (at exit, under `vacuum`).
+    /// Where the FIFO is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    #[cfg(test)]
     pub fn remove_file(&self) {
         let _ = std::fs::remove_file(&self.path);
     }

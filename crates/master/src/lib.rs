@@ -18,12 +18,17 @@
 
 mod command;
 mod control;
+mod daemon;
 mod error;
 mod fifo;
 mod listen;
 mod master;
 mod notify;
+mod pidfile;
+mod privileges;
+mod procname;
 mod reexec;
+mod startup;
 mod status;
 mod table;
 

@@ -25,7 +25,9 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
+    startup,
     status::{ReloadOutcome, StatusReport},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
     MasterError,
@@ -142,6 +144,8 @@ pub struct Master {
     binary: Binary,
     /// Where the options came from, read again at each reload (see reconfigure.rs).
     config_sources: Option<ConfigSources>,
+    /// This image was re-exec'd by a previous one and adopted its workers.
+    resumed: bool,
 }
 
 impl Master {
@@ -150,8 +154,12 @@ impl Master {
     /// so call this from the thread that will call [`Master::run`], before starting others).
     pub fn new(options: Options) -> Result<Master, MasterError> {
         options.validate()?;
+        // Before anything rewrites the argv memory (process names).
         let binary = Binary::new(options.binary_path.as_deref());
         let handover = take_handover()?;
+        let resumed = handover.is_some();
+        let credentials = startup::asap(&options, resumed, binary.argv())?;
+        startup::jail(&options)?;
         let listeners = match &handover {
             Some(handover) => handover
                 .listeners
@@ -216,6 +224,14 @@ impl Master {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+
+        startup::as_root(&options, resumed)?;
+        let mut owned: Vec<&std::path::Path> = vec![notify.path()];
+        owned.extend(control.as_ref().map(|c| c.path()));
+        owned.extend(fifos.iter().map(|f| f.path()));
+        startup::drop_privileges(&credentials, &owned)?;
+        startup::as_user(&options, resumed)?;
+
         let watchdog = steward_systemd::watchdog_interval()
             .filter(|_| systemd.is_enabled())
             .map(|interval| Watchdog {
@@ -256,6 +272,7 @@ impl Master {
             extend_timeout_at: None,
             binary,
             config_sources: None,
+            resumed,
         };
         if let Some(handover) = handover {
             master.resume(handover);
@@ -387,6 +404,29 @@ impl Master {
         error!(error = %failure, "re-exec failed; reloading with the running binary");
     }
 
+    /// `vacuum`: removes what the master created on the filesystem. A file that cannot
+    /// be removed (the master dropped privileges and the directory is not its) is
+    /// reported and left.
+    fn vacuum(&self) {
+        let mut paths = startup::pidfiles(&self.options);
+        for (spec, listener) in self.options.listen.iter().zip(&self.listeners) {
+            if let (steward_options::ListenAddr::Unix(path), false) =
+                (&spec.addr, listener.was_handed_over())
+            {
+                paths.push(path.clone());
+            }
+        }
+        paths.extend(self.control.iter().map(|c| c.path().to_owned()));
+        paths.extend(self.fifos.iter().map(|f| f.path().to_owned()));
+        for path in paths {
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "vacuum: removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => warn!(path = %path.display(), error = %e, "vacuum: cannot remove"),
+            }
+        }
+    }
+
     /// The sockets the workers receive, in order.
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
@@ -409,6 +449,9 @@ impl Master {
             control = %self.control.as_ref().map_or("none".into(), |c| c.path().display().to_string()),
             "master started"
         );
+        if !self.resumed {
+            startup::master_start(&self.options)?;
+        }
         loop {
             // A started worker can be ready at once (immediate mode), which can make a
             // generation ready and retire the old one: reconcile until nothing starts.
@@ -416,9 +459,15 @@ impl Master {
             if let Lifecycle::Stopping { .. } = self.lifecycle {
                 if self.workers.is_empty() {
                     info!("shutdown complete");
+                    if self.options.skip_atexit_teardown {
+                        // No teardown: no vacuum, no destructor run. Only the
+                        // notify socket, steward's private runtime file, is removed.
+                        let _ = std::fs::remove_file(self.notify.path());
+                        let code = i32::from(self.failure.is_some());
+                        std::process::exit(code);
+                    }
                     if self.options.vacuum {
-                        self.control.iter().for_each(ControlServer::remove_file);
-                        self.fifos.iter().for_each(MasterFifo::remove_file);
+                        self.vacuum();
                     }
                     return self.failure.map_or(Ok(()), Err);
                 }
@@ -994,6 +1043,7 @@ impl Master {
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
         if self.lifecycle == Lifecycle::Starting {
             self.lifecycle = Lifecycle::Running;
+            startup::first_generation_ready(&self.options);
             self.notify_systemd(&[State::Ready, status]);
         } else {
             self.notify_systemd(&[State::Ready, status]);
@@ -1008,10 +1058,11 @@ impl Master {
     }
 
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
-        let mut plan = self.command.plan(id, generation)?;
+        let title = procname::worker_title(&self.options, id);
+        let mut plan = self.command.plan(id, generation, title.as_deref())?;
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
-            stdin: Some(self.dev_null.as_fd()),
+            stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
         let pid = spawn(&mut plan, &fds).map_err(|source| MasterError::Spawn {

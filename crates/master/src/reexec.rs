@@ -108,6 +108,11 @@ impl Binary {
         }
     }
 
+    /// The command line the master was started with.
+    pub fn argv(&self) -> &[OsString] {
+        &self.argv
+    }
+
     /// Whether the file at `path` is another file than the one running.
     pub fn changed(&self) -> bool {
         let on_disk = std::fs::metadata(&self.path)

@@ -22,9 +22,14 @@
 #![deny(missing_docs)]
 
 mod fds;
+mod process;
 mod spawn;
 
 pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
+    process::{
+        change_group, change_user, detach, drop_privileges, enable_memory_merge, lock_memory,
+        set_priority, Detached, ProcessError,
+    },
     spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError},
 };
