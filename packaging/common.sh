@@ -29,6 +29,12 @@ pkg_apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Where the packages go: target/packages, or target/packages/pre-253 for packages made
+# with STEWARD_PKG_SYSTEMD=pre-253 (same name and version, another unit).
+pkg_out_dir() {
+  printf '%s/packages%s\n' "$(pkg_target_dir)" "${STEWARD_PKG_SYSTEMD:+/$STEWARD_PKG_SYSTEMD}"
+}
+
 # The target directory cargo builds into.
 pkg_target_dir() {
   cargo metadata --format-version 1 --no-deps --manifest-path "$REPO_DIR/Cargo.toml" |
@@ -43,12 +49,24 @@ pkg_build() {
   for unit in steward@.service steward@.socket hardening.conf pre-253/steward@.service; do
     [ -f "$REPO_DIR/systemd/$unit" ] || { pkg_log "missing systemd/$unit"; return 1; }
   done
+  local service=$REPO_DIR/systemd/steward@.service
+  case ${STEWARD_PKG_SYSTEMD:-} in
+  "") ;;
+  pre-253) service=$REPO_DIR/systemd/pre-253/steward@.service ;;
+  *)
+    pkg_log "STEWARD_PKG_SYSTEMD=${STEWARD_PKG_SYSTEMD}: expected pre-253 or nothing"
+    return 1
+    ;;
+  esac
   pkg_log "cargo build --release (steward, steward-demo)"
   cargo build --release --locked --manifest-path "$REPO_DIR/Cargo.toml" -p steward -p steward-demo
   target=$(pkg_target_dir)
   steward=$target/release/steward
   rm -rf "$GENERATED_DIR"
-  mkdir -p "$GENERATED_DIR/man" "$GENERATED_DIR/completions"
+  mkdir -p "$GENERATED_DIR/man" "$GENERATED_DIR/completions" "$GENERATED_DIR/units"
+  # The units the package installs: Type=notify-reload (systemd >= 253), or with
+  # STEWARD_PKG_SYSTEMD=pre-253 the Type=notify variant for older systemd (Debian 12).
+  cp "$service" "$REPO_DIR/systemd/steward@.socket" "$GENERATED_DIR/units/"
   "$steward" generate man "$GENERATED_DIR/man"
   local shell
   for shell in bash zsh fish; do
