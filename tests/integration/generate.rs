@@ -146,3 +146,19 @@ fn every_shell_gets_a_script() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid value 'powershell-7'"), "{stderr}");
 }
+
+#[test]
+fn a_directory_that_cannot_be_made_is_named_in_the_error() {
+    for what in ["man", "bash"] {
+        let output = Command::new(steward_bin())
+            .args(["generate", what, "/proc/steward-no-such-dir"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{what}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot create /proc/steward-no-such-dir"),
+            "{what}: {stderr}"
+        );
+    }
+}
