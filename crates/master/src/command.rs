@@ -9,7 +9,7 @@ use steward_sys::ExecPlan;
 use crate::MasterError;
 
 /// Variables the master sets for each worker; any inherited value is dropped first.
-const WORKER_VARIABLES: &[&str] = &[
+pub(crate) const WORKER_VARIABLES: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",

@@ -221,6 +221,14 @@ impl ControlServer {
             .map(|c| c.stream.as_fd())
     }
 
+    /// Every descriptor it holds: the listener and each connection (a forked worker
+    /// closes them).
+    pub fn all_fds(&self) -> Vec<BorrowedFd<'_>> {
+        std::iter::once(self.listener.as_fd())
+            .chain(self.connections.iter().map(|c| c.stream.as_fd()))
+            .collect()
+    }
+
     /// The descriptors to poll: the listener, then each connection still being read.
     pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
         std::iter::once(self.listener.as_fd())

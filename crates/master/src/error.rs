@@ -101,6 +101,20 @@ pub enum MasterError {
     /// The handover text from a previous image of the master is unreadable.
     #[error(transparent)]
     BadHandover(#[from] crate::reexec::HandoverError),
+    /// Preload mode: [`crate::Builder::run`] without a worker closure.
+    #[error("no worker closure: call Builder::worker before Builder::run")]
+    NoWorkerClosure,
+    /// Preload mode: the load callback failed in the master.
+    #[error("loading the app failed: {0}")]
+    Load(String),
+    /// Preload mode under `strict-fork`: the master has threads of its own at fork.
+    #[error("the master has {count} threads ({names}) at fork, and strict-fork refuses to fork: threads started while loading the app do not exist in the workers; start them in the worker closure, or set lazy-apps")]
+    ThreadsAtFork {
+        /// How many threads.
+        count: usize,
+        /// Their names, comma-separated.
+        names: String,
+    },
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),

@@ -99,6 +99,11 @@ impl MasterFifo {
         })
     }
 
+    /// Both ends it holds open (a forked worker closes them).
+    pub fn fds(&self) -> [BorrowedFd<'_>; 2] {
+        [self.reader.as_fd(), self._writer.as_fd()]
+    }
+
     /// The commands written since the last call.
     pub fn receive(&mut self) -> Vec<FifoCommand> {
         let mut commands = Vec::new();

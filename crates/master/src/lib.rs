@@ -14,6 +14,11 @@
 //! ```
 //!
 //! The signal table and the lifecycle are documented on [`Lifecycle`].
+//!
+//! A Rust server can also embed the master and have it fork a closure instead of
+//! exec'ing a command (preload mode): [`Builder`] takes a load callback (run once in
+//! the master, or in each worker under `lazy-apps`) and a worker closure that receives
+//! its sockets, id, generation and stop notice in a [`WorkerContext`].
 #![deny(missing_docs)]
 
 mod command;
@@ -25,6 +30,7 @@ mod listen;
 mod master;
 mod notify;
 mod pidfile;
+mod preload;
 mod privileges;
 mod procname;
 mod reexec;
@@ -32,10 +38,15 @@ mod startup;
 mod status;
 mod table;
 
+pub use steward_sys::StopNotice;
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
     listen::Listener,
     master::{Lifecycle, Master},
+    preload::{
+        AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
+        WorkerSocket,
+    },
     reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL},
 };

@@ -1,6 +1,6 @@
 use std::{
     fs::File,
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
     time::{Duration, Instant},
 };
 
@@ -15,7 +15,7 @@ use nix::{
     unistd::Pid,
 };
 use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
-use steward_sys::{spawn, ChildFds};
+use steward_sys::{fork_worker, spawn, ChildFds};
 use steward_systemd::{Activation, Notification, Notifier, State};
 use tracing::{error, info, warn};
 
@@ -25,6 +25,7 @@ use crate::{
     fifo::{FifoCommand, MasterFifo},
     listen::{listeners, Listener},
     notify::NotifySocket,
+    preload::{CallHooks, ForkLaunch, WorkerIdentity},
     procname,
     reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
@@ -107,12 +108,38 @@ const HANDLED_SIGNALS: &[Signal] = &[
     Signal::SIGCHLD,
 ];
 
+/// How a worker starts: its command exec'd, or (preload mode, [`crate::Builder`]) a
+/// fork of the master running a closure.
+#[derive(Debug)]
+pub(crate) enum Launch {
+    Exec(WorkerCommand),
+    Fork(ForkLaunch),
+}
+
+impl Launch {
+    /// For messages: the command line, or what a forked worker runs.
+    fn display(&self) -> String {
+        match self {
+            Launch::Exec(command) => command.display.clone(),
+            Launch::Fork(fork) => fork.display().to_owned(),
+        }
+    }
+
+    /// Whether every reload re-execs the master: with the app preloaded in the master,
+    /// only a new image loads new code.
+    fn reexecs_on_reload(&self) -> bool {
+        matches!(self, Launch::Fork(fork) if !fork.lazy)
+    }
+}
+
 /// The master: its sockets, its workers, and the loop that keeps them.
 #[derive(Debug)]
 pub struct Master {
     options: Options,
     listeners: Vec<Listener>,
-    command: WorkerCommand,
+    launch: Launch,
+    /// `call:NAME` hook functions (preload mode).
+    pub(crate) calls: CallHooks,
     notify: NotifySocket,
     signals: SignalFd,
     dev_null: File,
@@ -153,9 +180,22 @@ impl Master {
     /// signals of the table on [`Lifecycle`] (they are blocked and read from a signalfd,
     /// so call this from the thread that will call [`Master::run`], before starting others).
     pub fn new(options: Options) -> Result<Master, MasterError> {
-        options.validate()?;
+        Master::with_launch(options, None)
+    }
+
+    /// [`Master::new`], with workers forked to run `fork` (preload mode) when given,
+    /// else exec'd from the options' command.
+    pub(crate) fn with_launch(
+        options: Options,
+        fork: Option<ForkLaunch>,
+    ) -> Result<Master, MasterError> {
+        match fork {
+            Some(_) => options.validate_without_command()?,
+            None => options.validate()?,
+        }
         // Before anything rewrites the argv memory (process names).
-        let binary = Binary::new(options.binary_path.as_deref());
+        let mut binary = Binary::new(options.binary_path.as_deref());
+        binary.check_by_environment = fork.is_some();
         let handover = take_handover()?;
         let resumed = handover.is_some();
         let credentials = startup::asap(&options, resumed, binary.argv())?;
@@ -184,7 +224,14 @@ impl Master {
             Some((fd, path)) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
         };
-        let command = WorkerCommand::new(&options.command, &fd_names, notify.path())?;
+        let launch = match fork {
+            Some(fork) => Launch::Fork(fork),
+            None => Launch::Exec(WorkerCommand::new(
+                &options.command,
+                &fd_names,
+                notify.path(),
+            )?),
+        };
         let dev_null = File::open("/dev/null").map_err(MasterError::DevNull)?;
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
             warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
@@ -249,7 +296,8 @@ impl Master {
         let mut master = Master {
             options,
             listeners,
-            command,
+            launch,
+            calls: CallHooks::default(),
             notify,
             signals,
             dev_null,
@@ -330,13 +378,18 @@ impl Master {
             generation = self.current,
             "re-executed: workers adopted"
         );
-        self.begin_reload(handover.reload_chain);
+        // The reload that asked for the re-exec, carried out by this image.
+        self.start_reload(handover.reload_chain);
     }
 
     /// Re-execs the master from the new binary, which carries out this reload. Returns
     /// only if it did not happen, the old image going on as it was.
     fn upgrade(&mut self, chain: bool) {
-        info!(binary = %self.binary.path.display(), "binary changed; re-executing");
+        if self.binary.changed() {
+            info!(binary = %self.binary.path.display(), "binary changed; re-executing");
+        } else {
+            info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
+        }
         if let Err(e) = self.binary.check() {
             error!(error = %e, "re-exec refused; reloading with the running binary");
             return;
@@ -444,7 +497,7 @@ impl Master {
             pid = std::process::id(),
             workers = self.desired,
             listen = %addrs.join(","),
-            command = %self.command.display,
+            command = %self.launch.display(),
             ready = %self.options.ready,
             control = %self.control.as_ref().map_or("none".into(), |c| c.path().display().to_string()),
             "master started"
@@ -646,9 +699,16 @@ impl Master {
             info!("reload ignored: shutting down");
             return;
         }
-        if self.lifecycle == Lifecycle::Running && self.binary.changed() {
+        if self.lifecycle == Lifecycle::Running
+            && (self.binary.changed() || self.launch.reexecs_on_reload())
+        {
             self.upgrade(chain);
         }
+        self.start_reload(chain);
+    }
+
+    /// A new generation: from here on, workers start in it.
+    fn start_reload(&mut self, chain: bool) {
         self.latest += 1;
         self.current = self.latest;
         self.respawns.clear();
@@ -772,7 +832,7 @@ impl Master {
             if self.serving.is_none() {
                 let failure = MasterError::WorkerFailedToStart {
                     id,
-                    command: self.command.display.clone(),
+                    command: self.launch.display(),
                     status: how.clone(),
                 };
                 error!("{failure}");
@@ -1059,15 +1119,49 @@ impl Master {
 
     fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
         let title = procname::worker_title(&self.options, id);
-        let mut plan = self.command.plan(id, generation, title.as_deref())?;
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
             stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
             sockets: &sockets,
         };
-        let pid = spawn(&mut plan, &fds).map_err(|source| MasterError::Spawn {
+        let started = match &mut self.launch {
+            Launch::Exec(command) => {
+                let mut plan = command.plan(id, generation, title.as_deref())?;
+                spawn(&mut plan, &fds)
+            }
+            Launch::Fork(fork) => {
+                fork.check_threads()?;
+                // The master's own descriptors, which a forked worker must not hold
+                // (exec mode closes them at exec).
+                let mut close: Vec<RawFd> = sockets.iter().map(|fd| fd.as_raw_fd()).collect();
+                close.push(self.signals.as_fd().as_raw_fd());
+                close.push(self.notify.as_fd().as_raw_fd());
+                close.push(self.dev_null.as_raw_fd());
+                if let Some(control) = &self.control {
+                    close.extend(control.all_fds().iter().map(|fd| fd.as_raw_fd()));
+                }
+                for fifo in &self.fifos {
+                    close.extend(fifo.fds().iter().map(|fd| fd.as_raw_fd()));
+                }
+                let stop_signal = Signal::try_from(self.options.worker_stop_signal.number())
+                    .unwrap_or(Signal::SIGTERM);
+                let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
+                let worker = WorkerIdentity {
+                    id,
+                    generation,
+                    title: title.as_deref(),
+                    fd_names: &fd_names,
+                    notify_socket: self.notify.path(),
+                };
+                let fork = &*fork;
+                fork_worker(&fds, &close, stop_signal, |stop| {
+                    fork.run_worker(worker, stop, sockets.len())
+                })
+            }
+        };
+        let pid = started.map_err(|source| MasterError::Spawn {
             id,
-            command: self.command.display.clone(),
+            command: self.launch.display(),
             source,
         })?;
         let respawned = self.is_respawn(id, generation);

@@ -36,6 +36,9 @@ pub(crate) const REEXEC_VARIABLE: &str = "STEWARD_REEXEC";
 /// How long the new binary has to answer `reexec-check`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a preloading program has to answer: its check loads the app first.
+const PRELOAD_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why a re-exec did not happen; the old master keeps running in each case.
 #[derive(Debug, thiserror::Error)]
 pub enum ReexecError {
@@ -85,6 +88,10 @@ pub(crate) struct Binary {
     /// The command line the master was started with, kept before anything can rewrite
     /// the argv memory (process names).
     argv: Vec<OsString>,
+    /// Ask the check through [`crate::preload::REEXEC_CHECK_VARIABLE`] rather than a
+    /// `reexec-check` argument: in preload mode the binary is the user's program, and
+    /// its check loads the app (so a new build that cannot load is never exec'd).
+    pub check_by_environment: bool,
 }
 
 impl Binary {
@@ -105,6 +112,7 @@ impl Binary {
             path: path.unwrap_or_else(|| PathBuf::from("steward")),
             running,
             argv: std::env::args_os().collect(),
+            check_by_environment: false,
         }
     }
 
@@ -123,8 +131,13 @@ impl Binary {
 
     /// Runs `PATH reexec-check` and insists on the expected answer.
     pub fn check(&self) -> Result<(), ReexecError> {
-        let mut child = Command::new(&self.path)
-            .arg("reexec-check")
+        let mut command = Command::new(&self.path);
+        if self.check_by_environment {
+            command.env(crate::preload::REEXEC_CHECK_VARIABLE, "1");
+        } else {
+            command.arg("reexec-check");
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -140,7 +153,12 @@ impl Binary {
         };
         // The loop is blocked meanwhile; a sane binary answers in milliseconds and a
         // hung one is given up on.
-        let deadline = Instant::now() + CHECK_TIMEOUT;
+        let timeout = if self.check_by_environment {
+            PRELOAD_CHECK_TIMEOUT
+        } else {
+            CHECK_TIMEOUT
+        };
+        let deadline = Instant::now() + timeout;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -150,7 +168,7 @@ impl Binary {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(failed(format!("no answer within {CHECK_TIMEOUT:?}")));
+                    return Err(failed(format!("no answer within {timeout:?}")));
                 }
             }
         };

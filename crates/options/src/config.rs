@@ -96,6 +96,7 @@ const NOT_OPTIONS: &[&str] = &[
     "STEWARD_WORKER_ID",
     "STEWARD_GENERATION",
     "STEWARD_REEXEC",
+    "STEWARD_REEXEC_CHECK",
     "STEWARD_PID",
     "STEWARD_STATUS",
 ];
@@ -130,6 +131,26 @@ impl ConfigSources {
 
     /// Reads every source and layers them.
     pub fn load(&self) -> Result<Config, ConfigError> {
+        let config = self.layered()?;
+        config
+            .options
+            .validate()
+            .map_err(|error| ConfigError::Invalid { error })?;
+        Ok(config)
+    }
+
+    /// [`ConfigSources::load`] for a program that embeds the master and forks a closure
+    /// (preload mode): no worker command is needed.
+    pub fn load_without_command(&self) -> Result<Config, ConfigError> {
+        let config = self.layered()?;
+        config
+            .options
+            .validate_without_command()
+            .map_err(|error| ConfigError::Invalid { error })?;
+        Ok(config)
+    }
+
+    fn layered(&self) -> Result<Config, ConfigError> {
         let mut config = Config {
             options: Options::new(Vec::new()),
             origins: BTreeMap::new(),
@@ -144,10 +165,6 @@ impl ConfigSources {
         let env = env_settings(&self.env, &mut config.warnings)?;
         config.layer(&env)?;
         config.layer(&self.cli)?;
-        config
-            .options
-            .validate()
-            .map_err(|error| ConfigError::Invalid { error })?;
         Ok(config)
     }
 }

@@ -33,6 +33,12 @@ pub struct Options {
     pub respawn_reset_after: Duration,
     /// The listen(2) backlog of the sockets steward binds.
     pub listen_backlog: i32,
+    /// Preload mode only: load the app in each worker after fork instead of once in
+    /// the master (`lazy-apps`).
+    pub lazy_apps: bool,
+    /// Preload mode only: refuse to fork while the master has more than one thread,
+    /// instead of warning (`strict-fork`).
+    pub strict_fork: bool,
     /// What SIGHUP does: start a whole new generation, or replace one worker at a time.
     pub reload_strategy: ReloadStrategy,
 
@@ -134,6 +140,8 @@ impl Options {
             respawn_backoff_max: Duration::from_secs(10),
             respawn_reset_after: Duration::from_secs(10),
             listen_backlog: 1024,
+            lazy_apps: false,
+            strict_fork: false,
             reload_strategy: ReloadStrategy::default(),
             touch_reload: Vec::new(),
             priority: None,
@@ -182,6 +190,12 @@ impl Options {
         if self.command.is_empty() || self.command[0].is_empty() {
             return Err(OptionError::NoCommand);
         }
+        self.validate_without_command()
+    }
+
+    /// [`Options::validate`] for a master that forks a closure (preload mode) and so
+    /// runs no command.
+    pub fn validate_without_command(&self) -> Result<(), OptionError> {
         if self.workers == 0 {
             return Err(OptionError::NoWorkers);
         }

@@ -470,6 +470,10 @@ fn build() -> Vec<OptionDef> {
                 "The listen(2) backlog of the sockets steward binds (uWSGI's own `listen`).",
             )
         },
+        def!(flag "lazy-apps", lazy_apps, Master, restart: true,
+            "Preload mode: load the app in each worker after fork, not once in the master."),
+        def!(flag "strict-fork", strict_fork, Master, restart: true,
+            "Preload mode: refuse to fork workers while the master has more than one thread."),
         def!(parsed "reload-strategy", reload_strategy, "STRATEGY", Master, restart: false,
             "What SIGHUP does: graceful (a whole new generation) or chain (one worker at a time)."),
         def!(path "control-socket", control_socket, Master, restart: true,

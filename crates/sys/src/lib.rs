@@ -8,6 +8,10 @@
 //! any step in the child fails, the parent learns which one and why through a
 //! close-on-exec pipe, as [`SpawnError::Child`].
 //!
+//! [`fork_worker`] is the other way to start a worker (preload mode): the child gets
+//! the same setup, then runs a closure instead of a command, with a [`StopNotice`] for
+//! the worker stop signal.
+//!
 //! ```no_run
 //! use std::os::fd::AsFd;
 //! use steward_sys::{spawn, ChildFds, ExecPlan};
@@ -22,11 +26,13 @@
 #![deny(missing_docs)]
 
 mod fds;
+mod fork;
 mod process;
 mod spawn;
 
 pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
+    fork::{fork_worker, StopNotice},
     process::{
         change_group, change_user, detach, drop_privileges, enable_memory_merge, lock_memory,
         set_priority, Detached, ProcessError,

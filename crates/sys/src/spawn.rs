@@ -40,10 +40,12 @@ pub enum ChildStage {
     SignalMask = 7,
     /// execve itself.
     Exec = 8,
+    /// Catching the stop signal of a forked worker (preload mode).
+    StopSignal = 9,
 }
 
 impl ChildStage {
-    fn from_byte(byte: u8) -> Option<Self> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
         use ChildStage::*;
         [
             ProcessGroup,
@@ -54,6 +56,7 @@ impl ChildStage {
             CloseFds,
             SignalMask,
             Exec,
+            StopSignal,
         ]
         .into_iter()
         .find(|stage| *stage as u8 == byte)
@@ -71,6 +74,7 @@ impl fmt::Display for ChildStage {
             ChildStage::CloseFds => "close_range",
             ChildStage::SignalMask => "sigprocmask",
             ChildStage::Exec => "execve",
+            ChildStage::StopSignal => "catching the stop signal",
         })
     }
 }

@@ -8,7 +8,7 @@
 use steward_options::{table, ConfigSources, Options};
 use tracing::{error, info, warn};
 
-use super::Master;
+use super::{Launch, Master};
 use crate::command::WorkerCommand;
 
 /// The options a reload runs with: `reread`'s for what may change, `running`'s for the
@@ -59,9 +59,11 @@ impl Master {
         let Some(sources) = &self.config_sources else {
             return Ok(());
         };
-        let config = sources
-            .load()
-            .map_err(|e| format!("invalid configuration: {e}"))?;
+        let config = match self.launch {
+            Launch::Exec(_) => sources.load(),
+            Launch::Fork(_) => sources.load_without_command(),
+        }
+        .map_err(|e| format!("invalid configuration: {e}"))?;
         for warning in &config.warnings {
             warn!("{warning}");
         }
@@ -69,17 +71,20 @@ impl Master {
         for note in needs_restart {
             warn!("needs a restart: {note}; the running value is kept");
         }
-        if options.command != self.options.command {
+        // A forked worker (preload mode) runs no command.
+        if options.command != self.options.command && matches!(self.launch, Launch::Exec(_)) {
             let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
-            self.command = WorkerCommand::new(&options.command, &fd_names, self.notify.path())
-                .map_err(|e| format!("invalid configuration: {e}"))?;
+            self.launch = Launch::Exec(
+                WorkerCommand::new(&options.command, &fd_names, self.notify.path())
+                    .map_err(|e| format!("invalid configuration: {e}"))?,
+            );
         }
         if options.workers != self.options.workers {
             self.desired = options.workers;
         }
         info!(
             workers = self.desired,
-            command = %self.command.display,
+            command = %self.launch.display(),
             ready = %options.ready,
             "configuration read again"
         );

@@ -1,0 +1,486 @@
+//! Preload mode end to end: the example runs as a subprocess (its master forks, and
+//! signals reach it, outside this multi-threaded test process), and each test looks at
+//! what a user would see: answers, pids, /proc, the log, the exit status.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+
+const EXAMPLE: &str = env!("CARGO_BIN_EXE_steward-example-tokio");
+const EXAMPLE_V2: &str = env!("CARGO_BIN_EXE_steward-example-tokio-v2");
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A directory of this test's own, removed at the end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "steward-preload-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The example's master, running; killed (and its workers with it, by their death
+/// signal) if a test ends without stopping it.
+struct Example {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Example {
+    fn start(binary: &Path, dir: &TempDir, env: &[(&str, &str)]) -> Example {
+        let port = free_port();
+        let log = dir.0.join("stderr.log");
+        let mut command = Command::new(binary);
+        command
+            .env("STEWARD_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("STEWARD_REEXEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        // A binary this test just copied can be busy for a moment: another test thread
+        // forking at the time of the copy holds the writable descriptor until its exec.
+        let deadline = Instant::now() + DEADLINE;
+        let child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    assert!(Instant::now() < deadline, "{} stays busy", binary.display());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.unwrap(),
+            }
+        };
+        Example {
+            child: Some(child),
+            port,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle` `count` times.
+    fn wait_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} (x{count}) in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// `GET path`: the fields of the answer line (`key=value ...`).
+    fn get(&self, path: &str) -> BTreeMap<String, String> {
+        let body = http_get(self.port, path).unwrap_or_else(|e| {
+            panic!("GET {path} failed: {e}; log:\n{}", self.log())
+        });
+        fields(&body)
+    }
+
+    /// GETs `/` until `accept` likes the answer.
+    fn get_until(
+        &self,
+        what: &str,
+        accept: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> BTreeMap<String, String> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(body) = http_get(self.port, "/") {
+                let answer = fields(&body);
+                if accept(&answer) {
+                    return answer;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never answered with {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the master did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit()
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(DEADLINE))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_owned()),
+        _ => Err(std::io::Error::other(format!("bad answer: {response:?}"))),
+    }
+}
+
+fn fields(body: &str) -> BTreeMap<String, String> {
+    body.split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `Shared_Clean + Shared_Dirty` of a process, in KiB.
+fn shared_kib(pid: &str) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    rollup
+        .lines()
+        .filter(|line| line.starts_with("Shared_Clean:") || line.starts_with("Shared_Dirty:"))
+        .map(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|kib| kib.parse::<u64>().ok())
+                .unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn forked_workers_serve_from_a_tokio_runtime_and_drain_on_shutdown() {
+    let dir = TempDir::new("serve");
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[("STEWARD_WORKERS", "1"), ("STEWARD_READY", "notify")],
+    );
+    // ready = notify: the worker's READY=1 (WorkerContext::ready) made it ready.
+    example.wait_log("generation ready", 1);
+    let first = example.get("/");
+    let master = example.pid().to_string();
+    assert_eq!(first["version"], "1");
+    assert_eq!(first["worker"], "1");
+    assert_eq!(first["generation"], "1");
+    assert_eq!(first["master"], master);
+    assert_eq!(first["loaded_by"], master, "the app loads in the master");
+    assert_eq!(first["listen_pid"], first["pid"]);
+    assert_eq!(first["listen_fds"], "1");
+    assert_eq!(first["served"], "0");
+    // The after-request hook runs after each answer (just after: the client may read
+    // the answer first), and is the only thing that counts.
+    example.get_until("served=1 or more", |a| a["served"] != "0");
+
+    // What a forked worker holds: its own process group, /dev/null on stdin, the socket
+    // at fd 3, and none of the master's descriptors (its signalfd, for one).
+    let pid: i32 = first["pid"].parse().unwrap();
+    assert_eq!(
+        nix::unistd::getpgid(Some(Pid::from_raw(pid))).unwrap(),
+        Pid::from_raw(pid)
+    );
+    let fd_target = |fd: &str| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+    assert_eq!(fd_target("0"), Path::new("/dev/null"));
+    assert!(fd_target("3").to_string_lossy().starts_with("socket:"));
+    let targets: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !targets.iter().any(|t| t.contains("signalfd")),
+        "{targets:?}"
+    );
+
+    // A request in flight when the shutdown starts is answered.
+    let port = example.port;
+    let slow = std::thread::spawn(move || http_get(port, "/slow?ms=1500"));
+    example.wait_log("slow request started", 1);
+    let status = example.stop();
+    let answer = slow.join().unwrap().expect("the slow request is answered");
+    assert_eq!(fields(&answer)["pid"], pid.to_string());
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_forked_worker_gets_a_unix_socket_as_a_unix_listener() {
+    let dir = TempDir::new("unix");
+    let path = dir.0.join("app.sock");
+    let listen = format!("web=unix:{}", path.display());
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[("STEWARD_WORKERS", "1"), ("STEWARD_LISTEN", &listen)],
+    );
+    example.wait_log("generation ready", 1);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let answer = fields(response.split_once("\r\n\r\n").unwrap().1);
+    assert_eq!(answer["worker"], "1");
+    assert_eq!(answer["listen_fds"], "1");
+    assert_eq!(answer["master"], example.pid().to_string());
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn preloaded_pages_are_shared_with_the_workers_and_lazy_ones_are_not() {
+    let dir = TempDir::new("shared");
+    let ballast = [("EXAMPLE_BALLAST_MIB", "64"), ("STEWARD_WORKERS", "1")];
+
+    let preloaded = Example::start(EXAMPLE.as_ref(), &dir, &ballast);
+    let answer = preloaded.get_until("a worker", |_| true);
+    assert_eq!(answer["loaded_by"], preloaded.pid().to_string());
+    let preloaded_shared = shared_kib(&answer["pid"]);
+    assert_eq!(preloaded.stop().code(), Some(0));
+
+    let lazy_env = [ballast[0], ballast[1], ("STEWARD_LAZY_APPS", "true")];
+    let lazy = Example::start(EXAMPLE.as_ref(), &dir, &lazy_env);
+    let answer = lazy.get_until("a worker", |_| true);
+    assert_eq!(answer["loaded_by"], answer["pid"], "lazy-apps loads in the worker");
+    assert_eq!(answer["ballast_mib"], "64");
+    let lazy_shared = shared_kib(&answer["pid"]);
+    assert_eq!(lazy.stop().code(), Some(0));
+
+    assert!(
+        preloaded_shared >= 60 * 1024,
+        "a preloaded worker shares the 64 MiB the master loaded: {preloaded_shared} KiB shared"
+    );
+    assert!(
+        preloaded_shared >= lazy_shared + 48 * 1024,
+        "preloaded {preloaded_shared} KiB shared, lazy {lazy_shared} KiB"
+    );
+}
+
+#[test]
+fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
+    let dir = TempDir::new("upgrade");
+    let binary = dir.0.join("app");
+    std::fs::copy(EXAMPLE, &binary).unwrap();
+    // Staged early: a copy's writable descriptor may leak for a moment into a process
+    // another test thread forks, which would make the check of the new binary fail.
+    let staged = dir.0.join("app.new");
+    std::fs::copy(EXAMPLE_V2, &staged).unwrap();
+    let example = Example::start(&binary, &dir, &[("STEWARD_WORKERS", "2")]);
+    let master = example.pid().to_string();
+    let before = example.get_until("version 1", |a| a["version"] == "1");
+    assert_eq!(before["generation"], "1");
+    example.wait_log("generation ready", 1);
+
+    // A deploy: the new build renamed over the running one.
+    std::fs::rename(&staged, &binary).unwrap();
+    example.signal(Signal::SIGHUP);
+    let after = example.get_until("version 2", |a| a["version"] == "2");
+    assert_eq!(after["generation"], "2");
+    assert_eq!(after["master"], master, "the master keeps its pid");
+    assert_eq!(after["loaded_by"], master);
+    example.wait_log("reload complete", 1);
+    assert!(example.log().contains("binary changed; re-executing"));
+
+    // With the binary unchanged, a reload still re-execs: in preload mode only a new
+    // image loads the app anew.
+    example.signal(Signal::SIGHUP);
+    example.get_until("generation 3", |a| a["generation"] == "3");
+    example.wait_log("reload complete", 2);
+    assert!(example
+        .log()
+        .contains("preload mode: re-executing, so that the app loads anew"));
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() {
+    let dir = TempDir::new("reload-config");
+    let greeting = dir.0.join("greeting");
+    std::fs::write(&greeting, "hello\n").unwrap();
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_GREETING_FILE", greeting.to_str().unwrap()),
+        ],
+    );
+    let first = example.get_until("hello", |a| a["greeting"] == "hello");
+    // A reload re-execs once the master serves (one while it starts re-forks).
+    example.wait_log("generation ready", 1);
+
+    // A broken configuration: the new image's load would fail, so it is never exec'd;
+    // the reload goes on with the running image and its loaded app.
+    std::fs::write(&greeting, "two words\n").unwrap();
+    example.signal(Signal::SIGHUP);
+    example.wait_log("re-exec refused", 1);
+    let log = example.log();
+    assert!(
+        log.contains("loading the app failed: greeting file"),
+        "the refusal says why:\n{log}"
+    );
+    let second = example.get_until("generation 2", |a| a["generation"] == "2");
+    assert_eq!(second["greeting"], "hello");
+    assert_ne!(second["pid"], first["pid"]);
+
+    // Fixed: the next reload re-execs, and the load reads the new value.
+    std::fs::write(&greeting, "bonjour\n").unwrap();
+    example.signal(Signal::SIGHUP);
+    let third = example.get_until("bonjour", |a| a["greeting"] == "bonjour");
+    assert_eq!(third["generation"], "3");
+    assert_eq!(third["master"], example.pid().to_string());
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn a_chain_reload_asked_on_the_control_socket_is_answered_across_the_re_exec() {
+    let dir = TempDir::new("control");
+    let control = dir.0.join("control.sock");
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "2"),
+            ("STEWARD_CONTROL_SOCKET", control.to_str().unwrap()),
+        ],
+    );
+    example.wait_log("generation ready", 1);
+    let mut client = std::os::unix::net::UnixStream::connect(&control).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client.write_all(b"chain-reload\n").unwrap();
+    // The master answers "accepted", re-execs, and the new image answers the outcome
+    // on the same connection, then closes it.
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    let lines: Vec<&str> = answer.lines().collect();
+    assert_eq!(lines.first(), Some(&"accepted generation=2"), "{answer}");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("ok generation=2 ")),
+        "{answer}\nlog:\n{}",
+        example.log()
+    );
+    assert!(example
+        .log()
+        .contains("preload mode: re-executing, so that the app loads anew"));
+    // Chain: one worker at a time, so both of generation 2 serve now.
+    for worker in ["1", "2"] {
+        example.get_until(&format!("worker {worker} of generation 2"), |a| {
+            a["generation"] == "2" && a["worker"] == worker
+        });
+    }
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn a_lazy_reload_re_forks_without_re_exec() {
+    let dir = TempDir::new("lazy-reload");
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[("STEWARD_WORKERS", "1"), ("STEWARD_LAZY_APPS", "true")],
+    );
+    let first = example.get_until("generation 1", |a| a["generation"] == "1");
+    example.signal(Signal::SIGHUP);
+    let second = example.get_until("generation 2", |a| a["generation"] == "2");
+    assert_ne!(second["pid"], first["pid"]);
+    assert_eq!(second["loaded_by"], second["pid"]);
+    example.wait_log("reload complete", 1);
+    assert!(!example.log().contains("re-executing"), "{}", example.log());
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn a_thread_started_by_the_load_is_reported_and_refused_under_strict_fork() {
+    let dir = TempDir::new("threads");
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[("STEWARD_WORKERS", "2"), ("EXAMPLE_LOAD_THREAD", "1")],
+    );
+    example.wait_log("more than one thread at fork", 1);
+    let log = example.log();
+    assert!(log.contains("app-pool"), "the warning names the thread:\n{log}");
+    assert!(log.contains("lazy-apps"), "the warning points to lazy-apps:\n{log}");
+    // Warned once for the same threads, not once per fork; and it still serves.
+    example.get_until("an answer", |_| true);
+    assert_eq!(example.log().matches("more than one thread at fork").count(), 1);
+    assert_eq!(example.stop().code(), Some(0));
+
+    let strict_dir = TempDir::new("threads-strict");
+    let mut strict = Example::start(
+        EXAMPLE.as_ref(),
+        &strict_dir,
+        &[("EXAMPLE_LOAD_THREAD", "1"), ("STEWARD_STRICT_FORK", "true")],
+    );
+    assert_eq!(strict.wait_exit().code(), Some(1));
+    let log = strict.log();
+    assert!(log.contains("strict-fork refuses to fork"), "{log}");
+    assert!(log.contains("app-pool"), "{log}");
+    assert!(!log.contains("worker started"), "no worker starts:\n{log}");
+}
