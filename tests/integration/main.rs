@@ -8,6 +8,7 @@ mod control;
 mod effects;
 mod exit;
 mod faults;
+mod generate;
 mod hooks;
 mod security;
 mod soak;

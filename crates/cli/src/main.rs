@@ -6,8 +6,9 @@ use anyhow::Context;
 
 mod check;
 mod control;
+mod generate;
 mod run_args;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use run_args::RunArgs;
 use steward_master::Master;
 
@@ -45,6 +46,9 @@ enum Command {
     /// before it re-execs into a new binary.
     #[command(hide = true)]
     ReexecCheck,
+    /// Write the man pages or a shell's completion script (for packagers).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
             println!("{}", steward_master::REEXEC_PROTOCOL);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Generate(args)) => generate::generate(args, Cli::command()),
         Some(Command::Check(args)) => Ok(check::check(&args)),
         Some(Command::Run(args)) => run_master(args),
         None => run_master(cli.run),

@@ -190,6 +190,9 @@ fn a_crashed_forked_worker_is_forked_again_with_its_id_and_generation() {
         ],
     );
     let before = ask_until(&example, port, "an answer", |_| true);
+    // A worker can answer before the master counts it ready, and one of the first
+    // generation that dies before that ends the start: crash it only once it is ready.
+    example.wait_log("generation ready", 1);
     let crashed: i32 = before["pid"].parse().unwrap();
     kill(Pid::from_raw(crashed), Signal::SIGKILL).unwrap();
     let after = ask_until(&example, port, "another pid", |a| a["pid"] != before["pid"]);

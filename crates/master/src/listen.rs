@@ -220,3 +220,93 @@ pub(crate) fn listeners(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real listening socket, as systemd would hand it over, and its address.
+    fn handed(name: Option<&str>) -> (InheritedSocket, String) {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap().to_string();
+        let inherited = InheritedSocket {
+            fd: OwnedFd::from(socket),
+            name: name.map(str::to_owned),
+        };
+        (inherited, address)
+    }
+
+    fn configured(listen: &[&str]) -> steward_options::Options {
+        let mut options = steward_options::Options::new(vec!["/bin/true".into()]);
+        options.listen = listen.iter().map(|spec| spec.parse().unwrap()).collect();
+        options
+    }
+
+    /// (name, address, handed over) of each listener, in worker fd order.
+    fn summary(listeners: &[Listener]) -> Vec<(String, String, bool)> {
+        listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.description.clone(), l.was_handed_over()))
+            .collect()
+    }
+
+    #[test]
+    fn a_named_socket_replaces_the_configured_socket_of_that_name_whatever_its_position() {
+        let (b, b_addr) = handed(Some("b"));
+        let (a, a_addr) = handed(Some("a"));
+        let options = configured(&["a=127.0.0.1:0", "b=127.0.0.1:0"]);
+        let got = listeners(&options, vec![b, a]).unwrap();
+        assert_eq!(
+            summary(&got),
+            [("a".into(), a_addr, true), ("b".into(), b_addr, true)]
+        );
+    }
+
+    #[test]
+    fn unnamed_sockets_take_the_remaining_configured_ones_in_order_and_the_rest_are_bound() {
+        let (unnamed, unnamed_addr) = handed(None);
+        let (b, b_addr) = handed(Some("b"));
+        let options = configured(&["a=127.0.0.1:0", "b=127.0.0.1:0", "c=127.0.0.1:0"]);
+        let got = summary(&listeners(&options, vec![unnamed, b]).unwrap());
+        assert_eq!(got[0], ("a".into(), unnamed_addr, true));
+        assert_eq!(got[1], ("b".into(), b_addr, true));
+        assert_eq!(
+            (got[2].0.as_str(), got[2].2),
+            ("c", false),
+            "c is bound by steward"
+        );
+    }
+
+    #[test]
+    fn a_name_that_matches_nothing_maps_by_order_and_a_leftover_is_an_error() {
+        let (web, web_addr) = handed(Some("web"));
+        let options = configured(&["127.0.0.1:0"]);
+        let got = listeners(&options, vec![web]).unwrap();
+        assert_eq!(summary(&got), [("listen0".into(), web_addr, true)]);
+
+        let (a, _) = handed(Some("a"));
+        let (extra, _) = handed(Some("extra"));
+        let extra_fd = extra.fd.as_raw_fd();
+        let options = configured(&["a=127.0.0.1:0"]);
+        match listeners(&options, vec![a, extra]) {
+            Err(MasterError::UnmatchedInheritedSocket { fd, name }) => {
+                assert_eq!((fd, name.as_str()), (extra_fd, "extra"));
+            }
+            other => panic!("expected UnmatchedInheritedSocket, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn without_listen_every_handed_over_socket_is_used_under_its_name() {
+        let (web, web_addr) = handed(Some("web"));
+        let (unnamed, unnamed_addr) = handed(None);
+        let got = listeners(&configured(&[]), vec![web, unnamed]).unwrap();
+        assert_eq!(
+            summary(&got),
+            [
+                ("web".into(), web_addr, true),
+                ("listen1".into(), unnamed_addr, true)
+            ]
+        );
+    }
+}
