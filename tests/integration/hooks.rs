@@ -813,22 +813,17 @@ fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
     let scratch = TestDir::new("hook-fds");
     let out = scratch.at("fds");
     let port = util::free_port();
-    // The shell leaves fd 7 open without close-on-exec in steward, as a careless parent would.
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(r#"exec 7</dev/null; exec "$@""#)
-        .arg("sh")
-        .arg(util::steward_bin())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--hook-master-start",
-            // The shell's descriptors, expanded before the redirection opens OUT; the
-            // glob itself holds the lowest free one on /proc/$$/fd while it reads.
-            &format!("exec:echo /proc/$$/fd/* > {out}"),
-            "--",
-            &demo_bin(),
-        ]);
+    let mut cmd = util::steward_with_a_leaked_fd();
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--hook-master-start",
+        // The shell's descriptors, expanded before the redirection opens OUT; the
+        // glob itself holds the lowest free one on /proc/$$/fd while it reads.
+        &format!("exec:echo /proc/$$/fd/* > {out}"),
+        "--",
+        &demo_bin(),
+    ]);
     let steward = Steward::spawn(cmd, port);
     steward.wait_generation_ready(1);
     assert!(

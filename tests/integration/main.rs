@@ -263,19 +263,14 @@ fn a_worker_gets_its_sockets_and_environment_and_nothing_else() {
     let demo = demo_bin();
     let unix = util::socket_path("fds");
     let port = util::free_port();
-    // The shell leaves fd 7 open without close-on-exec in steward, as a careless parent would.
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(r#"exec 7</dev/null; exec "$@""#)
-        .arg("sh")
-        .arg(util::steward_bin())
-        .args([
-            "--listen",
-            &format!("web=127.0.0.1:{port}"),
-            "--listen",
-            &format!("admin=unix:{}", unix.display()),
-        ])
-        .args(["--", &demo]);
+    let mut cmd = util::steward_with_a_leaked_fd();
+    cmd.args([
+        "--listen",
+        &format!("web=127.0.0.1:{port}"),
+        "--listen",
+        &format!("admin=unix:{}", unix.display()),
+    ])
+    .args(["--", &demo]);
     let steward = Steward::spawn(cmd, port);
     steward.wait_generation_ready(1);
     assert!(

@@ -22,6 +22,18 @@ pub fn steward_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_steward"))
 }
 
+/// steward run by a shell that leaves fd 7 open without close-on-exec, as a careless
+/// parent would: for tests that nothing of it reaches a worker or a hook. Add steward's
+/// arguments.
+pub fn steward_with_a_leaked_fd() -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec 7</dev/null; exec "$@""#)
+        .arg("sh")
+        .arg(steward_bin());
+    cmd
+}
+
 /// The demo worker, built beside steward by `cargo test --workspace`.
 pub fn demo_bin() -> String {
     let path = steward_bin().with_file_name("steward-demo");
