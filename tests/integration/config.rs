@@ -1,40 +1,11 @@
 //! Options from config files, STEWARD_* variables and flags: `steward check`, stewards
 //! started from TOML and uWSGI ini files, precedence, and the re-read on SIGHUP.
 
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-};
+use std::process::{Command, Output};
 
 use nix::sys::signal::Signal;
 
-use crate::util::{demo_bin, free_port, steward_bin, Steward};
-
-/// A directory of config files for one test, removed when dropped.
-struct ConfigDir {
-    dir: PathBuf,
-}
-
-impl ConfigDir {
-    fn new(test: &str) -> ConfigDir {
-        let dir =
-            std::env::temp_dir().join(format!("steward-config-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        ConfigDir { dir }
-    }
-
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use crate::util::{demo_bin, free_port, steward_bin, Steward, TestDir};
 
 fn check(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
     let Output {
@@ -74,7 +45,7 @@ fn start_from(config: &str, env: &[(&str, &str)], args: &[&str], port: u16) -> S
 
 #[test]
 fn check_prints_every_value_with_its_source() {
-    let dir = ConfigDir::new("check-sources");
+    let dir = TestDir::new("check-sources");
     let file = dir.write(
         "app.toml",
         "# the demo\nworkers = 3\nlisten = [\"127.0.0.1:8000\", \"admin=127.0.0.1:8001\"]\ncommand = [\"/usr/bin/app\", \"--port\", \"8000\"]\n",
@@ -105,7 +76,7 @@ fn check_prints_every_value_with_its_source() {
 
 #[test]
 fn check_names_the_place_of_each_error_and_exits_1() {
-    let dir = ConfigDir::new("check-errors");
+    let dir = TestDir::new("check-errors");
     let misspelt = dir.write(
         "misspelt.yaml",
         "command: /usr/bin/app\nworkers: 2\ntouch-relaod: /etc/app/reload\n",
@@ -147,7 +118,7 @@ fn check_names_the_place_of_each_error_and_exits_1() {
 
 #[test]
 fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
-    let dir = ConfigDir::new("check-uwsgi");
+    let dir = TestDir::new("check-uwsgi");
     let file = dir.write(
         "app.ini",
         "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum\ncommand = /usr/bin/app\n",
@@ -185,7 +156,7 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
 
 #[test]
 fn a_steward_started_from_a_toml_file_serves() {
-    let dir = ConfigDir::new("toml-serves");
+    let dir = TestDir::new("toml-serves");
     let port = free_port();
     let file = dir.write(
         "app.toml",
@@ -203,7 +174,7 @@ fn a_steward_started_from_a_toml_file_serves() {
 
 #[test]
 fn a_steward_started_from_a_uwsgi_ini_serves() {
-    let dir = ConfigDir::new("ini-serves");
+    let dir = TestDir::new("ini-serves");
     let port = free_port();
     let file = dir.write(
         "app.ini",
@@ -223,7 +194,7 @@ fn a_steward_started_from_a_uwsgi_ini_serves() {
 
 #[test]
 fn the_environment_overrides_the_file_and_flags_override_the_environment() {
-    let dir = ConfigDir::new("precedence");
+    let dir = TestDir::new("precedence");
     let port = free_port();
     let file = dir.write(
         "app.toml",
@@ -255,7 +226,7 @@ fn the_environment_overrides_the_file_and_flags_override_the_environment() {
 
 #[test]
 fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
-    let dir = ConfigDir::new("hup-workers");
+    let dir = TestDir::new("hup-workers");
     let port = free_port();
     let text = |workers: usize, backlog: usize| {
         format!(
@@ -280,7 +251,7 @@ fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
 
 #[test]
 fn sighup_with_a_broken_file_keeps_the_old_workers_serving() {
-    let dir = ConfigDir::new("hup-broken");
+    let dir = TestDir::new("hup-broken");
     let port = free_port();
     let file = dir.write(
         "app.toml",
@@ -359,8 +330,8 @@ fn a_misspelt_flag_is_a_usage_error_with_a_suggestion_not_the_worker_command() {
 
 #[test]
 fn a_relative_config_path_is_read_again_after_chdir() {
-    let dir = ConfigDir::new("relative-chdir");
-    let elsewhere = dir.dir.join("elsewhere");
+    let dir = TestDir::new("relative-chdir");
+    let elsewhere = dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let port = free_port();
     let text = |workers: usize| {
@@ -372,7 +343,7 @@ fn a_relative_config_path_is_read_again_after_chdir() {
     };
     dir.write("app.toml", &text(1));
     let mut cmd = Command::new(steward_bin());
-    cmd.current_dir(&dir.dir).args(["--config", "app.toml"]);
+    cmd.current_dir(&dir).args(["--config", "app.toml"]);
     let steward = Steward::spawn(cmd, port);
     steward.wait_generation_ready(1);
     assert_eq!(
@@ -388,7 +359,7 @@ fn a_relative_config_path_is_read_again_after_chdir() {
 
 #[test]
 fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
-    let dir = ConfigDir::new("uwsgi-magic");
+    let dir = TestDir::new("uwsgi-magic");
     let file = dir.write(
         "shop.ini",
         "[uwsgi]\nbase = /srv/%n\nchdir = %(base)/current\npidfile = %d%n.pid\nuid = $(SHOP_USER)\ncommand = /usr/bin/app\n",
@@ -397,7 +368,7 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "chdir").starts_with("chdir = /srv/shop/current "));
     assert!(line_of(&stdout, "pidfile")
-        .starts_with(&format!("pidfile = {}/shop.pid ", dir.dir.display())));
+        .starts_with(&format!("pidfile = {}/shop.pid ", dir.display())));
     assert!(line_of(&stdout, "uid").starts_with("uid = shop "));
     assert!(
         !stderr.contains("base"),
@@ -407,7 +378,7 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
 
 #[test]
 fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set() {
-    let dir = ConfigDir::new("check-names");
+    let dir = TestDir::new("check-names");
     let file = dir.write(
         "app.toml",
         "command = \"/bin/true\"\nworkers = 2\nuid = \"no-such-user-here\"\n",
@@ -446,9 +417,9 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
 
 #[test]
 fn reload_wait_says_why_a_broken_file_failed_the_reload() {
-    let dir = ConfigDir::new("reload-wait-broken");
+    let dir = TestDir::new("reload-wait-broken");
     let port = free_port();
-    let control = dir.dir.join("control.sock");
+    let control = dir.join("control.sock");
     let text = |workers: &str| {
         format!(
             "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
@@ -477,9 +448,9 @@ fn reload_wait_says_why_a_broken_file_failed_the_reload() {
 /// config to accept).
 #[test]
 fn reload_wait_fails_on_a_broken_hook_string_and_the_old_generation_serves() {
-    let dir = ConfigDir::new("reload-wait-broken-hook");
+    let dir = TestDir::new("reload-wait-broken-hook");
     let port = free_port();
-    let control = dir.dir.join("control.sock");
+    let control = dir.join("control.sock");
     let text = |hook: &str| {
         format!(
             "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\nhook-pre-app = [\"print:fine\", \"{hook}\"]\n",

@@ -77,6 +77,12 @@ impl TestDir {
     pub fn at(&self, name: &str) -> String {
         self.0.join(name).to_str().unwrap().to_owned()
     }
+
+    /// Writes `text` to `name` in this directory; its path, as [`TestDir::at`].
+    pub fn write(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.0.join(name), text).unwrap();
+        self.at(name)
+    }
 }
 
 impl std::ops::Deref for TestDir {
