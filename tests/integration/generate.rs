@@ -1,17 +1,8 @@
 //! `steward generate`: the man pages and completions that the packages install.
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
-use crate::util::steward_bin;
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "steward-test-{}-generate-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use crate::util::{steward_bin, TestDir};
 
 fn generate(args: &[&str]) -> String {
     let output = Command::new(steward_bin())
@@ -29,7 +20,9 @@ fn generate(args: &[&str]) -> String {
 
 #[test]
 fn the_man_pages_document_every_subcommand_and_the_options() {
-    let dir = scratch_dir("man");
+    // A directory generate has to make.
+    let scratch = TestDir::new("generate-man");
+    let dir = scratch.join("man");
     generate(&["man", dir.to_str().unwrap()]);
     let mut pages: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -70,7 +63,6 @@ fn the_man_pages_document_every_subcommand_and_the_options() {
     );
 
     assert_eq!(generate(&["man"]), main, "stdout holds the same steward.1");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Asks bash itself what it completes `steward WORD<TAB>` to, with the generated script.
@@ -105,7 +97,8 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
 
 #[test]
 fn the_bash_completion_completes_subcommands_and_flags() {
-    let dir = scratch_dir("bash");
+    let scratch = TestDir::new("generate-bash");
+    let dir = scratch.join("completions");
     generate(&["bash", dir.to_str().unwrap()]);
     let script = dir.join("steward.bash");
     assert!(
@@ -121,7 +114,6 @@ fn the_bash_completion_completes_subcommands_and_flags() {
     );
     let run_flags = bash_completes(&script, &["steward", "--work"]);
     assert!(run_flags.contains(&"--workers".to_owned()), "{run_flags:?}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
