@@ -16,7 +16,7 @@ use nix::{
 };
 
 use crate::{
-    spawn::{await_setup_report, encode_failure, prepare_child},
+    spawn::{await_setup_report, encode_failure, exit_now, prepare_child},
     ChildFds, ChildStage, SpawnError,
 };
 
@@ -137,13 +137,6 @@ fn fork_process() -> Result<ForkResult, SpawnError> {
     // design and counts its threads before each fork (the thread guard), warning or
     // refusing when a loaded app started one.
     unsafe { fork() }.map_err(SpawnError::Fork)
-}
-
-/// `_exit`: no atexit handler and no flush of buffers that belong to the master.
-#[allow(unsafe_code)]
-fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit only ends the process.
-    unsafe { nix::libc::_exit(code) }
 }
 
 /// The child's setup before the closure runs; Err names the failing step.

@@ -243,6 +243,13 @@ pub(crate) fn encode_failure(stage: ChildStage, errno: Errno) -> [u8; 5] {
     [stage as u8, errno[0], errno[1], errno[2], errno[3]]
 }
 
+/// `_exit`: no atexit handler and no flush of stdio buffers that belong to the master.
+#[allow(unsafe_code)]
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and only ends the process.
+    unsafe { libc::_exit(code) }
+}
+
 /// The setup a worker gets after fork whether it execs a command or runs a closure:
 /// default signal dispositions (SIGPIPE ignored if `ignore_sigpipe`), its own process
 /// group, SIGKILL when the master dies, stdin from `fds`, and every socket copied
@@ -320,9 +327,7 @@ fn child_after_fork(plan: &mut ExecPlan, fds: &ChildFds<'_>, parent: Pid, report
             unsafe { BorrowedFd::borrow_raw(report) },
             &encode_failure(stage, errno),
         );
-        // SAFETY: _exit is async-signal-safe and skips the atexit handlers and stdio
-        // flushing that belong to the master.
-        unsafe { libc::_exit(127) }
+        exit_now(127)
     };
 
     // Dispositions survive exec only as "ignored"; the Rust runtime ignores SIGPIPE,
