@@ -417,6 +417,30 @@ mod tests {
         assert_eq!(&out[..2], b"0\0");
     }
 
+    /// The child's failure travels through the report pipe: the step and its errno
+    /// come back to the caller, and the child is reaped. (The child makes only
+    /// async-signal-safe calls, so forking from the threaded test harness is sound.)
+    #[test]
+    fn a_command_that_cannot_be_executed_is_reported_with_its_step() {
+        let mut plan = ExecPlan::new(
+            "/nonexistent/steward-test".as_ref(),
+            &["x".into()],
+            &[],
+            false,
+        )
+        .unwrap();
+        let fds = ChildFds {
+            stdin: None,
+            sockets: &[],
+        };
+        match spawn(&mut plan, &fds) {
+            Err(SpawnError::Child { stage, errno }) => {
+                assert_eq!((stage, errno), (ChildStage::Exec, Errno::ENOENT));
+            }
+            other => panic!("expected an exec failure, got {other:?}"),
+        }
+    }
+
     #[test]
     fn nul_bytes_are_refused() {
         let err = ExecPlan::new("/bin/true".as_ref(), &["a\0b".into()], &[], false).unwrap_err();
