@@ -367,8 +367,9 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
     let (code, stdout, stderr) = check(&[("SHOP_USER", "shop")], &["--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "chdir").starts_with("chdir = /srv/shop/current "));
-    assert!(line_of(&stdout, "pidfile")
-        .starts_with(&format!("pidfile = {}/shop.pid ", dir.display())));
+    assert!(
+        line_of(&stdout, "pidfile").starts_with(&format!("pidfile = {}/shop.pid ", dir.display()))
+    );
     assert!(line_of(&stdout, "uid").starts_with("uid = shop "));
     assert!(
         !stderr.contains("base"),
