@@ -131,7 +131,8 @@ impl NotifySocket {
                 _ => {
                     tracing::warn!(
                         bytes = len,
-                        "ignored notify message without credentials or over 4096 bytes"
+                        limit = NOTIFY_MAX,
+                        "ignored notify message without credentials or over the size limit"
                     );
                     continue;
                 }
