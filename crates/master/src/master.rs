@@ -30,7 +30,7 @@ use crate::{
     pidfile::HeldPidfile,
     preload::{ForkLaunch, WorkerIdentity},
     procname,
-    reexec::{Binary, HandedWorker, Handover, REEXEC_VARIABLE},
+    reexec::{exit_status, Binary, CheckChild, HandedWorker, Handover, REEXEC_VARIABLE},
     startup,
     status::{ReloadOutcome, StatusReport},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
@@ -55,6 +55,13 @@ mod reconfigure;
 ///
 /// A reload or a resize in [`Lifecycle::Starting`] or [`Lifecycle::Running`] is carried
 /// out in that phase; in [`Lifecycle::Stopping`] only a brutal shutdown still acts.
+///
+/// A reload that re-execs the master (a replaced binary, or preload mode) first runs
+/// the new binary's checks, and stays [`Lifecycle::Running`] while they run: the loop
+/// goes on respawning, answering (`steward status` says the check is under way),
+/// sending WATCHDOG=1; a further reload is folded into the pending one; a shutdown
+/// kills the check. Once the check passes the master re-execs; once it fails (or
+/// times out) the reload goes on with the running binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
     /// The first generation is starting. A worker that exits before it is ready ends
@@ -98,6 +105,17 @@ const EXTEND_TIMEOUT_EVERY: Duration = Duration::from_secs(5);
 struct Reload {
     generation: u64,
     chain: bool,
+    started: Instant,
+}
+
+/// A re-exec waiting for the new binary's check (see [`Lifecycle`]).
+#[derive(Debug)]
+struct PendingUpgrade {
+    check: CheckChild,
+    /// The reload to carry out, by the new image or, if refused, by this one.
+    chain: bool,
+    /// The check's exit, once reaped; acted on after the signals are read.
+    ended: Option<std::process::ExitStatus>,
     started: Instant,
 }
 
@@ -166,6 +184,8 @@ pub struct Master {
     /// The highest generation number handed out.
     latest: u64,
     reload: Option<Reload>,
+    /// A re-exec whose check runs.
+    upgrade: Option<PendingUpgrade>,
     failure: Option<MasterError>,
 
     control: Option<ControlServer>,
@@ -449,6 +469,7 @@ impl Master {
             serving: None,
             latest: 1,
             reload: None,
+            upgrade: None,
             failure: None,
             control,
             fifos,
@@ -532,18 +553,82 @@ impl Master {
         self.start_reload(handover.reload_chain);
     }
 
-    /// Re-execs the master from the new binary, which carries out this reload. Returns
-    /// only if it did not happen, the old image going on as it was.
-    fn upgrade(&mut self, chain: bool) {
+    /// Starts the new binary's check before a re-exec; the loop waits for it. Returns
+    /// false if it could not start, the reload then going on with the running binary.
+    fn begin_upgrade(&mut self, chain: bool) -> bool {
         if self.binary.changed() {
             info!(binary = %self.binary.path.display(), "binary changed; re-executing");
         } else {
             info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
         }
-        if let Err(e) = self.binary.check(self.options.preload_check_timeout) {
-            error!(error = %e, "re-exec refused; reloading with the running binary");
+        match self.binary.start_check(self.options.preload_check_timeout) {
+            Ok(check) => {
+                info!(pid = %check.pid, "checking the new binary before the re-exec");
+                self.notify_systemd(&[State::Status("reloading: checking the new binary".into())]);
+                self.upgrade = Some(PendingUpgrade {
+                    check,
+                    chain,
+                    ended: None,
+                    started: Instant::now(),
+                });
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "re-exec refused; reloading with the running binary");
+                false
+            }
+        }
+    }
+
+    /// Acts on the end of the pending upgrade's check: the next check, the re-exec, or
+    /// (refused, or the exec failed) the reload with the running binary.
+    fn upgrade_check_ended(&mut self) {
+        let Some(upgrade) = self.upgrade.take() else {
+            return;
+        };
+        let Some(status) = upgrade.ended else {
+            self.upgrade = Some(upgrade);
+            return;
+        };
+        match self.binary.check_ended(upgrade.check, status) {
+            Ok(Some(next)) => {
+                self.upgrade = Some(PendingUpgrade {
+                    check: next,
+                    ended: None,
+                    ..upgrade
+                });
+            }
+            Ok(None) => {
+                self.upgrade(upgrade.chain);
+                self.start_reload(upgrade.chain);
+            }
+            Err(e) => {
+                error!(error = %e, "re-exec refused; reloading with the running binary");
+                self.start_reload(upgrade.chain);
+            }
+        }
+    }
+
+    /// The pending upgrade's check ran out of time: killed, and the reload goes on.
+    fn upgrade_check_timed_out(&mut self, now: Instant) {
+        if !self
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.ended.is_none() && now >= u.check.deadline)
+        {
             return;
         }
+        let Some(upgrade) = self.upgrade.take() else {
+            return;
+        };
+        let e = self.binary.check_timed_out(upgrade.check);
+        error!(error = %e, "re-exec refused; reloading with the running binary");
+        self.start_reload(upgrade.chain);
+    }
+
+    /// Re-execs the master from the new binary, whose checks passed, which carries out
+    /// this reload. Returns only if it did not happen, the old image going on as it was.
+    fn upgrade(&mut self, chain: bool) {
         // The new image reads the file itself, so it cannot tell a `workers` changed in
         // it from one it always had (and SIGTTIN/SIGTTOU may have moved since): the
         // change comes in the handover, as a reload by this image would apply it.
@@ -706,11 +791,14 @@ impl Master {
                         .unwrap_or(PollTimeout::MAX)
                 }
             };
-            let (signals_ready, notify_ready, touch_ready, control_ready, fifo_ready) = {
+            let (signals_ready, notify_ready, touch_ready, control_ready, fifo_ready, check_ready) = {
                 let mut fds = vec![
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                     PollFd::new(self.notify.as_fd(), PollFlags::POLLIN),
                 ];
+                let check_pipe = self.upgrade.as_ref().and_then(|u| u.check.pipe());
+                let check_count = usize::from(check_pipe.is_some());
+                fds.extend(check_pipe.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
                 let touch_count = usize::from(self.touch.is_some());
                 fds.extend(
                     self.touch
@@ -730,7 +818,8 @@ impl Master {
                     Err(errno) => return Err(MasterError::Poll(errno)),
                 }
                 let readable = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                let (touch, rest) = fds[2..].split_at(touch_count);
+                let (check, rest) = fds[2..].split_at(check_count);
+                let (touch, rest) = rest.split_at(touch_count);
                 let (control, fifos) = rest.split_at(control_count);
                 (
                     readable(&fds[0]),
@@ -738,8 +827,14 @@ impl Master {
                     touch.iter().any(readable),
                     control.iter().any(readable),
                     fifos.iter().any(readable),
+                    check.iter().any(readable),
                 )
             };
+            if check_ready {
+                if let Some(upgrade) = self.upgrade.as_mut() {
+                    upgrade.check.read_output();
+                }
+            }
             // Datagrams first: a worker's last words arrive before the SIGCHLD of its exit.
             if notify_ready {
                 while let Some((sender, len)) = self.notify.receive(&mut datagram) {
@@ -752,6 +847,8 @@ impl Master {
                         self.on_signal(signal);
                     }
                 }
+                // After every signal read: a shutdown among them has killed the check.
+                self.upgrade_check_ended();
             }
             if touch_ready {
                 self.on_touch();
@@ -881,11 +978,17 @@ impl Master {
             info!("reload ignored: shutting down");
             return;
         }
+        if self.upgrade.is_some() {
+            // Its reload is still to come, and answers for this one too.
+            info!("reload folded into the pending one: the new binary's check is running");
+            return;
+        }
         self.run_atexit();
         if self.lifecycle == Lifecycle::Running
             && (self.binary.changed() || self.launch.reexecs_on_reload())
+            && self.begin_upgrade(chain)
         {
-            self.upgrade(chain);
+            return;
         }
         self.start_reload(chain);
     }
@@ -930,6 +1033,11 @@ impl Master {
         self.respawns.clear();
         if let Some(reload) = self.reload.take() {
             self.reload_finished(reload.generation, Err("shutdown started".into()));
+        }
+        if let Some(upgrade) = self.upgrade.take() {
+            info!(pid = %upgrade.check.pid, "shutdown: stopping the new binary's check");
+            upgrade.check.kill();
+            self.reload_finished(self.latest + 1, Err("shutdown started".into()));
         }
         self.notify_systemd(&[State::Stopping]);
         self.extend_timeout_at = Some(Instant::now());
@@ -979,6 +1087,14 @@ impl Master {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
+            if let Some(upgrade) = self
+                .upgrade
+                .as_mut()
+                .filter(|u| u.check.pid == pid && u.ended.is_none())
+            {
+                upgrade.ended = Some(exit_status(&status));
+                continue;
+            }
             let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
                 self.mule_exited(pid, &status);
                 continue;
@@ -1124,6 +1240,7 @@ impl Master {
         self.start_due_mules(now);
         self.kill_late_mules(now);
         self.touches_settled(now);
+        self.upgrade_check_timed_out(now);
         if let Some(watchdog) = self.watchdog.as_mut() {
             if now >= watchdog.next {
                 watchdog.next = now + watchdog.every;
@@ -1180,6 +1297,7 @@ impl Master {
             .chain(self.extend_timeout_at)
             .chain(self.next_mule_deadline())
             .chain(self.touch_due)
+            .chain(self.upgrade.as_ref().map(|u| u.check.deadline))
             .min()
     }
 
@@ -1434,6 +1552,7 @@ impl Master {
                 .as_ref()
                 .map(|r| (r.generation, r.started.elapsed())),
             last_reload: self.last_reload.as_ref(),
+            checking: self.upgrade.as_ref().map(|u| u.started.elapsed()),
             workers,
         };
         if json {

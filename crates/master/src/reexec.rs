@@ -23,7 +23,7 @@ use std::{
 
 use nix::{
     errno::Errno,
-    fcntl::{fcntl, FcntlArg, FdFlag},
+    fcntl::{fcntl, FcntlArg, FdFlag, OFlag},
     unistd::Pid,
 };
 use tracing::warn;
@@ -150,60 +150,83 @@ impl Binary {
         on_disk.is_some() && on_disk != self.running
     }
 
-    /// Runs `PATH reexec-check` and insists on the expected answer; in preload mode the
-    /// check loads the app, and may take `preload_timeout`.
-    pub fn check(&self, preload_timeout: Duration) -> Result<(), ReexecError> {
+    /// Starts `PATH reexec-check` (in preload mode: the program with
+    /// [`crate::preload::REEXEC_CHECK_VARIABLE`], whose check loads the app and may take
+    /// `preload_timeout`). The master's loop waits for it (see [`CheckChild`]) and hands
+    /// its end to [`Binary::check_ended`].
+    pub fn start_check(&self, preload_timeout: Duration) -> Result<CheckChild, ReexecError> {
         let mut command = Command::new(&self.path);
         if self.check_by_environment {
             command.env(crate::preload::REEXEC_CHECK_VARIABLE, "1");
         } else {
             command.arg("reexec-check");
         }
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env_remove(REEXEC_VARIABLE)
-            .spawn()
-            .map_err(|source| ReexecError::CheckSpawn {
-                path: self.path.clone(),
-                source,
-            })?;
-        let failed = |answer: String| ReexecError::CheckFailed {
-            path: self.path.clone(),
-            answer,
-        };
-        // The loop is blocked meanwhile; a sane binary answers in milliseconds and a
-        // hung one is given up on.
+            .stderr(Stdio::null());
         let timeout = if self.check_by_environment {
             preload_timeout
         } else {
             CHECK_TIMEOUT
         };
-        let status = wait_or_kill(&mut child, timeout)
-            .ok_or_else(|| failed(format!("no answer within {timeout:?}")))?;
-        let mut out = String::new();
-        if let Some(mut stdout) = child.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
-        }
-        if !(status.success() && out.trim() == REEXEC_PROTOCOL) {
-            return Err(failed(format!("{status}, printed {:?}", out.trim())));
-        }
-        if self.check_by_environment {
-            // Preload mode: the binary is the user's program, whose check loaded the app.
-            return Ok(());
-        }
-        self.check_config()
+        CheckChild::spawn(command, CheckStage::Protocol, timeout).map_err(|source| {
+            ReexecError::CheckSpawn {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 
-    /// Runs `PATH check` with the master's own arguments, from the directory it was
+    /// Judges a check child that exited with `status`: the answer to `reexec-check`
+    /// then starts `PATH check` of the configuration (returned, to be waited for in
+    /// turn); a passed configuration check, or a passed preload check, returns None.
+    pub fn check_ended(
+        &self,
+        mut check: CheckChild,
+        status: ExitStatus,
+    ) -> Result<Option<CheckChild>, ReexecError> {
+        check.read_output();
+        let output = String::from_utf8_lossy(&check.output).into_owned();
+        match check.stage {
+            CheckStage::Protocol => {
+                if !(status.success() && output.trim() == REEXEC_PROTOCOL) {
+                    return Err(ReexecError::CheckFailed {
+                        path: self.path.clone(),
+                        answer: format!("{status}, printed {:?}", output.trim()),
+                    });
+                }
+                if self.check_by_environment {
+                    // Preload mode: the binary is the user's program, whose check loaded the app.
+                    return Ok(None);
+                }
+                self.start_config_check().map(Some)
+            }
+            CheckStage::Config => self.config_verdict(status, &output).map(|()| None),
+        }
+    }
+
+    /// Why a check that ran out of time failed; `check` is killed first.
+    pub fn check_timed_out(&self, check: CheckChild) -> ReexecError {
+        let (stage, timeout) = (check.stage, check.timeout);
+        check.kill();
+        let answer = format!("no answer within {timeout:?}");
+        match stage {
+            CheckStage::Protocol => ReexecError::CheckFailed {
+                path: self.path.clone(),
+                answer,
+            },
+            CheckStage::Config => ReexecError::ConfigRefused {
+                path: self.path.clone(),
+                reason: answer,
+            },
+        }
+    }
+
+    /// Starts `PATH check` with the master's own arguments, from the directory it was
     /// started in: a configuration the new image could not read would end the master
     /// at once, so it must read now.
-    fn check_config(&self) -> Result<(), ReexecError> {
-        let refused = |reason: String| ReexecError::ConfigRefused {
-            path: self.path.clone(),
-            reason,
-        };
+    fn start_config_check(&self) -> Result<CheckChild, ReexecError> {
         let mut args: Vec<OsString> = self.argv.iter().skip(1).cloned().collect();
         match args.first() {
             Some(first) if first == "run" => args[0] = "check".into(),
@@ -214,8 +237,7 @@ impl Binary {
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env_remove(REEXEC_VARIABLE);
+            .stderr(Stdio::piped());
         // A master that left root may no longer enter it; then, as the exec, from here.
         let enterable = |dir: &&PathBuf| {
             nix::unistd::access(dir.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
@@ -223,19 +245,21 @@ impl Binary {
         if let Some(dir) = self.started_in.as_ref().filter(enterable) {
             command.current_dir(dir);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|source| ReexecError::ConfigCheckSpawn {
+        CheckChild::spawn(command, CheckStage::Config, CHECK_TIMEOUT).map_err(|source| {
+            ReexecError::ConfigCheckSpawn {
                 path: self.path.clone(),
                 source,
-            })?;
-        // Its warnings are a few lines: a stderr that fills the pipe is a hung check.
-        let status = wait_or_kill(&mut child, CHECK_TIMEOUT)
-            .ok_or_else(|| refused(format!("no answer within {CHECK_TIMEOUT:?}")))?;
-        let mut err = String::new();
-        if let Some(mut stderr) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
-        }
+            }
+        })
+    }
+
+    /// What `PATH check` ending with `status` after printing `err` says of the
+    /// configuration.
+    fn config_verdict(&self, status: ExitStatus, err: &str) -> Result<(), ReexecError> {
+        let refused = |reason: String| ReexecError::ConfigRefused {
+            path: self.path.clone(),
+            reason,
+        };
         if !status.success() {
             let reason = err
                 .lines()
@@ -313,20 +337,108 @@ impl Binary {
     }
 }
 
-/// Waits up to `timeout` for `child` to exit; None once it was killed for taking
-/// longer (the master's loop is blocked meanwhile, so a hung check must not hang it).
-fn wait_or_kill(child: &mut std::process::Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
+/// Which check a [`CheckChild`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CheckStage {
+    /// `reexec-check` (or the preload check): its stdout must be [`REEXEC_PROTOCOL`].
+    Protocol,
+    /// `check` of the configuration: its stderr holds the error or the warnings.
+    Config,
+}
+
+/// The most of a check's output kept: a check says a line or a few warnings, and one
+/// that prints more must not grow the master.
+const CHECK_OUTPUT_MAX: usize = 64 * 1024;
+
+/// A check child running while the master's loop goes on serving: the loop polls its
+/// output pipe (read as it comes, so a chatty check never blocks on a full pipe),
+/// learns its end from SIGCHLD (its pid is reaped with the workers') and kills it at
+/// its deadline. It leads a process group of its own, so that killing it (deadline,
+/// shutdown) also ends what it started, such as a wrapper script's `sleep`.
+#[derive(Debug)]
+pub(crate) struct CheckChild {
+    pub pid: Pid,
+    pub deadline: Instant,
+    stage: CheckStage,
+    timeout: Duration,
+    pipe: Option<std::fs::File>,
+    output: Vec<u8>,
+}
+
+impl CheckChild {
+    fn spawn(
+        mut command: Command,
+        stage: CheckStage,
+        timeout: Duration,
+    ) -> std::io::Result<CheckChild> {
+        use std::os::unix::process::CommandExt;
+        command.env_remove(REEXEC_VARIABLE).process_group(0);
+        let mut child = command.spawn()?;
+        let pipe = match stage {
+            CheckStage::Protocol => child.stdout.take().map(std::os::fd::OwnedFd::from),
+            CheckStage::Config => child.stderr.take().map(std::os::fd::OwnedFd::from),
+        };
+        let pipe = pipe.map(std::fs::File::from);
+        if let Some(pipe) = &pipe {
+            // Read whenever poll says so, and once more at the end: never block there.
+            let _ = fcntl(pipe.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+        }
+        // The master reaps it by pid (waitpid of any child); the handle is not waited on.
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child);
+        Ok(CheckChild {
+            pid,
+            deadline: Instant::now() + timeout,
+            stage,
+            timeout,
+            pipe,
+            output: Vec::new(),
+        })
+    }
+
+    /// The output pipe, for the loop's poll, until it reached its end.
+    pub fn pipe(&self) -> Option<BorrowedFd<'_>> {
+        self.pipe.as_ref().map(|p| p.as_fd())
+    }
+
+    /// Reads what the check printed so far; closes the pipe at its end.
+    pub fn read_output(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut buffer = [0u8; 4096];
+        loop {
+            match std::io::Read::read(pipe, &mut buffer) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = CHECK_OUTPUT_MAX.saturating_sub(self.output.len());
+                    self.output.extend_from_slice(&buffer[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // WouldBlock: all there is for now (a grandchild may keep it open).
+                Err(_) => return,
             }
         }
+    }
+
+    /// Kills the check and what it started, and reaps it.
+    pub fn kill(self) {
+        let _ = nix::sys::signal::killpg(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+/// The exit status of a reaped child, as std shows it ("exit status: 1").
+pub(crate) fn exit_status(status: &nix::sys::wait::WaitStatus) -> ExitStatus {
+    use nix::sys::wait::WaitStatus;
+    use std::os::unix::process::ExitStatusExt;
+    match *status {
+        WaitStatus::Exited(_, code) => ExitStatus::from_raw((code & 0xff) << 8),
+        WaitStatus::Signaled(_, signal, _) => ExitStatus::from_raw(signal as i32),
+        _ => ExitStatus::from_raw(0x7f),
     }
 }
 

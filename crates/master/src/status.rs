@@ -21,6 +21,8 @@ pub(crate) struct StatusReport<'a> {
     /// The reload under way: its generation and how long it has run.
     pub reloading: Option<(u64, Duration)>,
     pub last_reload: Option<&'a ReloadOutcome>,
+    /// A reload waiting for the new binary's check: how long it has run.
+    pub checking: Option<Duration>,
     /// Sorted by id, then generation.
     pub workers: Vec<&'a Worker>,
 }
@@ -49,6 +51,13 @@ impl StatusReport<'_> {
             let _ = write!(
                 text,
                 "\nreloading to generation {generation} for {} ms",
+                elapsed.as_millis()
+            );
+        }
+        if let Some(elapsed) = self.checking {
+            let _ = write!(
+                text,
+                "\nreload in progress: checking the new binary for {} ms",
                 elapsed.as_millis()
             );
         }
@@ -123,8 +132,11 @@ impl StatusReport<'_> {
                     json_string(reason)
                 ),
             });
+        let checking = self.checking.map_or("null".into(), |elapsed| {
+            format!(r#"{{"elapsed_ms":{}}}"#, elapsed.as_millis())
+        });
         format!(
-            r#"{{"pid":{},"state":"{}","generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"last_reload":{last_reload},"workers":[{}]}}"#,
+            r#"{{"pid":{},"state":"{}","generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"workers":[{}]}}"#,
             std::process::id(),
             self.lifecycle(),
             self.current,
