@@ -452,3 +452,125 @@ fn a_master_started_where_its_user_may_not_go_still_upgrades() {
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
+
+/// Replaces `binary` by a wrapper of the real steward whose `reexec-check` waits until
+/// the file `gate` exists: a check as slow as the test wants, deterministically.
+fn replace_by_a_slow_check(binary: &PathBuf, gate: &std::path::Path) {
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = reexec-check ]; then\n  while [ ! -e '{}' ]; do sleep 0.02; done\nfi\nexec '{}' \"$@\"\n",
+        gate.display(),
+        steward_bin().display()
+    );
+    replace(binary, script.as_bytes());
+}
+
+/// The processes of process group `group` (a zombie counts as gone).
+fn group_members(group: nix::unistd::Pid) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+                // state, ppid, pgrp
+                fields.first() != Some(&"Z")
+                    && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(group.as_raw())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn the_master_keeps_serving_while_the_new_binary_is_checked() {
+    let (home, binary) = installed_copy("upgrade-slow-check");
+    let control = binary.with_file_name("control.sock");
+    let control = control.to_str().unwrap();
+    let steward = start_from(&binary, control);
+    let gate = home.join("gate");
+    replace_by_a_slow_check(&binary, &gate);
+
+    steward.signal(Signal::SIGHUP);
+    let checking = steward
+        .log
+        .wait_for(&["checking the new binary before the re-exec"]);
+    let check = nix::unistd::Pid::from_raw(util::field(&checking, "pid").parse().unwrap());
+    let from = steward.log.len();
+
+    // A worker that dies meanwhile is started again before the check ends.
+    let (_, victim) = steward.worker_pids(1)[0];
+    nix::sys::signal::kill(victim, Signal::SIGKILL).unwrap();
+    let (_, started) = steward
+        .log
+        .wait_from(from, &["worker started", "generation=1 "]);
+    assert_ne!(util::field(&started, "pid"), victim.to_string());
+    assert!(
+        !util::is_gone(check),
+        "the check is still waiting for its gate"
+    );
+
+    // The control socket answers, and says what is under way.
+    let status = util::steward_client(&["status", "--control-socket", control]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("reload in progress: checking the new binary"),
+        "{text}"
+    );
+    // A second reload folds into the pending one.
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_from(from, &["reload folded into the pending one"]);
+
+    std::fs::write(&gate, "").unwrap();
+    steward
+        .log
+        .wait_for(&["re-executed: workers adopted", "workers=2"]);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/exe", steward.pid())).unwrap(),
+        steward_bin(),
+        "same pid, the new binary"
+    );
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+    assert!(
+        steward
+            .log
+            .position(&["reload started", "generation=3 "])
+            .is_none(),
+        "the folded reload is the same reload"
+    );
+}
+
+#[test]
+fn sigterm_while_the_new_binary_is_checked_kills_the_check_and_exits_zero() {
+    let (home, binary) = installed_copy("upgrade-check-term");
+    let control = binary.with_file_name("control.sock");
+    let mut steward = start_from(&binary, control.to_str().unwrap());
+    replace_by_a_slow_check(&binary, &home.join("gate"));
+
+    steward.signal(Signal::SIGHUP);
+    let checking = steward
+        .log
+        .wait_for(&["checking the new binary before the re-exec"]);
+    let check = nix::unistd::Pid::from_raw(util::field(&checking, "pid").parse().unwrap());
+    assert!(!group_members(check).is_empty());
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    steward
+        .log
+        .wait_for(&["shutdown: stopping the new binary's check"]);
+    // The check and the sleep of its script are gone with it.
+    let deadline = std::time::Instant::now() + util::DEADLINE;
+    while !group_members(check).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left of the check: {:?}",
+            group_members(check)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
