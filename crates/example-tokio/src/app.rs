@@ -8,7 +8,8 @@
 //! `EXAMPLE_BALLAST_MIB=N` makes the load allocate and touch N MiB (shared by every
 //! worker in preload mode, private to each under lazy-apps), and `EXAMPLE_LOAD_THREAD=1`
 //! makes the load start a thread, which the master's thread guard reports.
-//! `EXAMPLE_LOAD_MS=N` makes the load take N milliseconds.
+//! `EXAMPLE_LOAD_MS=N` makes the load take N milliseconds, and `EXAMPLE_LOAD_GATE=FILE`
+//! makes it wait until FILE exists (a load exactly as slow as a test wants).
 //!
 //! `GET /` answers one line: `greeting=WORD version=V worker=ID generation=G pid=PID
 //! master=PPID loaded_by=PID ... served=N`, where `loaded_by` is the process that ran the
@@ -62,6 +63,11 @@ fn load(version: &'static str) -> Result<App, BoxError> {
             .parse()
             .map_err(|_| format!("EXAMPLE_LOAD_MS={text:?}: expected milliseconds"))?;
         std::thread::sleep(Duration::from_millis(ms));
+    }
+    if let Some(gate) = std::env::var_os("EXAMPLE_LOAD_GATE") {
+        while !std::path::Path::new(&gate).exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     // Non-zero bytes, so that every page is really allocated (not the shared zero page).
     let ballast = vec![0xa5u8; mib << 20];

@@ -451,3 +451,99 @@ fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
     assert!(!log.contains("re-exec refused"), "{log}");
     assert_eq!(long.stop().code(), Some(0));
 }
+
+/// The pid in the log line "checking the new binary before the re-exec".
+fn check_pid(example: &Example) -> Pid {
+    example.wait_log("checking the new binary before the re-exec", 1);
+    let log = example.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("checking the new binary before the re-exec"))
+        .unwrap();
+    let pid = fields(line)["pid"].trim_matches('"').parse().unwrap();
+    Pid::from_raw(pid)
+}
+
+fn is_running(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn the_master_serves_while_the_new_image_loads_the_app_for_its_check() {
+    let dir = TempDir::new("gated-load");
+    let gate = dir.0.join("gate");
+    let control = dir.0.join("control.sock");
+    std::fs::write(&gate, "").unwrap();
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_GATE", gate.to_str().unwrap()),
+            ("STEWARD_CONTROL_SOCKET", control.to_str().unwrap()),
+        ],
+    );
+    let first = example.get_until("generation 1", |a| a["generation"] == "1");
+    example.wait_log("generation ready", 1);
+
+    // The check's load now waits for the gate; the master goes on meanwhile.
+    std::fs::remove_file(&gate).unwrap();
+    example.signal(Signal::SIGHUP);
+    let check = check_pid(&example);
+    nix::sys::signal::kill(
+        Pid::from_raw(first["pid"].parse().unwrap()),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    let respawned = example.get_until("a respawned worker", |a| a["pid"] != first["pid"]);
+    assert_eq!(respawned["generation"], "1");
+    assert!(is_running(check), "the check still loads");
+
+    let mut client = std::os::unix::net::UnixStream::connect(&control).unwrap();
+    client.set_read_timeout(Some(DEADLINE)).unwrap();
+    client.write_all(b"status\n").unwrap();
+    let mut status = String::new();
+    client.read_to_string(&mut status).unwrap();
+    assert!(
+        status.contains("reload in progress: checking the new binary"),
+        "{status}"
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    let after = example.get_until("generation 2", |a| a["generation"] == "2");
+    assert_eq!(after["master"], example.pid().to_string());
+    assert_eq!(after["loaded_by"], example.pid().to_string());
+    assert!(example.log().contains("re-executed: workers adopted"));
+    assert_eq!(example.stop().code(), Some(0));
+}
+
+#[test]
+fn sigterm_while_the_new_image_loads_for_its_check_exits_zero_and_ends_the_check() {
+    let dir = TempDir::new("gated-load-term");
+    let gate = dir.0.join("gate");
+    std::fs::write(&gate, "").unwrap();
+    let mut example = Example::start(
+        EXAMPLE.as_ref(),
+        &dir,
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("EXAMPLE_LOAD_GATE", gate.to_str().unwrap()),
+        ],
+    );
+    example.wait_log("generation ready", 1);
+    std::fs::remove_file(&gate).unwrap();
+    example.signal(Signal::SIGHUP);
+    let check = check_pid(&example);
+    assert!(is_running(check));
+
+    example.signal(Signal::SIGTERM);
+    assert_eq!(example.wait_exit().code(), Some(0));
+    assert!(!is_running(check), "the check was left running");
+    assert!(example
+        .log()
+        .contains("shutdown: stopping the new binary's check"));
+}
