@@ -574,3 +574,39 @@ fn sigterm_while_the_new_binary_is_checked_kills_the_check_and_exits_zero() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+#[test]
+fn the_watchdog_is_fed_while_the_new_binary_is_checked() {
+    let (home, binary) = installed_copy("upgrade-check-watchdog");
+    let systemd = util::SystemdSocket::bind("upgrade-check-watchdog");
+    let port = util::free_port();
+    let mut command = Command::new(&binary);
+    command
+        .env("NOTIFY_SOCKET", systemd.address())
+        .env("WATCHDOG_USEC", "200000")
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--"])
+        .arg(demo_bin());
+    let steward = Steward::spawn(command, port);
+    systemd.receive_until("READY=1");
+    let gate = home.join("gate");
+    replace_by_a_slow_check(&binary, &gate);
+
+    steward.signal(Signal::SIGHUP);
+    systemd.receive_until("STATUS=reloading: checking the new binary");
+    let checking = steward
+        .log
+        .wait_for(&["checking the new binary before the re-exec"]);
+    let check = nix::unistd::Pid::from_raw(util::field(&checking, "pid").parse().unwrap());
+    // Pings every 100 ms go on while the check waits for its gate.
+    for _ in 0..3 {
+        systemd.receive_until("WATCHDOG=1");
+    }
+    assert!(
+        !util::is_gone(check),
+        "the check is still waiting for its gate"
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    systemd.receive_until("READY=1");
+}
