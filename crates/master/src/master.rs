@@ -17,7 +17,7 @@ use nix::{
 };
 use steward_hooks::{Callbacks, Hooks, Jail, Phase, TouchWatcher};
 use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
-use steward_sys::{fork_worker, spawn, ChildFds};
+use steward_sys::{fork_worker, spawn_unconfirmed, ChildFds, Unconfirmed};
 use steward_systemd::{Activation, Notification, Notifier, State};
 use tracing::{error, info, warn};
 
@@ -142,6 +142,18 @@ pub(crate) fn handled_signals() -> SigSet {
 pub(crate) enum Launch {
     Exec(WorkerCommand),
     Fork(ForkLaunch),
+}
+
+/// How many exec'd workers are forked before their execs are confirmed: enough for the
+/// execs to overlap, few enough that the report pipes stay far below the descriptor limit.
+const CONFIRM_BATCH: usize = 64;
+
+/// A worker start that did not fail at once.
+enum Started {
+    /// Recorded in the table (a forked worker of preload mode).
+    Running,
+    /// Forked, exec not confirmed yet.
+    Exec(Unconfirmed),
 }
 
 impl Launch {
@@ -1361,6 +1373,9 @@ impl Master {
                 return started;
             }
         }
+        // Exec'd workers are forked in batches and confirmed afterwards, so that their
+        // execs (the slow part of a start) overlap instead of running one after another.
+        let mut forked: Vec<(usize, Unconfirmed)> = Vec::new();
         for (id, &is_live) in live.iter().enumerate().skip(1) {
             if is_live
                 || self
@@ -1374,28 +1389,34 @@ impl Master {
                 break;
             }
             match self.start_worker(id, current) {
-                Ok(()) => {
+                Ok(Started::Running) => {
                     started = true;
                     starting_current |= self.options.ready != ReadyMode::Immediate;
                 }
+                Ok(Started::Exec(child)) => {
+                    forked.push((id, child));
+                    // A chain reload starts one worker at a time, so it needs to know
+                    // at once whether this one runs.
+                    if chain || forked.len() >= CONFIRM_BATCH {
+                        let (any, keep_going) = self.confirm_starts(&mut forked, current);
+                        started |= any;
+                        starting_current |= any && self.options.ready != ReadyMode::Immediate;
+                        if !keep_going {
+                            return started;
+                        }
+                    }
+                }
                 Err(e) => {
-                    let respawned = self.is_respawn(id, current);
-                    self.worker_failed(&FailedStart {
-                        id,
-                        generation: current,
-                        pid: None,
-                        state: WorkerState::Starting,
-                        respawned,
-                        lived: Duration::ZERO,
-                        how: e.to_string(),
-                    });
-                    if matches!(self.lifecycle, Lifecycle::Stopping { .. })
-                        || self.current != current
-                    {
+                    if !self.start_failed(id, current, None, e.to_string()) {
                         return started;
                     }
                 }
             }
+        }
+        let (any, keep_going) = self.confirm_starts(&mut forked, current);
+        started |= any;
+        if !keep_going {
+            return started;
         }
 
         if let Some(reload) = &self.reload {
@@ -1443,6 +1464,56 @@ impl Master {
         }
     }
 
+    /// Waits for the exec of every worker in `forked` (they exec side by side) and
+    /// records each one that runs; then reports those that failed, with the step that
+    /// failed. Returns whether any started and whether starting more makes sense (not
+    /// after a failure that stopped the master or replaced the generation).
+    fn confirm_starts(
+        &mut self,
+        forked: &mut Vec<(usize, Unconfirmed)>,
+        generation: u64,
+    ) -> (bool, bool) {
+        let mut failures = Vec::new();
+        let mut any = false;
+        for (id, child) in forked.drain(..) {
+            let pid = child.pid();
+            match child.confirm() {
+                Ok(pid) => {
+                    self.worker_started(id, generation, pid);
+                    any = true;
+                }
+                Err(source) => failures.push((id, pid, source)),
+            }
+        }
+        for (id, pid, source) in failures {
+            let e = MasterError::Spawn {
+                id,
+                command: self.launch.display(),
+                source,
+            };
+            if !self.start_failed(id, generation, Some(pid), e.to_string()) {
+                return (any, false);
+            }
+        }
+        (any, true)
+    }
+
+    /// Reports a worker that did not start; false when the failure stopped the master or
+    /// replaced the generation, so that nothing more of it is started.
+    fn start_failed(&mut self, id: usize, generation: u64, pid: Option<Pid>, how: String) -> bool {
+        let respawned = self.is_respawn(id, generation);
+        self.worker_failed(&FailedStart {
+            id,
+            generation,
+            pid,
+            state: WorkerState::Starting,
+            respawned,
+            lived: Duration::ZERO,
+            how,
+        });
+        !(matches!(self.lifecycle, Lifecycle::Stopping { .. }) || self.current != generation)
+    }
+
     /// Whether starting worker `id` of `generation` follows a crash of that same worker.
     fn is_respawn(&self, id: usize, generation: u64) -> bool {
         self.slots
@@ -1450,7 +1521,9 @@ impl Master {
             .is_some_and(|s| s.crashed_generation == Some(generation))
     }
 
-    fn start_worker(&mut self, id: usize, generation: u64) -> Result<(), MasterError> {
+    /// Starts worker `id`: an exec'd one is forked and left to confirm (see
+    /// [`Master::confirm_starts`]), a forked one (preload mode) is recorded at once.
+    fn start_worker(&mut self, id: usize, generation: u64) -> Result<Started, MasterError> {
         let title = procname::worker_title(&self.options, id);
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
@@ -1462,7 +1535,13 @@ impl Master {
         let started = match &mut self.launch {
             Launch::Exec(command) => {
                 let mut plan = command.plan(id, generation, title.as_deref())?;
-                spawn(&mut plan, &fds)
+                return spawn_unconfirmed(&mut plan, &fds)
+                    .map(Started::Exec)
+                    .map_err(|source| MasterError::Spawn {
+                        id,
+                        command: command.display.clone(),
+                        source,
+                    });
             }
             Launch::Fork(fork) => {
                 fork.check_threads()?;
@@ -1516,6 +1595,12 @@ impl Master {
             command: self.launch.display(),
             source,
         })?;
+        self.worker_started(id, generation, pid);
+        Ok(Started::Running)
+    }
+
+    /// Enters a worker that runs into the table.
+    fn worker_started(&mut self, id: usize, generation: u64, pid: Pid) {
         let respawned = self.is_respawn(id, generation);
         let mut worker = Worker {
             id,
@@ -1535,7 +1620,6 @@ impl Master {
         if immediate {
             self.worker_accepting(id);
         }
-        Ok(())
     }
 
     /// The state of the master and of every worker, as text lines or one JSON object.

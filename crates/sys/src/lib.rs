@@ -37,5 +37,8 @@ pub use crate::{
         change_group, change_user, detach, drop_privileges, enable_memory_merge, fork_master,
         lock_memory, set_priority, Detached, Forked, ProcessError,
     },
-    spawn::{spawn, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError},
+    spawn::{
+        spawn, spawn_unconfirmed, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError,
+        Unconfirmed,
+    },
 };

@@ -194,8 +194,44 @@ impl ExecPlan {
 /// dispositions and an empty signal mask, stdin and the sockets from `fds`, and no
 /// other descriptor (everything from fd 3 + the number of sockets up is close-on-exec).
 /// This call waits until the child has exec'd or failed, so a worker whose command
-/// cannot run is reported here, with the step that failed.
+/// cannot run is reported here, with the step that failed. To start many workers
+/// without waiting for each exec in turn, use [`spawn_unconfirmed`].
 pub fn spawn(plan: &mut ExecPlan, fds: &ChildFds<'_>) -> Result<Pid, SpawnError> {
+    spawn_unconfirmed(plan, fds)?.confirm()
+}
+
+/// A forked child whose exec is not confirmed yet: [`Unconfirmed::confirm`] waits for
+/// it and returns its pid, or the step that failed (and reaps the child).
+///
+/// Each one holds the read end of its report pipe (close-on-exec, so later children do
+/// not keep it past their own exec): confirm a batch before forking the next one, so
+/// that the master stays below its descriptor limit.
+#[derive(Debug)]
+#[must_use = "an unconfirmed child must be confirmed, or its failure is never seen"]
+pub struct Unconfirmed {
+    child: Pid,
+    report: OwnedFd,
+}
+
+impl Unconfirmed {
+    /// The child's pid (it may still fail before its exec).
+    pub fn pid(&self) -> Pid {
+        self.child
+    }
+
+    /// Waits until the child has exec'd (its pid) or failed (the step and its errno; the
+    /// child has exited and is reaped).
+    pub fn confirm(self) -> Result<Pid, SpawnError> {
+        await_setup_report(&self.report, self.child)
+    }
+}
+
+/// Forks and starts exec'ing `plan` with `fds` like [`spawn`], but returns as soon as
+/// the child is forked: the master forks the next worker while this one execs.
+pub fn spawn_unconfirmed(
+    plan: &mut ExecPlan,
+    fds: &ChildFds<'_>,
+) -> Result<Unconfirmed, SpawnError> {
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(SpawnError::Pipe)?;
     plan.scratch_fds.clear();
     plan.scratch_fds.resize(fds.sockets.len(), -1);
@@ -203,11 +239,12 @@ pub fn spawn(plan: &mut ExecPlan, fds: &ChildFds<'_>) -> Result<Pid, SpawnError>
 
     match fork_child(plan, fds, parent, report_write.as_raw_fd()) {
         Err(errno) => Err(SpawnError::Fork(errno)),
-        Ok(child) => {
-            drop(report_write);
-            // End of file on the pipe: execve closed it, so the command is running.
-            await_setup_report(&report_read, child)
-        }
+        // The write end is dropped here, so end of file on the pipe means the child's
+        // execve closed it: the command is running.
+        Ok(child) => Ok(Unconfirmed {
+            child,
+            report: report_read,
+        }),
     }
 }
 
@@ -438,6 +475,50 @@ mod tests {
                 assert_eq!((stage, errno), (ChildStage::Exec, Errno::ENOENT));
             }
             other => panic!("expected an exec failure, got {other:?}"),
+        }
+    }
+
+    /// Children forked side by side before any is confirmed: each confirmation returns
+    /// its own child's outcome, so the one that cannot exec is still reported with its
+    /// step while the others run.
+    #[test]
+    fn a_batch_confirmed_after_forking_reports_each_child() {
+        let fds = ChildFds {
+            stdin: None,
+            sockets: &[],
+        };
+        let mut runs = ExecPlan::new(
+            "/bin/sh".as_ref(),
+            &["sh".into(), "-c".into(), "exit 7".into()],
+            &[],
+            false,
+        )
+        .unwrap();
+        let mut missing = ExecPlan::new(
+            "/nonexistent/steward-test".as_ref(),
+            &["x".into()],
+            &[],
+            false,
+        )
+        .unwrap();
+        let forked = [
+            spawn_unconfirmed(&mut runs, &fds).unwrap(),
+            spawn_unconfirmed(&mut missing, &fds).unwrap(),
+            spawn_unconfirmed(&mut runs, &fds).unwrap(),
+        ];
+        let pids: Vec<Pid> = forked.iter().map(Unconfirmed::pid).collect();
+        let outcomes: Vec<_> = forked.into_iter().map(Unconfirmed::confirm).collect();
+        match &outcomes[1] {
+            Err(SpawnError::Child { stage, errno }) => {
+                assert_eq!((*stage, *errno), (ChildStage::Exec, Errno::ENOENT));
+            }
+            other => panic!("expected an exec failure, got {other:?}"),
+        }
+        for index in [0, 2] {
+            assert_eq!(outcomes[index].as_ref().unwrap(), &pids[index]);
+            // The exec'd shell ran the command: its exit status says so.
+            let status = nix::sys::wait::waitpid(pids[index], None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(pids[index], 7));
         }
     }
 
