@@ -27,11 +27,13 @@ use std::{
     time::Duration,
 };
 
+use std::os::unix::fs::PermissionsExt;
+
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
-use util::{demo_bin, environ, field, is_gone, wait_gone, Client, Steward};
+use util::{demo_bin, environ, field, is_gone, wait_gone, Client, Steward, TestDir};
 
 /// Requests sent in a loop by a client thread until stopped; every failure is kept.
 struct Load {
@@ -246,6 +248,52 @@ fn a_command_that_fails_at_once_ends_steward_with_a_clear_message() {
         started <= 2,
         "steward kept starting a failing command: {started} starts"
     );
+}
+
+/// More workers than steward forks before confirming their execs: every one of them
+/// runs, under the id and pid the log gives it.
+#[test]
+fn workers_forked_in_batches_each_run_with_their_own_id() {
+    let dir = TestDir::new("batched-starts");
+    let script = format!(
+        "echo $$ > {}/$STEWARD_WORKER_ID; exec sleep 600",
+        dir.display()
+    );
+    let steward = Steward::start(
+        &["--workers", "150", "--ready", "immediate"],
+        &["/bin/sh", "-c", &script],
+    );
+    steward.wait_generation_ready(1);
+    let workers = steward.worker_pids(1);
+    assert_eq!(workers.len(), 150);
+    for (id, pid) in workers {
+        let file = dir.join(id.to_string());
+        let deadline = std::time::Instant::now() + util::DEADLINE;
+        let written = loop {
+            match std::fs::read_to_string(&file) {
+                Ok(text) if text.ends_with('\n') => break text,
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => panic!("worker {id} (pid {pid}) never wrote {}", file.display()),
+            }
+        };
+        assert_eq!(written.trim(), pid.to_string(), "worker {id}");
+    }
+}
+
+/// Workers whose exec fails, forked side by side: the failure is still reported with
+/// the step and errno, and steward exits 1.
+#[test]
+fn an_exec_failure_among_batched_starts_is_reported_with_its_step() {
+    let dir = TestDir::new("batched-exec-failure");
+    let script = dir.write("bad-interpreter", "#!/nonexistent/steward-interpreter\n");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut steward = Steward::start(&["--workers", "100"], &[&script]);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward
+        .log
+        .wait_for(&["steward: error:", "execve failed in the worker: ENOENT"]);
 }
 
 #[test]
