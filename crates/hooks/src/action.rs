@@ -1516,6 +1516,18 @@ mod tests {
             "{err}"
         );
 
+        // An address with a `/` is a unix socket's path.
+        let unix = dir.join("sock");
+        let wait_unix = parse(&format!("wait_for_socket:{}", unix.display()));
+        let err = run_plain_waiting(&wait_unix, short).unwrap_err();
+        assert!(
+            err.to_string().contains("still not accepting connections"),
+            "{err}"
+        );
+        let unix_listener = std::os::unix::net::UnixListener::bind(&unix).unwrap();
+        run_plain_waiting(&wait_unix, short).unwrap();
+        drop(unix_listener);
+
         let fifo = dir.join("fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let err = run_plain_waiting(&parse(&format!("spinningfifo:{} x", fifo.display())), short)
