@@ -7,6 +7,8 @@
 //! between `fork` and `execve` the child makes only async-signal-safe system calls. If
 //! any step in the child fails, the parent learns which one and why through a
 //! close-on-exec pipe, as [`SpawnError::Child`].
+//! [`spawn`] waits for that answer; [`spawn_unconfirmed`] returns once the child is
+//! forked, so that many children exec side by side and are confirmed afterwards.
 //!
 //! [`fork_worker`] is the other way to start a worker (preload mode): the child gets
 //! the same setup, then runs a closure instead of a command, with a [`StopNotice`] for
