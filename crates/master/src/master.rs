@@ -354,6 +354,13 @@ impl Master {
         }
         let hooks = Hooks::new(&options, callbacks)?;
         let jail = Jail::new(&options)?;
+        // The master is still one thread (checked above): setting its environment here
+        // races nothing, and every hook and worker forked later inherits it.
+        for pair in &options.env {
+            if let Some((name, value)) = pair.split_once('=') {
+                std::env::set_var(name, value);
+            }
+        }
         // Before anything rewrites the argv memory (process names).
         let mut binary = Binary::new(options.binary_path.as_deref());
         binary.check_by_environment = fork.is_some();

@@ -52,6 +52,14 @@ pub enum OptionError {
         /// What would have been accepted.
         expected: &'static str,
     },
+    /// An `env` value that is not `VAR=VALUE`.
+    #[error("invalid environment variable {value:?}: {reason}")]
+    Env {
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An empty value where a path, name or command is required.
     #[error("the value is empty")]
     Empty,

@@ -21,7 +21,6 @@ const UWSGI_ONLY: &[&str] = &[
     "chown-socket",
     "die-on-term",
     "enable-threads",
-    "env",
     "harakiri",
     "home",
     "http",

@@ -73,6 +73,9 @@ pub struct Options {
     pub gid: Option<String>,
     /// Supplementary groups, replacing all others (`add-gid`, repeatable).
     pub add_gid: Vec<String>,
+    /// `VAR=VALUE` set in the master's environment before the first hook, so that the
+    /// hooks and the workers inherit it (`env`, repeatable; uWSGI's `env`).
+    pub env: Vec<String>,
     /// The user to switch to as soon as possible, before any hook (`immediate-uid`).
     pub immediate_uid: Option<String>,
     /// The group to switch to as soon as possible, before any hook (`immediate-gid`).
@@ -161,6 +164,7 @@ impl Options {
             uid: None,
             gid: None,
             add_gid: Vec::new(),
+            env: Vec::new(),
             immediate_uid: None,
             immediate_gid: None,
             pidfile: None,

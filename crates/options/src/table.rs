@@ -548,6 +548,34 @@ fn build() -> Vec<OptionDef> {
             "The group to run as, a name or a number."),
         def!(strings "add-gid", add_gid, "GROUP", Comma, Process, restart: true,
             "A supplementary group; repeatable. They replace all others."),
+        OptionDef {
+            kind: Kind::List(ListSeparator::Newline),
+            value_name: "VAR=VALUE",
+            apply: |o, _, v| {
+                let invalid = |reason| OptionError::Env {
+                    value: v.to_owned(),
+                    reason,
+                };
+                let (name, _) = v.split_once('=').ok_or(invalid("expected VAR=VALUE"))?;
+                if name.is_empty() {
+                    return Err(invalid("the variable name is empty"));
+                }
+                if v.contains('\0') {
+                    return Err(invalid("a NUL byte cannot be in the environment"));
+                }
+                o.env.push(v.to_owned());
+                Ok(())
+            },
+            clear: |o, _| o.env.clear(),
+            show: |o, _| o.env.clone(),
+            ..base(
+                "env",
+                Group::Process,
+                true,
+                "A variable set in the master's environment before the first hook, so the \
+                 hooks and the workers inherit it; repeatable (uWSGI's `env`).",
+            )
+        },
         def!(string "immediate-uid", immediate_uid, "USER", Process, restart: true,
             "The user to switch to as soon as possible, before any hook."),
         def!(string "immediate-gid", immediate_gid, "GROUP", Process, restart: true,
@@ -810,6 +838,7 @@ mod tests {
                 ("ready", _) => "delay:250",
                 ("worker-stop-signal", _) => "SIGQUIT",
                 ("reload-strategy", _) => "chain",
+                ("env", _) => "SHOP_MODE=a=b",
                 (name, _)
                     if name.starts_with("respawn")
                         || name.ends_with("mercy")
@@ -825,6 +854,21 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", def.name()));
             assert_eq!(def.show(&options), [value], "{}", def.name());
         }
+    }
+
+    #[test]
+    fn an_env_value_must_be_var_equals_value() {
+        let env = lookup("env").unwrap();
+        let mut options = Options::new(Vec::new());
+        for (value, reason) in [
+            ("SHOP_MODE", "expected VAR=VALUE"),
+            ("=x", "the variable name is empty"),
+            ("A=\0", "a NUL byte cannot be in the environment"),
+        ] {
+            let error = env.apply(&mut options, value).unwrap_err();
+            assert!(error.to_string().contains(reason), "{value:?}: {error}");
+        }
+        assert!(options.env.is_empty());
     }
 
     /// uWSGI's other shorthands: `mount-<phase>`, `umount-<phase>`, `call-<phase>`.
