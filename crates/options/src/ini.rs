@@ -17,8 +17,6 @@ const UWSGI_ONLY: &[&str] = &[
     "buffer-size",
     "callable",
     "cheaper",
-    "chmod-socket",
-    "chown-socket",
     "die-on-term",
     "enable-threads",
     "harakiri",

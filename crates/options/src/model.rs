@@ -33,6 +33,11 @@ pub struct Options {
     pub respawn_reset_after: Duration,
     /// The listen(2) backlog of the sockets steward binds.
     pub listen_backlog: i32,
+    /// The permission bits given to each unix socket steward binds (`chmod-socket`).
+    pub chmod_socket: Option<u32>,
+    /// `USER[:GROUP]` given each unix socket steward binds, before privileges drop
+    /// (`chown-socket`).
+    pub chown_socket: Option<String>,
     /// Preload mode only: load the app in each worker after fork instead of once in
     /// the master (`lazy-apps`).
     pub lazy_apps: bool,
@@ -146,6 +151,8 @@ impl Options {
             respawn_backoff_max: Duration::from_secs(10),
             respawn_reset_after: Duration::from_secs(10),
             listen_backlog: 1024,
+            chmod_socket: None,
+            chown_socket: None,
             lazy_apps: false,
             strict_fork: false,
             preload_check_timeout: Duration::from_secs(30),

@@ -470,6 +470,33 @@ fn build() -> Vec<OptionDef> {
                 "The listen(2) backlog of the sockets steward binds (uWSGI's own `listen`).",
             )
         },
+        OptionDef {
+            value_name: "MODE",
+            apply: |o, _, v| {
+                // uWSGI's chmod-socket without a value means 666.
+                let v = v.trim();
+                let mode = match v {
+                    "" => 0o666,
+                    _ => u32::from_str_radix(v, 8)
+                        .ok()
+                        .filter(|mode| *mode <= 0o7777 && v.len() <= 4)
+                        .ok_or_else(|| OptionError::SocketMode(v.to_owned()))?,
+                };
+                o.chmod_socket = Some(mode);
+                Ok(())
+            },
+            show: |o, _| o.chmod_socket.iter().map(|m| format!("{m:o}")).collect(),
+            ..base(
+                "chmod-socket",
+                Group::Master,
+                true,
+                "The permission bits (octal) of the unix sockets steward binds, set right \
+                 after bind; an empty value means 666 (uWSGI's).",
+            )
+        },
+        def!(string "chown-socket", chown_socket, "USER[:GROUP]", Master, restart: true,
+            "The owner (and group) of the unix sockets steward binds, set right after bind, \
+             before privileges drop."),
         def!(flag "lazy-apps", lazy_apps, Master, restart: true,
             "Preload mode: load the app in each worker after fork, not once in the master."),
         def!(flag "strict-fork", strict_fork, Master, restart: true,
@@ -839,6 +866,7 @@ mod tests {
                 ("worker-stop-signal", _) => "SIGQUIT",
                 ("reload-strategy", _) => "chain",
                 ("env", _) => "SHOP_MODE=a=b",
+                ("chmod-socket", _) => "660",
                 (name, _)
                     if name.starts_with("respawn")
                         || name.ends_with("mercy")
@@ -853,6 +881,20 @@ mod tests {
             def.apply(&mut options, value)
                 .unwrap_or_else(|e| panic!("{}: {e}", def.name()));
             assert_eq!(def.show(&options), [value], "{}", def.name());
+        }
+    }
+
+    #[test]
+    fn chmod_socket_is_octal_and_empty_means_666() {
+        let chmod = lookup("chmod-socket").unwrap();
+        let mut options = Options::new(Vec::new());
+        chmod.apply(&mut options, "").unwrap();
+        assert_eq!(options.chmod_socket, Some(0o666));
+        chmod.apply(&mut options, "0770").unwrap();
+        assert_eq!(options.chmod_socket, Some(0o770));
+        for bad in ["rw-rw-rw-", "999", "17777", "-1"] {
+            let error = chmod.apply(&mut options, bad).unwrap_err();
+            assert_eq!(error, OptionError::SocketMode(bad.to_owned()));
         }
     }
 
