@@ -1058,3 +1058,167 @@ fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
     util::wait_gone(old_mule);
     steward.log.wait_from(first + 1, &["mule started"]);
 }
+
+#[test]
+fn putenv_reaches_the_later_hooks_and_the_workers() {
+    let scratch = TestDir::new("putenv");
+    let out = scratch.at("seen");
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-asap",
+            "putenv:STEWARD_PUTENV_TEST=hello from putenv",
+            "--hook-as-root",
+            &format!("exec:echo \"$STEWARD_PUTENV_TEST\" > {out}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "hello from putenv\n");
+    let (_, worker) = steward.worker_pids(1)[0];
+    assert_eq!(
+        util::environ(worker)
+            .get("STEWARD_PUTENV_TEST")
+            .map(String::as_str),
+        Some("hello from putenv")
+    );
+}
+
+#[test]
+fn chmod_chown_and_sticky_change_what_stat_shows() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let scratch = TestDir::new("modes");
+    let file = scratch.at("file");
+    let by_id = scratch.at("by-id");
+    let dir = scratch.at("dir");
+    fs::write(&file, "").unwrap();
+    fs::write(&by_id, "").unwrap();
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-as-root",
+            &format!("chmod:{file} 640"),
+            "--hook-as-root",
+            &format!("chown:{file} nobody nogroup"),
+            "--hook-as-root",
+            &format!("chown2:{by_id} 1234 5678"),
+            "--hook-as-root",
+            &format!("sticky:{dir}"),
+        ],
+        &[&demo],
+    );
+    steward.wait_generation_ready(1);
+    let meta = fs::metadata(&file).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    let meta = fs::metadata(&by_id).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+    assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o7777, 0o1755);
+}
+
+#[test]
+fn wait_for_file_holds_the_phase_until_the_file_appears() {
+    let scratch = TestDir::new("wait-file");
+    let awaited = scratch.at("awaited");
+    let copy = scratch.at("copy");
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-as-root",
+            &format!("wait_for_file:{awaited}"),
+            // Fails (a fatal phase) unless the wait held it until the file was there.
+            "--hook-as-root",
+            &format!("exec:cat {awaited} > {copy}"),
+        ],
+        &[&demo],
+    );
+    steward
+        .log
+        .wait_for(&["running hook", &format!("wait_for_file:{awaited}")]);
+    // Written whole, then renamed: the hook never sees a half-written file.
+    let partial = scratch.at("partial");
+    fs::write(&partial, "made by the test").unwrap();
+    fs::rename(&partial, &awaited).unwrap();
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(&copy).unwrap(), "made by the test");
+    let lines = steward.log.lines();
+    let at = |fragment: &str| lines.iter().position(|l| l.contains(fragment)).unwrap();
+    assert!(at("wait_for_file:") < at(&format!("exec:cat {awaited}")));
+}
+
+#[test]
+fn wait_for_socket_holds_the_phase_until_the_port_accepts() {
+    let scratch = TestDir::new("wait-socket");
+    let after = scratch.at("after");
+    let port = util::free_port();
+    let demo = demo_bin();
+    let steward = Steward::start(
+        &[
+            "--hook-as-root",
+            &format!("wait_for_socket:127.0.0.1:{port}"),
+            "--hook-as-root",
+            &format!("write:{after} went on"),
+        ],
+        &[&demo],
+    );
+    steward
+        .log
+        .wait_for(&["running hook", &format!("wait_for_socket:127.0.0.1:{port}")]);
+    assert!(
+        !Path::new(&after).exists(),
+        "the phase went on before the port was up"
+    );
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    steward.wait_generation_ready(1);
+    assert_eq!(fs::read_to_string(&after).unwrap(), "went on");
+    drop(listener);
+}
+
+#[test]
+fn a_wait_that_times_out_fails_a_fatal_phase() {
+    let scratch = TestDir::new("wait-timeout");
+    let never = scratch.at("never");
+    let demo = demo_bin();
+    let action = format!("wait_for_dir:{never}");
+    let mut steward = Steward::start(
+        &["--wait-for-fs-timeout", "300ms", "--hook-pre-app", &action],
+        &[&demo],
+    );
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
+    steward.log.wait_for(&[
+        "steward: error:",
+        &format!("hook-pre-app = {action} failed: wait_for_dir: {never} still not a directory after 0.3s"),
+    ]);
+    assert_eq!(steward.log.position(&["worker started"]), None);
+}
+
+#[test]
+fn spinningfifo_reaches_a_reader_that_comes_later() {
+    let scratch = TestDir::new("spinningfifo");
+    let fifo = scratch.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let demo = demo_bin();
+    let action = format!("spinningfifo:{} hello late reader", fifo.display());
+    let steward = Steward::start(&["--hook-as-root", &action], &[&demo]);
+    steward.log.wait_for(&["running hook", &action]);
+    let reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .unwrap();
+    let deadline = Instant::now() + util::DEADLINE;
+    let mut got = Vec::new();
+    while got != b"hello late reader" {
+        assert!(Instant::now() < deadline, "read only {got:?}");
+        let mut buf = [0u8; 64];
+        match std::io::Read::read(&mut &reader, &mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("reading the fifo: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    steward.wait_generation_ready(1);
+}

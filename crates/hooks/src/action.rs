@@ -7,10 +7,11 @@ use std::{
     io::Write,
     os::{
         fd::{AsFd, OwnedFd},
-        unix::fs::{FileTypeExt, OpenOptionsExt},
+        unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt},
     },
     path::{Path, PathBuf},
     str::FromStr,
+    time::{Duration, Instant},
 };
 
 use nix::{
@@ -99,7 +100,107 @@ pub enum Action {
         /// The message it carries.
         message: String,
     },
+    /// `putenv:VAR=VALUE`: set VAR in the master's environment, so the workers and the
+    /// hooks started after it inherit it.
+    PutEnv {
+        /// The variable.
+        name: String,
+        /// Its value (may be empty).
+        value: String,
+    },
+    /// `chmod:PATH MODE`: set PATH's permission bits to the octal MODE.
+    Chmod {
+        /// The file.
+        path: PathBuf,
+        /// The mode, up to 0o7777.
+        mode: u32,
+    },
+    /// `chown:PATH USER GROUP` (names, looked up when it runs) or `chown2:PATH UID GID`
+    /// (numbers).
+    Chown {
+        /// The file.
+        path: PathBuf,
+        /// The owner.
+        user: Owner,
+        /// The group.
+        group: Owner,
+    },
+    /// `sticky:PATH`: add the sticky bit to PATH's mode.
+    Sticky(PathBuf),
+    /// `wait_for_fs:PATH`, `wait_for_file:PATH`, `wait_for_dir:PATH`: wait until PATH
+    /// exists (as a file, a directory) or the `wait-for-fs-timeout` passes;
+    /// `wait_for_socket:ADDR`: until ADDR (`HOST:PORT` or a unix socket path) accepts a
+    /// connection or the `wait-for-socket-timeout` passes.
+    WaitFor {
+        /// What is waited for.
+        kind: WaitKind,
+        /// The path or address.
+        target: String,
+    },
+    /// `spinningfifo:PATH DATA`: as writefifo, but retries until a reader opens the FIFO
+    /// or the `wait-for-fs-timeout` passes.
+    SpinningFifo {
+        /// The FIFO.
+        path: PathBuf,
+        /// What to write.
+        data: String,
+    },
 }
+
+/// A user or group of `chown:` (a name) or `chown2:` (a number).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// A name from the user or group database.
+    Name(String),
+    /// A numeric id.
+    Id(u32),
+}
+
+/// What a `wait_for_*` action waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitKind {
+    /// `wait_for_fs`: anything at the path.
+    Fs,
+    /// `wait_for_file`: a regular file.
+    File,
+    /// `wait_for_dir`: a directory.
+    Dir,
+    /// `wait_for_socket`: a socket that accepts a connection.
+    Socket,
+}
+
+impl WaitKind {
+    fn action_name(self) -> &'static str {
+        match self {
+            WaitKind::Fs => "wait_for_fs",
+            WaitKind::File => "wait_for_file",
+            WaitKind::Dir => "wait_for_dir",
+            WaitKind::Socket => "wait_for_socket",
+        }
+    }
+}
+
+/// How long the waiting actions wait: the `wait-for-fs-timeout` and
+/// `wait-for-socket-timeout` options, 60 s each by default as in uWSGI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WaitTimeouts {
+    /// For `wait_for_fs`, `wait_for_file`, `wait_for_dir` and `spinningfifo`.
+    pub(crate) fs: Duration,
+    /// For `wait_for_socket`.
+    pub(crate) socket: Duration,
+}
+
+impl Default for WaitTimeouts {
+    fn default() -> Self {
+        WaitTimeouts {
+            fs: Duration::from_secs(60),
+            socket: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How often a waiting action looks again.
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 /// An action string that cannot be run, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,6 +232,15 @@ pub enum ActionParseError {
         /// The flag given.
         flag: String,
     },
+    /// `chmod:` with a MODE that is not octal up to 7777.
+    #[error("chmod: {0:?} is not an octal mode (0-7777)")]
+    Mode(String),
+    /// `chown2:` with a UID or GID that is not a number.
+    #[error("chown2: {0:?} is not a numeric id")]
+    Id(String),
+    /// `putenv:` without `=`, or with an empty name.
+    #[error("putenv: {0:?} is not VAR=VALUE")]
+    PutEnv(String),
     /// An argument with a NUL byte, which no system call accepts.
     #[error("{0}: the argument contains a NUL byte")]
     Nul(&'static str),
@@ -241,6 +351,44 @@ pub enum ActionError {
         /// The cause.
         cause: std::io::Error,
     },
+    /// chmod(2) failed, or stat(2) before a sticky bit.
+    #[error("cannot change the mode of {}: {cause}", path.display())]
+    Chmod {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// The user or group of a `chown:` is not in the database.
+    #[error("chown {}: no {kind} named {name:?}", path.display())]
+    UnknownOwner {
+        /// The file.
+        path: PathBuf,
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// chown(2) failed.
+    #[error("cannot change the owner of {}: {cause}", path.display())]
+    Chown {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// A `wait_for_*` or `spinningfifo` action waited its whole timeout.
+    #[error("{action}: {target} still not {what} after {}s", timeout.as_secs_f64())]
+    WaitTimedOut {
+        /// The action name.
+        action: &'static str,
+        /// The path or address.
+        target: String,
+        /// What it waited for: `there`, `a file`, `accepting connections`, `read`.
+        what: &'static str,
+        /// How long it waited.
+        timeout: Duration,
+    },
     /// Writing to standard output failed.
     #[error("cannot print: {0}")]
     Print(std::io::Error),
@@ -257,7 +405,7 @@ pub enum ActionError {
     },
 }
 
-const ACTION_NAMES: &str = "mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm";
+const ACTION_NAMES: &str = "mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm, putenv, chmod, chown, chown2, sticky, wait_for_fs, wait_for_file, wait_for_dir, wait_for_socket, spinningfifo";
 
 impl FromStr for Action {
     type Err = ActionParseError;
@@ -379,6 +527,73 @@ impl FromStr for Action {
                     name: name.to_owned(),
                     message: message.to_owned(),
                 }
+            }
+            "putenv" => {
+                let (var, value) = arg
+                    .split_once('=')
+                    .filter(|(var, _)| !var.is_empty() && !var.contains(char::is_whitespace))
+                    .ok_or_else(|| ActionParseError::PutEnv(arg.to_owned()))?;
+                Action::PutEnv {
+                    name: var.to_owned(),
+                    value: value.to_owned(),
+                }
+            }
+            "chmod" => {
+                let (path, mode) = path_and_data("chmod")?;
+                let mode = u32::from_str_radix(&mode, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or(ActionParseError::Mode(mode))?;
+                Action::Chmod { path, mode }
+            }
+            "chown" | "chown2" => {
+                let words: Vec<&str> = arg.split_whitespace().collect();
+                let [path, user, group] = words[..] else {
+                    return Err(ActionParseError::Missing {
+                        action: action_name(name),
+                        what: if name == "chown" {
+                            "PATH USER GROUP"
+                        } else {
+                            "PATH UID GID"
+                        },
+                    });
+                };
+                let owner = |word: &str| {
+                    if name == "chown" {
+                        Ok(Owner::Name(word.to_owned()))
+                    } else {
+                        word.parse()
+                            .map(Owner::Id)
+                            .map_err(|_| ActionParseError::Id(word.to_owned()))
+                    }
+                };
+                Action::Chown {
+                    path: path.into(),
+                    user: owner(user)?,
+                    group: owner(group)?,
+                }
+            }
+            "sticky" => Action::Sticky(required("sticky", "a path")?.into()),
+            "wait_for_fs" | "wait_for_file" | "wait_for_dir" | "wait_for_socket" => {
+                let kind = match name {
+                    "wait_for_fs" => WaitKind::Fs,
+                    "wait_for_file" => WaitKind::File,
+                    "wait_for_dir" => WaitKind::Dir,
+                    _ => WaitKind::Socket,
+                };
+                let what = if kind == WaitKind::Socket {
+                    "an address"
+                } else {
+                    "a path"
+                };
+                Action::WaitFor {
+                    kind,
+                    target: required(kind.action_name(), what)?,
+                }
+            }
+            "spinningfifo" => {
+                let (path, data) = path_and_data("spinningfifo")?;
+                Action::SpinningFifo { path, data }
             }
             _ => {
                 return Err(ActionParseError::Unknown {
@@ -542,6 +757,28 @@ impl fmt::Display for Action {
             Action::SetHostname(name) => write!(f, "sethostname:{name}"),
             Action::Unlink(path) => write!(f, "unlink:{}", path.display()),
             Action::Alarm { name, message } => write!(f, "alarm:{name} {message}"),
+            Action::PutEnv { name, value } => write!(f, "putenv:{name}={value}"),
+            Action::Chmod { path, mode } => write!(f, "chmod:{} {mode:o}", path.display()),
+            Action::Chown { path, user, group } => match (user, group) {
+                (Owner::Id(uid), Owner::Id(gid)) => {
+                    write!(f, "chown2:{} {uid} {gid}", path.display())
+                }
+                (user, group) => write!(f, "chown:{} {user} {group}", path.display()),
+            },
+            Action::Sticky(path) => write!(f, "sticky:{}", path.display()),
+            Action::WaitFor { kind, target } => write!(f, "{}:{target}", kind.action_name()),
+            Action::SpinningFifo { path, data } => {
+                write!(f, "spinningfifo:{} {data}", path.display())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Name(name) => f.write_str(name),
+            Owner::Id(id) => write!(f, "{id}"),
         }
     }
 }
@@ -596,9 +833,19 @@ pub(crate) fn run_shell(command: &str, input: Option<&str>) -> Result<(), Action
     }
 }
 
-/// The actions that touch only the process and the file system; `call` and `alarm` need
-/// the executor's registries and are run there.
+/// The actions that touch only the process and the file system, the waiting ones with
+/// uWSGI's default timeouts; `call` and `alarm` need the executor's registries and are
+/// run there.
+#[cfg(test)]
 pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
+    run_plain_waiting(action, WaitTimeouts::default())
+}
+
+/// As [`run_plain`], the waiting actions waiting at most `timeouts`.
+pub(crate) fn run_plain_waiting(
+    action: &Action,
+    timeouts: WaitTimeouts,
+) -> Result<(), ActionError> {
     match action {
         Action::Mkdir(path) => match fs::create_dir_all(path) {
             Ok(()) => Ok(()),
@@ -684,6 +931,136 @@ pub(crate) fn run_plain(action: &Action) -> Result<(), ActionError> {
         }),
         Action::Call(name) => Err(ActionError::NoCallback(name.clone())),
         Action::Alarm { name, .. } => Err(ActionError::NoAlarm(name.clone())),
+        Action::PutEnv { name, value } => {
+            // SAFETY (of set_var's contract): the master is one thread by design (no
+            // thread or runtime is ever started in it), and hooks run in the master or
+            // in a single-threaded child, so no other thread reads the environment now.
+            std::env::set_var(name, value);
+            Ok(())
+        }
+        Action::Chmod { path, mode } => {
+            fs::set_permissions(path, fs::Permissions::from_mode(*mode)).map_err(|cause| {
+                ActionError::Chmod {
+                    path: path.clone(),
+                    cause,
+                }
+            })
+        }
+        Action::Sticky(path) => {
+            let chmod_error = |cause| ActionError::Chmod {
+                path: path.clone(),
+                cause,
+            };
+            let mode = fs::metadata(path)
+                .map_err(chmod_error)?
+                .permissions()
+                .mode();
+            fs::set_permissions(path, fs::Permissions::from_mode((mode & 0o7777) | 0o1000))
+                .map_err(chmod_error)
+        }
+        Action::Chown { path, user, group } => chown(path, user, group),
+        Action::WaitFor { kind, target } => wait_for(*kind, target, timeouts),
+        Action::SpinningFifo { path, data } => spinning_fifo(path, data, timeouts.fs),
+    }
+}
+
+fn chown(path: &Path, user: &Owner, group: &Owner) -> Result<(), ActionError> {
+    let unknown = |kind, name: &str| ActionError::UnknownOwner {
+        path: path.to_owned(),
+        kind,
+        name: name.to_owned(),
+    };
+    let uid = match user {
+        Owner::Id(uid) => *uid,
+        Owner::Name(name) => nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| unknown("user", name))?
+            .uid
+            .as_raw(),
+    };
+    let gid = match group {
+        Owner::Id(gid) => *gid,
+        Owner::Name(name) => nix::unistd::Group::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| unknown("group", name))?
+            .gid
+            .as_raw(),
+    };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|cause| ActionError::Chown {
+        path: path.to_owned(),
+        cause,
+    })
+}
+
+/// Polls until the condition of `kind` holds for `target`. The master runs hooks in its
+/// start phases, before its loop serves anything, so blocking here only delays the
+/// phase, as uWSGI's own wait does.
+fn wait_for(kind: WaitKind, target: &str, timeouts: WaitTimeouts) -> Result<(), ActionError> {
+    let (timeout, what) = match kind {
+        WaitKind::Fs => (timeouts.fs, "there"),
+        WaitKind::File => (timeouts.fs, "a file"),
+        WaitKind::Dir => (timeouts.fs, "a directory"),
+        WaitKind::Socket => (timeouts.socket, "accepting connections"),
+    };
+    let ready = || match kind {
+        WaitKind::Fs => fs::symlink_metadata(target).is_ok(),
+        WaitKind::File => fs::metadata(target).is_ok_and(|m| m.is_file()),
+        WaitKind::Dir => fs::metadata(target).is_ok_and(|m| m.is_dir()),
+        WaitKind::Socket if target.contains('/') => {
+            std::os::unix::net::UnixStream::connect(target).is_ok()
+        }
+        WaitKind::Socket => std::net::TcpStream::connect(target).is_ok(),
+    };
+    poll_until(timeout, ready).map_err(|()| ActionError::WaitTimedOut {
+        action: kind.action_name(),
+        target: target.to_owned(),
+        what,
+        timeout,
+    })
+}
+
+/// Calls `ready` every [`WAIT_POLL`] until it says yes, or `timeout` has passed.
+fn poll_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<(), ()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(());
+        }
+        std::thread::sleep(WAIT_POLL.min(deadline - now));
+    }
+}
+
+/// writefifo, retried while nobody reads the FIFO (ENXIO) or it does not exist yet.
+fn spinning_fifo(path: &Path, data: &str, timeout: Duration) -> Result<(), ActionError> {
+    let mut last = None;
+    let waited = poll_until(timeout, || match write_fifo(path, data) {
+        Err(ActionError::FifoOpen { ref cause, .. })
+            if matches!(
+                cause.raw_os_error().map(Errno::from_raw),
+                Some(Errno::ENXIO | Errno::ENOENT)
+            ) =>
+        {
+            false
+        }
+        other => {
+            last = Some(other);
+            true
+        }
+    });
+    match (waited, last) {
+        (Ok(()), Some(result)) => result,
+        _ => Err(ActionError::WaitTimedOut {
+            action: "spinningfifo",
+            target: path.display().to_string(),
+            what: "read",
+            timeout,
+        }),
     }
 }
 
@@ -904,7 +1281,7 @@ mod tests {
     fn bad_actions_say_what_is_wrong() {
         assert_eq!(
             parse_error("mkdri:/x"),
-            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
+            "unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm, putenv, chmod, chown, chown2, sticky, wait_for_fs, wait_for_file, wait_for_dir, wait_for_socket, spinningfifo)"
         );
         assert!(parse_error("/usr/bin/thing").contains("unknown hook action"));
         assert_eq!(parse_error("mkdir:"), "mkdir: missing a directory");
@@ -942,6 +1319,224 @@ mod tests {
             "unlink: the argument contains a NUL byte"
         );
         assert_eq!(parse_error("alarm:"), "alarm: missing an alarm name");
+    }
+
+    #[test]
+    fn uwsgi_file_and_wait_actions_parse() {
+        assert_eq!(
+            parse("putenv:GREETING=hello world"),
+            Action::PutEnv {
+                name: "GREETING".into(),
+                value: "hello world".into()
+            }
+        );
+        assert_eq!(
+            parse("putenv:EMPTY="),
+            Action::PutEnv {
+                name: "EMPTY".into(),
+                value: String::new()
+            }
+        );
+        assert_eq!(
+            parse("chmod:/run/app.sock 660"),
+            Action::Chmod {
+                path: "/run/app.sock".into(),
+                mode: 0o660
+            }
+        );
+        assert_eq!(
+            parse("chmod:/run/d 1777"),
+            Action::Chmod {
+                path: "/run/d".into(),
+                mode: 0o1777
+            }
+        );
+        assert_eq!(
+            parse("chown:/run/app www-data  adm"),
+            Action::Chown {
+                path: "/run/app".into(),
+                user: Owner::Name("www-data".into()),
+                group: Owner::Name("adm".into())
+            }
+        );
+        assert_eq!(
+            parse("chown2:/run/app 33 4"),
+            Action::Chown {
+                path: "/run/app".into(),
+                user: Owner::Id(33),
+                group: Owner::Id(4)
+            }
+        );
+        assert_eq!(parse("sticky:/run/d"), Action::Sticky("/run/d".into()));
+        for (name, kind) in [
+            ("wait_for_fs", WaitKind::Fs),
+            ("wait_for_file", WaitKind::File),
+            ("wait_for_dir", WaitKind::Dir),
+            ("wait_for_socket", WaitKind::Socket),
+        ] {
+            let text = format!("{name}:/run/x");
+            assert_eq!(
+                parse(&text),
+                Action::WaitFor {
+                    kind,
+                    target: "/run/x".into()
+                }
+            );
+            assert_eq!(parse(&text).to_string(), text);
+        }
+        assert_eq!(
+            parse("spinningfifo:/run/fifo r hello"),
+            Action::SpinningFifo {
+                path: "/run/fifo".into(),
+                data: "r hello".into()
+            }
+        );
+        for text in [
+            "putenv:A=b=c",
+            "chmod:/a 755",
+            "chmod:/a 4755",
+            "chown:/a root root",
+            "chown2:/a 0 0",
+            "sticky:/a",
+            "wait_for_socket:127.0.0.1:8000",
+            "spinningfifo:/f q",
+        ] {
+            assert_eq!(parse(&parse(text).to_string()), parse(text), "{text}");
+        }
+        assert_eq!(
+            parse_error("putenv:NOEQUALS"),
+            "putenv: \"NOEQUALS\" is not VAR=VALUE"
+        );
+        assert_eq!(parse_error("putenv:=x"), "putenv: \"=x\" is not VAR=VALUE");
+        assert_eq!(
+            parse_error("chmod:/a"),
+            "chmod: missing DATA after the path"
+        );
+        assert_eq!(
+            parse_error("chmod:/a 789"),
+            "chmod: \"789\" is not an octal mode (0-7777)"
+        );
+        assert_eq!(
+            parse_error("chmod:/a 17777"),
+            "chmod: \"17777\" is not an octal mode (0-7777)"
+        );
+        assert_eq!(
+            parse_error("chown:/a root"),
+            "chown: missing PATH USER GROUP"
+        );
+        assert_eq!(parse_error("chown2:/a 0"), "chown2: missing PATH UID GID");
+        assert_eq!(
+            parse_error("chown2:/a root 0"),
+            "chown2: \"root\" is not a numeric id"
+        );
+        assert_eq!(parse_error("sticky:"), "sticky: missing a path");
+        assert_eq!(
+            parse_error("wait_for_file:"),
+            "wait_for_file: missing a path"
+        );
+        assert_eq!(
+            parse_error("wait_for_socket:"),
+            "wait_for_socket: missing an address"
+        );
+        assert_eq!(
+            parse_error("spinningfifo:/f"),
+            "spinningfifo: missing DATA after the path"
+        );
+    }
+
+    #[test]
+    fn mode_actions_change_the_mode() {
+        let dir = scratch("modes");
+        let file = dir.join("f");
+        fs::write(&file, "").unwrap();
+        run_plain(&parse(&format!("chmod:{} 640", file.display()))).unwrap();
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+        run_plain(&parse(&format!("sticky:{}", file.display()))).unwrap();
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o7777,
+            0o1640
+        );
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        run_plain(&parse(&format!("chown2:{} {uid} {gid}", file.display()))).unwrap();
+        let err = run_plain(&parse(&format!(
+            "chown:{} no-such-user-steward root",
+            file.display()
+        )))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("no user named \"no-such-user-steward\""),
+            "{err}"
+        );
+        let err = run_plain(&parse("chmod:/no/such/file 600")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot change the mode of /no/such/file"),
+            "{err}"
+        );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_wait_that_times_out_says_what_it_waited_for() {
+        let dir = scratch("waits");
+        let short = WaitTimeouts {
+            fs: Duration::from_millis(200),
+            socket: Duration::from_millis(200),
+        };
+        let file = dir.join("f");
+        let wait_file = parse(&format!("wait_for_file:{}", file.display()));
+        let err = run_plain_waiting(&wait_file, short).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "wait_for_file: {} still not a file after 0.2s",
+                file.display()
+            )
+        );
+        fs::write(&file, "").unwrap();
+        run_plain_waiting(&wait_file, short).unwrap();
+        run_plain_waiting(&parse(&format!("wait_for_fs:{}", file.display())), short).unwrap();
+        let err = run_plain_waiting(&parse(&format!("wait_for_dir:{}", file.display())), short)
+            .unwrap_err();
+        assert!(err.to_string().contains("still not a directory"), "{err}");
+        run_plain_waiting(&parse(&format!("wait_for_dir:{}", dir.display())), short).unwrap();
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        run_plain_waiting(&parse(&format!("wait_for_socket:{addr}")), short).unwrap();
+        drop(listener);
+        let err = run_plain_waiting(&parse(&format!("wait_for_socket:{addr}")), short).unwrap_err();
+        assert!(
+            err.to_string().contains("still not accepting connections"),
+            "{err}"
+        );
+
+        // An address with a `/` is a unix socket's path.
+        let unix = dir.join("sock");
+        let wait_unix = parse(&format!("wait_for_socket:{}", unix.display()));
+        let err = run_plain_waiting(&wait_unix, short).unwrap_err();
+        assert!(
+            err.to_string().contains("still not accepting connections"),
+            "{err}"
+        );
+        let unix_listener = std::os::unix::net::UnixListener::bind(&unix).unwrap();
+        run_plain_waiting(&wait_unix, short).unwrap();
+        drop(unix_listener);
+
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = run_plain_waiting(&parse(&format!("spinningfifo:{} x", fifo.display())), short)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("still not read after 0.2s"),
+            "{err}"
+        );
+        let _ = fs::remove_dir_all(dir);
     }
 
     fn scratch(name: &str) -> PathBuf {

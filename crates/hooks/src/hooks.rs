@@ -6,7 +6,7 @@ use steward_options::Options;
 use tracing::{info, warn};
 
 use crate::{
-    action::{run_plain, ActionError},
+    action::{run_plain_waiting, ActionError, WaitTimeouts},
     Action, Alarm, Phase,
 };
 
@@ -107,6 +107,7 @@ pub struct Hooks {
     touch: Vec<TouchHook>,
     alarms: Vec<Alarm>,
     callbacks: Callbacks,
+    timeouts: WaitTimeouts,
 }
 
 impl Hooks {
@@ -137,6 +138,10 @@ impl Hooks {
 
     fn load(&mut self, options: &Options) -> Result<(), HookConfigError> {
         let hooks = self;
+        hooks.timeouts = WaitTimeouts {
+            fs: options.wait_for_fs_timeout,
+            socket: options.wait_for_socket_timeout,
+        };
         for (index, text) in options.alarm.iter().enumerate() {
             let alarm: Alarm = text
                 .parse()
@@ -288,7 +293,7 @@ impl Hooks {
                 .find(|a| a.name == *name)
                 .ok_or_else(|| ActionError::NoAlarm(name.clone()))?
                 .raise(message),
-            other => run_plain(other),
+            other => run_plain_waiting(other, self.timeouts),
         }
     }
 
@@ -424,7 +429,7 @@ mod tests {
         };
         assert_eq!(
             err(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),
-            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm)"
+            "hook-asap = \"mkdri:/x\": unknown hook action \"mkdri\" in \"mkdri:/x\" (actions: mkdir, chdir, cd, exec, safeexec, call, callret, exit, writefifo, create, creat, write, writen, append, appendn, mount, umount, print, log, sethostname, hostname, unlink, alarm, putenv, chmod, chown, chown2, sticky, wait_for_fs, wait_for_file, wait_for_dir, wait_for_socket, spinningfifo)"
         );
         let e = Hooks::new(
             &options(&[("asap", "exec:true"), ("asap", "mkdri:/x")]),

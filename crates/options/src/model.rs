@@ -50,6 +50,12 @@ pub struct Options {
     /// What SIGHUP does: start a whole new generation, or replace one worker at a time.
     pub reload_strategy: ReloadStrategy,
 
+    /// How long `wait_for_fs`, `wait_for_file`, `wait_for_dir` and `spinningfifo` hook
+    /// actions wait (`wait-for-fs-timeout`, uWSGI's default 60 s).
+    pub wait_for_fs_timeout: Duration,
+    /// How long a `wait_for_socket` hook action waits (`wait-for-socket-timeout`).
+    pub wait_for_socket_timeout: Duration,
+
     /// Files or directories whose modification triggers a graceful reload (`touch-reload`).
     pub touch_reload: Vec<PathBuf>,
     /// The nice value of the master and the workers (`priority`).
@@ -157,6 +163,8 @@ impl Options {
             strict_fork: false,
             preload_check_timeout: Duration::from_secs(30),
             reload_strategy: ReloadStrategy::default(),
+            wait_for_fs_timeout: Duration::from_secs(60),
+            wait_for_socket_timeout: Duration::from_secs(60),
             touch_reload: Vec::new(),
             priority: None,
             vacuum: false,

@@ -643,6 +643,11 @@ fn build() -> Vec<OptionDef> {
         },
         def!(strings "run-command-on-event", run_command_on_event, "[PHASE ]COMMAND", Newline, Hooks, restart: true,
             "Run COMMAND (with /bin/sh) in PHASE (default asap); repeatable."),
+        def!(duration "wait-for-fs-timeout", wait_for_fs_timeout, Hooks, restart: true,
+            "How long the wait_for_fs, wait_for_file and wait_for_dir hook actions, and \
+             spinningfifo, wait before they fail."),
+        def!(duration "wait-for-socket-timeout", wait_for_socket_timeout, Hooks, restart: true,
+            "How long the wait_for_socket hook action waits for a connection before it fails."),
         def!(strings "alarm", alarm, "NAME ACTION", Newline, Hooks, restart: true,
             "A named alarm handler: NAME cmd:COMMAND or NAME log:; repeatable."),
         def!(path "chroot", chroot, Hooks, restart: true,
