@@ -395,6 +395,17 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
     );
 
     let (_, _, stderr) = check(
+        &[("STEWARD_CHOWN_SOCKET", "nobody:no-such-group-here")],
+        &["--", "/bin/true"],
+    );
+    assert!(
+        stderr.contains(
+            "warning: STEWARD_CHOWN_SOCKET: chown-socket: no group named \"no-such-group-here\""
+        ),
+        "{stderr}"
+    );
+
+    let (_, _, stderr) = check(
         &[("STEWARD_GID", "no-such-group-here")],
         &["--", "/bin/true"],
     );

@@ -229,13 +229,13 @@ pub(crate) fn listeners(
 
 /// `chmod-socket` and `chown-socket`, resolved before anything is bound, for the unix
 /// sockets steward binds itself (systemd's have the socket unit's `SocketMode=`).
-struct SocketAccess {
+pub(crate) struct SocketAccess {
     mode: Option<u32>,
     owner: Option<(Uid, Option<Gid>)>,
 }
 
 impl SocketAccess {
-    fn new(options: &steward_options::Options) -> Result<SocketAccess, MasterError> {
+    pub(crate) fn new(options: &steward_options::Options) -> Result<SocketAccess, MasterError> {
         let owner = match options.chown_socket.as_deref() {
             None => None,
             Some(value) => {
