@@ -420,6 +420,39 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
 
+/// The master FIFO was made as root in a directory only root may write; the master now
+/// runs as nobody, and the FIFO is gone: the new image cannot make it again, says so,
+/// and serves.
+#[test]
+fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
+    let (home, binary) = installed_copy("upgrade-fifo");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = util::free_port();
+    let fifo = home.join("master.fifo");
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--uid", "nobody"])
+        .args(["--master-fifo", fifo.to_str().unwrap(), "--"])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    std::fs::remove_file(&fifo).unwrap();
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_for(&[
+        "cannot create the master FIFO",
+        "master.fifo",
+        "after re-exec",
+    ]);
+    steward.wait_generation_ready(2);
+    assert_eq!(steward.get("/").unwrap().generation(), 2);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
 #[test]
 fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master_serves() {
     let (home, binary) = installed_copy("upgrade-missing");
