@@ -395,6 +395,17 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
     );
 
     let (_, _, stderr) = check(
+        &[("STEWARD_CHOWN_SOCKET", "nobody:no-such-group-here")],
+        &["--", "/bin/true"],
+    );
+    assert!(
+        stderr.contains(
+            "warning: STEWARD_CHOWN_SOCKET: chown-socket: no group named \"no-such-group-here\""
+        ),
+        "{stderr}"
+    );
+
+    let (_, _, stderr) = check(
         &[("STEWARD_GID", "no-such-group-here")],
         &["--", "/bin/true"],
     );
@@ -474,4 +485,44 @@ fn reload_wait_fails_on_a_broken_hook_string_and_the_old_generation_serves() {
         "{stderr}"
     );
     assert_eq!(steward.get("/").unwrap().generation(), 1);
+}
+
+/// uWSGI's `env = VAR=VALUE`, repeated in an ini: the workers and the hooks have them.
+#[test]
+fn env_sets_variables_for_the_workers_and_the_hooks() {
+    let dir = TestDir::new("env-option");
+    let port = free_port();
+    let seen = dir.join("hook.out");
+    let file = dir.write(
+        "app.ini",
+        &format!(
+            "[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nenv = SHOP_MODE=production\nenv = SHOP_LIST=a,b=c\nhook-as-user = exec:echo \"$SHOP_MODE\" > {}\ncommand = {}\n",
+            seen.display(),
+            demo_bin()
+        ),
+    );
+    let mut command = Command::new(steward_bin());
+    command.args(["--config", &file]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.worker_pids(1)[0];
+    let env = crate::util::environ(worker);
+    assert_eq!(env["SHOP_MODE"], "production");
+    assert_eq!(env["SHOP_LIST"], "a,b=c");
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "production\n");
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(crate::util::DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn an_env_value_without_an_equals_sign_is_refused_naming_the_option() {
+    let dir = TestDir::new("env-bad");
+    let file = dir.write(
+        "app.toml",
+        "command = \"/bin/true\"\nenv = [\"SHOP_MODE\"]\n",
+    );
+    let (code, _, stderr) = check(&[], &["--config", &file]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("env"), "{stderr}");
+    assert!(stderr.contains("expected VAR=VALUE"), "{stderr}");
 }

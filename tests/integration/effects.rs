@@ -820,3 +820,118 @@ fn vacuum_after_the_drop_removes_what_the_final_user_may_remove() {
     }
     assert!(steward.log.position(&["vacuum: cannot remove"]).is_none());
 }
+
+/// Connects to the unix socket `path` as `uid` with curl (a client that is not the
+/// test process, so that its user can differ): whether an HTTP answer came back.
+fn curl_as(uid: u32, path: &Path) -> bool {
+    use std::os::unix::process::CommandExt;
+    let output = Command::new("curl")
+        .args(["--silent", "--max-time", "5", "--unix-socket"])
+        .arg(path)
+        .arg("http://localhost/")
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("run curl");
+    output.status.success()
+}
+
+/// nginx in front of a unix socket: `chmod-socket` and `chown-socket` decide who may
+/// connect; a TCP socket beside it is left alone with a warning.
+#[test]
+fn chmod_socket_and_chown_socket_decide_who_may_connect_to_a_unix_socket() {
+    let path = crate::util::socket_path("chmod-chown");
+    let unix = format!("unix:{}", path.display());
+    let mut steward = Steward::start(
+        &[
+            "--listen",
+            &unix,
+            "--chmod-socket",
+            "600",
+            "--chown-socket",
+            "nobody",
+        ],
+        &[&demo_bin()],
+    );
+    steward.wait_generation_ready(1);
+    steward.log.wait_for(&[
+        "chmod-socket and chown-socket apply to unix sockets only",
+        "127.0.0.1:",
+    ]);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!(meta.uid(), 65534);
+    assert_eq!(
+        meta.gid(),
+        0,
+        "without a group, the socket's group is left as it is"
+    );
+    assert!(curl_as(65534, &path), "the owner connects");
+    assert!(!curl_as(1, &path), "another user may not");
+
+    steward.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn chmod_socket_without_a_value_lets_everyone_connect() {
+    let dir = TestDir::new("chmod-666");
+    let path = dir.join("app.sock");
+    let port = crate::util::free_port();
+    let file = dir.write(
+        "app.ini",
+        &format!(
+            "[uwsgi]\nsocket = 127.0.0.1:{port}\nsocket = unix:{}\nchmod-socket =\nchown-socket = nobody:65534\ncommand = {}\n",
+            path.display(),
+            demo_bin()
+        ),
+    );
+    let mut command = Command::new(steward_bin());
+    command.args(["--config", &file]);
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o666);
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    assert!(curl_as(1, &path), "anyone connects");
+
+    steward.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn a_bad_socket_mode_or_owner_is_an_error_naming_the_option() {
+    let path = crate::util::socket_path("chmod-bad");
+    let unix = format!("unix:{}", path.display());
+    for (option, value, expected) in [
+        ("--chmod-socket", "999", "invalid socket mode \"999\""),
+        (
+            "--chown-socket",
+            "no-such-user-here",
+            "chown-socket: no user named",
+        ),
+        (
+            "--chown-socket",
+            "nobody:no-such-group-here",
+            "chown-socket: no group named",
+        ),
+    ] {
+        let output = Command::new(steward_bin())
+            .args(["--listen", &unix, option, value, "--", &demo_bin()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // clap refuses a bad flag value with 2, a start that fails exits 1.
+        assert!(
+            matches!(output.status.code(), Some(1 | 2)),
+            "{option} {value}: {stderr}"
+        );
+        assert!(!path.exists(), "nothing is left bound");
+        assert!(stderr.contains(expected), "{option} {value}: {stderr}");
+        if option == "--chmod-socket" {
+            assert!(stderr.contains("chmod-socket"), "{stderr}");
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}

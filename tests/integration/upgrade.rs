@@ -357,30 +357,95 @@ fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
     assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
 }
 
+/// An upgrade is a reload: `chdir`, the process names and the master FIFOs changed in
+/// the file keep their running values in the new image and are named as needing a
+/// restart, as a SIGHUP without a new binary does.
 #[test]
-fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
-    let (home, binary) = installed_copy("upgrade-fifo");
+fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_restart() {
+    let (home, binary) = installed_copy("upgrade-kept");
     let port = util::free_port();
     let config = home.join("app.toml");
-    let text = |fifo: &str| {
+    let (old_dir, new_dir) = (home.join("release-1"), home.join("release-2"));
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let (old_fifo, new_fifo) = (home.join("old.fifo"), home.join("new.fifo"));
+    let text = |dir: &PathBuf, name: &str, fifo: &PathBuf| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\nmaster-fifo = \"{fifo}\"\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:{port}\"\nchdir = \"{}\"\nprocname-master = \"{name}\"\nmaster-fifo = \"{}\"\ncommand = [\"{}\"]\n",
+            dir.display(),
+            fifo.display(),
             demo_bin()
         )
     };
-    std::fs::write(&config, text(home.join("master.fifo").to_str().unwrap())).unwrap();
+    std::fs::write(&config, text(&old_dir, "kept-boss", &old_fifo)).unwrap();
     let mut command = Command::new(&binary);
     command.args(["--config", config.to_str().unwrap()]);
     let mut steward = Steward::spawn(command, port);
     steward.wait_generation_ready(1);
 
-    std::fs::write(&config, text("/nonexistent-dir/master.fifo")).unwrap();
+    std::fs::write(&config, text(&new_dir, "new-boss", &new_fifo)).unwrap();
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
     steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_for(&[
+        "needs a restart: chdir (was",
+        "release-1, now",
+        "release-2)",
+    ]);
     steward
         .log
-        .wait_for(&["cannot create the master FIFO /nonexistent-dir/master.fifo"]);
+        .wait_for(&["needs a restart: procname-master (was kept-boss, now new-boss)"]);
+    steward.log.wait_for(&["needs a restart: master-fifo"]);
+    steward.wait_generation_ready(2);
+    let pid = steward.pid();
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        old_dir
+    );
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).starts_with("kept-boss"),
+        "{cmdline:?}"
+    );
+    assert!(
+        !new_fifo.exists(),
+        "the new image made the FIFO the file names now"
+    );
+    // The running FIFO is still read: a graceful reload through it.
+    std::fs::write(&old_fifo, "r").unwrap();
+    steward.wait_generation_ready(3);
+    assert_eq!(steward.get("/").unwrap().generation(), 3);
+
+    steward.signal(Signal::SIGTERM);
+    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+}
+
+/// The master FIFO was made as root in a directory only root may write; the master now
+/// runs as nobody, and the FIFO is gone: the new image cannot make it again, says so,
+/// and serves.
+#[test]
+fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
+    let (home, binary) = installed_copy("upgrade-fifo");
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = util::free_port();
+    let fifo = home.join("master.fifo");
+    let mut command = Command::new(&binary);
+    command
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--uid", "nobody"])
+        .args(["--master-fifo", fifo.to_str().unwrap(), "--"])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(command, port);
+    steward.wait_generation_ready(1);
+
+    std::fs::remove_file(&fifo).unwrap();
+    replace(&binary, &std::fs::read(steward_bin()).unwrap());
+    steward.signal(Signal::SIGHUP);
+    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_for(&[
+        "cannot create the master FIFO",
+        "master.fifo",
+        "after re-exec",
+    ]);
     steward.wait_generation_ready(2);
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 

@@ -16,6 +16,22 @@ pub enum MasterError {
         /// The failing call's error.
         source: Errno,
     },
+    /// `chmod-socket` could not be applied to a unix socket steward bound.
+    #[error("chmod-socket: cannot change the mode of {}: {source}", path.display())]
+    ChmodSocket {
+        /// The socket file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `chown-socket` could not be applied to a unix socket steward bound.
+    #[error("chown-socket: cannot change the owner of {}: {source}", path.display())]
+    ChownSocket {
+        /// The socket file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The socket-activation variables are inconsistent or name a non-socket.
     #[error(transparent)]
     Activation(#[from] steward_systemd::ActivationError),

@@ -2,7 +2,7 @@ use std::{
     io::ErrorKind,
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd},
-        unix::fs::FileTypeExt,
+        unix::fs::{FileTypeExt, PermissionsExt},
     },
     path::Path,
 };
@@ -11,6 +11,7 @@ use nix::sys::socket::{
     bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
     SockaddrIn, SockaddrIn6, UnixAddr,
 };
+use nix::unistd::{Gid, Uid};
 use steward_options::{ListenAddr, ListenSpec};
 use steward_systemd::InheritedSocket;
 
@@ -181,6 +182,7 @@ pub(crate) fn listeners(
             })
             .collect();
     }
+    let access = SocketAccess::new(options)?;
     let mut slots: Vec<Option<OwnedFd>> = names.iter().map(|_| None).collect();
     let mut unmatched = Vec::new();
     for socket in inherited {
@@ -216,9 +218,75 @@ pub(crate) fn listeners(
                     "using the socket handed over by the service manager");
                 Ok(listener)
             }
-            None => Listener::bind(spec, name, options.listen_backlog),
+            None => {
+                let listener = Listener::bind(spec, name, options.listen_backlog)?;
+                access.apply(&spec.addr)?;
+                Ok(listener)
+            }
         })
         .collect()
+}
+
+/// `chmod-socket` and `chown-socket`, resolved before anything is bound, for the unix
+/// sockets steward binds itself (systemd's have the socket unit's `SocketMode=`).
+pub(crate) struct SocketAccess {
+    mode: Option<u32>,
+    owner: Option<(Uid, Option<Gid>)>,
+}
+
+impl SocketAccess {
+    pub(crate) fn new(options: &steward_options::Options) -> Result<SocketAccess, MasterError> {
+        let owner = match options.chown_socket.as_deref() {
+            None => None,
+            Some(value) => {
+                let (user, group) = match value.split_once(':') {
+                    Some((user, group)) => (user, Some(group)),
+                    None => (value, None),
+                };
+                let (uid, _) = crate::privileges::resolve_user("chown-socket", user)?;
+                // As uWSGI: without a group, the socket's group is left as it is.
+                let gid = group
+                    .map(|group| crate::privileges::resolve_group("chown-socket", group))
+                    .transpose()?;
+                Some((uid, gid))
+            }
+        };
+        Ok(SocketAccess {
+            mode: options.chmod_socket,
+            owner,
+        })
+    }
+
+    /// Right after bind, while the master is still root, so that a chown can work.
+    fn apply(&self, addr: &ListenAddr) -> Result<(), MasterError> {
+        if self.mode.is_none() && self.owner.is_none() {
+            return Ok(());
+        }
+        let path = match addr {
+            ListenAddr::Unix(path) => path,
+            ListenAddr::Tcp(addr) => {
+                tracing::warn!(socket = %addr, "chmod-socket and chown-socket apply to unix sockets only; ignored for this one");
+                return Ok(());
+            }
+        };
+        if let Some(mode) = self.mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                |source| MasterError::ChmodSocket {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+        }
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(path, Some(uid.as_raw()), gid.map(Gid::as_raw)).map_err(
+                |source| MasterError::ChownSocket {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,9 @@ use crate::{
     pidfile::HeldPidfile,
     preload::{ForkLaunch, WorkerIdentity},
     procname,
-    reexec::{exit_status, Binary, CheckChild, HandedWorker, Handover, REEXEC_VARIABLE},
+    reexec::{
+        exit_status, Binary, CheckChild, HandedWorker, Handover, KEPT_VARIABLE, REEXEC_VARIABLE,
+    },
     startup,
     status::{ReloadOutcome, StatusReport},
     table::{describe_exit, Respawn, Slot, Worker, WorkerState},
@@ -336,17 +338,44 @@ impl Master {
                 names: others.join(", "),
             });
         }
+        let handover = take_handover()?;
+        let resumed = handover.is_some();
+        let options = match take_kept() {
+            // As a reload by the old image would, the new one keeps the values the master
+            // runs with of the options a reload cannot change, and names those the file
+            // changed.
+            Some(kept) if resumed => match crate::reexec::decode_kept(&kept) {
+                Ok(running) => {
+                    let (merged, needs_restart) =
+                        crate::master::reconfigure::merge_reloaded(&running, options);
+                    for note in needs_restart {
+                        warn!("needs a restart: {note}; the running value is kept");
+                    }
+                    merged
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the running options handed over; the file's apply");
+                    options
+                }
+            },
+            _ => options,
+        };
         match fork {
             Some(_) => options.validate_without_command()?,
             None => options.validate()?,
         }
         let hooks = Hooks::new(&options, callbacks)?;
         let jail = Jail::new(&options)?;
+        // The master is still one thread (checked above): setting its environment here
+        // races nothing, and every hook and worker forked later inherits it.
+        for pair in &options.env {
+            if let Some((name, value)) = pair.split_once('=') {
+                std::env::set_var(name, value);
+            }
+        }
         // Before anything rewrites the argv memory (process names).
         let mut binary = Binary::new(options.binary_path.as_deref());
         binary.check_by_environment = fork.is_some();
-        let handover = take_handover()?;
-        let resumed = handover.is_some();
         let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
         // Where relative paths of the files steward makes start from, for vacuum.
         let files_dir = std::env::current_dir().unwrap_or_default();
@@ -711,7 +740,7 @@ impl Master {
                     .filter_map(|(id, _)| control.connection_fd(*id)),
             );
         }
-        let failure = self.binary.exec(&handover, &keep);
+        let failure = self.binary.exec(&handover, &self.options, &keep);
         error!(error = %failure, "re-exec failed; reloading with the running binary");
     }
 
@@ -1676,6 +1705,14 @@ impl Master {
             warn!(error = %e, "cannot notify systemd");
         }
     }
+}
+
+/// Reads (and removes) the running options a previous image of this process left in
+/// the environment.
+fn take_kept() -> Option<String> {
+    let text = std::env::var_os(KEPT_VARIABLE)?;
+    std::env::remove_var(KEPT_VARIABLE);
+    Some(text.to_string_lossy().into_owned())
 }
 
 /// Reads (and removes) the handover a previous image of this process left in the

@@ -26,6 +26,7 @@ use nix::{
     fcntl::{fcntl, FcntlArg, FdFlag, OFlag},
     unistd::Pid,
 };
+use steward_options::{table, Options};
 use tracing::warn;
 
 /// What `steward reexec-check` prints: the handover format this binary reads.
@@ -36,6 +37,11 @@ pub const UNRESOLVED_SUFFIX: &str = ": a start here would fail";
 
 /// The variable carrying the handover to the new image.
 pub(crate) const REEXEC_VARIABLE: &str = "STEWARD_REEXEC";
+
+/// The variable carrying, to the new image, the values the running master keeps of the
+/// options a reload cannot change. Apart from the handover, so that an image that does
+/// not know it (an older one) ignores it rather than refusing the handover.
+pub(crate) const KEPT_VARIABLE: &str = "STEWARD_REEXEC_KEPT";
 
 /// How long the new binary has to answer `reexec-check`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -282,7 +288,12 @@ impl Binary {
     /// Replaces this process image with the binary, `state` in its environment and the
     /// descriptors `keep` left open. Returns only on failure, with every descriptor
     /// close-on-exec again.
-    pub fn exec(&self, state: &Handover, keep: &[BorrowedFd<'_>]) -> ReexecError {
+    pub fn exec(
+        &self,
+        state: &Handover,
+        running: &Options,
+        keep: &[BorrowedFd<'_>],
+    ) -> ReexecError {
         let cstring = |s: &std::ffi::OsStr| {
             CString::new(s.as_bytes()).map_err(|_| ReexecError::Nul(s.to_owned()))
         };
@@ -294,7 +305,7 @@ impl Binary {
                 .map(|a| cstring(a))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut env = std::env::vars_os()
-                .filter(|(k, _)| k != REEXEC_VARIABLE)
+                .filter(|(k, _)| k != REEXEC_VARIABLE && k != KEPT_VARIABLE)
                 .map(|(k, v)| {
                     let mut pair = k;
                     pair.push("=");
@@ -304,6 +315,9 @@ impl Binary {
                 .collect::<Result<Vec<_>, _>>()?;
             env.push(cstring(
                 format!("{REEXEC_VARIABLE}={}", state.encode()).as_ref(),
+            )?);
+            env.push(cstring(
+                format!("{KEPT_VARIABLE}={}", encode_kept(running)).as_ref(),
             )?);
             Ok::<_, ReexecError>((path, argv, env))
         })();
@@ -455,6 +469,66 @@ fn set_cloexec(fds: &[BorrowedFd<'_>], on: bool) -> Result<(), ReexecError> {
         })?;
     }
     Ok(())
+}
+
+/// The options a reload cannot change (the table's `needs_restart`), one `NAME VALUE`
+/// line per value of each, with `\\` and newlines escaped; a name alone marks an
+/// option with no value.
+pub(crate) fn encode_kept(running: &Options) -> String {
+    let mut out = String::new();
+    for def in kept_defs() {
+        let values = def.show(running);
+        if values.is_empty() {
+            out += &format!("{}\n", def.name());
+        }
+        for value in values {
+            let escaped = value.replace('\\', "\\\\").replace('\n', "\\n");
+            out += &format!("{} {escaped}\n", def.name());
+        }
+    }
+    out
+}
+
+/// The running master's options, rebuilt from [`encode_kept`]'s text: the kept options
+/// have the running values, the others their defaults.
+pub(crate) fn decode_kept(text: &str) -> Result<Options, String> {
+    let mut options = Options::new(Vec::new());
+    let mut cleared = std::collections::HashSet::new();
+    for line in text.lines() {
+        let (name, value) = match line.split_once(' ') {
+            Some((name, value)) => (name, Some(value)),
+            None => (line, None),
+        };
+        let def = kept_defs()
+            .find(|def| def.name() == name)
+            .ok_or_else(|| format!("{name}: not an option a reload keeps"))?;
+        if cleared.insert(name) {
+            def.clear(&mut options);
+        }
+        if let Some(value) = value {
+            let mut unescaped = String::with_capacity(value.len());
+            let mut chars = value.chars();
+            while let Some(c) = chars.next() {
+                match (c, c == '\\') {
+                    (_, true) => match chars.next() {
+                        Some('n') => unescaped.push('\n'),
+                        Some(other) => unescaped.push(other),
+                        None => return Err(format!("{name}: a value ends in a lone \\")),
+                    },
+                    (c, false) => unescaped.push(c),
+                }
+            }
+            def.apply(&mut options, &unescaped)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+    }
+    Ok(options)
+}
+
+fn kept_defs() -> impl Iterator<Item = &'static table::OptionDef> {
+    table::table()
+        .iter()
+        .filter(|def| def.key() == def.name() && def.needs_restart())
 }
 
 /// One worker as the old image knew it.
@@ -638,6 +712,34 @@ impl Handover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a reload keeps crosses the exec intact: lists, flags, unset values, and
+    /// text with backslashes or newlines.
+    #[test]
+    fn the_kept_options_cross_the_exec_intact() {
+        let mut running = Options::new(Vec::new());
+        let set = |options: &mut Options, name: &str, value: &str| {
+            let def = table::table().iter().find(|d| d.name() == name).unwrap();
+            def.apply(options, value).unwrap();
+        };
+        set(&mut running, "chdir", "/srv/a b");
+        set(&mut running, "procname-master", "app \\master\nline");
+        set(&mut running, "master-fifo", "/run/one.fifo");
+        set(&mut running, "master-fifo", "/run/two.fifo");
+        set(&mut running, "vacuum", "true");
+        set(&mut running, "uid", "nobody");
+        set(&mut running, "hook-as-user", "exec:echo a,b");
+        set(&mut running, "listen", "127.0.0.1:8080");
+        assert_eq!(decode_kept(&encode_kept(&running)).unwrap(), running);
+        let defaults = Options::new(Vec::new());
+        assert_eq!(decode_kept(&encode_kept(&defaults)).unwrap(), defaults);
+    }
+
+    #[test]
+    fn an_unknown_kept_option_is_refused_by_name() {
+        let error = decode_kept("workers 3\n").unwrap_err();
+        assert!(error.starts_with("workers:"), "{error}");
+    }
 
     #[test]
     fn a_handover_reads_back_as_written() {

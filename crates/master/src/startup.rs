@@ -141,6 +141,9 @@ pub fn unresolved_names(options: &Options) -> Vec<(&'static str, MasterError)> {
             failures.push((option, e));
         }
     }
+    if let Err(e) = crate::listen::SocketAccess::new(options) {
+        failures.push(("chown-socket", e));
+    }
     // A relative path to the program starts from `chdir`, entered before it is looked up.
     let program = options
         .command

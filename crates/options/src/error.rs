@@ -52,6 +52,19 @@ pub enum OptionError {
         /// What would have been accepted.
         expected: &'static str,
     },
+    /// A `chmod-socket` value that is not octal permission bits.
+    #[error(
+        "invalid socket mode {0:?}: expected octal permission bits such as 660 (none means 666)"
+    )]
+    SocketMode(String),
+    /// An `env` value that is not `VAR=VALUE`.
+    #[error("invalid environment variable {value:?}: {reason}")]
+    Env {
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An empty value where a path, name or command is required.
     #[error("the value is empty")]
     Empty,

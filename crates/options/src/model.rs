@@ -33,6 +33,11 @@ pub struct Options {
     pub respawn_reset_after: Duration,
     /// The listen(2) backlog of the sockets steward binds.
     pub listen_backlog: i32,
+    /// The permission bits given to each unix socket steward binds (`chmod-socket`).
+    pub chmod_socket: Option<u32>,
+    /// `USER[:GROUP]` given each unix socket steward binds, before privileges drop
+    /// (`chown-socket`).
+    pub chown_socket: Option<String>,
     /// Preload mode only: load the app in each worker after fork instead of once in
     /// the master (`lazy-apps`).
     pub lazy_apps: bool,
@@ -79,6 +84,9 @@ pub struct Options {
     pub gid: Option<String>,
     /// Supplementary groups, replacing all others (`add-gid`, repeatable).
     pub add_gid: Vec<String>,
+    /// `VAR=VALUE` set in the master's environment before the first hook, so that the
+    /// hooks and the workers inherit it (`env`, repeatable; uWSGI's `env`).
+    pub env: Vec<String>,
     /// The user to switch to as soon as possible, before any hook (`immediate-uid`).
     pub immediate_uid: Option<String>,
     /// The group to switch to as soon as possible, before any hook (`immediate-gid`).
@@ -149,6 +157,8 @@ impl Options {
             respawn_backoff_max: Duration::from_secs(10),
             respawn_reset_after: Duration::from_secs(10),
             listen_backlog: 1024,
+            chmod_socket: None,
+            chown_socket: None,
             lazy_apps: false,
             strict_fork: false,
             preload_check_timeout: Duration::from_secs(30),
@@ -169,6 +179,7 @@ impl Options {
             uid: None,
             gid: None,
             add_gid: Vec::new(),
+            env: Vec::new(),
             immediate_uid: None,
             immediate_gid: None,
             pidfile: None,

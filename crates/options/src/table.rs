@@ -470,6 +470,33 @@ fn build() -> Vec<OptionDef> {
                 "The listen(2) backlog of the sockets steward binds (uWSGI's own `listen`).",
             )
         },
+        OptionDef {
+            value_name: "MODE",
+            apply: |o, _, v| {
+                // uWSGI's chmod-socket without a value means 666.
+                let v = v.trim();
+                let mode = match v {
+                    "" => 0o666,
+                    _ => u32::from_str_radix(v, 8)
+                        .ok()
+                        .filter(|mode| *mode <= 0o7777 && v.len() <= 4)
+                        .ok_or_else(|| OptionError::SocketMode(v.to_owned()))?,
+                };
+                o.chmod_socket = Some(mode);
+                Ok(())
+            },
+            show: |o, _| o.chmod_socket.iter().map(|m| format!("{m:o}")).collect(),
+            ..base(
+                "chmod-socket",
+                Group::Master,
+                true,
+                "The permission bits (octal) of the unix sockets steward binds, set right \
+                 after bind; an empty value means 666 (uWSGI's).",
+            )
+        },
+        def!(string "chown-socket", chown_socket, "USER[:GROUP]", Master, restart: true,
+            "The owner (and group) of the unix sockets steward binds, set right after bind, \
+             before privileges drop."),
         def!(flag "lazy-apps", lazy_apps, Master, restart: true,
             "Preload mode: load the app in each worker after fork, not once in the master."),
         def!(flag "strict-fork", strict_fork, Master, restart: true,
@@ -548,6 +575,34 @@ fn build() -> Vec<OptionDef> {
             "The group to run as, a name or a number."),
         def!(strings "add-gid", add_gid, "GROUP", Comma, Process, restart: true,
             "A supplementary group; repeatable. They replace all others."),
+        OptionDef {
+            kind: Kind::List(ListSeparator::Newline),
+            value_name: "VAR=VALUE",
+            apply: |o, _, v| {
+                let invalid = |reason| OptionError::Env {
+                    value: v.to_owned(),
+                    reason,
+                };
+                let (name, _) = v.split_once('=').ok_or(invalid("expected VAR=VALUE"))?;
+                if name.is_empty() {
+                    return Err(invalid("the variable name is empty"));
+                }
+                if v.contains('\0') {
+                    return Err(invalid("a NUL byte cannot be in the environment"));
+                }
+                o.env.push(v.to_owned());
+                Ok(())
+            },
+            clear: |o, _| o.env.clear(),
+            show: |o, _| o.env.clone(),
+            ..base(
+                "env",
+                Group::Process,
+                true,
+                "A variable set in the master's environment before the first hook, so the \
+                 hooks and the workers inherit it; repeatable (uWSGI's `env`).",
+            )
+        },
         def!(string "immediate-uid", immediate_uid, "USER", Process, restart: true,
             "The user to switch to as soon as possible, before any hook."),
         def!(string "immediate-gid", immediate_gid, "GROUP", Process, restart: true,
@@ -815,6 +870,8 @@ mod tests {
                 ("ready", _) => "delay:250",
                 ("worker-stop-signal", _) => "SIGQUIT",
                 ("reload-strategy", _) => "chain",
+                ("env", _) => "SHOP_MODE=a=b",
+                ("chmod-socket", _) => "660",
                 (name, _)
                     if name.starts_with("respawn")
                         || name.ends_with("mercy")
@@ -830,6 +887,35 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", def.name()));
             assert_eq!(def.show(&options), [value], "{}", def.name());
         }
+    }
+
+    #[test]
+    fn chmod_socket_is_octal_and_empty_means_666() {
+        let chmod = lookup("chmod-socket").unwrap();
+        let mut options = Options::new(Vec::new());
+        chmod.apply(&mut options, "").unwrap();
+        assert_eq!(options.chmod_socket, Some(0o666));
+        chmod.apply(&mut options, "0770").unwrap();
+        assert_eq!(options.chmod_socket, Some(0o770));
+        for bad in ["rw-rw-rw-", "999", "17777", "-1"] {
+            let error = chmod.apply(&mut options, bad).unwrap_err();
+            assert_eq!(error, OptionError::SocketMode(bad.to_owned()));
+        }
+    }
+
+    #[test]
+    fn an_env_value_must_be_var_equals_value() {
+        let env = lookup("env").unwrap();
+        let mut options = Options::new(Vec::new());
+        for (value, reason) in [
+            ("SHOP_MODE", "expected VAR=VALUE"),
+            ("=x", "the variable name is empty"),
+            ("A=\0", "a NUL byte cannot be in the environment"),
+        ] {
+            let error = env.apply(&mut options, value).unwrap_err();
+            assert!(error.to_string().contains(reason), "{value:?}: {error}");
+        }
+        assert!(options.env.is_empty());
     }
 
     /// uWSGI's other shorthands: `mount-<phase>`, `umount-<phase>`, `call-<phase>`.
