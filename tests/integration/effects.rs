@@ -144,10 +144,7 @@ fn immediate_uid_drops_before_binding_so_a_privileged_port_fails() {
 #[test]
 fn an_unknown_user_is_a_clear_error_at_start() {
     let mut steward = Steward::start(&["--uid", "no-such-user-here"], &[&demo_bin()]);
-    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["uid: no user named \"no-such-user-here\""]);
+    steward.expect_start_failure(&["uid: no user named \"no-such-user-here\""]);
 }
 
 /// Polls `read` until it returns `Some`, at most [`DEADLINE`].
@@ -303,10 +300,7 @@ fn ksm_marks_the_master_and_the_exec_d_workers_mergeable() {
     let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
     if (major, minor) < (6, 4) {
         // A kernel without PR_SET_MEMORY_MERGE: refused at start, saying why.
-        assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
-        steward
-            .log
-            .wait_for(&["ksm: prctl(PR_SET_MEMORY_MERGE) failed", "kernel"]);
+        steward.expect_start_failure(&["ksm: prctl(PR_SET_MEMORY_MERGE) failed", "kernel"]);
         return;
     }
     steward.wait_generation_ready(1);
@@ -343,10 +337,7 @@ fn no_swap_over_the_memlock_limit_is_a_clear_error() {
         demo_bin(),
     ));
     let mut steward = Steward::spawn(command, port);
-    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["no-swap: mlockall", "RLIMIT_MEMLOCK"]);
+    steward.expect_start_failure(&["no-swap: mlockall", "RLIMIT_MEMLOCK"]);
 }
 
 #[test]
@@ -395,10 +386,7 @@ fn chdir2_applies_once_the_first_generation_is_up() {
 #[test]
 fn a_bad_chdir_is_a_clear_error_at_start() {
     let mut steward = Steward::start(&["--chdir", "/no/such/dir"], &[&demo_bin()]);
-    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["chdir: cannot change directory to /no/such/dir"]);
+    steward.expect_start_failure(&["chdir: cannot change directory to /no/such/dir"]);
 }
 
 #[test]
@@ -509,10 +497,7 @@ fn pidfiles_hold_the_master_pid_written_before_and_after_the_drop() {
 #[test]
 fn an_unwritable_pidfile_is_a_clear_error_at_start() {
     let mut steward = Steward::start(&["--pidfile", "/no/such/dir/app.pid"], &[&demo_bin()]);
-    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["pidfile: cannot write /no/such/dir/app.pid"]);
+    steward.expect_start_failure(&["pidfile: cannot write /no/such/dir/app.pid"]);
 }
 
 #[test]
@@ -776,10 +761,7 @@ fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
 #[test]
 fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
     let mut steward = Steward::start(&["--daemonize", "/no/such/dir/log"], &[&demo_bin()]);
-    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["daemonize: cannot log to /no/such/dir/log"]);
+    steward.expect_start_failure(&["daemonize: cannot log to /no/such/dir/log"]);
 }
 
 #[test]

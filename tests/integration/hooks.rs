@@ -165,8 +165,7 @@ fn a_failing_fatal_hook_names_its_file_and_line() {
     .unwrap();
     let demo = demo_bin();
     let mut steward = Steward::start(&["--config", config.to_str().unwrap()], &[&demo]);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
-    steward.log.wait_for(&[
+    steward.expect_start_failure(&[
         "steward: error:",
         &format!(
             "{}:5: hook-pre-app = exec:exit 4 failed: command \"exit 4\" failed: exit status 4",
@@ -175,8 +174,7 @@ fn a_failing_fatal_hook_names_its_file_and_line() {
     ]);
 
     let mut steward = Steward::start(&["--run-command-on-event", "as-user exit 5"], &[&demo]);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
-    steward.log.wait_for(&[
+    steward.expect_start_failure(&[
         "steward: error: cannot start: --run-command-on-event: hook-as-user = exec:exit 5 failed",
     ]);
 }
@@ -1186,8 +1184,7 @@ fn a_wait_that_times_out_fails_a_fatal_phase() {
         &["--wait-for-fs-timeout", "300ms", "--hook-pre-app", &action],
         &[&demo],
     );
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
-    steward.log.wait_for(&[
+    steward.expect_start_failure(&[
         "steward: error:",
         &format!("hook-pre-app = {action} failed: wait_for_dir: {never} still not a directory after 0.3s"),
     ]);

@@ -290,19 +290,13 @@ fn an_exec_failure_among_batched_starts_is_reported_with_its_step() {
     let script = dir.write("bad-interpreter", "#!/nonexistent/steward-interpreter\n");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut steward = Steward::start(&["--workers", "100"], &[&script]);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["steward: error:", "execve failed in the worker: ENOENT"]);
+    steward.expect_start_failure(&["steward: error:", "execve failed in the worker: ENOENT"]);
 }
 
 #[test]
 fn a_missing_command_is_reported_before_anything_starts() {
     let mut steward = Steward::start(&[], &["steward-no-such-program"]);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1));
-    steward
-        .log
-        .wait_for(&["worker command \"steward-no-such-program\" not found in PATH"]);
+    steward.expect_start_failure(&["worker command \"steward-no-such-program\" not found in PATH"]);
     assert_eq!(steward.log.position(&["worker started"]), None);
 }
 

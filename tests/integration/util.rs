@@ -285,6 +285,13 @@ impl Steward {
         }
     }
 
+    /// Asserts that steward refused to start: it exits 1, and its log has a line with
+    /// every fragment (the error naming what is wrong). Returns that line.
+    pub fn expect_start_failure(&mut self, fragments: &[&str]) -> String {
+        assert_eq!(self.wait_exit(DEADLINE).code(), Some(1));
+        self.log.wait_for(fragments)
+    }
+
     /// Sends `GET /slow?ms=MS` from a thread and returns once the demo worker logged it
     /// (it must run with STEWARD_DEMO_LOG_REQUESTS=1): the request is then in flight.
     pub fn request_in_flight(&self, ms: u64) -> std::thread::JoinHandle<std::io::Result<Response>> {
