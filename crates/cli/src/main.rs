@@ -80,7 +80,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 fn init_logging(colours_on_a_terminal: bool) {
     use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, Layer};
 
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(steward_options::vars::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let journal = steward_systemd::stderr_is_journal()
         .then(|| {

@@ -4,6 +4,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use steward_options::vars;
 use steward_sys::ExecPlan;
 
 use crate::MasterError;
@@ -17,8 +18,8 @@ pub(crate) const WORKER_VARIABLES: &[&str] = &[
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
     "FDSTORE",
-    "STEWARD_WORKER_ID",
-    "STEWARD_GENERATION",
+    vars::WORKER_ID,
+    vars::GENERATION,
 ];
 
 /// The worker command, resolved once, and the environment every worker shares.
@@ -69,8 +70,8 @@ impl WorkerCommand {
             argv[0] = title.into();
         }
         let mut env = self.shared_env.clone();
-        env.push(("STEWARD_WORKER_ID".into(), id.to_string().into()));
-        env.push(("STEWARD_GENERATION".into(), generation.to_string().into()));
+        env.push((vars::WORKER_ID.into(), id.to_string().into()));
+        env.push((vars::GENERATION.into(), generation.to_string().into()));
         Ok(ExecPlan::new(
             &self.program,
             &argv,

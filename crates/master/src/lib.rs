@@ -25,6 +25,7 @@ mod command;
 mod control;
 mod daemon;
 mod error;
+pub mod events;
 mod fifo;
 mod listen;
 mod master;

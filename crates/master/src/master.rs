@@ -349,7 +349,10 @@ impl Master {
                     let (merged, needs_restart) =
                         crate::master::reconfigure::merge_reloaded(&running, options);
                     for note in needs_restart {
-                        warn!("needs a restart: {note}; the running value is kept");
+                        warn!(
+                            event = crate::events::NEEDS_RESTART,
+                            "needs a restart: {note}; the running value is kept"
+                        );
                     }
                     merged
                 }
@@ -584,8 +587,7 @@ impl Master {
         } else {
             Lifecycle::Starting
         };
-        info!(
-            binary = %self.binary.path.display(),
+        info!(event = crate::events::UPGRADE_RESUMED, binary = %self.binary.path.display(),
             workers = self.workers.len(),
             generation = self.current,
             "re-executed: workers adopted"
@@ -604,7 +606,7 @@ impl Master {
         }
         match self.binary.start_check(self.options.preload_check_timeout) {
             Ok(check) => {
-                info!(pid = %check.pid, "checking the new binary before the re-exec");
+                info!(event = crate::events::UPGRADE_CHECK_STARTED, pid = %check.pid, "checking the new binary before the re-exec");
                 self.notify_systemd(&[State::Status("reloading: checking the new binary".into())]);
                 self.upgrade = Some(PendingUpgrade {
                     check,
@@ -615,7 +617,7 @@ impl Master {
                 true
             }
             Err(e) => {
-                error!(error = %e, "re-exec refused; reloading with the running binary");
+                error!(event = crate::events::UPGRADE_REFUSED, error = %e, "re-exec refused; reloading with the running binary");
                 false
             }
         }
@@ -644,7 +646,7 @@ impl Master {
                 self.start_reload(upgrade.chain);
             }
             Err(e) => {
-                error!(error = %e, "re-exec refused; reloading with the running binary");
+                error!(event = crate::events::UPGRADE_REFUSED, error = %e, "re-exec refused; reloading with the running binary");
                 self.start_reload(upgrade.chain);
             }
         }
@@ -663,7 +665,7 @@ impl Master {
             return;
         };
         let e = self.binary.check_timed_out(upgrade.check);
-        error!(error = %e, "re-exec refused; reloading with the running binary");
+        error!(event = crate::events::UPGRADE_REFUSED, error = %e, "re-exec refused; reloading with the running binary");
         self.start_reload(upgrade.chain);
     }
 
@@ -741,7 +743,7 @@ impl Master {
             );
         }
         let failure = self.binary.exec(&handover, &self.options, &keep);
-        error!(error = %failure, "re-exec failed; reloading with the running binary");
+        error!(event = crate::events::UPGRADE_REFUSED, error = %failure, "re-exec failed; reloading with the running binary");
     }
 
     /// `vacuum`: removes what the master created on the filesystem. A file that cannot
@@ -777,8 +779,7 @@ impl Master {
             .iter()
             .map(|l| format!("{}={}", l.name, l.description))
             .collect();
-        info!(
-            pid = std::process::id(),
+        info!(event = crate::events::MASTER_STARTED, pid = std::process::id(),
             workers = self.desired,
             listen = %addrs.join(","),
             command = %self.launch.display(),
@@ -808,7 +809,10 @@ impl Master {
             if let Lifecycle::Stopping { .. } = self.lifecycle {
                 if self.workers.is_empty() && !self.mules_running() {
                     self.run_atexit();
-                    info!("shutdown complete");
+                    info!(
+                        event = crate::events::SHUTDOWN_COMPLETE,
+                        "shutdown complete"
+                    );
                     if self.options.skip_atexit_teardown {
                         // No teardown: no vacuum, no destructor run. Only the
                         // notify socket, steward's private runtime file, is removed.
@@ -921,7 +925,7 @@ impl Master {
 
     /// A request from the control socket (`connection` is its client) or a FIFO.
     fn on_request(&mut self, connection: Option<ConnectionId>, request: ControlRequest) {
-        info!(request = %request, from = if connection.is_some() { "control socket" } else { "master FIFO" }, "control request");
+        info!(event = crate::events::CONTROL_REQUEST, request = %request, from = if connection.is_some() { "control socket" } else { "master FIFO" }, "control request");
         let answer = |master: &mut Master, line: &str, last: bool| {
             if let (Some(id), Some(control)) = (connection, master.control.as_mut()) {
                 control.answer(id, line, last);
@@ -967,10 +971,18 @@ impl Master {
         }
         if more {
             self.desired += 1;
-            info!(workers = self.desired, "one worker more");
+            info!(
+                event = crate::events::WORKERS_RESIZED,
+                workers = self.desired,
+                "one worker more"
+            );
         } else if self.desired > 1 {
             self.desired -= 1;
-            info!(workers = self.desired, "one worker fewer");
+            info!(
+                event = crate::events::WORKERS_RESIZED,
+                workers = self.desired,
+                "one worker fewer"
+            );
         } else {
             warn!("not going below one worker");
         }
@@ -1016,12 +1028,18 @@ impl Master {
 
     fn begin_reload(&mut self, chain: bool) {
         if let Lifecycle::Stopping { .. } = self.lifecycle {
-            info!("reload ignored: shutting down");
+            info!(
+                event = crate::events::RELOAD_IGNORED,
+                "reload ignored: shutting down"
+            );
             return;
         }
         if self.upgrade.is_some() {
             // Its reload is still to come, and answers for this one too.
-            info!("reload folded into the pending one: the new binary's check is running");
+            info!(
+                event = crate::events::RELOAD_IGNORED,
+                "reload folded into the pending one: the new binary's check is running"
+            );
             return;
         }
         self.run_atexit();
@@ -1050,6 +1068,7 @@ impl Master {
             started: Instant::now(),
         });
         info!(
+            event = crate::events::RELOAD_STARTED,
             generation = self.current,
             strategy = if chain { "chain" } else { "graceful" },
             "reload started"
@@ -1066,6 +1085,7 @@ impl Master {
             _ => {}
         }
         info!(
+            event = crate::events::SHUTDOWN_STARTED,
             mode = if graceful { "graceful" } else { "brutal" },
             workers = self.workers.len(),
             "shutdown started"
@@ -1101,7 +1121,7 @@ impl Master {
         }
         let signal =
             Signal::try_from(self.options.worker_stop_signal.number()).unwrap_or(Signal::SIGTERM);
-        info!(worker = worker.id, generation = worker.generation, pid = %worker.pid, signal = %signal, "stopping worker");
+        info!(event = crate::events::WORKER_STOPPING, worker = worker.id, generation = worker.generation, pid = %worker.pid, signal = %signal, "stopping worker");
         signal_group(worker.pid, signal);
         worker.state = WorkerState::Stopping {
             kill_at: now + self.options.worker_reload_mercy,
@@ -1143,7 +1163,7 @@ impl Master {
             let worker = self.workers.swap_remove(index);
             let how = describe_exit(&status);
             if worker.is_stopping() || matches!(self.lifecycle, Lifecycle::Stopping { .. }) {
-                info!(worker = worker.id, generation = worker.generation, pid = %pid, status = %how, "worker exited");
+                info!(event = crate::events::WORKER_EXITED, worker = worker.id, generation = worker.generation, pid = %pid, status = %how, "worker exited");
                 continue;
             }
             self.worker_failed(&FailedStart {
@@ -1187,7 +1207,7 @@ impl Master {
             return;
         }
         if generation != self.current || id > self.desired {
-            warn!(worker = id, generation, pid, status = %how, "worker of a replaced generation exited; not started again");
+            warn!(event = crate::events::WORKER_EXITED, worker = id, generation, pid, status = %how, "worker of a replaced generation exited; not started again");
             return;
         }
         if self.slots.len() < id {
@@ -1200,7 +1220,7 @@ impl Master {
             self.options.respawn_backoff_max,
             self.options.respawn_reset_after,
         );
-        warn!(worker = id, generation, pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "worker exited unexpectedly");
+        warn!(event = crate::events::WORKER_CRASHED, worker = id, generation, pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "worker exited unexpectedly");
         if !delay.is_zero() {
             self.respawns.push(Respawn {
                 id,
@@ -1215,7 +1235,7 @@ impl Master {
         let serving = self
             .serving
             .expect("a reload aborts only while a generation serves");
-        error!(generation, serving, reason = %reason, "reload failed; the serving generation keeps serving");
+        error!(event = crate::events::RELOAD_FAILED, generation, serving, reason = %reason, "reload failed; the serving generation keeps serving");
         // systemd waits for READY=1 to end the reload, failed or not.
         let status = format!(
             "reload to generation {generation} failed: {reason}; generation {serving} serving"
@@ -1269,7 +1289,7 @@ impl Master {
                     kill_at,
                     killed: false,
                 } if now >= kill_at => {
-                    warn!(worker = worker.id, generation = worker.generation, pid = %worker.pid,
+                    warn!(event = crate::events::WORKER_KILLED, worker = worker.id, generation = worker.generation, pid = %worker.pid,
                         mercy_ms = self.options.worker_reload_mercy.as_millis() as u64,
                         "worker did not stop within the mercy; killing it");
                     self.kill(index);
@@ -1457,6 +1477,7 @@ impl Master {
             {
                 let (generation, elapsed) = (reload.generation, reload.started.elapsed());
                 info!(
+                    event = crate::events::RELOAD_COMPLETE,
                     generation,
                     elapsed_ms = elapsed.as_millis() as u64,
                     "reload complete"
@@ -1482,7 +1503,12 @@ impl Master {
             error!(generation, error = %e, "post-app hook failed after a reload; the new generation serves already");
         }
         self.serving = Some(generation);
-        info!(generation, workers = self.desired, "generation ready");
+        info!(
+            event = crate::events::GENERATION_READY,
+            generation,
+            workers = self.desired,
+            "generation ready"
+        );
         let status = State::Status(format!("{} workers, generation {generation}", self.desired));
         if self.lifecycle == Lifecycle::Starting {
             self.lifecycle = Lifecycle::Running;
@@ -1640,7 +1666,7 @@ impl Master {
             respawned,
             status: None,
         };
-        info!(worker = id, generation, pid = %pid, "worker started");
+        info!(event = crate::events::WORKER_STARTED, worker = id, generation, pid = %pid, "worker started");
         let immediate = self.options.ready == ReadyMode::Immediate;
         if immediate {
             mark_ready(&mut worker);
@@ -1676,8 +1702,7 @@ impl Master {
     }
 
     fn report_status(&self) {
-        info!(
-            lifecycle = ?self.lifecycle,
+        info!(event = crate::events::STATUS_REPORT, lifecycle = ?self.lifecycle,
             generation = self.current,
             serving = ?self.serving,
             workers = self.desired,
@@ -1688,8 +1713,7 @@ impl Master {
         workers.sort_by_key(|w| (w.id, w.generation));
         for w in workers {
             let state = w.state.name();
-            info!(
-                worker = w.id,
+            info!(event = crate::events::STATUS_WORKER, worker = w.id,
                 generation = w.generation,
                 pid = %w.pid,
                 state,
@@ -1757,7 +1781,7 @@ fn store_sockets(systemd: &Notifier, listeners: &[Listener]) {
 
 fn mark_ready(worker: &mut Worker) {
     worker.state = WorkerState::Ready;
-    info!(worker = worker.id, generation = worker.generation, pid = %worker.pid,
+    info!(event = crate::events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %worker.pid,
         after_ms = worker.started.elapsed().as_millis() as u64, "worker ready");
 }
 

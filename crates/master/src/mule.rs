@@ -48,7 +48,7 @@ impl Mule {
             // A mule has no sockets and no notify socket of its own.
             .filter(|(key, _)| !WORKER_VARIABLES.iter().any(|v| key == v))
             .collect();
-        env.push(("STEWARD_MULE_ID".into(), id.to_string().into()));
+        env.push((steward_options::vars::MULE_ID.into(), id.to_string().into()));
         let argv: Vec<OsString> = vec![
             "/bin/sh".into(),
             "-c".into(),

@@ -30,7 +30,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The variable `reexec-check` is asked through in preload mode: the program is the
 /// user's, whose own argument parser may not know a `reexec-check` argument.
-pub(crate) const REEXEC_CHECK_VARIABLE: &str = "STEWARD_REEXEC_CHECK";
+pub(crate) const REEXEC_CHECK_VARIABLE: &str = steward_options::vars::REEXEC_CHECK;
 
 type LoadFn<A> = Box<dyn Fn() -> Result<A, BoxError>>;
 type WorkerFn<A> = Box<dyn Fn(&A, WorkerContext) -> Result<(), BoxError>>;
@@ -389,8 +389,11 @@ impl ForkLaunch {
             std::env::set_var("LISTEN_FDNAMES", worker.fd_names.join(":"));
         }
         std::env::set_var("NOTIFY_SOCKET", worker.notify_socket);
-        std::env::set_var("STEWARD_WORKER_ID", worker.id.to_string());
-        std::env::set_var("STEWARD_GENERATION", worker.generation.to_string());
+        std::env::set_var(steward_options::vars::WORKER_ID, worker.id.to_string());
+        std::env::set_var(
+            steward_options::vars::GENERATION,
+            worker.generation.to_string(),
+        );
 
         let mut listeners = Vec::with_capacity(socket_count);
         for (fd, name) in (3..).zip(worker.fd_names) {

@@ -36,12 +36,12 @@ pub const REEXEC_PROTOCOL: &str = "steward reexec 1";
 pub const UNRESOLVED_SUFFIX: &str = ": a start here would fail";
 
 /// The variable carrying the handover to the new image.
-pub(crate) const REEXEC_VARIABLE: &str = "STEWARD_REEXEC";
+pub(crate) const REEXEC_VARIABLE: &str = steward_options::vars::REEXEC;
 
 /// The variable carrying, to the new image, the values the running master keeps of the
 /// options a reload cannot change. Apart from the handover, so that an image that does
 /// not know it (an older one) ignores it rather than refusing the handover.
-pub(crate) const KEPT_VARIABLE: &str = "STEWARD_REEXEC_KEPT";
+pub(crate) const KEPT_VARIABLE: &str = steward_options::vars::REEXEC_KEPT;
 
 /// How long the new binary has to answer `reexec-check`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -88,20 +88,6 @@ impl fmt::Display for Warning {
     }
 }
 
-/// Environment variables with the STEWARD_ prefix that are not options: steward's log
-/// filter and config path, what the master tells its workers, the re-exec handover.
-const NOT_OPTIONS: &[&str] = &[
-    "STEWARD_CONFIG",
-    "STEWARD_LOG",
-    "STEWARD_WORKER_ID",
-    "STEWARD_GENERATION",
-    "STEWARD_REEXEC",
-    "STEWARD_REEXEC_CHECK",
-    "STEWARD_REEXEC_KEPT",
-    "STEWARD_PID",
-    "STEWARD_STATUS",
-];
-
 /// Everything options are read from: kept by the master so that a reload reads the
 /// file again under the same environment and command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,7 +110,7 @@ impl ConfigSources {
             .collect();
         let file = file.or_else(|| {
             env.iter()
-                .find(|(name, _)| name == "STEWARD_CONFIG")
+                .find(|(name, _)| name == crate::vars::CONFIG)
                 .map(|(_, value)| PathBuf::from(value))
         });
         ConfigSources { file, env, cli }
@@ -178,7 +164,7 @@ fn env_settings(
 ) -> Result<Vec<Setting>, ConfigError> {
     let mut settings = Vec::new();
     for (var, value) in vars {
-        if NOT_OPTIONS.contains(&var.as_str()) || var.starts_with("STEWARD_DEMO_") {
+        if crate::vars::NOT_OPTIONS.contains(&var.as_str()) || var.starts_with("STEWARD_DEMO_") {
             continue;
         }
         let name = var["STEWARD_".len()..]

@@ -22,6 +22,7 @@ mod listen;
 mod model;
 pub mod table;
 mod values;
+pub mod vars;
 
 pub use crate::{
     config::{Config, ConfigSources, Origin, RawValue, Setting, Warning},

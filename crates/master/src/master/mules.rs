@@ -30,7 +30,7 @@ impl Master {
             let mule = &mut self.mules[index];
             match mule.start(self.dev_null.as_fd()) {
                 Ok(pid) => {
-                    info!(mule = mule.id, pid = %pid, command = %mule.command, "mule started")
+                    info!(event = crate::events::MULE_STARTED, mule = mule.id, pid = %pid, command = %mule.command, "mule started")
                 }
                 Err(e) => {
                     let delay = mule.exited(
@@ -53,7 +53,7 @@ impl Master {
         let how = describe_exit(status);
         // A mule stopped outside a shutdown (by a re-exec that failed) starts again.
         if stopping {
-            info!(mule = mule.id, pid = %pid, status = %how, "mule exited");
+            info!(event = crate::events::MULE_EXITED, mule = mule.id, pid = %pid, status = %how, "mule exited");
             mule.state = MuleState::Stopped;
             return;
         }
@@ -62,7 +62,7 @@ impl Master {
             self.options.respawn_backoff_max,
             self.options.respawn_reset_after,
         );
-        warn!(mule = mule.id, pid = %pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "mule exited unexpectedly");
+        warn!(event = crate::events::MULE_EXITED, mule = mule.id, pid = %pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "mule exited unexpectedly");
     }
 
     /// Asks every mule to stop (SIGTERM, SIGKILL after the mercy), or kills them.

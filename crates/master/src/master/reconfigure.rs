@@ -82,7 +82,10 @@ impl Master {
         }
         let (options, needs_restart) = merge_reloaded(&self.options, config.options);
         for note in needs_restart {
-            warn!("needs a restart: {note}; the running value is kept");
+            warn!(
+                event = crate::events::NEEDS_RESTART,
+                "needs a restart: {note}; the running value is kept"
+            );
         }
         // A forked worker (preload mode) runs no command.
         if options.command != self.options.command && matches!(self.launch, Launch::Exec(_)) {

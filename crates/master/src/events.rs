@@ -1,0 +1,56 @@
+//! The names of the master's events: the `event` field of its log records (`event=...` on
+//! stderr, `STEWARD_EVENT=` in the journal). Messages are written for people and may be
+//! reworded; these names are the stable part that scripts and tests match on.
+//!
+//! Each record also carries the fields that identify what it is about (`worker`,
+//! `generation`, `pid`, `mule`), named the same on every event.
+
+/// The loop is about to start: `pid`, `listen` (NAME=ADDRESS of each bound socket),
+/// `workers`, `command`, `ready`, `control`.
+pub const MASTER_STARTED: &str = "master-started";
+/// A worker was forked (and, in exec mode, its exec confirmed).
+pub const WORKER_STARTED: &str = "worker-started";
+/// A worker counts as ready by the readiness mode.
+pub const WORKER_READY: &str = "worker-ready";
+/// A worker was asked to stop (`signal`).
+pub const WORKER_STOPPING: &str = "worker-stopping";
+/// A worker was killed after its mercy ran out.
+pub const WORKER_KILLED: &str = "worker-killed";
+/// A worker that was asked to stop, or whose generation was replaced, exited (`status`).
+pub const WORKER_EXITED: &str = "worker-exited";
+/// A worker exited unasked and will be started again (`status`, `respawn_in_ms`).
+pub const WORKER_CRASHED: &str = "worker-crashed";
+/// Every worker of a generation is ready (`generation`).
+pub const GENERATION_READY: &str = "generation-ready";
+/// A reload began (`generation`, `strategy`).
+pub const RELOAD_STARTED: &str = "reload-started";
+/// The new generation serves and the old ones are gone (`generation`, `elapsed_ms`).
+pub const RELOAD_COMPLETE: &str = "reload-complete";
+/// A reload failed; the serving generation serves on (`generation`, `reason`).
+pub const RELOAD_FAILED: &str = "reload-failed";
+/// A reload asked for while another could not take it (`reason`).
+pub const RELOAD_IGNORED: &str = "reload-ignored";
+/// The worker count changed (`workers`).
+pub const WORKERS_RESIZED: &str = "workers-resized";
+/// A shutdown began (`mode`: graceful or brutal).
+pub const SHUTDOWN_STARTED: &str = "shutdown-started";
+/// Every worker and mule is gone; the master exits.
+pub const SHUTDOWN_COMPLETE: &str = "shutdown-complete";
+/// A request came through the control socket or a master FIFO (`request`, `from`).
+pub const CONTROL_REQUEST: &str = "control-request";
+/// A status report (SIGUSR1, FIFO `s`): one record for the master...
+pub const STATUS_REPORT: &str = "status-report";
+/// ... and one per worker.
+pub const STATUS_WORKER: &str = "status-worker";
+/// The new binary's check before a re-exec started (`pid`).
+pub const UPGRADE_CHECK_STARTED: &str = "upgrade-check-started";
+/// The new binary was refused, or could not be exec'd; the reload goes on with this one.
+pub const UPGRADE_REFUSED: &str = "upgrade-refused";
+/// A new image of the master took over the workers of the previous one.
+pub const UPGRADE_RESUMED: &str = "upgrade-resumed";
+/// A changed option that only a restart applies (`option`).
+pub const NEEDS_RESTART: &str = "needs-restart";
+/// A mule was started.
+pub const MULE_STARTED: &str = "mule-started";
+/// A mule exited: asked to, at shutdown, or unasked (`respawn_in_ms` then).
+pub const MULE_EXITED: &str = "mule-exited";

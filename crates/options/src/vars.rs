@@ -1,0 +1,33 @@
+//! The names of the `STEWARD_*` environment variables that are not options: what steward
+//! reads besides its options, what the master tells its workers and mules, and what one
+//! image of the master hands the next across a re-exec. Every crate names them through
+//! these constants, so that the config reader knows which variables to leave alone.
+
+/// The config file, when `--config` is not given.
+pub const CONFIG: &str = "STEWARD_CONFIG";
+/// The log filter (`debug`, `info`, ...).
+pub const LOG: &str = "STEWARD_LOG";
+/// To a worker: its 1-based slot.
+pub const WORKER_ID: &str = "STEWARD_WORKER_ID";
+/// To a worker: how many reloads the master had begun when it was started.
+pub const GENERATION: &str = "STEWARD_GENERATION";
+/// To a mule: its 1-based number in configuration order.
+pub const MULE_ID: &str = "STEWARD_MULE_ID";
+/// From an image of the master to the next: the workers, sockets and reload handed over.
+pub const REEXEC: &str = "STEWARD_REEXEC";
+/// From an image of the master to the check of the next: which check to run.
+pub const REEXEC_CHECK: &str = "STEWARD_REEXEC_CHECK";
+/// From an image of the master to the next: the running values of restart-only options.
+pub const REEXEC_KEPT: &str = "STEWARD_REEXEC_KEPT";
+
+/// Every variable above: `STEWARD_*` names that are not options.
+pub const NOT_OPTIONS: &[&str] = &[
+    CONFIG,
+    LOG,
+    WORKER_ID,
+    GENERATION,
+    MULE_ID,
+    REEXEC,
+    REEXEC_CHECK,
+    REEXEC_KEPT,
+];
