@@ -9,14 +9,7 @@ use yaml_rust2::{
     scanner::{Marker, TScalarStyle},
 };
 
-use crate::{ini, ConfigError, Origin, RawValue, Setting, Warning};
-
-/// What a file says: its settings in order, and what it says that steward ignores.
-#[derive(Debug, Default)]
-pub(crate) struct FileSettings {
-    pub(crate) settings: Vec<Setting>,
-    pub(crate) warnings: Vec<Warning>,
-}
+use crate::{ini, setting::FileSettings, ConfigError, Origin, RawValue, Setting};
 
 /// Reads the config file, in the format its extension names.
 pub(crate) fn read(path: &Path) -> Result<FileSettings, ConfigError> {

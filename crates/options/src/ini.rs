@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::{files::FileSettings, table, ConfigError, Origin, Setting, Warning};
+use crate::{setting::FileSettings, table, ConfigError, Origin, Setting, Warning};
 
 /// uWSGI options steward does not have, that would otherwise look like misspellings
 /// of steward's (`threads`, `master`): they are warned about, not "corrected".
