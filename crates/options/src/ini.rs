@@ -23,7 +23,6 @@ const UWSGI_ONLY: &[&str] = &[
     "home",
     "http",
     "lazy",
-    "lazy-apps",
     "logto",
     "master",
     "max-requests",
@@ -393,6 +392,26 @@ mod tests {
             ]
         );
         assert!(file.settings.is_empty());
+    }
+
+    /// A name in the uWSGI-only list is never read, so steward's own options (uWSGI's
+    /// `lazy-apps` is steward's too) must not be in it.
+    #[test]
+    fn the_uwsgi_only_list_names_no_option_of_steward() {
+        let own: Vec<&str> = UWSGI_ONLY
+            .iter()
+            .copied()
+            .filter(|key| table::lookup(key).is_some())
+            .collect();
+        assert_eq!(own, [] as [&str; 0]);
+        let file = read("[uwsgi]\nlazy-apps = true\nlazy = true\n").unwrap();
+        let one = |v: &str| crate::RawValue::One(v.into());
+        assert_eq!(keys(&file), [("lazy-apps", &one("true"), 2)]);
+        let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            ["/etc/app.ini:3: uWSGI option \"lazy\" is not supported by steward; ignored"]
+        );
     }
 
     #[test]
