@@ -29,6 +29,8 @@ use std::{
 
 use tracing::warn;
 
+use crate::event::{Registry, Token};
+
 /// A request to the master, as a client sends it on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlRequest {
@@ -229,21 +231,10 @@ impl ControlServer {
             .collect()
     }
 
-    /// The descriptors to poll: the listener, then each connection still being read.
-    pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
-        std::iter::once(self.listener.as_fd())
-            .chain(
-                self.connections
-                    .iter()
-                    .filter(|c| !c.answered_later)
-                    .map(|c| c.stream.as_fd()),
-            )
-            .collect()
-    }
-
     /// Accepts new clients and reads what they sent; returns the complete requests.
-    /// Malformed requests are answered and closed here.
-    pub fn receive(&mut self) -> Vec<(ConnectionId, ControlRequest)> {
+    /// Malformed requests are answered and closed here. A client is watched in
+    /// `registry` while its request is being read, not while it waits for an answer.
+    pub fn receive(&mut self, registry: &Registry) -> Vec<(ConnectionId, ControlRequest)> {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) if self.connections.len() >= MAX_CONNECTIONS => {
@@ -251,8 +242,11 @@ impl ControlServer {
                     let _ = stream.write_all(b"error too many control connections\n");
                 }
                 Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.next_id += 1;
+                    let id = self.next_id + 1;
+                    let watched = stream.set_nonblocking(true).is_ok()
+                        && registry.add(stream.as_fd(), Token::Control(id)).is_ok();
+                    if watched {
+                        self.next_id = id;
                         self.connections.push(Connection {
                             id: self.next_id,
                             stream,
@@ -302,6 +296,7 @@ impl ControlServer {
             match String::from_utf8_lossy(line).parse::<ControlRequest>() {
                 Ok(request) => {
                     connection.answered_later = true;
+                    registry.remove(connection.stream.as_fd());
                     requests.push((connection.id, request));
                     true
                 }
@@ -416,9 +411,15 @@ mod tests {
         good.write_all(b"status json\n").unwrap();
         let mut bad = UnixStream::connect(&path).unwrap();
         bad.write_all(b"dance\n").unwrap();
+        let mut registry = Registry::new().unwrap();
+        registry
+            .add(server.listener_fd(), Token::ControlListener)
+            .unwrap();
         let mut requests = Vec::new();
-        while requests.is_empty() {
-            requests = server.receive();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while requests.is_empty() && std::time::Instant::now() < deadline {
+            registry.wait(Some(1000)).unwrap();
+            requests = server.receive(&registry);
         }
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].1, ControlRequest::Status { json: true });

@@ -25,8 +25,10 @@ mod command;
 mod control;
 mod daemon;
 mod error;
+mod event;
 pub mod events;
 mod fifo;
+mod lifecycle;
 mod listen;
 mod master;
 mod mule;
@@ -38,13 +40,14 @@ mod procname;
 mod reexec;
 mod startup;
 mod status;
-mod table;
+mod supervisor;
 
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
+    lifecycle::Lifecycle,
     listen::Listener,
-    master::{Lifecycle, Master},
+    master::Master,
     preload::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,

@@ -709,6 +709,33 @@ impl Handover {
     }
 }
 
+/// Reads (and removes) the running options a previous image of this process left in
+/// the environment.
+pub(crate) fn take_kept() -> Option<String> {
+    let text = std::env::var_os(KEPT_VARIABLE)?;
+    std::env::remove_var(KEPT_VARIABLE);
+    Some(text.to_string_lossy().into_owned())
+}
+
+/// Reads (and removes) the handover a previous image of this process left in the
+/// environment. One left for another pid is stale (inherited by accident) and ignored.
+pub(crate) fn take_handover() -> Result<Option<Handover>, crate::MasterError> {
+    let Some(text) = std::env::var_os(REEXEC_VARIABLE) else {
+        return Ok(None);
+    };
+    std::env::remove_var(REEXEC_VARIABLE);
+    let handover =
+        Handover::decode(&text.to_string_lossy()).map_err(crate::MasterError::BadHandover)?;
+    if handover.pid != std::process::id() {
+        warn!(
+            pid = handover.pid,
+            "ignored a re-exec handover meant for another process"
+        );
+        return Ok(None);
+    }
+    Ok(Some(handover))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ use tracing::{info, warn};
 
 use crate::{
     command, daemon,
-    master::handled_signals,
+    event::handled_signals,
     pidfile::{write_pidfile, HeldPidfile},
     privileges::{self, Credentials},
     procname, MasterError,

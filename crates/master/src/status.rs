@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::{control::json_string, master::Lifecycle, table::Worker};
+use crate::{control::json_string, supervisor::Worker, Lifecycle};
 
 /// How the last reload ended.
 #[derive(Debug, Clone)]

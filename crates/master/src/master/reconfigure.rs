@@ -7,10 +7,10 @@
 
 use steward_hooks::{HookConfigError, Jail};
 use steward_options::{table, ConfigSources, Options};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::{Launch, Master};
-use crate::command::WorkerCommand;
+use crate::{command::WorkerCommand, supervisor::Settings};
 
 /// The options a reload runs with: `reread`'s for what may change, `running`'s for the
 /// rest, and a note on each option that changed but needs a restart.
@@ -56,10 +56,12 @@ impl Master {
     }
 
     /// Reads the configuration again and applies what may change to the coming
-    /// generation. Err: why the configuration is unusable; nothing was changed.
-    pub(crate) fn reread_config(&mut self) -> Result<(), String> {
+    /// generation; returns the supervisor's settings for it. Err: why the
+    /// configuration is unusable; nothing was changed.
+    pub(super) fn reread_config(&mut self) -> Result<Settings, String> {
+        let mut settings = self.supervisor.settings().clone();
         let Some(sources) = &self.config_sources else {
-            return Ok(());
+            return Ok(settings);
         };
         let config = match self.launch {
             Launch::Exec(_) => sources.load(),
@@ -95,27 +97,27 @@ impl Master {
                     .map_err(|e| format!("invalid configuration: {e}"))?,
             );
         }
-        if options.workers != self.options.workers {
-            self.desired = options.workers;
-        }
+        let workers = if options.workers != self.options.workers {
+            options.workers
+        } else {
+            settings.workers
+        };
+        settings = Settings {
+            workers,
+            ..Settings::new(
+                &options,
+                matches!(self.launch, Launch::Fork(_)),
+                self.launch.reexecs_on_reload(),
+            )
+        };
         info!(
-            workers = self.desired,
+            workers,
             command = %self.launch.display(),
             ready = %options.ready,
             "configuration read again"
         );
         self.options = options;
-        Ok(())
-    }
-
-    /// A reload whose configuration is unusable: it fails, and whatever serves goes on.
-    pub(crate) fn config_reload_failed(&mut self, reason: String) {
-        if self.serving.is_some() {
-            self.abort_reload(reason);
-        } else {
-            // The first generation is still starting: it goes on with the options it has.
-            error!(reason = %reason, "configuration not reloaded; starting with the previous one");
-        }
+        Ok(settings)
     }
 }
 
