@@ -120,6 +120,50 @@ struct Connection {
     answered_later: bool,
 }
 
+/// What reading a client gave.
+enum ReadOutcome {
+    /// Not a whole line yet.
+    Partial,
+    /// Malformed, too long or empty: answered with an error; the connection closes.
+    Refused,
+    Request(ControlRequest),
+}
+
+impl Connection {
+    fn read_request(&mut self) -> ReadOutcome {
+        let mut buf = [0u8; MAX_REQUEST];
+        let closed = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break false,
+            }
+            if self.received.len() > MAX_REQUEST {
+                break true;
+            }
+        };
+        let line_end = self.received.iter().position(|b| *b == b'\n');
+        let line = match line_end {
+            Some(end) => &self.received[..end],
+            // A client that half-closes after its request needs no newline.
+            None if closed => &self.received[..],
+            None => return ReadOutcome::Partial,
+        };
+        if line.len() > MAX_REQUEST || (line.is_empty() && closed) {
+            let _ = self.stream.write_all(b"error request too long or empty\n");
+            return ReadOutcome::Refused;
+        }
+        match String::from_utf8_lossy(line).parse::<ControlRequest>() {
+            Ok(request) => ReadOutcome::Request(request),
+            Err(e) => {
+                let _ = writeln!(self.stream, "error {e}");
+                ReadOutcome::Refused
+            }
+        }
+    }
+}
+
 /// The longest request line; a client sending more is cut off.
 const MAX_REQUEST: usize = 256;
 /// Clients at once; more are turned away so that a flood cannot exhaust our fds.
@@ -235,6 +279,28 @@ impl ControlServer {
     /// Malformed requests are answered and closed here. A client is watched in
     /// `registry` while its request is being read, not while it waits for an answer.
     pub fn receive(&mut self, registry: &Registry) -> Vec<(ConnectionId, ControlRequest)> {
+        self.accept(registry);
+        let mut requests = Vec::new();
+        self.connections.retain_mut(|connection| {
+            if connection.answered_later {
+                return true;
+            }
+            match connection.read_request() {
+                ReadOutcome::Partial => true,
+                ReadOutcome::Refused => false,
+                ReadOutcome::Request(request) => {
+                    connection.answered_later = true;
+                    registry.remove(connection.stream.as_fd());
+                    requests.push((connection.id, request));
+                    true
+                }
+            }
+        });
+        requests
+    }
+
+    /// Accepts every waiting client (beyond [`MAX_CONNECTIONS`], turned away).
+    fn accept(&mut self, registry: &Registry) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) if self.connections.len() >= MAX_CONNECTIONS => {
@@ -248,7 +314,7 @@ impl ControlServer {
                     if watched {
                         self.next_id = id;
                         self.connections.push(Connection {
-                            id: self.next_id,
+                            id,
                             stream,
                             received: Vec::new(),
                             answered_later: false,
@@ -263,50 +329,6 @@ impl ControlServer {
                 }
             }
         }
-        let mut requests = Vec::new();
-        self.connections.retain_mut(|connection| {
-            if connection.answered_later {
-                return true;
-            }
-            let mut buf = [0u8; MAX_REQUEST];
-            let closed = loop {
-                match connection.stream.read(&mut buf) {
-                    Ok(0) => break true,
-                    Ok(n) => connection.received.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break false,
-                }
-                if connection.received.len() > MAX_REQUEST {
-                    break true;
-                }
-            };
-            let line_end = connection.received.iter().position(|b| *b == b'\n');
-            let line = match line_end {
-                Some(end) => &connection.received[..end],
-                // A client that half-closes after its request needs no newline.
-                None if closed => &connection.received[..],
-                None => return true,
-            };
-            if line.len() > MAX_REQUEST || (line.is_empty() && closed) {
-                let _ = connection
-                    .stream
-                    .write_all(b"error request too long or empty\n");
-                return false;
-            }
-            match String::from_utf8_lossy(line).parse::<ControlRequest>() {
-                Ok(request) => {
-                    connection.answered_later = true;
-                    registry.remove(connection.stream.as_fd());
-                    requests.push((connection.id, request));
-                    true
-                }
-                Err(e) => {
-                    let _ = writeln!(connection.stream, "error {e}");
-                    false
-                }
-            }
-        });
-        requests
     }
 
     /// Writes `line` to the client; with `last`, closes the connection after it.

@@ -2,7 +2,12 @@
 //! options it keeps, the hooks and the jail, the start phases up to as-user
 //! (startup.rs), the sockets, the control socket and FIFOs, and the loop's sources.
 
-use std::{fs::File, os::fd::AsFd, path::Path, time::Instant};
+use std::{
+    fs::File,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use nix::sys::{
     signal::{sigprocmask, SigmaskHow},
@@ -24,6 +29,7 @@ use crate::{
     fifo::MasterFifo,
     listen::{listeners, Listener},
     notify::NotifySocket,
+    pidfile::HeldPidfile,
     preload::ForkLaunch,
     reexec::{take_handover, take_kept, Binary, Handover},
     startup,
@@ -57,83 +63,40 @@ impl Master {
         fork: Option<ForkLaunch>,
         callbacks: Callbacks,
     ) -> Result<Master, MasterError> {
-        refuse_threads()?;
-        let handover = take_handover()?;
-        let resumed = handover.is_some();
-        let options = keep_running_values(options, resumed);
-        match fork {
-            Some(_) => options.validate_without_command()?,
-            None => options.validate()?,
-        }
-        let hooks = Hooks::new(&options, callbacks)?;
-        let jail = Jail::new(&options)?;
-        set_environment(&options);
-        // Before anything rewrites the argv memory (process names).
-        let mut binary = Binary::new(options.binary_path.as_deref());
-        binary.check_by_environment = fork.is_some();
-        let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
-        // Where relative paths of the files steward makes start from, for vacuum.
-        let files_dir = std::env::current_dir().unwrap_or_default();
-        if resumed {
-            startup::resume_chdir2(&options);
-        }
-        let listeners = open_listeners(&options, handover.as_ref())?;
-        let notify = match handover.as_ref().and_then(|h| h.notify.clone()) {
-            Some((fd, path)) => NotifySocket::adopt(fd, path)?,
-            None => NotifySocket::bind()?,
-        };
-        let systemd = Notifier::from_env().unwrap_or_else(|e| {
-            warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
-            Notifier::new(None).expect("a disabled notifier needs no socket")
-        });
-        if !resumed {
-            store_sockets(&systemd, &listeners);
-        }
-        let clients = open_clients(&options, handover.as_ref())?;
+        let before = BeforeSockets::new(options, fork.is_some(), callbacks)?;
+        let opened = Opened::open(&before.options, before.handover.as_ref())?;
+        let held_pidfile = jail_and_drop(&before, &opened)?;
+        Master::assemble(before, opened, fork, held_pidfile)
+    }
 
-        let mut owned: Vec<&Path> = vec![notify.path()];
-        owned.extend(clients.control.as_ref().map(|c| c.path()));
-        owned.extend(clients.fifos.iter().map(|f| f.path()));
-        let made_root = MadeFilesRoot::before_jail(&options, resumed);
-        let started = (|| {
-            startup::give_to_final_user(&credentials, &owned, resumed)?;
-            startup::jail(&hooks, &jail, resumed)?;
-            let held_pidfile = startup::as_root(&options, &hooks, resumed)?;
-            startup::drop_privileges(&credentials, resumed)?;
-            startup::as_user(&options, &hooks, resumed)?;
-            Ok::<_, MasterError>(held_pidfile)
-        })();
-        let held_pidfile = started.inspect_err(|_| {
-            if options.vacuum {
-                let control = clients.control.as_ref();
-                let made = super::vacuum::made_files(
-                    &options,
-                    &files_dir,
-                    &listeners,
-                    control,
-                    &clients.fifos,
-                );
-                super::vacuum::vacuum_failed_start(&options, &files_dir, made, &made_root);
-            }
-        })?;
-
+    /// The master, its launch and its supervisor, from what the start steps made.
+    fn assemble(
+        before: BeforeSockets,
+        opened: Opened,
+        fork: Option<ForkLaunch>,
+        held_pidfile: Option<HeldPidfile>,
+    ) -> Result<Master, MasterError> {
+        let BeforeSockets {
+            handover,
+            options,
+            hooks,
+            binary,
+            files_dir,
+            made_root,
+            ..
+        } = before;
         // Resolved in the jail, where the workers run.
         let launch = match fork {
             Some(fork) => Launch::Fork(fork),
             None => {
-                let fd_names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
-                Launch::Exec(WorkerCommand::new(
-                    &options.command,
-                    &fd_names,
-                    notify.path(),
-                )?)
+                let fd_names: Vec<String> =
+                    opened.listeners.iter().map(|l| l.name.clone()).collect();
+                let notify = opened.notify.path();
+                Launch::Exec(WorkerCommand::new(&options.command, &fd_names, notify)?)
             }
         };
-        let settings = Settings::new(
-            &options,
-            matches!(launch, Launch::Fork(_)),
-            launch.reexecs_on_reload(),
-        );
+        let forked = matches!(launch, Launch::Fork(_));
+        let settings = Settings::new(&options, forked, launch.reexecs_on_reload());
         let supervisor = match &handover {
             Some(handover) => Supervisor::resume(settings, upgrade::resumed(handover)),
             None => Supervisor::new(settings),
@@ -142,24 +105,22 @@ impl Master {
             watcher: phases::touch_watcher(&options, &hooks)?,
             changed: Vec::new(),
         };
-        let signals = take_signals()?;
-        let registry = Registry::new().map_err(MasterError::Poll)?;
         let master = Master {
             mules: mules::mules(&options.mule)?,
             dev_null: File::open("/dev/null").map_err(MasterError::DevNull)?,
             watchdog_every: steward_systemd::watchdog_interval()
-                .filter(|_| systemd.is_enabled())
+                .filter(|_| opened.systemd.is_enabled())
                 .map(|interval| interval / 2),
-            options,
-            listeners,
-            launch,
-            notify,
-            signals,
-            systemd,
-            supervisor,
-            registry,
+            signals: take_signals()?,
+            registry: Registry::new().map_err(MasterError::Poll)?,
             timers: Timers::new(),
-            clients,
+            options,
+            listeners: opened.listeners,
+            launch,
+            notify: opened.notify,
+            systemd: opened.systemd,
+            supervisor,
+            clients: opened.clients,
             binary,
             config_sources: None,
             hooks,
@@ -172,7 +133,7 @@ impl Master {
             made_root,
         };
         master.register_sources()?;
-        if resumed {
+        if master.resumed.is_some() {
             info!(event = events::UPGRADE_RESUMED, binary = %master.binary.path.display(),
                 workers = master.supervisor.workers().len(),
                 generation = master.supervisor.current(), "re-executed: workers adopted");
@@ -203,6 +164,124 @@ impl Master {
         }
         self
     }
+}
+
+/// What is settled before any socket is bound: the handover of a previous image, the
+/// options, hooks and jail, the asap step (credentials resolved), the directories.
+struct BeforeSockets {
+    handover: Option<Handover>,
+    options: Options,
+    hooks: Hooks,
+    jail: Jail,
+    binary: Binary,
+    credentials: crate::privileges::Credentials,
+    files_dir: PathBuf,
+    made_root: MadeFilesRoot,
+}
+
+impl BeforeSockets {
+    fn new(options: Options, forked: bool, callbacks: Callbacks) -> Result<Self, MasterError> {
+        refuse_threads()?;
+        let handover = take_handover()?;
+        let resumed = handover.is_some();
+        let options = keep_running_values(options, resumed);
+        if forked {
+            options.validate_without_command()?;
+        } else {
+            options.validate()?;
+        }
+        let hooks = Hooks::new(&options, callbacks)?;
+        let jail = Jail::new(&options)?;
+        set_environment(&options);
+        // Before anything rewrites the argv memory (process names).
+        let mut binary = Binary::new(options.binary_path.as_deref());
+        binary.check_by_environment = forked;
+        let credentials = startup::asap(&options, &hooks, resumed, binary.argv())?;
+        // Where relative paths of the files steward makes start from, for vacuum.
+        let files_dir = std::env::current_dir().unwrap_or_default();
+        if resumed {
+            startup::resume_chdir2(&options);
+        }
+        let made_root = MadeFilesRoot::before_jail(&options, resumed);
+        Ok(BeforeSockets {
+            handover,
+            options,
+            hooks,
+            jail,
+            binary,
+            credentials,
+            files_dir,
+            made_root,
+        })
+    }
+}
+
+/// What the master opens as root, before the jail: the listening sockets, the notify
+/// socket, the control socket and FIFOs, and its channel to systemd.
+struct Opened {
+    listeners: Vec<Listener>,
+    notify: NotifySocket,
+    systemd: Notifier,
+    clients: Clients,
+}
+
+impl Opened {
+    fn open(options: &Options, handover: Option<&Handover>) -> Result<Opened, MasterError> {
+        let listeners = open_listeners(options, handover)?;
+        let notify = match handover.and_then(|h| h.notify.clone()) {
+            Some((fd, path)) => NotifySocket::adopt(fd, path)?,
+            None => NotifySocket::bind()?,
+        };
+        let systemd = Notifier::from_env().unwrap_or_else(|e| {
+            warn!(error = %e, "NOTIFY_SOCKET is unusable; systemd will not be notified");
+            Notifier::new(None).expect("a disabled notifier needs no socket")
+        });
+        if handover.is_none() {
+            store_sockets(&systemd, &listeners);
+        }
+        let clients = open_clients(options, handover)?;
+        Ok(Opened {
+            listeners,
+            notify,
+            systemd,
+            clients,
+        })
+    }
+}
+
+/// Steps 3 to 7 of startup.rs: the files to the final user, the jail, as-root, the
+/// privilege drop, as-user. A failure removes what this start made (vacuum).
+fn jail_and_drop(
+    before: &BeforeSockets,
+    opened: &Opened,
+) -> Result<Option<HeldPidfile>, MasterError> {
+    let BeforeSockets {
+        options,
+        hooks,
+        jail,
+        credentials,
+        ..
+    } = before;
+    let resumed = before.handover.is_some();
+    let mut owned: Vec<&Path> = vec![opened.notify.path()];
+    owned.extend(opened.clients.control.as_ref().map(|c| c.path()));
+    owned.extend(opened.clients.fifos.iter().map(|f| f.path()));
+    let started = (|| {
+        startup::give_to_final_user(credentials, &owned, resumed)?;
+        startup::jail(hooks, jail, resumed)?;
+        let held_pidfile = startup::as_root(options, hooks, resumed)?;
+        startup::drop_privileges(credentials, resumed)?;
+        startup::as_user(options, hooks, resumed)?;
+        Ok::<_, MasterError>(held_pidfile)
+    })();
+    started.inspect_err(|_| {
+        if options.vacuum {
+            let control = opened.clients.control.as_ref();
+            let (dir, fifos) = (&before.files_dir, &opened.clients.fifos);
+            let made = super::vacuum::made_files(options, dir, &opened.listeners, control, fifos);
+            super::vacuum::vacuum_failed_start(options, dir, made, &before.made_root);
+        }
+    })
 }
 
 /// The master must be the only thread: signals are blocked in it alone, and a thread
