@@ -235,7 +235,9 @@ impl<A: 'static> Builder<A> {
     }
 }
 
-/// Answers a running master's check before it re-execs into this binary; exits.
+/// Answers a running master's check before it re-execs into this binary; exits. This
+/// process is that check, not a master: returning into the embedding program's main
+/// would start serving, so it ends here.
 fn answer_reexec_check<A>(lazy: bool, load: &LoadFn<A>) -> ! {
     if !lazy {
         if let Err(e) = load() {
@@ -379,21 +381,18 @@ impl ForkLaunch {
                 warn!(error = %e, "cannot name the worker process");
             }
         }
-        let pid = std::process::id().to_string();
+        // The same environment an exec'd worker gets (command.rs), set in place.
         for variable in crate::command::WORKER_VARIABLES {
             std::env::remove_var(variable);
         }
-        if socket_count > 0 {
-            std::env::set_var("LISTEN_FDS", socket_count.to_string());
-            std::env::set_var("LISTEN_PID", &pid);
-            std::env::set_var("LISTEN_FDNAMES", worker.fd_names.join(":"));
+        let shared = crate::command::shared_worker_env(worker.fd_names, worker.notify_socket);
+        let own = crate::command::own_worker_env(worker.id, worker.generation);
+        for (name, value) in shared.into_iter().chain(own) {
+            std::env::set_var(name, value);
         }
-        std::env::set_var("NOTIFY_SOCKET", worker.notify_socket);
-        std::env::set_var(steward_options::vars::WORKER_ID, worker.id.to_string());
-        std::env::set_var(
-            steward_options::vars::GENERATION,
-            worker.generation.to_string(),
-        );
+        if socket_count > 0 {
+            std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        }
 
         let mut listeners = Vec::with_capacity(socket_count);
         for (fd, name) in (3..).zip(worker.fd_names) {

@@ -214,15 +214,16 @@ impl Master {
     }
 
     /// The shutdown is complete: as-user-atexit, vacuum, and the outcome.
-    fn exit(self) -> Result<(), MasterError> {
+    fn exit(mut self) -> Result<(), MasterError> {
         self.run_atexit();
         info!(event = events::SHUTDOWN_COMPLETE, "shutdown complete");
         if self.options.skip_atexit_teardown {
             // No teardown: no vacuum, no destructor run. Only the notify socket,
             // steward's private runtime file, is removed.
             let _ = std::fs::remove_file(self.notify.path());
-            let code = i32::from(self.failure.is_some());
-            std::process::exit(code);
+            let failure = self.failure.take();
+            std::mem::forget(self);
+            return failure.map_or(Ok(()), Err);
         }
         if self.options.vacuum {
             self.vacuum();
