@@ -414,6 +414,11 @@ impl Master {
                 command: self.launch.display(),
                 status,
             },
+            Some(Failure::WorkerNotReady { id, timeout }) => MasterError::WorkerNotReady {
+                id,
+                command: self.launch.display(),
+                timeout,
+            },
             Some(Failure::Hook(e)) => e.into(),
             None => return,
         };

@@ -36,6 +36,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         workers: reread.workers,
         command: reread.command,
         ready: reread.ready,
+        ready_timeout: reread.ready_timeout,
         worker_stop_signal: reread.worker_stop_signal,
         worker_reload_mercy: reread.worker_reload_mercy,
         respawn_backoff: reread.respawn_backoff,

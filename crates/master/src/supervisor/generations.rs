@@ -39,7 +39,10 @@ struct Failed {
     state: WorkerState,
     respawned: bool,
     lived: Duration,
+    /// "status 1", "signal SIGKILL", a spawn error...
     how: String,
+    /// It did not exit: it was killed for not being ready within this.
+    not_ready_within: Option<Duration>,
 }
 
 impl Supervisor {
@@ -267,6 +270,9 @@ impl Supervisor {
                 if let Some(after) = mode.ready_after_alive() {
                     out.push(Action::Arm(Deadline::ReadyAfter(pid), now + after));
                 }
+                if let Some(timeout) = self.settings.ready_timeout {
+                    out.push(Action::Arm(Deadline::ReadyTimeout(pid), now + timeout));
+                }
             }
         }
     }
@@ -293,6 +299,7 @@ impl Supervisor {
             respawned: self.is_respawn(id, generation),
             lived: Duration::ZERO,
             how,
+            not_ready_within: None,
         };
         self.worker_failed(failed, now, out);
     }
@@ -303,6 +310,7 @@ impl Supervisor {
         };
         let worker = self.workers.swap_remove(index);
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
+        out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
         if let WorkerState::Stopping { killed: false, .. } = worker.state {
             out.push(Action::Disarm(Deadline::Mercy(pid)));
         }
@@ -318,6 +326,7 @@ impl Supervisor {
             respawned: worker.respawned,
             lived: now.saturating_duration_since(worker.started),
             how,
+            not_ready_within: None,
         };
         self.worker_failed(failed, now, out);
     }
@@ -333,20 +342,30 @@ impl Supervisor {
             respawned,
             lived,
             how,
+            not_ready_within,
         } = failed;
         let pid = pid.map(Pid::as_raw);
         let bringing_up = generation == self.current && self.serving != Some(self.current);
         if bringing_up && state == WorkerState::Starting && !respawned {
+            let (failure, reason) = match not_ready_within {
+                Some(timeout) => (
+                    Failure::WorkerNotReady { id, timeout },
+                    format!(
+                        "worker {id} was not ready within {} (ready-timeout)",
+                        seconds(timeout)
+                    ),
+                ),
+                None => {
+                    let reason = format!("worker {id} exited with {how} before it was ready");
+                    (Failure::WorkerFailedToStart { id, status: how }, reason)
+                }
+            };
             if self.serving.is_none() {
-                let failure = Failure::WorkerFailedToStart { id, status: how };
                 self.failure = Some(failure);
                 out.push(Action::Failed);
                 self.begin_shutdown(true, now, out);
             } else {
-                self.abort_reload(
-                    format!("worker {id} exited with {how} before it was ready"),
-                    out,
-                );
+                self.abort_reload(reason, out);
             }
             return;
         }
@@ -414,7 +433,35 @@ impl Supervisor {
             Deadline::Respawn { id, generation } => {
                 self.respawns.retain(|r| *r != (id, generation));
             }
+            Deadline::ReadyTimeout(pid) => self.not_ready_in_time(pid, now, out),
         }
+    }
+
+    /// A worker still starting at its ready timeout: killed, and failed as if it had
+    /// exited before it was ready.
+    fn not_ready_in_time(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
+        let Some(worker) = self.workers.iter().find(|w| w.pid == pid) else {
+            return;
+        };
+        if worker.state != WorkerState::Starting {
+            return;
+        }
+        let timeout = self.settings.ready_timeout.unwrap_or_default();
+        warn!(event = events::WORKER_NOT_READY, worker = worker.id, generation = worker.generation,
+            pid = %pid, timeout_ms = timeout.as_millis() as u64,
+            "worker not ready within the ready timeout; killing it");
+        let failed = Failed {
+            id: worker.id,
+            generation: worker.generation,
+            pid: Some(pid),
+            state: WorkerState::Starting,
+            respawned: worker.respawned,
+            lived: now.saturating_duration_since(worker.started),
+            how: format!("no readiness within {}", seconds(timeout)),
+            not_ready_within: Some(timeout),
+        };
+        self.kill(pid, now, out);
+        self.worker_failed(failed, now, out);
     }
 
     fn mark_ready(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
@@ -422,6 +469,7 @@ impl Supervisor {
             return;
         };
         worker.state = WorkerState::Ready;
+        out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
         let after = now.saturating_duration_since(worker.started);
         info!(event = events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %pid,
             after_ms = after.as_millis() as u64, "worker ready");
@@ -446,6 +494,7 @@ impl Supervisor {
             killed: false,
         };
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
+        out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
         out.push(Action::Stop(pid));
         out.push(Action::Arm(Deadline::Mercy(pid), now + mercy));
     }
@@ -460,7 +509,10 @@ impl Supervisor {
             WorkerState::Stopping { killed: false, .. } => {
                 out.push(Action::Disarm(Deadline::Mercy(pid)))
             }
-            _ => out.push(Action::Disarm(Deadline::ReadyAfter(pid))),
+            _ => {
+                out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
+                out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
+            }
         }
         worker.state = WorkerState::Stopping {
             kill_at: now,
@@ -468,4 +520,9 @@ impl Supervisor {
         };
         out.push(Action::Kill(pid));
     }
+}
+
+/// "60s", "1.5s", for messages.
+fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
 }

@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     /// How many workers to keep (`workers`).
     pub workers: usize,
     pub ready: ReadyMode,
+    /// How long a new worker may take to be ready (None: for ever).
+    pub ready_timeout: Option<Duration>,
     /// How long a stopping worker may drain before SIGKILL.
     pub mercy: Duration,
     pub backoff: BackoffPolicy,
@@ -50,6 +52,7 @@ impl Settings {
         Settings {
             workers: options.workers,
             ready: options.ready,
+            ready_timeout: Some(options.ready_timeout).filter(|t| !t.is_zero()),
             mercy: options.worker_reload_mercy,
             backoff: BackoffPolicy {
                 first: options.respawn_backoff,
@@ -76,6 +79,8 @@ pub(crate) enum GenerationHook {
 pub(crate) enum Deadline {
     /// A starting worker counts as ready (`auto:MS`, `delay:MS`).
     ReadyAfter(Pid),
+    /// A starting worker that is still not ready fails (`ready-timeout`).
+    ReadyTimeout(Pid),
     /// A stopping worker is killed.
     Mercy(Pid),
     /// A crashed worker is started again.
@@ -219,6 +224,8 @@ pub(crate) struct Reload {
 pub(crate) enum Failure {
     /// A worker of the first generation exited (or could not start) before it was ready.
     WorkerFailedToStart { id: usize, status: String },
+    /// A worker of the first generation was not ready within the ready timeout.
+    WorkerNotReady { id: usize, timeout: Duration },
     /// A pre-app or post-app hook of the first generation failed.
     Hook(HookError),
 }

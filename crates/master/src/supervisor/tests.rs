@@ -34,6 +34,7 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
             max: Duration::from_secs(10),
             reset_after: Duration::from_secs(10),
         },
+        ready_timeout: Some(Duration::from_secs(60)),
         generation_hooks: true,
         accepting_in_master: true,
     }
@@ -449,4 +450,54 @@ fn resizing_starts_or_retires_a_worker_and_never_goes_below_one() {
 fn an_idle_master_has_no_timer_armed() {
     let fake = serving(4);
     assert_eq!(fake.timers.next(), None);
+}
+
+#[test]
+fn a_first_generation_never_ready_is_killed_at_the_ready_timeout_and_ends_the_start() {
+    let mut fake = FakeLoop::new(settings(1, ReadyMode::Notify));
+    let pid = fake.pids(1, "starting")[0];
+    fake.advance(Duration::from_secs(59));
+    assert!(!fake.supervisor.is_stopping());
+    fake.advance(Duration::from_secs(1));
+    let done = fake.take_done();
+    assert!(done.contains(&Action::Kill(pid)));
+    assert!(done.contains(&Action::Failed));
+    assert!(matches!(
+        fake.supervisor.take_failure(),
+        Some(Failure::WorkerNotReady { id: 1, .. })
+    ));
+    assert!(fake.supervisor.is_stopping());
+}
+
+#[test]
+fn a_reload_never_ready_fails_at_the_ready_timeout_and_the_old_generation_serves_on() {
+    let mut fake = serving(2);
+    let old = fake.pids(1, "ready");
+    fake.send(Event::Reload {
+        chain: false,
+        reexec: false,
+    });
+    let new = fake.pids(2, "starting");
+    assert_eq!(new.len(), 2);
+    fake.send(Event::ReadyMessage { pid: new[0] });
+    fake.take_done();
+    fake.advance(Duration::from_secs(60));
+    let done = fake.take_done();
+    assert!(done.contains(&Action::Kill(new[1])));
+    assert_eq!(finished(&done), [(2, false)]);
+    assert!(
+        says_ready(&done),
+        "systemd must hear READY=1 to end its reload"
+    );
+    assert_eq!(stops(&done), [new[0]]);
+    assert_eq!(fake.pids(1, "ready"), old);
+    assert_eq!(fake.supervisor.current(), 1);
+}
+
+#[test]
+fn a_ready_worker_has_no_ready_timeout_left() {
+    let mut fake = serving(1);
+    fake.advance(Duration::from_secs(120));
+    assert_eq!(fake.pids(1, "ready").len(), 1);
+    assert!(fake.take_done().is_empty());
 }
