@@ -96,7 +96,8 @@ impl Master {
             }
         };
         let forked = matches!(launch, Launch::Fork(_));
-        let settings = Settings::new(&options, forked, launch.reexecs_on_reload());
+        let sockets = !opened.listeners.is_empty();
+        let settings = Settings::new(&options, forked, launch.reexecs_on_reload(), sockets);
         let supervisor = match &handover {
             Some(handover) => Supervisor::resume(settings, upgrade::resumed(handover)),
             None => Supervisor::new(settings),

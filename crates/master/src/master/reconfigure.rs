@@ -109,6 +109,7 @@ impl Master {
                 &options,
                 matches!(self.launch, Launch::Fork(_)),
                 self.launch.reexecs_on_reload(),
+                !self.listeners.is_empty(),
             )
         };
         info!(

@@ -237,6 +237,7 @@ pub(super) fn resumed(handover: &Handover) -> Resumed {
                 started: now.checked_sub(w.age).unwrap_or(now),
                 respawned: w.respawned,
                 status: None,
+                unobservable: false,
             }
         })
         .collect();

@@ -258,6 +258,7 @@ impl Supervisor {
             started: now,
             respawned,
             status: None,
+            unobservable: false,
         });
         if self.is_stopping() {
             // Forked in the batch that a shutdown interrupted.
@@ -265,9 +266,9 @@ impl Supervisor {
             return;
         }
         match self.settings.ready {
-            ReadyMode::Immediate => self.mark_ready(pid, now, out),
-            mode => {
-                if let Some(after) = mode.ready_after_alive() {
+            ReadyMode::Immediate => self.mark_ready(pid, now, "start", out),
+            _ => {
+                if let Some(after) = self.ready_timer() {
                     out.push(Action::Arm(Deadline::ReadyAfter(pid), now + after));
                 }
                 if let Some(timeout) = self.settings.ready_timeout {
@@ -404,7 +405,7 @@ impl Supervisor {
             .any(|w| w.pid == pid && w.state == WorkerState::Starting);
         if believed && starting {
             out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
-            self.mark_ready(pid, now, out);
+            self.mark_ready(pid, now, "READY=1", out);
         }
     }
 
@@ -416,7 +417,7 @@ impl Supervisor {
                     .iter()
                     .any(|w| w.pid == pid && w.state == WorkerState::Starting)
                 {
-                    self.mark_ready(pid, now, out);
+                    self.mark_ready(pid, now, "time alive", out);
                 }
             }
             Deadline::Mercy(pid) => {
@@ -464,7 +465,42 @@ impl Supervisor {
         self.worker_failed(failed, now, out);
     }
 
-    fn mark_ready(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
+    pub(super) fn listening(
+        &mut self,
+        pid: Pid,
+        how: &'static str,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let starting = self
+            .workers
+            .iter()
+            .any(|w| w.pid == pid && w.state == WorkerState::Starting);
+        if starting && self.settings.ready.observes_listening() {
+            out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
+            self.mark_ready(pid, now, how, out);
+        }
+    }
+
+    /// Listening cannot be seen for this worker: time alive stands in, from its start.
+    pub(super) fn unobservable(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
+        let fallback = self.settings.ready.unobservable_fallback();
+        let Some(worker) = self.workers.iter_mut().find(|w| w.pid == pid) else {
+            return;
+        };
+        if worker.state != WorkerState::Starting || worker.unobservable {
+            return;
+        }
+        worker.unobservable = true;
+        if let Some(after) = fallback {
+            out.push(Action::Arm(
+                Deadline::ReadyAfter(pid),
+                (worker.started + after).max(now),
+            ));
+        }
+    }
+
+    fn mark_ready(&mut self, pid: Pid, now: Instant, by: &str, out: &mut Vec<Action>) {
         let Some(worker) = self.workers.iter_mut().find(|w| w.pid == pid) else {
             return;
         };
@@ -472,7 +508,7 @@ impl Supervisor {
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
         let after = now.saturating_duration_since(worker.started);
         info!(event = events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %pid,
-            after_ms = after.as_millis() as u64, "worker ready");
+            after_ms = after.as_millis() as u64, by, "worker ready");
         if self.settings.accepting_in_master {
             let id = worker.id;
             let first_time = self.accepted_once.insert(id);

@@ -34,6 +34,8 @@ pub(crate) struct Settings {
     pub ready: ReadyMode,
     /// How long a new worker may take to be ready (None: for ever).
     pub ready_timeout: Option<Duration>,
+    /// Workers have sockets, so the loop can watch them wait for connections.
+    pub observable: bool,
     /// How long a stopping worker may drain before SIGKILL.
     pub mercy: Duration,
     pub backoff: BackoffPolicy,
@@ -48,11 +50,12 @@ pub(crate) struct Settings {
 impl Settings {
     /// The settings of `options`; `forked` when workers are forked (preload mode), with
     /// `app_in_master` when the app is loaded once in the master.
-    pub fn new(options: &Options, forked: bool, app_in_master: bool) -> Settings {
+    pub fn new(options: &Options, forked: bool, app_in_master: bool, sockets: bool) -> Settings {
         Settings {
             workers: options.workers,
             ready: options.ready,
             ready_timeout: Some(options.ready_timeout).filter(|t| !t.is_zero()),
+            observable: sockets,
             mercy: options.worker_reload_mercy,
             backoff: BackoffPolicy {
                 first: options.respawn_backoff,
@@ -114,6 +117,12 @@ pub(crate) enum Event {
     Exited { pid: Pid, how: String },
     /// `READY=1` from this pid.
     ReadyMessage { pid: Pid },
+    /// This pid (or a descendant) was seen waiting for connections on a socket of its
+    /// (`how`: "accept", "epoll"...).
+    Listening { pid: Pid, how: &'static str },
+    /// Whether this pid waits for connections cannot be seen (/proc refused): the
+    /// readiness mode's stand-in timer applies.
+    Unobservable { pid: Pid },
     /// A deadline from [`Action::Arm`] came.
     Timer(Deadline),
     /// The answer to [`Action::RunHook`].
@@ -327,7 +336,7 @@ impl Supervisor {
     /// Carries out, in a re-exec'd image, the reload that asked for the re-exec.
     pub fn resume_reload(&mut self, chain: bool, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        let ready_after = self.settings.ready.ready_after_alive();
+        let ready_after = self.ready_timer();
         for worker in &self.workers {
             match worker.state {
                 WorkerState::Starting => out.extend(ready_after.map(|after| {
@@ -365,6 +374,8 @@ impl Supervisor {
             } => self.start_failed(id, generation, pid, how, now, &mut out),
             Event::Exited { pid, how } => self.exited(pid, how, now, &mut out),
             Event::ReadyMessage { pid } => self.ready_message(pid, now, &mut out),
+            Event::Listening { pid, how } => self.listening(pid, how, now, &mut out),
+            Event::Unobservable { pid } => self.unobservable(pid, now, &mut out),
             Event::Timer(deadline) => self.timer(deadline, now, &mut out),
             Event::HookRan { hook, result } => self.hook_ran(hook, result, now, &mut out),
             Event::ConfigRead(result) => self.config_read(result, &mut out),
@@ -413,6 +424,41 @@ impl Supervisor {
     /// The generation the next reload will bring up.
     pub fn next_generation(&self) -> u64 {
         self.latest + 1
+    }
+
+    /// How long a starting worker must stay alive to be ready by time alone, if that
+    /// is how readiness is decided for it.
+    fn ready_timer(&self) -> Option<Duration> {
+        let ready = self.settings.ready;
+        match ready.ready_after_alive() {
+            Some(after) => Some(after),
+            None if !self.settings.observable => ready.unobservable_fallback(),
+            None => None,
+        }
+    }
+
+    /// Whether starting workers are to be watched for waiting on their sockets.
+    pub fn wants_listening_observed(&self) -> bool {
+        self.settings.observable && self.settings.ready.observes_listening()
+    }
+
+    /// What a starting worker waits for, for `steward status`.
+    pub fn waiting_for(&self, worker: &Worker) -> String {
+        let ready = self.settings.ready;
+        let listening = "waiting for connections on its sockets";
+        let alive = |after: Duration| format!("alive {} ms", after.as_millis());
+        let by_time = !self.settings.observable || worker.unobservable;
+        match ready {
+            ReadyMode::Notify => "READY=1".into(),
+            ReadyMode::Immediate => "nothing".into(),
+            ReadyMode::Delay(after) => alive(after),
+            ReadyMode::Auto(after) if by_time => format!("READY=1 or {}", alive(after)),
+            ReadyMode::Auto(_) => format!("READY=1 or {listening}"),
+            ReadyMode::Listening if by_time => {
+                alive(ready.unobservable_fallback().unwrap_or_default())
+            }
+            ReadyMode::Listening => listening.into(),
+        }
     }
 
     /// The reload under way, if any.

@@ -38,6 +38,8 @@ pub(crate) struct Worker {
     pub respawned: bool,
     /// The last STATUS= it sent.
     pub status: Option<String>,
+    /// Whether it waits for connections cannot be seen: time alive stands in.
+    pub unobservable: bool,
 }
 
 impl Worker {
