@@ -22,14 +22,21 @@ pub enum How {
     Select,
 }
 
-impl fmt::Display for How {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl How {
+    /// "accept", "epoll", "poll" or "select".
+    pub fn name(self) -> &'static str {
+        match self {
             How::Accept => "accept",
             How::Epoll => "epoll",
             How::Poll => "poll",
             How::Select => "select",
-        })
+        }
+    }
+}
+
+impl fmt::Display for How {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -36,6 +36,10 @@ impl<K: Ord + Hash + Copy> Timers<K> {
         }
     }
 
+    pub fn is_armed(&self, key: K) -> bool {
+        self.by_key.contains_key(&key)
+    }
+
     /// The earliest deadline.
     pub fn next(&self) -> Option<Instant> {
         self.by_time.first().map(|(at, _)| *at)

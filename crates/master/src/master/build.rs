@@ -115,6 +115,7 @@ impl Master {
             signals: take_signals()?,
             registry: Registry::new().map_err(MasterError::Poll)?,
             timers: Timers::new(),
+            probe: super::readiness::Watch::new(&opened.listeners),
             options,
             listeners: opened.listeners,
             launch,

@@ -11,6 +11,7 @@
 mod build;
 mod mules;
 mod phases;
+mod readiness;
 mod reconfigure;
 mod requests;
 mod spawn;
@@ -90,6 +91,8 @@ pub(crate) enum TimerKey {
     UpgradeCheck,
     /// Mule N (configuration order, 0-based) is due to start, or to be killed.
     Mule(usize),
+    /// Look whether starting workers wait for connections yet (see readiness.rs).
+    Probe,
 }
 
 /// While workers drain in a shutdown, systemd is asked for more time this often, so its
@@ -149,6 +152,8 @@ pub struct Master {
     files_dir: PathBuf,
     /// The auxiliary processes (`mule`), in configuration order.
     mules: Vec<crate::mule::Mule>,
+    /// Watches starting workers for waiting on their sockets (readiness.rs).
+    probe: readiness::Watch,
     /// Where vacuum reaches the files made before the jail.
     made_root: MadeFilesRoot,
 }
@@ -169,6 +174,8 @@ impl Master {
                 .inspect_err(|_| self.vacuum_failed_start())?;
         }
         let now = Instant::now();
+        // The first WATCHDOG=1 goes out before anything can keep the loop busy.
+        self.on_timers(now);
         self.mules_due(now);
         let first = match self.resumed {
             Some(chain) => self.supervisor.resume_reload(chain, now),
@@ -270,8 +277,10 @@ impl Master {
                 TimerKey::TouchSettled => self.touches_settled(),
                 TimerKey::UpgradeCheck => self.upgrade_check_timed_out(),
                 TimerKey::Mule(_) => self.mules_due(now),
+                TimerKey::Probe => self.probe_starting(),
             }
         }
+        self.schedule_probe(Instant::now());
     }
 
     fn on_signal(&mut self, signal: Signal) {
@@ -352,6 +361,7 @@ impl Master {
                 queue.extend(self.supervisor.handle(answer, Instant::now()));
             }
         }
+        self.schedule_probe(Instant::now());
     }
 
     fn execute(&mut self, action: Action) -> Vec<Event> {

@@ -11,7 +11,7 @@ use crate::{
     events,
     fifo::FifoCommand,
     status::{ReloadOutcome, StatusReport},
-    supervisor::{Event, Worker},
+    supervisor::{Event, Worker, WorkerState},
 };
 
 impl Master {
@@ -125,6 +125,11 @@ impl Master {
     /// The state of the master and of every worker, as text lines or one JSON object.
     fn status(&self, json: bool) -> String {
         let now = Instant::now();
+        let workers = self.sorted_workers();
+        let waiting_for = workers
+            .iter()
+            .map(|w| (w.state == WorkerState::Starting).then(|| self.supervisor.waiting_for(w)))
+            .collect();
         let report = StatusReport {
             lifecycle: self.supervisor.lifecycle(),
             current: self.supervisor.current(),
@@ -139,7 +144,8 @@ impl Master {
                 .supervisor
                 .checking_since()
                 .map(|since| now.saturating_duration_since(since)),
-            workers: self.sorted_workers(),
+            workers,
+            waiting_for,
         };
         if json {
             report.json()

@@ -35,6 +35,7 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
             reset_after: Duration::from_secs(10),
         },
         ready_timeout: Some(Duration::from_secs(60)),
+        observable: false,
         generation_hooks: true,
         accepting_in_master: true,
     }
@@ -500,4 +501,55 @@ fn a_ready_worker_has_no_ready_timeout_left() {
     fake.advance(Duration::from_secs(120));
     assert_eq!(fake.pids(1, "ready").len(), 1);
     assert!(fake.take_done().is_empty());
+}
+
+#[test]
+fn under_auto_a_worker_with_sockets_is_ready_when_seen_listening_not_after_a_second() {
+    let mut fake = FakeLoop::new(Settings {
+        observable: true,
+        ..settings(1, ReadyMode::Auto(MS(1000)))
+    });
+    let pid = fake.pids(1, "starting")[0];
+    assert!(fake.supervisor.wants_listening_observed());
+    fake.advance(MS(5000));
+    assert_eq!(fake.supervisor.serving(), None, "a timer made it ready");
+    let worker = &fake.supervisor.workers()[0];
+    assert_eq!(
+        fake.supervisor.waiting_for(worker),
+        "READY=1 or waiting for connections on its sockets"
+    );
+    fake.send(Event::Listening { pid, how: "epoll" });
+    assert_eq!(fake.supervisor.serving(), Some(1));
+}
+
+#[test]
+fn where_listening_cannot_be_seen_time_alive_stands_in() {
+    let mut fake = FakeLoop::new(Settings {
+        observable: true,
+        ..settings(1, ReadyMode::Auto(MS(1000)))
+    });
+    let pid = fake.pids(1, "starting")[0];
+    fake.advance(MS(300));
+    fake.send(Event::Unobservable { pid });
+    let worker = &fake.supervisor.workers()[0];
+    assert_eq!(
+        fake.supervisor.waiting_for(worker),
+        "READY=1 or alive 1000 ms"
+    );
+    fake.advance(MS(699));
+    assert_eq!(fake.supervisor.serving(), None);
+    fake.advance(MS(1));
+    assert_eq!(fake.supervisor.serving(), Some(1));
+}
+
+#[test]
+fn notify_mode_ignores_listening() {
+    let mut fake = FakeLoop::new(Settings {
+        observable: true,
+        ..settings(1, ReadyMode::Notify)
+    });
+    let pid = fake.pids(1, "starting")[0];
+    assert!(!fake.supervisor.wants_listening_observed());
+    fake.send(Event::Listening { pid, how: "accept" });
+    assert_eq!(fake.supervisor.serving(), None);
 }
