@@ -23,7 +23,6 @@ const UWSGI_ONLY: &[&str] = &[
     "home",
     "http",
     "lazy",
-    "lazy-apps",
     "logto",
     "master",
     "max-requests",
