@@ -17,9 +17,10 @@ fn servers() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/servers")
 }
 
-/// The virtualenv with uvicorn that `.ci/run` makes (or STEWARD_TEST_VENV).
+/// The virtualenv with uvicorn that `.ci/run` makes (or READINESS_TEST_VENV; not a
+/// STEWARD_* name, which steward would read as an option).
 fn venv() -> PathBuf {
-    std::env::var_os("STEWARD_TEST_VENV")
+    std::env::var_os("READINESS_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/steward-test-venv"))
 }
