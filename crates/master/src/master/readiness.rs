@@ -16,8 +16,13 @@ use super::{Master, TimerKey};
 use crate::{listen::Listener, supervisor::Event, supervisor::WorkerState};
 
 /// How often starting workers are looked at: a reload waits at most this long past the
-/// moment the new worker waits for connections.
+/// moment the new worker waits for connections (with up to [`PROBE_BUDGET`] starting).
 const PROBE_EVERY: Duration = Duration::from_millis(20);
+
+/// Workers looked at per pass, at most. A look costs about 40 µs, so a pass stays near
+/// 2.5 ms and the loop keeps serving signals and clients while 1,024 workers start; each
+/// of them is then looked at every ceil(starting / budget) passes, in turn.
+const PROBE_BUDGET: usize = 64;
 
 /// The probe over the master's sockets, and what was already said about it.
 #[derive(Debug)]
@@ -25,6 +30,9 @@ pub(super) struct Watch {
     probe: Option<Probe>,
     /// /proc refused a look: said once, then each worker falls back to its timer.
     denied_said: bool,
+    /// Where the next pass starts among the starting workers, when more than
+    /// [`PROBE_BUDGET`] start.
+    cursor: usize,
 }
 
 impl Watch {
@@ -36,35 +44,43 @@ impl Watch {
         Watch {
             probe: (!inodes.is_empty()).then(|| Probe::new(inodes)),
             denied_said: false,
+            cursor: 0,
         }
     }
 }
 
 impl Master {
     /// The starting workers whose readiness is still to be seen.
-    fn watched_workers(&self) -> Vec<Pid> {
-        if self.probe.probe.is_none() || !self.supervisor.wants_listening_observed() {
-            return Vec::new();
-        }
+    fn watched_workers(&self) -> impl Iterator<Item = Pid> + '_ {
+        let watching = self.probe.probe.is_some() && self.supervisor.wants_listening_observed();
         self.supervisor
             .workers()
             .iter()
-            .filter(|w| w.state == WorkerState::Starting && !w.unobservable)
+            .filter(move |w| watching && w.state == WorkerState::Starting && !w.unobservable)
             .map(|w| w.pid)
-            .collect()
     }
 
     /// Arms the next look while a worker starts; an idle master arms nothing.
     pub(super) fn schedule_probe(&mut self, now: Instant) {
-        if self.timers.is_armed(TimerKey::Probe) || self.watched_workers().is_empty() {
+        if self.timers.is_armed(TimerKey::Probe) || self.watched_workers().next().is_none() {
             return;
         }
         self.timers.arm(TimerKey::Probe, now + PROBE_EVERY);
     }
 
-    /// Looks at every starting worker once.
+    /// Looks at up to [`PROBE_BUDGET`] starting workers, in turn.
     pub(super) fn probe_starting(&mut self) {
-        for pid in self.watched_workers() {
+        let watched: Vec<Pid> = self.watched_workers().collect();
+        let start = self.probe.cursor % watched.len().max(1);
+        let turn: Vec<Pid> = watched
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(watched.len().min(PROBE_BUDGET))
+            .copied()
+            .collect();
+        self.probe.cursor = start + turn.len();
+        for pid in turn {
             let Some(probe) = &self.probe.probe else {
                 return;
             };
