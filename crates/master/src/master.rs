@@ -31,7 +31,8 @@ use crate::{
     preload::{ForkLaunch, WorkerIdentity},
     procname,
     reexec::{
-        exit_status, Binary, CheckChild, HandedWorker, Handover, KEPT_VARIABLE, REEXEC_VARIABLE,
+        exit_status, take_handover, take_kept, Binary, CheckChild, HandedListener, HandedSocket,
+        HandedWaiter, HandedWorker, Handover,
     },
     startup,
     status::{ReloadOutcome, StatusReport},
@@ -389,7 +390,7 @@ impl Master {
             Some(handover) => handover
                 .listeners
                 .iter()
-                .map(|(fd, handed_over, name)| Listener::adopt(*fd, *handed_over, name.clone()))
+                .map(HandedListener::adopt)
                 .collect::<Result<Vec<_>, _>>()?,
             None => {
                 let inherited = match steward_systemd::take_listen_fds()? {
@@ -406,7 +407,7 @@ impl Master {
         };
         let fd_names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
         let notify = match handover.as_ref().and_then(|h| h.notify.clone()) {
-            Some((fd, path)) => NotifySocket::adopt(fd, path)?,
+            Some(HandedSocket { fd, path }) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
         };
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
@@ -419,11 +420,14 @@ impl Master {
         }
         let mut reload_waiters = Vec::new();
         let control = match handover.as_ref().and_then(|h| h.control.clone()) {
-            Some((fd, path)) => {
+            Some(HandedSocket { fd, path }) => {
                 let waiting = handover.as_ref().map_or(&[][..], |h| &h.waiters[..]);
-                let (control, ids) = ControlServer::adopt(fd, path, waiting.iter().map(|w| w.0))
+                let (control, ids) = ControlServer::adopt(fd, path, waiting.iter().map(|w| w.fd))
                     .map_err(MasterError::Handover)?;
-                reload_waiters = ids.into_iter().zip(waiting.iter().map(|w| w.1)).collect();
+                reload_waiters = ids
+                    .into_iter()
+                    .zip(waiting.iter().map(|w| w.generation))
+                    .collect();
                 Some(control)
             }
             None => match control_socket_path(
@@ -545,37 +549,8 @@ impl Master {
     /// generations, and the reload that asked for the re-exec.
     fn resume(&mut self, handover: Handover) {
         let now = Instant::now();
-        for w in handover.workers {
-            let state = match (w.state.as_str(), w.kill_in) {
-                ("starting", _) => WorkerState::Starting,
-                ("ready", _) => WorkerState::Ready,
-                (_, Some(kill_in)) => WorkerState::Stopping {
-                    kill_at: now + kill_in,
-                    killed: false,
-                },
-                (_, None) => WorkerState::Stopping {
-                    kill_at: now,
-                    killed: true,
-                },
-            };
-            let HandedWorker {
-                id,
-                generation,
-                pid,
-                age,
-                respawned,
-                ..
-            } = w;
-            self.workers.push(Worker {
-                id,
-                generation,
-                pid,
-                state,
-                started: now.checked_sub(age).unwrap_or(now),
-                respawned,
-                status: None,
-            });
-        }
+        self.workers
+            .extend(handover.workers.into_iter().map(|w| w.adopt(now)));
         self.accepted_once = self.workers.iter().map(|w| w.id).collect();
         self.pre_app_done = handover.current;
         self.current = handover.current;
@@ -689,45 +664,30 @@ impl Master {
             serving: self.serving,
             desired,
             reload_chain: chain,
-            listeners: self
-                .listeners
-                .iter()
-                .map(|l| (l.as_fd().as_raw_fd(), l.was_handed_over(), l.name.clone()))
-                .collect(),
-            notify: Some((
-                self.notify.as_fd().as_raw_fd(),
-                self.notify.path().to_owned(),
-            )),
-            control: self
-                .control
-                .as_ref()
-                .map(|c| (c.listener_fd().as_raw_fd(), c.path().to_owned())),
+            listeners: self.listeners.iter().map(HandedListener::of).collect(),
+            notify: Some(HandedSocket {
+                fd: self.notify.as_fd().as_raw_fd(),
+                path: self.notify.path().to_owned(),
+            }),
+            control: self.control.as_ref().map(|c| HandedSocket {
+                fd: c.listener_fd().as_raw_fd(),
+                path: c.path().to_owned(),
+            }),
             waiters: self
                 .reload_waiters
                 .iter()
                 .filter_map(|(id, generation)| {
                     let fd = self.control.as_ref()?.connection_fd(*id)?;
-                    Some((fd.as_raw_fd(), *generation))
+                    Some(HandedWaiter {
+                        fd: fd.as_raw_fd(),
+                        generation: *generation,
+                    })
                 })
                 .collect(),
             workers: self
                 .workers
                 .iter()
-                .map(|w| HandedWorker {
-                    id: w.id,
-                    generation: w.generation,
-                    pid: w.pid,
-                    state: w.state.name().to_owned(),
-                    age: w.started.elapsed(),
-                    kill_in: match w.state {
-                        WorkerState::Stopping {
-                            kill_at,
-                            killed: false,
-                        } => Some(kill_at.saturating_duration_since(now)),
-                        _ => None,
-                    },
-                    respawned: w.respawned,
-                })
+                .map(|w| HandedWorker::of(w, now))
                 .collect(),
         };
         // Mules are not handed over: the new image starts its own.
@@ -1729,32 +1689,6 @@ impl Master {
             warn!(error = %e, "cannot notify systemd");
         }
     }
-}
-
-/// Reads (and removes) the running options a previous image of this process left in
-/// the environment.
-fn take_kept() -> Option<String> {
-    let text = std::env::var_os(KEPT_VARIABLE)?;
-    std::env::remove_var(KEPT_VARIABLE);
-    Some(text.to_string_lossy().into_owned())
-}
-
-/// Reads (and removes) the handover a previous image of this process left in the
-/// environment. One left for another pid is stale (inherited by accident) and ignored.
-fn take_handover() -> Result<Option<Handover>, MasterError> {
-    let Some(text) = std::env::var_os(REEXEC_VARIABLE) else {
-        return Ok(None);
-    };
-    std::env::remove_var(REEXEC_VARIABLE);
-    let handover = Handover::decode(&text.to_string_lossy()).map_err(MasterError::BadHandover)?;
-    if handover.pid != std::process::id() {
-        warn!(
-            pid = handover.pid,
-            "ignored a re-exec handover meant for another process"
-        );
-        return Ok(None);
-    }
-    Ok(Some(handover))
 }
 
 /// Hands the sockets steward bound itself to systemd's fd store (when the unit has one),
