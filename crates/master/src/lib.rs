@@ -52,7 +52,10 @@ pub use crate::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,
     },
-    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL, UNRESOLVED_SUFFIX},
+    reexec::{
+        reexec_check_answer, CheckFinding, CheckReport, HandoverError, ReexecError,
+        REEXEC_PROTOCOL, UNRESOLVED_SUFFIX,
+    },
     startup::unresolved_names,
 };
 pub use steward_sys::StopNotice;

@@ -246,7 +246,7 @@ fn answer_reexec_check<A>(lazy: bool, load: &LoadFn<A>) -> ! {
             std::process::exit(1);
         }
     }
-    println!("{}", crate::REEXEC_PROTOCOL);
+    println!("{}", crate::reexec_check_answer());
     std::process::exit(0)
 }
 

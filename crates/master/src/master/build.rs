@@ -31,7 +31,7 @@ use crate::{
     notify::NotifySocket,
     pidfile::HeldPidfile,
     preload::ForkLaunch,
-    reexec::{take_handover, take_kept, Binary, Handover},
+    reexec::{take_handover, take_kept, Binary, HandedListener, HandedSocket, Handover},
     startup,
     supervisor::{Settings, Supervisor},
     MasterError,
@@ -231,7 +231,7 @@ impl Opened {
     fn open(options: &Options, handover: Option<&Handover>) -> Result<Opened, MasterError> {
         let listeners = open_listeners(options, handover)?;
         let notify = match handover.and_then(|h| h.notify.clone()) {
-            Some((fd, path)) => NotifySocket::adopt(fd, path)?,
+            Some(HandedSocket { fd, path }) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
         };
         let systemd = Notifier::from_env().unwrap_or_else(|e| {
@@ -343,7 +343,7 @@ fn open_listeners(
         return handover
             .listeners
             .iter()
-            .map(|(fd, handed_over, name)| Listener::adopt(*fd, *handed_over, name.clone()))
+            .map(HandedListener::adopt)
             .collect();
     }
     let inherited = match steward_systemd::take_listen_fds()? {
@@ -364,13 +364,13 @@ fn open_clients(options: &Options, handover: Option<&Handover>) -> Result<Client
     let resumed = handover.is_some();
     let mut clients = Clients::default();
     clients.control = match handover.and_then(|h| h.control.clone()) {
-        Some((fd, path)) => {
+        Some(HandedSocket { fd, path }) => {
             let waiting = handover.map_or(&[][..], |h| &h.waiters[..]);
-            let (control, ids) = ControlServer::adopt(fd, path, waiting.iter().map(|w| w.0))
+            let (control, ids) = ControlServer::adopt(fd, path, waiting.iter().map(|w| w.fd))
                 .map_err(MasterError::Handover)?;
             clients.reload_waiters = ids
                 .into_iter()
-                .zip(waiting.iter().map(|w| w.1))
+                .zip(waiting.iter().map(|w| w.generation))
                 .collect::<Vec<(ConnectionId, u64)>>();
             Some(control)
         }

@@ -18,8 +18,10 @@ use super::{Master, TimerKey};
 use crate::{
     event::Token,
     events,
-    reexec::{exit_status, CheckChild, HandedWorker, Handover},
-    supervisor::{Event, Resumed, Worker, WorkerState},
+    reexec::{
+        exit_status, CheckChild, HandedListener, HandedSocket, HandedWaiter, HandedWorker, Handover,
+    },
+    supervisor::{Event, Resumed},
 };
 
 /// The new binary's check, running.
@@ -162,50 +164,34 @@ impl Master {
             serving: self.supervisor.serving(),
             desired,
             reload_chain: chain,
-            listeners: self
-                .listeners
-                .iter()
-                .map(|l| (l.as_fd().as_raw_fd(), l.was_handed_over(), l.name.clone()))
-                .collect(),
-            notify: Some((
-                self.notify.as_fd().as_raw_fd(),
-                self.notify.path().to_owned(),
-            )),
-            control: control.map(|c| (c.listener_fd().as_raw_fd(), c.path().to_owned())),
+            listeners: self.listeners.iter().map(HandedListener::of).collect(),
+            notify: Some(HandedSocket {
+                fd: self.notify.as_fd().as_raw_fd(),
+                path: self.notify.path().to_owned(),
+            }),
+            control: control.map(|c| HandedSocket {
+                fd: c.listener_fd().as_raw_fd(),
+                path: c.path().to_owned(),
+            }),
             waiters: self
                 .clients
                 .reload_waiters
                 .iter()
                 .filter_map(|(id, generation)| {
-                    let fd = control?.connection_fd(*id)?;
-                    Some((fd.as_raw_fd(), *generation))
+                    let fd = control?.connection_fd(*id)?.as_raw_fd();
+                    Some(HandedWaiter {
+                        fd,
+                        generation: *generation,
+                    })
                 })
                 .collect(),
             workers: self
                 .supervisor
                 .workers()
                 .iter()
-                .map(|w| handed_worker(w, now))
+                .map(|w| HandedWorker::of(w, now))
                 .collect(),
         }
-    }
-}
-
-fn handed_worker(w: &Worker, now: Instant) -> HandedWorker {
-    HandedWorker {
-        id: w.id,
-        generation: w.generation,
-        pid: w.pid,
-        state: w.state.name().to_owned(),
-        age: now.saturating_duration_since(w.started),
-        kill_in: match w.state {
-            WorkerState::Stopping {
-                kill_at,
-                killed: false,
-            } => Some(kill_at.saturating_duration_since(now)),
-            _ => None,
-        },
-        respawned: w.respawned,
     }
 }
 
@@ -216,30 +202,8 @@ pub(super) fn resumed(handover: &Handover) -> Resumed {
     let workers = handover
         .workers
         .iter()
-        .map(|w| {
-            let state = match (w.state.as_str(), w.kill_in) {
-                ("starting", _) => WorkerState::Starting,
-                ("ready", _) => WorkerState::Ready,
-                (_, Some(kill_in)) => WorkerState::Stopping {
-                    kill_at: now + kill_in,
-                    killed: false,
-                },
-                (_, None) => WorkerState::Stopping {
-                    kill_at: now,
-                    killed: true,
-                },
-            };
-            Worker {
-                id: w.id,
-                generation: w.generation,
-                pid: w.pid,
-                state,
-                started: now.checked_sub(w.age).unwrap_or(now),
-                respawned: w.respawned,
-                status: None,
-                unobservable: false,
-            }
-        })
+        .cloned()
+        .map(|w| w.adopt(now))
         .collect();
     Resumed {
         workers,
