@@ -126,11 +126,10 @@ fn uvicorn_is_ready_when_its_socket_is_in_its_epoll_set() {
     }
     let app_dir = servers();
     // uvicorn's shutdown "requests shutdown on all existing connections" (its
-    // server.py), which closes a connection it accepted but has not read yet: that
-    // client's connection is closed, whoever supervises it (by its code; about 1 in 10,000 here
-    // across 2 reloads). Steward cannot reach inside uvicorn's accept loop; the README
-    // says so under Readiness.
-    // The client sees a reset, or a broken pipe when its request was still being written.
+    // server.py), which closes a connection it accepted but has not read yet, whoever
+    // supervises it: that client sees a reset, or a broken pipe while it still writes
+    // (a few in 10,000 requests across 2 reloads here). Steward cannot reach inside
+    // uvicorn's accept loop; the README says so under Readiness.
     let reset = |f: &str| f.contains("Connection reset by peer") || f.contains("Broken pipe");
     reloads_wait_for(
         &[
