@@ -37,14 +37,7 @@ pub(super) fn mount_flags(text: &str) -> Result<MsFlags, ActionParseError> {
     text.split(',')
         .filter(|f| !f.is_empty())
         .try_fold(MsFlags::empty(), |flags, flag| {
-            let (_, one) = MOUNT_FLAGS
-                .iter()
-                .find(|(name, _)| *name == flag)
-                .ok_or_else(|| ActionParseError::Flag {
-                    action: "mount",
-                    flag: flag.to_owned(),
-                })?;
-            Ok(flags | *one)
+            Ok(flags | lookup(MOUNT_FLAGS, "mount", flag)?)
         })
 }
 
@@ -74,14 +67,7 @@ pub(super) fn umount_flags(text: &str) -> Result<(MntFlags, bool), ActionParseEr
             if matches!(flag, "rec" | "recursive") {
                 return Ok((flags, true));
             }
-            let (_, one) = UMOUNT_FLAGS
-                .iter()
-                .find(|(name, _)| *name == flag)
-                .ok_or_else(|| ActionParseError::Flag {
-                    action: "umount",
-                    flag: flag.to_owned(),
-                })?;
-            Ok((flags | *one, recursive))
+            Ok((flags | lookup(UMOUNT_FLAGS, "umount", flag)?, recursive))
         },
     )
 }
@@ -102,4 +88,20 @@ pub(super) fn umount_flag_names(flags: MntFlags, recursive: bool) -> Vec<&'stati
         .map(|(name, _)| *name)
         .chain(recursive.then_some("rec"))
         .collect()
+}
+
+/// The flag named `flag` in `table`, or an error naming it and the action.
+fn lookup<F: Copy>(
+    table: &[(&str, F)],
+    action: &'static str,
+    flag: &str,
+) -> Result<F, ActionParseError> {
+    table
+        .iter()
+        .find(|(name, _)| *name == flag)
+        .map(|(_, one)| *one)
+        .ok_or_else(|| ActionParseError::Flag {
+            action,
+            flag: flag.to_owned(),
+        })
 }
