@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use steward_hooks::{Callbacks, HookConfigError, Hooks, Jail};
+use steward_hooks::{Callbacks, Hooks};
 use steward_master::{CheckFinding, CheckReport, MasterError};
-use steward_options::{Config, ConfigError, Origin};
+use steward_options::{Config, ConfigError};
 
 use crate::run_args::RunArgs;
 
@@ -13,16 +13,9 @@ use crate::run_args::RunArgs;
 /// registered callbacks: from the command line, every `call:` is an error); an error
 /// names the file and line, the variable or the flag it came from.
 pub fn check_hooks(config: &Config) -> Result<(), String> {
-    let located = |error: HookConfigError| {
-        let origins = config.origins(&error.option);
-        match origins.get(error.index).or(origins.last()) {
-            Some(origin) => format!("{origin}: {error}"),
-            None => error.to_string(),
-        }
-    };
-    Hooks::new(&config.options, Callbacks::new()).map_err(located)?;
-    Jail::new(&config.options).map_err(located)?;
-    Ok(())
+    Hooks::new(&config.options, Callbacks::new())
+        .map(drop)
+        .map_err(|error| error.located(config))
 }
 
 /// Where each hook was written, to name it when a fatal one fails at run time.
@@ -42,12 +35,7 @@ impl HookOrigins {
     /// check-time error does; any other error is passed on.
     pub fn locate(&self, error: MasterError) -> anyhow::Error {
         let origin = match &error {
-            MasterError::Hook(hook) => self
-                .config
-                .origins(&hook.option)
-                .get(hook.index)
-                .filter(|origin| !matches!(origin, Origin::Default))
-                .map(ToString::to_string),
+            MasterError::Hook(hook) => hook.origin(&self.config).map(ToString::to_string),
             _ => None,
         };
         match origin {

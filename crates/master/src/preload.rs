@@ -4,7 +4,6 @@
 
 use std::{
     cell::OnceCell,
-    collections::BTreeMap,
     fmt, io,
     net::TcpListener,
     os::{
@@ -17,6 +16,7 @@ use std::{
 };
 
 use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+pub use steward_hooks::CallError;
 use steward_hooks::{Callbacks, Phase};
 use steward_options::{ConfigSources, Options};
 use steward_sys::StopNotice;
@@ -36,7 +36,6 @@ type LoadFn<A> = Box<dyn Fn() -> Result<A, BoxError>>;
 type WorkerFn<A> = Box<dyn Fn(&A, WorkerContext) -> Result<(), BoxError>>;
 /// A function run after each request by the worker that served it.
 type AfterRequestFn = Box<dyn Fn() + Send + Sync>;
-type CallFn = Box<dyn Fn() -> Result<(), BoxError>>;
 
 /// A master that forks a closure (preload mode): options in, a load callback, a worker
 /// closure, named `call:` hooks and after-request hooks.
@@ -145,7 +144,9 @@ impl<A: 'static> Builder<A> {
     where
         F: Fn() -> Result<(), BoxError> + 'static,
     {
-        self.calls.hooks.insert(name.to_owned(), Box::new(hook));
+        // The executor reports a callback's failure as text.
+        self.calls
+            .register(name, move || hook().map_err(|e| e.to_string()));
         self
     }
 
@@ -218,8 +219,7 @@ impl<A: 'static> Builder<A> {
             after_request: self.after_request.into(),
             warned_threads: Vec::new(),
         };
-        let mut master =
-            Master::with_launch(self.options, Some(launch), self.calls.into_callbacks())?;
+        let mut master = Master::with_launch(self.options, Some(launch), self.calls)?;
         if let Some(sources) = self.sources {
             master.reread_config_on_reload(sources);
         }
@@ -250,62 +250,9 @@ fn answer_reexec_check<A>(lazy: bool, load: &LoadFn<A>) -> ! {
     std::process::exit(0)
 }
 
-/// Named functions for `call:NAME` hooks, registered with [`Builder::call`].
-#[derive(Default)]
-pub struct CallHooks {
-    hooks: BTreeMap<String, CallFn>,
-}
-
-impl fmt::Debug for CallHooks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.hooks.keys()).finish()
-    }
-}
-
-/// A `call:NAME` hook that could not run or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// No function is registered under that name.
-    #[error("call:{0}: no function registered under this name (Builder::call)")]
-    Unknown(String),
-    /// The function returned an error.
-    #[error("call:{name} failed: {reason}")]
-    Failed {
-        /// The hook's name.
-        name: String,
-        /// Its error.
-        reason: String,
-    },
-}
-
-impl CallHooks {
-    /// Runs the function registered as `name`.
-    pub fn call(&self, name: &str) -> Result<(), CallError> {
-        let hook = self
-            .hooks
-            .get(name)
-            .ok_or_else(|| CallError::Unknown(name.to_owned()))?;
-        hook().map_err(|e| CallError::Failed {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// The registered names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.hooks.keys().map(String::as_str)
-    }
-
-    /// The registry as the hook executor takes it, so that `call:NAME` hooks are
-    /// checked against it when the master starts.
-    pub(crate) fn into_callbacks(self) -> Callbacks {
-        let mut callbacks = Callbacks::new();
-        for (name, hook) in self.hooks {
-            callbacks.register(name, move || hook().map_err(|e| e.to_string()));
-        }
-        callbacks
-    }
-}
+/// Named functions for `call:NAME` hooks, registered with [`Builder::call`]: the hook
+/// executor's own registry, so what the builder collects is what `call:` runs.
+pub type CallHooks = Callbacks;
 
 /// What a forked worker runs; returns its exit status.
 type WorkerEntry = Box<dyn Fn(WorkerContext) -> i32>;
@@ -632,7 +579,7 @@ mod tests {
         options
             .hooks
             .push(("master-start".into(), "call:warm".into()));
-        let hooks = steward_hooks::Hooks::new(&options, builder.calls.into_callbacks()).unwrap();
+        let hooks = steward_hooks::Hooks::new(&options, builder.calls).unwrap();
         hooks.run(Phase::MasterStart).unwrap();
         assert!(ran.get());
 

@@ -193,7 +193,7 @@ impl BeforeSockets {
             options.validate()?;
         }
         let hooks = Hooks::new(&options, callbacks)?;
-        let jail = Jail::new(&options)?;
+        let jail = hooks.jail().clone();
         set_environment(&options);
         // Before anything rewrites the argv memory (process names).
         let mut binary = Binary::new(options.binary_path.as_deref());

@@ -5,7 +5,6 @@
 //! jail...) is logged as needing a restart and keeps its value. An invalid
 //! configuration (a broken hook string too) fails the reload, and the serving generation goes on serving.
 
-use steward_hooks::{HookConfigError, Jail};
 use steward_options::{table, ConfigSources, Options};
 use tracing::{info, warn};
 
@@ -69,17 +68,11 @@ impl Master {
             Launch::Fork(_) => sources.load_without_command(),
         }
         .map_err(|e| format!("invalid configuration: {e}"))?;
-        // Hooks and the jail keep their running values, but a file whose hooks could
-        // not start steward is refused now, not at the next restart.
-        let located = |error: HookConfigError| {
-            let origins = config.origins(&error.option);
-            match origins.get(error.index).or(origins.last()) {
-                Some(origin) => format!("invalid configuration: {origin}: {error}"),
-                None => format!("invalid configuration: {error}"),
-            }
-        };
-        self.hooks.check(&config.options).map_err(located)?;
-        Jail::new(&config.options).map_err(located)?;
+        // Hooks, alarms and the jail keep their running values, but a file whose hooks
+        // could not start steward is refused now, not at the next restart.
+        self.hooks
+            .check(&config.options)
+            .map_err(|error| format!("invalid configuration: {}", error.located(&config)))?;
         for warning in &config.warnings {
             warn!("{warning}");
         }
