@@ -444,13 +444,38 @@ fn main() {
         die(1, format!("cannot block signals: {e}"));
     }
     let opts = parse_args();
+    let listeners = listeners(&opts, &startup_fds);
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .unwrap_or_else(|e| die(1, format!("signalfd: {e}")));
+    let shared = Arc::new(shared(startup_fds));
+    boot(&opts, &sigfd, &shared);
 
-    let listeners = match env::var("LISTEN_FDS") {
+    if opts.notify && env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = notify(b"READY=1") {
+            log!("steward-demo: cannot send READY=1: {e}");
+        }
+    }
+    let addrs: Vec<String> = listeners.iter().map(Listener::describe).collect();
+    log!(
+        "steward-demo: {} serving on {} (fds: {})",
+        shared.who(),
+        addrs.join(", "),
+        env::var("LISTEN_FDNAMES").unwrap_or_else(|_| "-".into())
+    );
+
+    serve(&listeners, &sigfd, &shared);
+    drain(listeners, &sigfd, &shared)
+}
+
+/// The sockets to serve: handed over (LISTEN_FDS), else bound from --listen; made
+/// non-blocking.
+fn listeners(opts: &Options, startup_fds: &[RawFd]) -> Vec<Listener> {
+    let listeners: Vec<Listener> = match env::var("LISTEN_FDS") {
         Ok(count) => {
             if !opts.listen.is_empty() {
                 log!("steward-demo: LISTEN_FDS is set; ignoring --listen");
             }
-            inherited_listeners(&count, &startup_fds)
+            inherited_listeners(&count, startup_fds)
         }
         Err(_) => opts
             .listen
@@ -475,16 +500,18 @@ fn main() {
         };
         set.unwrap_or_else(|e| die(1, format!("cannot make {} non-blocking: {e}", l.describe())));
     }
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .unwrap_or_else(|e| die(1, format!("signalfd: {e}")));
+    listeners
+}
 
+/// What the request threads share: who this worker is, and the drain's bookkeeping.
+fn shared(startup_fds: Vec<RawFd>) -> Shared {
     let var = |name| {
         env::var(name)
             .ok()
-            .filter(|v| !v.is_empty())
+            .filter(|v: &String| !v.is_empty())
             .unwrap_or_else(|| "-".into())
     };
-    let shared = Arc::new(Shared {
+    Shared {
         worker_id: var("STEWARD_WORKER_ID"),
         generation: var("STEWARD_GENERATION"),
         pid: process::id(),
@@ -493,10 +520,12 @@ fn main() {
         stop_at: OnceLock::new(),
         active: Mutex::new(0),
         all_done: Condvar::new(),
-    });
+    }
+}
 
-    // Simulated boot time, still answering signals: nothing is in flight
-    // yet, so any of them just ends the process.
+/// Simulated boot time, still answering signals: nothing is in flight yet, so any of
+/// them just ends the process.
+fn boot(opts: &Options, sigfd: &SignalFd, shared: &Shared) {
     let ready_at = Instant::now() + opts.boot;
     let mut sigpoll = [PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
     while let Some(left) = ready_at
@@ -504,26 +533,10 @@ fn main() {
         .filter(|d| !d.is_zero())
     {
         poll_until(&mut sigpoll, Some(left));
-        match pending_stop(&sigfd) {
-            Some(Stop::Now(sig)) => exit_now(&shared, sig.as_str()),
-            Some(Stop::Drain) => exit_now(&shared, "SIGTERM during boot"),
+        match pending_stop(sigfd) {
+            Some(Stop::Now(sig)) => exit_now(shared, sig.as_str()),
+            Some(Stop::Drain) => exit_now(shared, "SIGTERM during boot"),
             None => {}
         }
     }
-
-    if opts.notify && env::var_os("NOTIFY_SOCKET").is_some() {
-        if let Err(e) = notify(b"READY=1") {
-            log!("steward-demo: cannot send READY=1: {e}");
-        }
-    }
-    let addrs: Vec<String> = listeners.iter().map(Listener::describe).collect();
-    log!(
-        "steward-demo: {} serving on {} (fds: {})",
-        shared.who(),
-        addrs.join(", "),
-        env::var("LISTEN_FDNAMES").unwrap_or_else(|_| "-".into())
-    );
-
-    serve(&listeners, &sigfd, &shared);
-    drain(listeners, &sigfd, &shared)
 }
