@@ -610,6 +610,8 @@ fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
     systemd.receive_until("READY=1");
 
     let text = wait_file_contains(&log, "generation ready");
+    // The daemon logs to its file, which says the port it bound.
+    steward.port = crate::util::bound_port_in(&text).unwrap();
     assert!(text.starts_with("an earlier line\n"), "appended: {text}");
     assert!(text.contains(&format!("pid={}", daemon.0)), "{text}");
     assert_eq!(steward.get("/").unwrap().generation(), 1);
@@ -742,7 +744,8 @@ fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
     );
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
     let daemon = Daemon::from_pidfile(&pidfile);
-    wait_file_contains(&log, "generation ready");
+    let text = wait_file_contains(&log, "generation ready");
+    steward.port = crate::util::bound_port_in(&text).unwrap();
 
     let reload = crate::util::reload_wait(control);
     assert!(
