@@ -65,7 +65,9 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
     steward.wait_generation_ready(1);
     steward.log.wait_for(&["uid/gid: privileges dropped"]);
     assert_credentials("master", steward.pid(), "65534", "65534", &["4", "27"]);
-    for (_, worker) in steward.worker_pids(1) {
+    let workers = steward.worker_pids(1);
+    assert_eq!(workers.len(), 2, "a loop over no worker checks nothing");
+    for (_, worker) in workers {
         assert_credentials("worker", worker, "65534", "65534", &["4", "27"]);
     }
     // The sockets were bound before the drop, and are served.
@@ -190,7 +192,9 @@ fn priority_sets_the_nice_value_of_the_master_and_its_workers() {
     let steward = Steward::start(&["--priority", "7", "--workers", "2"], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     assert_eq!(stat_field(steward.pid(), 19), "7", "master");
-    for (_, worker) in steward.worker_pids(1) {
+    let workers = steward.worker_pids(1);
+    assert_eq!(workers.len(), 2, "a loop over no worker checks nothing");
+    for (_, worker) in workers {
         assert_eq!(stat_field(worker, 19), "7", "worker");
     }
 }
