@@ -184,6 +184,21 @@ pub fn field(line: &str, key: &str) -> String {
         .to_owned()
 }
 
+/// Whether a test that needs root (switching users, namespaces, mounts, chroot,
+/// mlockall) must be skipped: true, after saying so on stderr, when not root. CI runs
+/// as root, so there they all run.
+pub fn skip_unless_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    eprintln!("skipped: {test} needs root (it switches users, namespaces or mounts)");
+    true
+}
+
 /// The port of the first socket in the `master-started` event among `log` (a daemon's
 /// log file, or the lines of stderr).
 pub fn bound_port_in(log: &str) -> Option<u16> {
