@@ -136,6 +136,10 @@ impl FakeLoop {
         }
     }
 
+    fn reload(&mut self, chain: bool, reexec: bool) {
+        self.send(Event::Reload { chain, reexec });
+    }
+
     fn exit(&mut self, pid: Pid) {
         self.send(Event::Exited {
             pid,
@@ -231,10 +235,7 @@ fn a_graceful_reload_stops_the_old_generation_only_once_the_new_one_is_ready() {
     let mut fake = serving(2);
     let old = fake.pids(1, "ready");
     assert_eq!(old.len(), 2);
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: false,
-    });
+    fake.reload(false, false);
     let done = fake.take_done();
     assert!(done.contains(&Action::Atexit));
     assert!(done.contains(&Action::ReadConfig));
@@ -259,10 +260,7 @@ fn a_graceful_reload_stops_the_old_generation_only_once_the_new_one_is_ready() {
 fn a_chain_reload_replaces_one_worker_at_a_time() {
     let mut fake = serving(3);
     let old = fake.pids(1, "ready");
-    fake.send(Event::Reload {
-        chain: true,
-        reexec: false,
-    });
+    fake.reload(true, false);
     for (index, old_pid) in old.iter().enumerate() {
         let done = fake.take_done();
         assert_eq!(spawned(&done), [(index + 1, 2)], "step {index}");
@@ -316,10 +314,7 @@ fn a_first_generation_worker_that_dies_before_it_is_ready_ends_the_start() {
 fn a_reload_whose_worker_dies_before_it_is_ready_fails_and_the_old_generation_serves_on() {
     let mut fake = serving(2);
     let old = fake.pids(1, "ready");
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: false,
-    });
+    fake.reload(false, false);
     let new = fake.pids(2, "starting");
     fake.take_done();
     fake.exit(new[0]);
@@ -339,10 +334,7 @@ fn a_reload_whose_worker_dies_before_it_is_ready_fails_and_the_old_generation_se
 fn a_reload_with_a_broken_configuration_fails_before_starting_anything() {
     let mut fake = serving(2);
     fake.config = Some(Err("app.toml:3: bad".into()));
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: false,
-    });
+    fake.reload(false, false);
     let done = fake.take_done();
     assert!(spawned(&done).is_empty());
     assert_eq!(finished(&done), [(2, false)]);
@@ -353,10 +345,7 @@ fn a_reload_with_a_broken_configuration_fails_before_starting_anything() {
 #[test]
 fn a_shutdown_during_a_reload_fails_it_and_kills_whoever_outlives_the_mercy() {
     let mut fake = serving(1);
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: false,
-    });
+    fake.reload(false, false);
     fake.take_done();
     fake.send(Event::Shutdown { graceful: true });
     let done = fake.take_done();
@@ -385,16 +374,10 @@ fn a_shutdown_during_a_reload_fails_it_and_kills_whoever_outlives_the_mercy() {
 #[test]
 fn an_upgrade_check_folds_further_reloads_and_a_refusal_reloads_with_the_running_binary() {
     let mut fake = serving(1);
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: true,
-    });
+    fake.reload(false, true);
     assert!(fake.take_done().contains(&Action::StartUpgradeCheck));
     assert!(fake.supervisor.checking_since().is_some());
-    fake.send(Event::Reload {
-        chain: true,
-        reexec: true,
-    });
+    fake.reload(true, true);
     assert!(
         fake.take_done().is_empty(),
         "a reload during the check is folded into it"
@@ -408,10 +391,7 @@ fn an_upgrade_check_folds_further_reloads_and_a_refusal_reloads_with_the_running
 #[test]
 fn a_passed_upgrade_check_re_execs_and_a_failed_exec_reloads_here() {
     let mut fake = serving(1);
-    fake.send(Event::Reload {
-        chain: true,
-        reexec: true,
-    });
+    fake.reload(true, true);
     fake.take_done();
     fake.send(Event::UpgradeChecked(Ok(())));
     assert!(fake.take_done().contains(&Action::Reexec { chain: true }));
@@ -422,10 +402,7 @@ fn a_passed_upgrade_check_re_execs_and_a_failed_exec_reloads_here() {
 #[test]
 fn a_shutdown_during_the_upgrade_check_kills_the_check_and_answers_its_waiters() {
     let mut fake = serving(1);
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: true,
-    });
+    fake.reload(false, true);
     fake.take_done();
     fake.send(Event::Shutdown { graceful: false });
     let done = fake.take_done();
@@ -474,10 +451,7 @@ fn a_first_generation_never_ready_is_killed_at_the_ready_timeout_and_ends_the_st
 fn a_reload_never_ready_fails_at_the_ready_timeout_and_the_old_generation_serves_on() {
     let mut fake = serving(2);
     let old = fake.pids(1, "ready");
-    fake.send(Event::Reload {
-        chain: false,
-        reexec: false,
-    });
+    fake.reload(false, false);
     let new = fake.pids(2, "starting");
     assert_eq!(new.len(), 2);
     fake.send(Event::ReadyMessage { pid: new[0] });
