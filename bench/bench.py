@@ -4,6 +4,8 @@
     bench.py reload RUN     the reload-under-load table, one run (every system)
     bench.py scale RUN      steward's scale table, one run
     bench.py report         bench/results.md from every run in bench/out/
+    bench.py baseline OLD   steward against an older build OLD of itself, side by side in
+                            one run: reload under load, 1024-worker start, idle wake-ups
 
 `bench/run` installs what is missing, builds, and calls these; see bench/README.md.
 """
@@ -97,12 +99,16 @@ def systems(port, tmp):
          [os.path.join(VENV, "bin", "gunicorn"), "-w", str(WORKERS), "-b",
           f"127.0.0.1:{port}", "--chdir", HERE, "app:application"],
          lambda pid: f"signal:HUP:{pid}", PERIOD_MS),
-        ("steward -w 4 (SIGHUP)",
-         [STEWARD, "--listen", f"127.0.0.1:{port}", "--workers", str(WORKERS),
-          "--ready", "notify", "--", PYTHON, os.path.join(HERE, "serve.py"),
-          "app:application"],
-         lambda pid: f"signal:HUP:{pid}", PERIOD_MS),
+        steward_system("steward -w 4 (SIGHUP)", STEWARD, port),
     ]
+
+
+def steward_system(name, binary, port):
+    return (name,
+            [binary, "--listen", f"127.0.0.1:{port}", "--workers", str(WORKERS),
+             "--ready", "notify", "--", PYTHON, os.path.join(HERE, "serve.py"),
+             "app:application"],
+            lambda pid: f"signal:HUP:{pid}", PERIOD_MS)
 
 
 def bench_reload(run):
@@ -112,73 +118,140 @@ def bench_reload(run):
         for name, command, trigger, period_ms in systems(free_port(), tmp):
             if only and only not in name:
                 continue
-            port = int(next(a for a in command if a.startswith("127.0.0.1:")).split(":")[1])
-            log = open(os.path.join(OUT, f"reload-{run}-{len(results)}.log"), "w")
-            env = dict(os.environ, BOOT_MS=str(BOOT_MS), REQ_MS=str(REQ_MS))
-            load_before = loadavg()
-            master = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                      env=env, cwd=HERE)
-            try:
-                wait_http(port)
-                client = subprocess.run(
-                    [CLIENT, f"127.0.0.1:{port}", str(CONNECTIONS), str(WARMUP_MS),
-                     str(RELOADS), str(period_ms), trigger(master.pid)],
-                    capture_output=True, text=True, check=True)
-                result = json.loads(client.stdout)
-                result.update(system=name, master_rss_kb=rss_kb(master.pid),
-                              loadavg_before=load_before, loadavg_after=loadavg())
-                results.append(result)
-                print(f"{name}: {result['requests']} requests, "
-                      f"{result['requests'] - result['ok']} failed, "
-                      f"completion p50 {result['completion_ms']['p50']} ms", flush=True)
-            finally:
-                master.send_signal(signal.SIGINT)
-                try:
-                    master.wait(30)
-                except subprocess.TimeoutExpired:
-                    master.kill()
-                    master.wait()
-                log.close()
+            log_path = os.path.join(OUT, f"reload-{run}-{len(results)}.log")
+            results.append(run_reload(name, command, trigger, period_ms, log_path))
     write(f"reload-{run}.json", dict(facts(), results=results))
+
+
+def run_reload(name, command, trigger, period_ms, log_path):
+    """One system through RELOADS reloads under load; its client's result."""
+    port = int(next(a for a in command if a.startswith("127.0.0.1:")).split(":")[1])
+    log = open(log_path, "w")
+    env = dict(os.environ, BOOT_MS=str(BOOT_MS), REQ_MS=str(REQ_MS))
+    load_before = loadavg()
+    master = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                              env=env, cwd=HERE)
+    try:
+        wait_http(port)
+        client = subprocess.run(
+            [CLIENT, f"127.0.0.1:{port}", str(CONNECTIONS), str(WARMUP_MS),
+             str(RELOADS), str(period_ms), trigger(master.pid)],
+            capture_output=True, text=True, check=True)
+        result = json.loads(client.stdout)
+        result.update(system=name, master_rss_kb=rss_kb(master.pid),
+                      loadavg_before=load_before, loadavg_after=loadavg())
+        print(f"{name}: {result['requests']} requests, "
+              f"{result['requests'] - result['ok']} failed, "
+              f"completion p50 {result['completion_ms']['p50']} ms", flush=True)
+        return result
+    finally:
+        master.send_signal(signal.SIGINT)
+        try:
+            master.wait(30)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()
+        log.close()
+
+
+def ctxt_switches(pid):
+    """Voluntary context switches of `pid`: each is one wake-up from a wait."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l.split()[1] for l in f if l.startswith("voluntary_ctxt_switches")))
+
+
+def idle_wakeups(binary, seconds=10):
+    """How often an idle master with 4 ready workers wakes in `seconds`."""
+    port = free_port()
+    master = subprocess.Popen(
+        [binary, "--listen", f"127.0.0.1:{port}", "--workers", str(WORKERS), "--ready",
+         "immediate", "--", WORKER], stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL)
+    try:
+        for line in master.stderr:
+            if "generation ready" in line:
+                break
+        time.sleep(0.5)
+        before = ctxt_switches(master.pid)
+        time.sleep(seconds)
+        return ctxt_switches(master.pid) - before
+    finally:
+        master.send_signal(signal.SIGINT)
+        master.communicate(timeout=60)
+
+
+def bench_baseline(old):
+    """Both builds, interleaved: the reload table's steward row, 1024 workers started and
+    reloaded, and idle wake-ups; written to bench/out/baseline.json and printed as a
+    markdown table."""
+    builds = [("before", os.path.abspath(old)), ("after", STEWARD)]
+    rows = {label: dict(build=label) for label, _ in builds}
+    for label, binary in builds:
+        rows[label]["idle_wakeups_10s"] = idle_wakeups(binary)
+    for label, binary in builds:
+        name, command, trigger, period = steward_system(f"steward {label}", binary, free_port())
+        result = run_reload(name, command, trigger, period,
+                            os.path.join(OUT, f"baseline-{label}.log"))
+        rows[label].update(
+            failed=result["requests"] - result["ok"], requests=result["requests"],
+            p99_reload_ms=result["reloading"]["p99_ms"],
+            completion_p50_ms=result["completion_ms"]["p50"],
+            master_rss_kb=result["master_rss_kb"])
+    for ready in ["immediate", "notify"]:
+        for label, binary in builds:
+            row = scale_row(binary, ready, 1024)
+            rows[label][f"start_1024_{ready}_ms"] = round(row["start_ms"])
+            rows[label][f"reload_1024_{ready}_ms"] = round(row["reload_ms"])
+    write("baseline.json", dict(facts(), rows=list(rows.values())))
+    keys = [k for k in rows["after"] if k != "build"]
+    print("| build | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for row in rows.values():
+        print(f"| {row['build']} | " + " | ".join(str(row[k]) for k in keys) + " |")
 
 
 def bench_scale(run):
     rows = []
     for ready in ["immediate", "notify"]:
         for n in SCALE:
-            port = free_port()
-            command = [STEWARD, "--listen", f"127.0.0.1:{port}", "--workers", str(n),
-                       "--ready", ready, "--worker-reload-mercy", "10s", "--", WORKER]
-            if ready == "notify":
-                command.append("notify")
-            load_before = loadavg()
-            started = time.monotonic()
-            master = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                      stdout=subprocess.DEVNULL)
-            try:
-                def wait_line(*fragments):
-                    for line in master.stderr:
-                        if all(f in line for f in fragments):
-                            return time.monotonic()
-                    raise RuntimeError(f"steward ended before {fragments}")
-
-                ready_at = wait_line("generation ready", "generation=1 ")
-                rss_ready, cpu_ready = rss_kb(master.pid), cpu_ms(master.pid)
-                hup = time.monotonic()
-                master.send_signal(signal.SIGHUP)
-                reloaded = wait_line("reload complete", "generation=2 ")
-                rows.append(dict(
-                    ready=ready, workers=n, start_ms=(ready_at - started) * 1000,
-                    reload_ms=(reloaded - hup) * 1000, rss_kb=rss_ready,
-                    rss_after_reload_kb=rss_kb(master.pid),
-                    cpu_start_ms=cpu_ready, cpu_total_ms=cpu_ms(master.pid),
-                    loadavg_before=load_before, loadavg_after=loadavg()))
-                print(f"scale {ready} {n}: ready in {rows[-1]['start_ms']:.0f} ms, "
-                      f"reload in {rows[-1]['reload_ms']:.0f} ms", flush=True)
-            finally:
-                master.send_signal(signal.SIGINT)
-                master.communicate(timeout=60)
+            rows.append(scale_row(STEWARD, ready, n))
+            print(f"scale {ready} {n}: ready in {rows[-1]['start_ms']:.0f} ms, "
+                  f"reload in {rows[-1]['reload_ms']:.0f} ms", flush=True)
     write(f"scale-{run}.json", dict(facts(), rows=rows))
+
+
+def scale_row(binary, ready, n):
+    """`n` workers of `binary` started, then reloaded once."""
+    port = free_port()
+    command = [binary, "--listen", f"127.0.0.1:{port}", "--workers", str(n),
+               "--ready", ready, "--worker-reload-mercy", "10s", "--", WORKER]
+    if ready == "notify":
+        command.append("notify")
+    load_before = loadavg()
+    started = time.monotonic()
+    master = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                              stdout=subprocess.DEVNULL)
+    try:
+        def wait_line(*fragments):
+            for line in master.stderr:
+                if all(f in line for f in fragments):
+                    return time.monotonic()
+            raise RuntimeError(f"steward ended before {fragments}")
+
+        ready_at = wait_line("generation ready", "generation=1 ")
+        rss_ready, cpu_ready = rss_kb(master.pid), cpu_ms(master.pid)
+        hup = time.monotonic()
+        master.send_signal(signal.SIGHUP)
+        reloaded = wait_line("reload complete", "generation=2 ")
+        return dict(
+            ready=ready, workers=n, start_ms=(ready_at - started) * 1000,
+            reload_ms=(reloaded - hup) * 1000, rss_kb=rss_ready,
+            rss_after_reload_kb=rss_kb(master.pid),
+            cpu_start_ms=cpu_ready, cpu_total_ms=cpu_ms(master.pid),
+            loadavg_before=load_before, loadavg_after=loadavg())
+    finally:
+        master.send_signal(signal.SIGINT)
+        master.communicate(timeout=60)
 
 
 def version(command):
@@ -216,6 +289,8 @@ def main():
         bench_reload(sys.argv[2])
     elif what == "scale":
         bench_scale(sys.argv[2])
+    elif what == "baseline":
+        bench_baseline(sys.argv[2])
     elif what == "report":
         import report
         report.main(OUT, os.path.join(HERE, "results.md"))

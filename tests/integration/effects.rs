@@ -40,6 +40,9 @@ fn assert_credentials(who: &str, pid: Pid, uid: &str, gid: &str, groups: &[&str]
 
 #[test]
 fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let dir = TestDir::new("uid");
     let control = dir.join("control.sock");
     let fifo = dir.join("master.fifo");
@@ -65,7 +68,9 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
     steward.wait_generation_ready(1);
     steward.log.wait_for(&["uid/gid: privileges dropped"]);
     assert_credentials("master", steward.pid(), "65534", "65534", &["4", "27"]);
-    for (_, worker) in steward.worker_pids(1) {
+    let workers = steward.worker_pids(1);
+    assert_eq!(workers.len(), 2, "a loop over no worker checks nothing");
+    for (_, worker) in workers {
         assert_credentials("worker", worker, "65534", "65534", &["4", "27"]);
     }
     // The sockets were bound before the drop, and are served.
@@ -101,6 +106,9 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
 
 #[test]
 fn a_uid_alone_takes_the_users_primary_group_and_no_supplementary_group() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let steward = Steward::start(&["--uid", "65534"], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     assert_credentials("master", steward.pid(), "65534", "65534", &[]);
@@ -110,6 +118,9 @@ fn a_uid_alone_takes_the_users_primary_group_and_no_supplementary_group() {
 
 #[test]
 fn immediate_uid_drops_before_binding_so_a_privileged_port_fails() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let mut command = Command::new(steward_bin());
     command.args([
         "--immediate-uid",
@@ -190,7 +201,9 @@ fn priority_sets_the_nice_value_of_the_master_and_its_workers() {
     let steward = Steward::start(&["--priority", "7", "--workers", "2"], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     assert_eq!(stat_field(steward.pid(), 19), "7", "master");
-    for (_, worker) in steward.worker_pids(1) {
+    let workers = steward.worker_pids(1);
+    assert_eq!(workers.len(), 2, "a loop over no worker checks nothing");
+    for (_, worker) in workers {
         assert_eq!(stat_field(worker, 19), "7", "worker");
     }
 }
@@ -320,6 +333,9 @@ fn ksm_marks_the_master_and_the_exec_d_workers_mergeable() {
 
 #[test]
 fn no_swap_locks_the_masters_memory() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let steward = Steward::start(&["--no-swap"], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     let locked: u64 = status_field(steward.pid(), "VmLck")[0].parse().unwrap();
@@ -455,6 +471,9 @@ fn procname_and_procname_master_name_workers_and_master_keeping_worker_arguments
 
 #[test]
 fn pidfiles_hold_the_master_pid_written_before_and_after_the_drop() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let dir = TestDir::new("pidfiles");
     let private = dir.join("private");
     std::fs::create_dir(&private).unwrap();
@@ -610,6 +629,8 @@ fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
     systemd.receive_until("READY=1");
 
     let text = wait_file_contains(&log, "generation ready");
+    // The daemon logs to its file, which says the port it bound.
+    steward.port = crate::util::bound_port_in(&text).unwrap();
     assert!(text.starts_with("an earlier line\n"), "appended: {text}");
     assert!(text.contains(&format!("pid={}", daemon.0)), "{text}");
     assert_eq!(steward.get("/").unwrap().generation(), 1);
@@ -681,6 +702,9 @@ fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
 
 #[test]
 fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let dir = TestDir::new("daemonize2-root-pidfile");
     let (private, shared) = (dir.join("private"), dir.join("shared"));
     std::fs::create_dir_all(&private).unwrap();
@@ -742,7 +766,8 @@ fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
     );
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
     let daemon = Daemon::from_pidfile(&pidfile);
-    wait_file_contains(&log, "generation ready");
+    let text = wait_file_contains(&log, "generation ready");
+    steward.port = crate::util::bound_port_in(&text).unwrap();
 
     let reload = crate::util::reload_wait(control);
     assert!(
@@ -766,6 +791,9 @@ fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
 
 #[test]
 fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let steward = Steward::start(
         &[
             "--immediate-uid",
@@ -787,6 +815,9 @@ fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
 
 #[test]
 fn vacuum_after_the_drop_removes_what_the_final_user_may_remove() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let dir = TestDir::new("vacuum-uid");
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let (mut steward, files) =
@@ -822,6 +853,9 @@ fn curl_as(uid: u32, path: &Path) -> bool {
 /// connect; a TCP socket beside it is left alone with a warning.
 #[test]
 fn chmod_socket_and_chown_socket_decide_who_may_connect_to_a_unix_socket() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let path = crate::util::socket_path("chmod-chown");
     let unix = format!("unix:{}", path.display());
     let mut steward = Steward::start(

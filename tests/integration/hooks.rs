@@ -277,6 +277,9 @@ fn mountinfo(pid: &str) -> String {
 
 #[test]
 fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let scratch = TestDir::new("tmpfs");
     let target = scratch.at("tmp");
     let demo = demo_bin();
@@ -323,6 +326,9 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
 /// of a busy PATH fails, and as-root is fatal).
 #[test]
 fn a_recursive_umount_takes_down_the_mounts_below() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let scratch = TestDir::new("umount-rec");
     let target = scratch.at("tmp");
     let demo = demo_bin();
@@ -384,6 +390,9 @@ fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
 
 #[test]
 fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let scratch = TestDir::new("uts");
     let seen = scratch.at("hostname");
     let host_before = nix::unistd::gethostname().unwrap();
@@ -608,6 +617,9 @@ fn jail_root(scratch: &TestDir, dirs: &[&str]) -> (PathBuf, Vec<String>) {
 /// the master's mount namespace), and the demo's directory, so the worker runs there.
 #[test]
 fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let scratch = TestDir::new("chroot");
     let (root, bind_mounts) = jail_root(&scratch, &["/usr", "/dev", "/proc", "/tmp"]);
     let demo = demo_bin();
@@ -656,6 +668,9 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
 /// chroot: vacuum removes those, not whatever sits at the same path in the jail.
 #[test]
 fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let scratch = TestDir::new("chroot-vacuum");
     let (root, bind_mounts) = jail_root(&scratch, &["/usr", "/dev", "/proc"]);
     let demo = demo_bin();
@@ -849,6 +864,9 @@ fn nspids(pid: nix::unistd::Pid) -> Vec<i32> {
 
 #[test]
 fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let scratch = TestDir::new("pidns");
     let inside = scratch.at("in-jail");
     let outside = scratch.at("post-jail");
@@ -930,6 +948,9 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
 
 #[test]
 fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let scratch = TestDir::new("as-user");
     fs::set_permissions(&*scratch, fs::Permissions::from_mode(0o777)).unwrap();

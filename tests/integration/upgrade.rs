@@ -108,6 +108,9 @@ fn a_binary_that_cannot_take_over_is_not_executed_and_the_reload_goes_on() {
 
 #[test]
 fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let (_home, binary) = installed_copy("upgrade-uid");
     let port = util::free_port();
     let mut command = Command::new(&binary);
@@ -287,6 +290,9 @@ fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
 
 #[test]
 fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let (home, binary) = installed_copy("upgrade-new-uid");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = util::free_port();
@@ -425,6 +431,9 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
 /// and serves.
 #[test]
 fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let (home, binary) = installed_copy("upgrade-fifo");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
     let port = util::free_port();
@@ -494,6 +503,9 @@ fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master
 
 #[test]
 fn a_master_started_where_its_user_may_not_go_still_upgrades() {
+    if crate::util::skip_unless_root() {
+        return;
+    }
     let (home, binary) = installed_copy("upgrade-private-cwd");
     let private = home.join("private");
     std::fs::create_dir_all(&private).unwrap();

@@ -184,6 +184,31 @@ pub fn field(line: &str, key: &str) -> String {
         .to_owned()
 }
 
+/// Whether a test that needs root (switching users, namespaces, mounts, chroot,
+/// mlockall) must be skipped: true, after saying so on stderr, when not root. CI runs
+/// as root, so there they all run.
+pub fn skip_unless_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    eprintln!("skipped: {test} needs root (it switches users, namespaces or mounts)");
+    true
+}
+
+/// The port of the first socket in the `master-started` event among `log` (a daemon's
+/// log file, or the lines of stderr).
+pub fn bound_port_in(log: &str) -> Option<u16> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("event=\"master-started\""))?;
+    let listen = field(line, "listen");
+    listen.split(',').next()?.rsplit(':').next()?.parse().ok()
+}
+
 /// A steward process under test; killed, with every worker it logged, when dropped.
 pub struct Steward {
     child: Child,
@@ -199,16 +224,40 @@ impl Steward {
     }
 
     /// [`Steward::start`] with extra environment variables for steward and its workers.
+    /// steward binds port 0 and the test learns the port the kernel chose from the
+    /// `master-started` event, so no port is ever released and bound again (a race
+    /// between tests running side by side). A start that fails leaves `port` 0.
     pub fn start_env(env: &[(&str, &str)], args: &[&str], command: &[&str]) -> Steward {
-        let port = free_port();
         let mut cmd = Command::new(steward_bin());
         cmd.envs(env.iter().copied())
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .args(args)
             .arg("--")
             .args(command);
-        Self::spawn(cmd, port)
+        let mut steward = Self::spawn(cmd, 0);
+        steward.port = steward.bound_port();
+        steward
+    }
+
+    /// The port of the first socket, from the `master-started` event; 0 if steward
+    /// exits (or stays silent) first.
+    fn bound_port(&mut self) -> u16 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let started = self
+                .log
+                .lines()
+                .into_iter()
+                .find(|l| l.contains("event=\"master-started\""));
+            if let Some(port) = started.as_deref().and_then(bound_port_in) {
+                return port;
+            }
+            if self.child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                return 0;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Starts a prepared command (steward itself, or a shell that execs it).

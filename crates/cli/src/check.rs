@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use steward_hooks::{Callbacks, HookConfigError, Hooks, Jail};
-use steward_master::MasterError;
-use steward_options::{Config, Origin};
+use steward_hooks::{Callbacks, Hooks};
+use steward_master::{CheckFinding, CheckReport, MasterError};
+use steward_options::{Config, ConfigError};
 
 use crate::run_args::RunArgs;
 
@@ -13,16 +13,9 @@ use crate::run_args::RunArgs;
 /// registered callbacks: from the command line, every `call:` is an error); an error
 /// names the file and line, the variable or the flag it came from.
 pub fn check_hooks(config: &Config) -> Result<(), String> {
-    let located = |error: HookConfigError| {
-        let origins = config.origins(&error.option);
-        match origins.get(error.index).or(origins.last()) {
-            Some(origin) => format!("{origin}: {error}"),
-            None => error.to_string(),
-        }
-    };
-    Hooks::new(&config.options, Callbacks::new()).map_err(located)?;
-    Jail::new(&config.options).map_err(located)?;
-    Ok(())
+    Hooks::new(&config.options, Callbacks::new())
+        .map(drop)
+        .map_err(|error| error.located(config))
 }
 
 /// Where each hook was written, to name it when a fatal one fails at run time.
@@ -42,12 +35,7 @@ impl HookOrigins {
     /// check-time error does; any other error is passed on.
     pub fn locate(&self, error: MasterError) -> anyhow::Error {
         let origin = match &error {
-            MasterError::Hook(hook) => self
-                .config
-                .origins(&hook.option)
-                .get(hook.index)
-                .filter(|origin| !matches!(origin, Origin::Default))
-                .map(ToString::to_string),
+            MasterError::Hook(hook) => hook.origin(&self.config).map(ToString::to_string),
             _ => None,
         };
         match origin {
@@ -78,11 +66,10 @@ pub fn check(args: &RunArgs) -> ExitCode {
             for warning in &config.warnings {
                 eprintln!("steward: warning: {warning}");
             }
-            for (option, error) in steward_master::unresolved_names(&config.options) {
-                let origin = config.origins(option).first().map(ToString::to_string);
-                let origin = origin.map_or_else(String::new, |o| format!("{o}: "));
+            for finding in unresolved(&config) {
                 eprintln!(
-                    "steward: warning: {origin}{error}{}",
+                    "steward: warning: {}{}",
+                    finding.message,
                     steward_master::UNRESOLVED_SUFFIX
                 );
             }
@@ -92,5 +79,65 @@ pub fn check(args: &RunArgs) -> ExitCode {
             eprintln!("steward: error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `steward check` for a running master about to re-exec into this binary (it sets
+/// `STEWARD_CHECK_REPORT`): the verdict as a [`CheckReport`], one JSON line on stdout,
+/// so that the master reads it rather than the text above. A user, group or program
+/// that does not exist here refuses, as a master started here would end.
+pub fn report(args: &RunArgs) -> ExitCode {
+    let errors = match args.sources().load() {
+        Err(error) => vec![CheckFinding {
+            origin: config_error_origin(&error),
+            message: error.to_string(),
+        }],
+        Ok(config) => match check_hooks(&config) {
+            Err(message) => vec![CheckFinding {
+                origin: None,
+                message,
+            }],
+            Ok(()) => unresolved(&config),
+        },
+    };
+    let report = CheckReport::new(errors);
+    println!("{}", report.to_json());
+    if report.accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Each user, group or worker program the configuration names that does not exist
+/// here, with where it was set.
+fn unresolved(config: &Config) -> Vec<CheckFinding> {
+    steward_master::unresolved_names(&config.options)
+        .into_iter()
+        .map(|(option, error)| {
+            let origin = config.origins(option).first().map(ToString::to_string);
+            let message = match &origin {
+                Some(origin) => format!("{origin}: {error}"),
+                None => error.to_string(),
+            };
+            CheckFinding { origin, message }
+        })
+        .collect()
+}
+
+/// Where the value a load error is about was written, when it names one.
+fn config_error_origin(error: &ConfigError) -> Option<String> {
+    match error {
+        ConfigError::Syntax { path, line, .. } => Some(format!("{}:{line}", path.display())),
+        ConfigError::Nested { origin, .. }
+        | ConfigError::Section { origin, .. }
+        | ConfigError::UnknownOption { origin, .. }
+        | ConfigError::NotAList { origin, .. }
+        | ConfigError::InvalidValue { origin, .. } => Some(origin.to_string()),
+        ConfigError::Read { path, .. }
+        | ConfigError::Format { path }
+        | ConfigError::NotATable { path }
+        | ConfigError::NoSection { path } => Some(path.display().to_string()),
+        ConfigError::Invalid { .. } => None,
     }
 }

@@ -110,10 +110,13 @@ fn main() -> ExitCode {
         Some(Command::Stop(args)) => control::stop(args),
         Some(Command::Status(args)) => control::status(args),
         Some(Command::ReexecCheck) => {
-            println!("{}", steward_master::REEXEC_PROTOCOL);
+            println!("{}", steward_master::reexec_check_answer());
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Generate(args)) => generate::generate(args, Cli::command()),
+        Some(Command::Check(args)) if steward_master::CheckReport::requested() => {
+            Ok(check::report(&args))
+        }
         Some(Command::Check(args)) => Ok(check::check(&args)),
         Some(Command::Run(args)) => run_master(args),
         None => run_master(cli.run),

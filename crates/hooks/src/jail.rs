@@ -8,7 +8,8 @@ use steward_options::Options;
 
 use crate::HookConfigError;
 
-/// What jailing the master does: unshare these namespaces, then chroot.
+/// What jailing the master does: unshare these namespaces, then chroot. The default
+/// does nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jail {
     namespaces: CloneFlags,
@@ -49,6 +50,16 @@ pub enum JailError {
     ChdirRoot(Errno),
 }
 
+impl Default for Jail {
+    fn default() -> Jail {
+        Jail {
+            namespaces: CloneFlags::empty(),
+            names: Vec::new(),
+            chroot: None,
+        }
+    }
+}
+
 impl Jail {
     /// The jail of `options` (`unshare`, `chroot`), or an error naming a namespace
     /// steward cannot unshare.
@@ -64,13 +75,12 @@ impl Jail {
                 "user" => CloneFlags::CLONE_NEWUSER,
                 "pid" => CloneFlags::CLONE_NEWPID,
                 _ => {
-                    return Err(HookConfigError {
-                        option: "unshare".into(),
+                    return Err(HookConfigError::new(
+                        "unshare",
                         index,
-                        value: name.clone(),
-                        reason: "unknown namespace (mount, uts, ipc, pid, net, cgroup, user)"
-                            .into(),
-                    })
+                        name,
+                        "unknown namespace (mount, uts, ipc, pid, net, cgroup, user)",
+                    ))
                 }
             };
             namespaces |= flag;

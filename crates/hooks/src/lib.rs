@@ -3,10 +3,14 @@
 //!
 //! Each [`Phase`] knows its name and whether it is fatal: a failing hook in a fatal
 //! phase stops steward with exit status 1, elsewhere it is logged and the master goes on.
-//! [`Hooks`] parses every hook of a configuration up front (so `steward check` reports a
-//! bad one with its source) and runs a phase's actions in order. [`Jail`] unshares
-//! namespaces and chroots; [`TouchWatcher`] watches files for `touch-reload` and
-//! `hook-touch`.
+//! [`Hooks::new`] is the one reader of the hook options: it parses every hook string,
+//! alarm and jail setting of a configuration into types up front, checking each `call:`
+//! against the [`Callbacks`] a program registered, so that `steward check`, a start and
+//! a reload ([`Hooks::check`]) accept the same things. Its errors carry the option and
+//! the index of the value, which [`HookConfigError::located`] and [`HookError::origin`]
+//! turn into the file:line, variable or flag it came from. [`Hooks::run`] runs a
+//! phase's actions in order; [`Jail`] unshares namespaces and chroots; [`TouchWatcher`]
+//! watches files for `touch-reload` and `hook-touch`.
 //!
 //! ```
 //! use steward_hooks::{Action, Callbacks, Hooks, Phase};
@@ -25,20 +29,30 @@
 //! callbacks.register("warm", || Ok(()));
 //! let hooks = Hooks::new(&options, callbacks).unwrap();
 //! hooks.run(Phase::MasterStart).unwrap();
+//! assert!(hooks.jail().is_empty());
+//!
+//! // A reload's configuration is read by the same parser, and refused as a start would.
+//! options.hooks.push(("as-root".into(), "mkdri:/run/app".into()));
+//! let error = hooks.check(&options).unwrap_err();
+//! assert_eq!((error.option.as_str(), error.index), ("hook-as-root", 0));
 //! ```
 #![deny(missing_docs)]
 
 mod action;
 mod alarm;
+mod callbacks;
+mod error;
 mod hooks;
 mod jail;
 mod phase;
 mod touch;
 
 pub use crate::{
-    action::{Action, ActionError, ActionParseError},
+    action::{Action, ActionError, ActionParseError, Owner, WaitKind},
     alarm::{Alarm, AlarmHandler, AlarmParseError},
-    hooks::{Callback, Callbacks, HookConfigError, HookError, Hooks, TouchHook},
+    callbacks::{CallError, Callback, Callbacks},
+    error::{HookConfigError, HookError},
+    hooks::{Hooks, TouchHook},
     jail::{Jail, JailError},
     phase::{Phase, PhaseError},
     touch::{TouchError, TouchWatcher},

@@ -43,11 +43,7 @@ impl WorkerCommand {
         let mut shared_env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(key, _)| !WORKER_VARIABLES.iter().any(|v| key == v))
             .collect();
-        if !fd_names.is_empty() {
-            shared_env.push(("LISTEN_FDS".into(), fd_names.len().to_string().into()));
-            shared_env.push(("LISTEN_FDNAMES".into(), fd_names.join(":").into()));
-        }
-        shared_env.push(("NOTIFY_SOCKET".into(), notify_socket.as_os_str().to_owned()));
+        shared_env.extend(shared_worker_env(fd_names, notify_socket));
         Ok(WorkerCommand {
             program,
             argv: command.iter().map(OsString::from).collect(),
@@ -70,8 +66,7 @@ impl WorkerCommand {
             argv[0] = title.into();
         }
         let mut env = self.shared_env.clone();
-        env.push((vars::WORKER_ID.into(), id.to_string().into()));
-        env.push((vars::GENERATION.into(), generation.to_string().into()));
+        env.extend(own_worker_env(id, generation));
         Ok(ExecPlan::new(
             &self.program,
             &argv,
@@ -79,6 +74,29 @@ impl WorkerCommand {
             self.with_sockets,
         )?)
     }
+}
+
+/// What every worker of this master is told (LISTEN_PID, its own pid, is added at the
+/// fork): its sockets' count and names, and where to send READY=1.
+pub(crate) fn shared_worker_env(
+    fd_names: &[String],
+    notify_socket: &Path,
+) -> Vec<(OsString, OsString)> {
+    let mut env = Vec::new();
+    if !fd_names.is_empty() {
+        env.push(("LISTEN_FDS".into(), fd_names.len().to_string().into()));
+        env.push(("LISTEN_FDNAMES".into(), fd_names.join(":").into()));
+    }
+    env.push(("NOTIFY_SOCKET".into(), notify_socket.as_os_str().to_owned()));
+    env
+}
+
+/// What one worker is told of itself: its slot and generation.
+pub(crate) fn own_worker_env(id: usize, generation: u64) -> [(OsString, OsString); 2] {
+    [
+        (vars::WORKER_ID.into(), id.to_string().into()),
+        (vars::GENERATION.into(), generation.to_string().into()),
+    ]
 }
 
 /// Finds the program the way a shell would, once at start, so that the child only

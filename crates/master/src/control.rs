@@ -29,6 +29,8 @@ use std::{
 
 use tracing::warn;
 
+use crate::event::{Registry, Token};
+
 /// A request to the master, as a client sends it on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlRequest {
@@ -116,6 +118,50 @@ struct Connection {
     received: Vec<u8>,
     /// The request has been read; the connection stays only to be answered later.
     answered_later: bool,
+}
+
+/// What reading a client gave.
+enum ReadOutcome {
+    /// Not a whole line yet.
+    Partial,
+    /// Malformed, too long or empty: answered with an error; the connection closes.
+    Refused,
+    Request(ControlRequest),
+}
+
+impl Connection {
+    fn read_request(&mut self) -> ReadOutcome {
+        let mut buf = [0u8; MAX_REQUEST];
+        let closed = loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break false,
+            }
+            if self.received.len() > MAX_REQUEST {
+                break true;
+            }
+        };
+        let line_end = self.received.iter().position(|b| *b == b'\n');
+        let line = match line_end {
+            Some(end) => &self.received[..end],
+            // A client that half-closes after its request needs no newline.
+            None if closed => &self.received[..],
+            None => return ReadOutcome::Partial,
+        };
+        if line.len() > MAX_REQUEST || (line.is_empty() && closed) {
+            let _ = self.stream.write_all(b"error request too long or empty\n");
+            return ReadOutcome::Refused;
+        }
+        match String::from_utf8_lossy(line).parse::<ControlRequest>() {
+            Ok(request) => ReadOutcome::Request(request),
+            Err(e) => {
+                let _ = writeln!(self.stream, "error {e}");
+                ReadOutcome::Refused
+            }
+        }
+    }
 }
 
 /// The longest request line; a client sending more is cut off.
@@ -229,21 +275,32 @@ impl ControlServer {
             .collect()
     }
 
-    /// The descriptors to poll: the listener, then each connection still being read.
-    pub fn poll_fds(&self) -> Vec<BorrowedFd<'_>> {
-        std::iter::once(self.listener.as_fd())
-            .chain(
-                self.connections
-                    .iter()
-                    .filter(|c| !c.answered_later)
-                    .map(|c| c.stream.as_fd()),
-            )
-            .collect()
+    /// Accepts new clients and reads what they sent; returns the complete requests.
+    /// Malformed requests are answered and closed here. A client is watched in
+    /// `registry` while its request is being read, not while it waits for an answer.
+    pub fn receive(&mut self, registry: &Registry) -> Vec<(ConnectionId, ControlRequest)> {
+        self.accept(registry);
+        let mut requests = Vec::new();
+        self.connections.retain_mut(|connection| {
+            if connection.answered_later {
+                return true;
+            }
+            match connection.read_request() {
+                ReadOutcome::Partial => true,
+                ReadOutcome::Refused => false,
+                ReadOutcome::Request(request) => {
+                    connection.answered_later = true;
+                    registry.remove(connection.stream.as_fd());
+                    requests.push((connection.id, request));
+                    true
+                }
+            }
+        });
+        requests
     }
 
-    /// Accepts new clients and reads what they sent; returns the complete requests.
-    /// Malformed requests are answered and closed here.
-    pub fn receive(&mut self) -> Vec<(ConnectionId, ControlRequest)> {
+    /// Accepts every waiting client (beyond [`MAX_CONNECTIONS`], turned away).
+    fn accept(&mut self, registry: &Registry) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) if self.connections.len() >= MAX_CONNECTIONS => {
@@ -251,10 +308,13 @@ impl ControlServer {
                     let _ = stream.write_all(b"error too many control connections\n");
                 }
                 Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.next_id += 1;
+                    let id = self.next_id + 1;
+                    let watched = stream.set_nonblocking(true).is_ok()
+                        && registry.add(stream.as_fd(), Token::Control(id)).is_ok();
+                    if watched {
+                        self.next_id = id;
                         self.connections.push(Connection {
-                            id: self.next_id,
+                            id,
                             stream,
                             received: Vec::new(),
                             answered_later: false,
@@ -269,49 +329,6 @@ impl ControlServer {
                 }
             }
         }
-        let mut requests = Vec::new();
-        self.connections.retain_mut(|connection| {
-            if connection.answered_later {
-                return true;
-            }
-            let mut buf = [0u8; MAX_REQUEST];
-            let closed = loop {
-                match connection.stream.read(&mut buf) {
-                    Ok(0) => break true,
-                    Ok(n) => connection.received.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break false,
-                }
-                if connection.received.len() > MAX_REQUEST {
-                    break true;
-                }
-            };
-            let line_end = connection.received.iter().position(|b| *b == b'\n');
-            let line = match line_end {
-                Some(end) => &connection.received[..end],
-                // A client that half-closes after its request needs no newline.
-                None if closed => &connection.received[..],
-                None => return true,
-            };
-            if line.len() > MAX_REQUEST || (line.is_empty() && closed) {
-                let _ = connection
-                    .stream
-                    .write_all(b"error request too long or empty\n");
-                return false;
-            }
-            match String::from_utf8_lossy(line).parse::<ControlRequest>() {
-                Ok(request) => {
-                    connection.answered_later = true;
-                    requests.push((connection.id, request));
-                    true
-                }
-                Err(e) => {
-                    let _ = writeln!(connection.stream, "error {e}");
-                    false
-                }
-            }
-        });
-        requests
     }
 
     /// Writes `line` to the client; with `last`, closes the connection after it.
@@ -416,9 +433,15 @@ mod tests {
         good.write_all(b"status json\n").unwrap();
         let mut bad = UnixStream::connect(&path).unwrap();
         bad.write_all(b"dance\n").unwrap();
+        let mut registry = Registry::new().unwrap();
+        registry
+            .add(server.listener_fd(), Token::ControlListener)
+            .unwrap();
         let mut requests = Vec::new();
-        while requests.is_empty() {
-            requests = server.receive();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while requests.is_empty() && std::time::Instant::now() < deadline {
+            registry.wait(Some(1000)).unwrap();
+            requests = server.receive(&registry);
         }
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].1, ControlRequest::Status { json: true });

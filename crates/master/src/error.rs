@@ -85,6 +85,16 @@ pub enum MasterError {
         /// What failed.
         source: steward_sys::SpawnError,
     },
+    /// A worker of the first generation was not ready within `ready-timeout`.
+    #[error("worker {id} ({command}) was not ready within {}s (ready-timeout); it was killed", timeout.as_secs_f64())]
+    WorkerNotReady {
+        /// The worker's id.
+        id: usize,
+        /// The command line.
+        command: String,
+        /// The ready timeout.
+        timeout: std::time::Duration,
+    },
     /// A worker of the first generation exited before it was ready.
     #[error("worker {id} ({command}) exited with {status} before it was ready")]
     WorkerFailedToStart {

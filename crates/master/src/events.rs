@@ -12,6 +12,8 @@ pub const MASTER_STARTED: &str = "master-started";
 pub const WORKER_STARTED: &str = "worker-started";
 /// A worker counts as ready by the readiness mode.
 pub const WORKER_READY: &str = "worker-ready";
+/// A worker was not ready within `ready-timeout` (`timeout_ms`) and is killed.
+pub const WORKER_NOT_READY: &str = "worker-not-ready";
 /// A worker was asked to stop (`signal`).
 pub const WORKER_STOPPING: &str = "worker-stopping";
 /// A worker was killed after its mercy ran out.

@@ -25,8 +25,10 @@ mod command;
 mod control;
 mod daemon;
 mod error;
+mod event;
 pub mod events;
 mod fifo;
+mod lifecycle;
 mod listen;
 mod master;
 mod mule;
@@ -38,18 +40,22 @@ mod procname;
 mod reexec;
 mod startup;
 mod status;
-mod table;
+mod supervisor;
 
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},
     error::MasterError,
+    lifecycle::Lifecycle,
     listen::Listener,
-    master::{Lifecycle, Master},
+    master::Master,
     preload::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,
     },
-    reexec::{HandoverError, ReexecError, REEXEC_PROTOCOL, UNRESOLVED_SUFFIX},
+    reexec::{
+        reexec_check_answer, CheckFinding, CheckReport, HandoverError, ReexecError,
+        REEXEC_PROTOCOL, UNRESOLVED_SUFFIX,
+    },
     startup::unresolved_names,
 };
 pub use steward_sys::StopNotice;

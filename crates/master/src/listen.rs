@@ -89,9 +89,12 @@ impl Listener {
             }
         };
         listen(&fd, backlog).map_err(failed)?;
+        // What was bound: the port the kernel chose for `:0`, for the log and status.
+        let description =
+            local_description(fd.as_raw_fd()).unwrap_or_else(|| spec.addr.to_string());
         Ok(Listener {
             name,
-            description: spec.addr.to_string(),
+            description,
             fd,
             handed_over: false,
         })
@@ -116,22 +119,7 @@ impl Listener {
         if !nix::sys::socket::getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
             return Err(MasterError::NotListening(raw));
         }
-        let addr: Option<nix::sys::socket::SockaddrStorage> =
-            nix::sys::socket::getsockname(raw).ok();
-        let description = addr
-            .as_ref()
-            .and_then(|addr| {
-                if let Some(v4) = addr.as_sockaddr_in() {
-                    Some(std::net::SocketAddrV4::from(*v4).to_string())
-                } else if let Some(v6) = addr.as_sockaddr_in6() {
-                    Some(std::net::SocketAddrV6::from(*v6).to_string())
-                } else {
-                    addr.as_unix_addr()
-                        .and_then(|u| u.path())
-                        .map(|p| format!("unix:{}", p.display()))
-                }
-            })
-            .unwrap_or_else(|| format!("inherited fd {raw}"));
+        let description = local_description(raw).unwrap_or_else(|| format!("inherited fd {raw}"));
         Ok(Listener {
             name,
             description,
@@ -286,6 +274,21 @@ impl SocketAccess {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The address a socket is bound to, as `--listen` spells it (`127.0.0.1:8000`,
+/// `[::1]:8000`, `unix:/run/app.sock`).
+fn local_description(raw: RawFd) -> Option<String> {
+    let addr: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(raw).ok()?;
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Some(std::net::SocketAddrV4::from(*v4).to_string())
+    } else if let Some(v6) = addr.as_sockaddr_in6() {
+        Some(std::net::SocketAddrV6::from(*v6).to_string())
+    } else {
+        addr.as_unix_addr()
+            .and_then(|u| u.path())
+            .map(|p| format!("unix:{}", p.display()))
     }
 }
 

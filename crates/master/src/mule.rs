@@ -11,7 +11,11 @@ use std::{
 use nix::unistd::Pid;
 use steward_sys::{spawn, ChildFds, ExecPlan};
 
-use crate::{command::WORKER_VARIABLES, table::Slot, MasterError};
+use crate::{
+    command::WORKER_VARIABLES,
+    supervisor::{Backoff, BackoffPolicy},
+    MasterError,
+};
 
 /// Where a mule is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +43,7 @@ pub(crate) struct Mule {
     pub command: String,
     plan: ExecPlan,
     pub state: MuleState,
-    crashes: Slot,
+    crashes: Backoff,
 }
 
 impl Mule {
@@ -60,7 +64,7 @@ impl Mule {
             command: command.to_owned(),
             plan,
             state: MuleState::Waiting { at: Instant::now() },
-            crashes: Slot::default(),
+            crashes: Backoff::default(),
         })
     }
 
@@ -78,6 +82,19 @@ impl Mule {
         Ok(pid)
     }
 
+    /// When the loop must next act on it: its start, or its SIGKILL.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            MuleState::Waiting { at } => Some(at),
+            MuleState::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } => Some(kill_at),
+            _ => None,
+        }
+    }
+
     /// The mule's pid, if it runs.
     pub fn pid(&self) -> Option<Pid> {
         match self.state {
@@ -87,12 +104,12 @@ impl Mule {
     }
 
     /// It exited unasked: when to start it again (backoff as for workers).
-    pub fn exited(&mut self, first: Duration, max: Duration, reset_after: Duration) -> Duration {
+    pub fn exited(&mut self, policy: BackoffPolicy) -> Duration {
         let lived = match self.state {
             MuleState::Running { started, .. } => started.elapsed(),
             _ => Duration::ZERO,
         };
-        let delay = self.crashes.crashed(0, lived, first, max, reset_after);
+        let delay = self.crashes.crashed(0, lived, policy);
         self.state = MuleState::Waiting {
             at: Instant::now() + delay,
         };

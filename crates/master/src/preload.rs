@@ -4,7 +4,6 @@
 
 use std::{
     cell::OnceCell,
-    collections::BTreeMap,
     fmt, io,
     net::TcpListener,
     os::{
@@ -17,6 +16,7 @@ use std::{
 };
 
 use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+pub use steward_hooks::CallError;
 use steward_hooks::{Callbacks, Phase};
 use steward_options::{ConfigSources, Options};
 use steward_sys::StopNotice;
@@ -36,7 +36,6 @@ type LoadFn<A> = Box<dyn Fn() -> Result<A, BoxError>>;
 type WorkerFn<A> = Box<dyn Fn(&A, WorkerContext) -> Result<(), BoxError>>;
 /// A function run after each request by the worker that served it.
 type AfterRequestFn = Box<dyn Fn() + Send + Sync>;
-type CallFn = Box<dyn Fn() -> Result<(), BoxError>>;
 
 /// A master that forks a closure (preload mode): options in, a load callback, a worker
 /// closure, named `call:` hooks and after-request hooks.
@@ -145,7 +144,9 @@ impl<A: 'static> Builder<A> {
     where
         F: Fn() -> Result<(), BoxError> + 'static,
     {
-        self.calls.hooks.insert(name.to_owned(), Box::new(hook));
+        // The executor reports a callback's failure as text.
+        self.calls
+            .register(name, move || hook().map_err(|e| e.to_string()));
         self
     }
 
@@ -218,8 +219,7 @@ impl<A: 'static> Builder<A> {
             after_request: self.after_request.into(),
             warned_threads: Vec::new(),
         };
-        let mut master =
-            Master::with_launch(self.options, Some(launch), self.calls.into_callbacks())?;
+        let mut master = Master::with_launch(self.options, Some(launch), self.calls)?;
         if let Some(sources) = self.sources {
             master.reread_config_on_reload(sources);
         }
@@ -235,7 +235,9 @@ impl<A: 'static> Builder<A> {
     }
 }
 
-/// Answers a running master's check before it re-execs into this binary; exits.
+/// Answers a running master's check before it re-execs into this binary; exits. This
+/// process is that check, not a master: returning into the embedding program's main
+/// would start serving, so it ends here.
 fn answer_reexec_check<A>(lazy: bool, load: &LoadFn<A>) -> ! {
     if !lazy {
         if let Err(e) = load() {
@@ -244,66 +246,13 @@ fn answer_reexec_check<A>(lazy: bool, load: &LoadFn<A>) -> ! {
             std::process::exit(1);
         }
     }
-    println!("{}", crate::REEXEC_PROTOCOL);
+    println!("{}", crate::reexec_check_answer());
     std::process::exit(0)
 }
 
-/// Named functions for `call:NAME` hooks, registered with [`Builder::call`].
-#[derive(Default)]
-pub struct CallHooks {
-    hooks: BTreeMap<String, CallFn>,
-}
-
-impl fmt::Debug for CallHooks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.hooks.keys()).finish()
-    }
-}
-
-/// A `call:NAME` hook that could not run or failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    /// No function is registered under that name.
-    #[error("call:{0}: no function registered under this name (Builder::call)")]
-    Unknown(String),
-    /// The function returned an error.
-    #[error("call:{name} failed: {reason}")]
-    Failed {
-        /// The hook's name.
-        name: String,
-        /// Its error.
-        reason: String,
-    },
-}
-
-impl CallHooks {
-    /// Runs the function registered as `name`.
-    pub fn call(&self, name: &str) -> Result<(), CallError> {
-        let hook = self
-            .hooks
-            .get(name)
-            .ok_or_else(|| CallError::Unknown(name.to_owned()))?;
-        hook().map_err(|e| CallError::Failed {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })
-    }
-
-    /// The registered names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.hooks.keys().map(String::as_str)
-    }
-
-    /// The registry as the hook executor takes it, so that `call:NAME` hooks are
-    /// checked against it when the master starts.
-    pub(crate) fn into_callbacks(self) -> Callbacks {
-        let mut callbacks = Callbacks::new();
-        for (name, hook) in self.hooks {
-            callbacks.register(name, move || hook().map_err(|e| e.to_string()));
-        }
-        callbacks
-    }
-}
+/// Named functions for `call:NAME` hooks, registered with [`Builder::call`]: the hook
+/// executor's own registry, so what the builder collects is what `call:` runs.
+pub type CallHooks = Callbacks;
 
 /// What a forked worker runs; returns its exit status.
 type WorkerEntry = Box<dyn Fn(WorkerContext) -> i32>;
@@ -379,21 +328,18 @@ impl ForkLaunch {
                 warn!(error = %e, "cannot name the worker process");
             }
         }
-        let pid = std::process::id().to_string();
+        // The same environment an exec'd worker gets (command.rs), set in place.
         for variable in crate::command::WORKER_VARIABLES {
             std::env::remove_var(variable);
         }
-        if socket_count > 0 {
-            std::env::set_var("LISTEN_FDS", socket_count.to_string());
-            std::env::set_var("LISTEN_PID", &pid);
-            std::env::set_var("LISTEN_FDNAMES", worker.fd_names.join(":"));
+        let shared = crate::command::shared_worker_env(worker.fd_names, worker.notify_socket);
+        let own = crate::command::own_worker_env(worker.id, worker.generation);
+        for (name, value) in shared.into_iter().chain(own) {
+            std::env::set_var(name, value);
         }
-        std::env::set_var("NOTIFY_SOCKET", worker.notify_socket);
-        std::env::set_var(steward_options::vars::WORKER_ID, worker.id.to_string());
-        std::env::set_var(
-            steward_options::vars::GENERATION,
-            worker.generation.to_string(),
-        );
+        if socket_count > 0 {
+            std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        }
 
         let mut listeners = Vec::with_capacity(socket_count);
         for (fd, name) in (3..).zip(worker.fd_names) {
@@ -633,7 +579,7 @@ mod tests {
         options
             .hooks
             .push(("master-start".into(), "call:warm".into()));
-        let hooks = steward_hooks::Hooks::new(&options, builder.calls.into_callbacks()).unwrap();
+        let hooks = steward_hooks::Hooks::new(&options, builder.calls).unwrap();
         hooks.run(Phase::MasterStart).unwrap();
         assert!(ran.get());
 

@@ -45,7 +45,7 @@ use tracing::{info, warn};
 
 use crate::{
     command, daemon,
-    master::handled_signals,
+    event::handled_signals,
     pidfile::{write_pidfile, HeldPidfile},
     privileges::{self, Credentials},
     procname, MasterError,
@@ -243,6 +243,8 @@ fn outside_the_pid_namespace(hooks: &Hooks, child: Pid) -> Result<(), MasterErro
             let _ = kill(child, signal);
             continue;
         }
+        // This process is a fork of the caller's: returning would run the embedding
+        // program's code a second time, so it ends here with the master's status.
         match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
             Ok(WaitStatus::Signaled(_, signal, _)) => std::process::exit(128 + signal as i32),

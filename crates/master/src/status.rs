@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::{control::json_string, master::Lifecycle, table::Worker};
+use crate::{control::json_string, supervisor::Worker, Lifecycle};
 
 /// How the last reload ended.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub(crate) struct StatusReport<'a> {
     pub checking: Option<Duration>,
     /// Sorted by id, then generation.
     pub workers: Vec<&'a Worker>,
+    /// For each of `workers` that starts: what it waits for to count as ready.
+    pub waiting_for: Vec<Option<String>>,
 }
 
 impl StatusReport<'_> {
@@ -76,15 +78,18 @@ impl StatusReport<'_> {
                 ),
             };
         }
-        for w in &self.workers {
+        for (w, waiting) in self.workers.iter().zip(&self.waiting_for) {
             let _ = write!(
                 text,
-                "\nworker {} generation {} pid {} {} for {} ms{}",
+                "\nworker {} generation {} pid {} {} for {} ms{}{}",
                 w.id,
                 w.generation,
                 w.pid,
                 w.state.name(),
                 w.started.elapsed().as_millis(),
+                waiting
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(", waiting for {s}")),
                 w.status
                     .as_deref()
                     .map_or(String::new(), |s| format!(": {s}"))
@@ -98,14 +103,16 @@ impl StatusReport<'_> {
         let workers: Vec<String> = self
             .workers
             .iter()
-            .map(|w| {
+            .zip(&self.waiting_for)
+            .map(|(w, waiting)| {
                 format!(
-                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"status":{}}}"#,
+                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"waiting_for":{},"status":{}}}"#,
                     w.id,
                     w.generation,
                     w.pid,
                     w.state.name(),
                     w.started.elapsed().as_millis(),
+                    waiting.as_deref().map_or("null".into(), json_string),
                     w.status.as_deref().map_or("null".into(), json_string)
                 )
             })

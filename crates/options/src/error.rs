@@ -24,8 +24,9 @@ pub enum OptionError {
     /// Two sockets with one name.
     #[error("socket name {0:?} is used twice")]
     DuplicateSocketName(String),
-    /// A readiness mode other than `notify`, `delay:MS`, `auto[:MS]` or `immediate`.
-    #[error("invalid readiness mode {0:?}: expected notify, auto[:MS], delay:MS or immediate")]
+    /// A readiness mode other than `auto[:MS]`, `notify`, `listening`, `delay:MS` or
+    /// `immediate`.
+    #[error("invalid readiness mode {0:?}: expected auto[:MS], notify, listening, delay:MS or immediate")]
     Ready(String),
     /// A signal name or number that is not a signal a worker can be stopped with.
     #[error("invalid signal {0:?}: expected a name such as SIGTERM or TERM, or a number")]

@@ -21,6 +21,9 @@ pub struct Options {
     pub ready: ReadyMode,
     /// The signal that asks a worker to stop gracefully.
     pub worker_stop_signal: StopSignal,
+    /// How long a new worker may take to become ready before it is killed and its
+    /// start or reload fails (`ready-timeout`; zero: no limit).
+    pub ready_timeout: Duration,
     /// How long a stopping worker may take before it is killed with SIGKILL.
     pub worker_reload_mercy: Duration,
     /// The first delay before a crashed worker is started again; it doubles with each
@@ -152,6 +155,7 @@ impl Options {
             command,
             ready: ReadyMode::default(),
             worker_stop_signal: StopSignal::default(),
+            ready_timeout: Duration::from_secs(60),
             worker_reload_mercy: Duration::from_secs(30),
             respawn_backoff: Duration::from_millis(100),
             respawn_backoff_max: Duration::from_secs(10),

@@ -437,8 +437,14 @@ fn build() -> Vec<OptionDef> {
             )
         },
         def!(parsed "ready", ready, "MODE", Master, restart: false,
-            "When a new worker counts as ready: notify (READY=1 on NOTIFY_SOCKET), auto[:MS] \
-             (READY=1 or MS alive, default 1000), delay:MS (MS alive) or immediate."),
+            "When a new worker counts as ready: auto[:MS] (READY=1, or seen waiting for \
+             connections on its sockets; MS alive only where that cannot be seen, default \
+             1000), notify (READY=1 on NOTIFY_SOCKET), listening (seen waiting for \
+             connections), delay:MS (MS alive) or immediate."),
+        def!(duration "ready-timeout", ready_timeout, Master, restart: false,
+            "How long a new worker may take to become ready; past that it is killed and its \
+             reload fails (the serving generation serves on), or, at start, steward exits 1. \
+             0 waits for ever."),
         def!(parsed "worker-stop-signal", worker_stop_signal, "SIGNAL", Master, restart: false,
             "The signal that asks a worker to stop gracefully."),
         def!(duration "worker-reload-mercy", worker_reload_mercy, Master, restart: false,

@@ -8,10 +8,14 @@ use crate::OptionError;
 pub enum ReadyMode {
     /// Ready when the worker sends `READY=1` on NOTIFY_SOCKET, and not before.
     Notify,
-    /// Ready when the worker sends `READY=1`, or once it has stayed alive this long,
-    /// whichever comes first. The default (1 s): safe for an app that never notifies,
-    /// exact for one that does.
+    /// Ready when the worker sends `READY=1`, or is seen waiting for connections on
+    /// one of its sockets (blocked in accept, or its epoll/poll/select set holding the
+    /// socket), whichever comes first. The duration stands in only where neither can
+    /// be seen (no sockets, or /proc refused): ready once alive that long.
     Auto(Duration),
+    /// Ready when the worker is seen waiting for connections on one of its sockets;
+    /// `READY=1` is not needed and not awaited.
+    Listening,
     /// Ready once the worker has stayed alive this long.
     Delay(Duration),
     /// Ready as soon as it has been started.
@@ -19,11 +23,21 @@ pub enum ReadyMode {
 }
 
 impl ReadyMode {
-    /// How long a worker must stay alive to count as ready without notifying, if at all.
+    /// How long a worker must stay alive to count as ready (`delay`), if that is how.
     pub fn ready_after_alive(self) -> Option<Duration> {
         match self {
-            ReadyMode::Auto(after) | ReadyMode::Delay(after) => Some(after),
-            ReadyMode::Notify | ReadyMode::Immediate => None,
+            ReadyMode::Delay(after) => Some(after),
+            _ => None,
+        }
+    }
+
+    /// What stands in for watching a worker wait for connections where that cannot be
+    /// seen (a worker with no sockets, or /proc refused): ready once alive this long.
+    pub fn unobservable_fallback(self) -> Option<Duration> {
+        match self {
+            ReadyMode::Auto(after) => Some(after),
+            ReadyMode::Listening => Some(AUTO_FALLBACK),
+            _ => None,
         }
     }
 
@@ -31,11 +45,19 @@ impl ReadyMode {
     pub fn believes_ready_message(self) -> bool {
         matches!(self, ReadyMode::Notify | ReadyMode::Auto(_))
     }
+
+    /// Whether a worker seen waiting for connections on its sockets is ready.
+    pub fn observes_listening(self) -> bool {
+        matches!(self, ReadyMode::Auto(_) | ReadyMode::Listening)
+    }
 }
+
+/// `auto`'s stand-in when listening cannot be seen.
+const AUTO_FALLBACK: Duration = Duration::from_secs(1);
 
 impl Default for ReadyMode {
     fn default() -> Self {
-        ReadyMode::Auto(Duration::from_secs(1))
+        ReadyMode::Auto(AUTO_FALLBACK)
     }
 }
 
@@ -46,6 +68,7 @@ impl fmt::Display for ReadyMode {
             ReadyMode::Auto(d) => write!(f, "auto:{}", d.as_millis()),
             ReadyMode::Delay(d) => write!(f, "delay:{}", d.as_millis()),
             ReadyMode::Immediate => f.write_str("immediate"),
+            ReadyMode::Listening => f.write_str("listening"),
         }
     }
 }
@@ -62,6 +85,7 @@ impl FromStr for ReadyMode {
         match value.split_once(':') {
             None if value == "notify" => Ok(ReadyMode::Notify),
             None if value == "immediate" => Ok(ReadyMode::Immediate),
+            None if value == "listening" => Ok(ReadyMode::Listening),
             None if value == "auto" => Ok(ReadyMode::default()),
             Some(("auto", ms)) => Ok(ReadyMode::Auto(millis(ms)?)),
             Some(("delay", ms)) => Ok(ReadyMode::Delay(millis(ms)?)),

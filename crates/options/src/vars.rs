@@ -19,6 +19,9 @@ pub const REEXEC: &str = "STEWARD_REEXEC";
 pub const REEXEC_CHECK: &str = "STEWARD_REEXEC_CHECK";
 /// From an image of the master to the next: the running values of restart-only options.
 pub const REEXEC_KEPT: &str = "STEWARD_REEXEC_KEPT";
+/// From a master to the checks of the binary it may re-exec into: answer with a JSON
+/// report on stdout rather than text for a person.
+pub const CHECK_REPORT: &str = "STEWARD_CHECK_REPORT";
 
 /// Every variable above: `STEWARD_*` names that are not options.
 pub const NOT_OPTIONS: &[&str] = &[
@@ -30,4 +33,5 @@ pub const NOT_OPTIONS: &[&str] = &[
     REEXEC,
     REEXEC_CHECK,
     REEXEC_KEPT,
+    CHECK_REPORT,
 ];

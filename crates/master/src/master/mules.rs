@@ -7,16 +7,28 @@ use nix::{sys::signal::Signal, sys::wait::WaitStatus, unistd::Pid};
 use steward_hooks::Phase;
 use tracing::{error, info, warn};
 
-use super::{signal_group, Lifecycle, Master};
+use super::{describe_exit, signal_group, Master, TimerKey};
 use crate::{
+    events,
     mule::{Mule, MuleState},
-    table::describe_exit,
 };
 
 impl Master {
-    /// Starts every mule whose start is due.
-    pub(super) fn start_due_mules(&mut self, now: Instant) {
-        if matches!(self.lifecycle, Lifecycle::Stopping { .. }) {
+    /// Starts the mules whose start is due and kills those past their mercy; arms the
+    /// timer of each for what comes next.
+    pub(super) fn mules_due(&mut self, now: Instant) {
+        self.start_due_mules(now);
+        self.kill_late_mules(now);
+        for (index, mule) in self.mules.iter().enumerate() {
+            match mule.deadline() {
+                Some(at) => self.timers.arm(TimerKey::Mule(index), at),
+                None => self.timers.disarm(TimerKey::Mule(index)),
+            }
+        }
+    }
+
+    fn start_due_mules(&mut self, now: Instant) {
+        if self.supervisor.is_stopping() {
             return;
         }
         for index in 0..self.mules.len() {
@@ -30,14 +42,10 @@ impl Master {
             let mule = &mut self.mules[index];
             match mule.start(self.dev_null.as_fd()) {
                 Ok(pid) => {
-                    info!(event = crate::events::MULE_STARTED, mule = mule.id, pid = %pid, command = %mule.command, "mule started")
+                    info!(event = events::MULE_STARTED, mule = mule.id, pid = %pid, command = %mule.command, "mule started")
                 }
                 Err(e) => {
-                    let delay = mule.exited(
-                        self.options.respawn_backoff,
-                        self.options.respawn_backoff_max,
-                        self.options.respawn_reset_after,
-                    );
+                    let delay = mule.exited(self.supervisor.settings().backoff);
                     error!(mule = mule.id, command = %mule.command, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start mule");
                 }
             }
@@ -46,23 +54,21 @@ impl Master {
 
     /// A reaped child that is not a worker: if it is a mule, note it and plan its restart.
     pub(super) fn mule_exited(&mut self, pid: Pid, status: &WaitStatus) {
-        let stopping = matches!(self.lifecycle, Lifecycle::Stopping { .. });
+        let stopping = self.supervisor.is_stopping();
+        let backoff = self.supervisor.settings().backoff;
         let Some(mule) = self.mules.iter_mut().find(|m| m.pid() == Some(pid)) else {
             return;
         };
         let how = describe_exit(status);
         // A mule stopped outside a shutdown (by a re-exec that failed) starts again.
         if stopping {
-            info!(event = crate::events::MULE_EXITED, mule = mule.id, pid = %pid, status = %how, "mule exited");
+            info!(event = events::MULE_EXITED, mule = mule.id, pid = %pid, status = %how, "mule exited");
             mule.state = MuleState::Stopped;
             return;
         }
-        let delay = mule.exited(
-            self.options.respawn_backoff,
-            self.options.respawn_backoff_max,
-            self.options.respawn_reset_after,
-        );
-        warn!(event = crate::events::MULE_EXITED, mule = mule.id, pid = %pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "mule exited unexpectedly");
+        let delay = mule.exited(backoff);
+        warn!(event = events::MULE_EXITED, mule = mule.id, pid = %pid, status = %how, respawn_in_ms = delay.as_millis() as u64, "mule exited unexpectedly");
+        self.mules_due(Instant::now());
     }
 
     /// Asks every mule to stop (SIGTERM, SIGKILL after the mercy), or kills them.
@@ -97,10 +103,11 @@ impl Master {
                 _ => {}
             }
         }
+        self.mules_due(now);
     }
 
     /// SIGKILL for mules that outlived the mercy.
-    pub(super) fn kill_late_mules(&mut self, now: Instant) {
+    fn kill_late_mules(&mut self, now: Instant) {
         for mule in &mut self.mules {
             if let MuleState::Stopping {
                 pid,
@@ -119,23 +126,6 @@ impl Master {
                 }
             }
         }
-    }
-
-    /// When a mule next needs the loop: a start or a SIGKILL.
-    pub(super) fn next_mule_deadline(&self) -> Option<Instant> {
-        let stopping = matches!(self.lifecycle, Lifecycle::Stopping { .. });
-        self.mules
-            .iter()
-            .filter_map(|m| match m.state {
-                MuleState::Waiting { at } if !stopping => Some(at),
-                MuleState::Stopping {
-                    kill_at,
-                    killed: false,
-                    ..
-                } => Some(kill_at),
-                _ => None,
-            })
-            .min()
     }
 
     /// Whether any mule still runs.

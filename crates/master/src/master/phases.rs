@@ -9,11 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use steward_hooks::{HookError, Hooks, Phase, TouchWatcher};
+use steward_hooks::{Hooks, Phase, TouchWatcher};
 use steward_options::{Options, ReloadStrategy};
 use tracing::{error, info};
 
-use super::{Launch, Master};
+use super::{Master, TimerKey};
 use crate::MasterError;
 
 /// How long watched files must be quiet before steward acts on a change.
@@ -44,13 +44,6 @@ impl Master {
         }
     }
 
-    /// Whether the app loads once in the master (preload mode without lazy-apps): then
-    /// pre-app and post-app run around that load, in [`crate::Builder::run`], not
-    /// around each generation.
-    pub(super) fn app_loads_in_master(&self) -> bool {
-        matches!(&self.launch, Launch::Fork(fork) if !fork.lazy)
-    }
-
     /// pre-app or post-app around the load of the app in the master (preload mode).
     pub(crate) fn run_app_phase(&self, phase: Phase) -> Result<(), MasterError> {
         Ok(self.hooks.run(phase)?)
@@ -58,19 +51,9 @@ impl Master {
 
     /// The accepting phases for worker `id`, which just became ready (exec mode; a
     /// forked worker runs them itself, before it serves).
-    pub(super) fn worker_accepting(&mut self, id: usize) {
-        if !matches!(self.launch, Launch::Exec(_)) {
-            return;
-        }
-        self.run_phase(Phase::Accepting);
-        if id == 1 {
-            self.run_phase(Phase::Accepting1);
-        }
-        if self.accepted_once.insert(id) {
-            self.run_phase(Phase::AcceptingOnce);
-            if id == 1 {
-                self.run_phase(Phase::Accepting1Once);
-            }
+    pub(super) fn run_accepting(&self, id: usize, first_time: bool) {
+        for phase in super::spawn::accepting_phases(id, first_time) {
+            self.run_phase(phase);
         }
     }
 
@@ -81,22 +64,10 @@ impl Master {
         }
     }
 
-    /// A pre-app or post-app hook failed: the first generation ends the master with the
-    /// error; a reload is abandoned, the serving generation going on.
-    pub(super) fn generation_hook_failed(&mut self, failure: HookError) {
-        if self.serving.is_none() {
-            error!("{failure}");
-            self.failure = Some(failure.into());
-            self.begin_shutdown(true);
-        } else {
-            self.abort_reload(failure.to_string());
-        }
-    }
-
     /// Watched files changed: noted, and acted on once they have been quiet for
     /// [`TOUCH_SETTLE`] (one save is several events, maybe read apart).
     pub(super) fn on_touch(&mut self) {
-        let Some(watcher) = self.touch.as_mut() else {
+        let Some(watcher) = self.touches.watcher.as_mut() else {
             return;
         };
         let changed = watcher.changed();
@@ -104,22 +75,19 @@ impl Master {
             return;
         }
         for path in changed {
-            if !self.touched.contains(&path) {
-                self.touched.push(path);
+            if !self.touches.changed.contains(&path) {
+                self.touches.changed.push(path);
             }
         }
-        self.touch_due = Some(Instant::now() + TOUCH_SETTLE);
+        self.timers
+            .arm(TimerKey::TouchSettled, Instant::now() + TOUCH_SETTLE);
     }
 
     /// The touched files, once settled: a touch-reload file reloads (once for all), a
     /// touch hook runs.
-    pub(super) fn touches_settled(&mut self, now: Instant) {
-        if self.touch_due.is_none_or(|due| now < due) {
-            return;
-        }
-        self.touch_due = None;
+    pub(super) fn touches_settled(&mut self) {
         let mut reload = false;
-        for path in std::mem::take(&mut self.touched) {
+        for path in std::mem::take(&mut self.touches.changed) {
             if self.options.touch_reload.contains(&path) {
                 info!(path = %path.display(), "touched: reloading");
                 reload = true;

@@ -5,12 +5,11 @@
 //! jail...) is logged as needing a restart and keeps its value. An invalid
 //! configuration (a broken hook string too) fails the reload, and the serving generation goes on serving.
 
-use steward_hooks::{HookConfigError, Jail};
 use steward_options::{table, ConfigSources, Options};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::{Launch, Master};
-use crate::command::WorkerCommand;
+use crate::{command::WorkerCommand, supervisor::Settings};
 
 /// The options a reload runs with: `reread`'s for what may change, `running`'s for the
 /// rest, and a note on each option that changed but needs a restart.
@@ -36,6 +35,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         workers: reread.workers,
         command: reread.command,
         ready: reread.ready,
+        ready_timeout: reread.ready_timeout,
         worker_stop_signal: reread.worker_stop_signal,
         worker_reload_mercy: reread.worker_reload_mercy,
         respawn_backoff: reread.respawn_backoff,
@@ -56,27 +56,23 @@ impl Master {
     }
 
     /// Reads the configuration again and applies what may change to the coming
-    /// generation. Err: why the configuration is unusable; nothing was changed.
-    pub(crate) fn reread_config(&mut self) -> Result<(), String> {
+    /// generation; returns the supervisor's settings for it. Err: why the
+    /// configuration is unusable; nothing was changed.
+    pub(super) fn reread_config(&mut self) -> Result<Settings, String> {
+        let mut settings = self.supervisor.settings().clone();
         let Some(sources) = &self.config_sources else {
-            return Ok(());
+            return Ok(settings);
         };
         let config = match self.launch {
             Launch::Exec(_) => sources.load(),
             Launch::Fork(_) => sources.load_without_command(),
         }
         .map_err(|e| format!("invalid configuration: {e}"))?;
-        // Hooks and the jail keep their running values, but a file whose hooks could
-        // not start steward is refused now, not at the next restart.
-        let located = |error: HookConfigError| {
-            let origins = config.origins(&error.option);
-            match origins.get(error.index).or(origins.last()) {
-                Some(origin) => format!("invalid configuration: {origin}: {error}"),
-                None => format!("invalid configuration: {error}"),
-            }
-        };
-        self.hooks.check(&config.options).map_err(located)?;
-        Jail::new(&config.options).map_err(located)?;
+        // Hooks, alarms and the jail keep their running values, but a file whose hooks
+        // could not start steward is refused now, not at the next restart.
+        self.hooks
+            .check(&config.options)
+            .map_err(|error| format!("invalid configuration: {}", error.located(&config)))?;
         for warning in &config.warnings {
             warn!("{warning}");
         }
@@ -95,27 +91,28 @@ impl Master {
                     .map_err(|e| format!("invalid configuration: {e}"))?,
             );
         }
-        if options.workers != self.options.workers {
-            self.desired = options.workers;
-        }
+        let workers = if options.workers != self.options.workers {
+            options.workers
+        } else {
+            settings.workers
+        };
+        settings = Settings {
+            workers,
+            ..Settings::new(
+                &options,
+                matches!(self.launch, Launch::Fork(_)),
+                self.launch.reexecs_on_reload(),
+                !self.listeners.is_empty(),
+            )
+        };
         info!(
-            workers = self.desired,
+            workers,
             command = %self.launch.display(),
             ready = %options.ready,
             "configuration read again"
         );
         self.options = options;
-        Ok(())
-    }
-
-    /// A reload whose configuration is unusable: it fails, and whatever serves goes on.
-    pub(crate) fn config_reload_failed(&mut self, reason: String) {
-        if self.serving.is_some() {
-            self.abort_reload(reason);
-        } else {
-            // The first generation is still starting: it goes on with the options it has.
-            error!(reason = %reason, "configuration not reloaded; starting with the previous one");
-        }
+        Ok(settings)
     }
 }
 

@@ -1,85 +1,17 @@
-//! The executor: every hook of a configuration, parsed up front, run phase by phase.
+//! The executor: every hook of a configuration, parsed up front (by `load`), run phase
+//! by phase.
 
-use std::{collections::BTreeMap, fmt, path::PathBuf};
+mod load;
+
+use std::path::{Path, PathBuf};
 
 use steward_options::Options;
 use tracing::{info, warn};
 
 use crate::{
     action::{run_plain_waiting, ActionError, WaitTimeouts},
-    Action, Alarm, Phase,
+    Action, Alarm, Callbacks, HookConfigError, HookError, Jail, Phase,
 };
-
-/// A callback an embedding program registers for `call:NAME`.
-pub type Callback = Box<dyn Fn() -> Result<(), String>>;
-
-/// The callbacks `call:NAME` actions may name. Empty from the plain command line, so
-/// there every `call:` is a configuration error.
-#[derive(Default)]
-pub struct Callbacks {
-    by_name: BTreeMap<String, Callback>,
-}
-
-impl fmt::Debug for Callbacks {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.by_name.keys()).finish()
-    }
-}
-
-impl Callbacks {
-    /// No callbacks.
-    pub fn new() -> Callbacks {
-        Callbacks::default()
-    }
-
-    /// Registers `callback` as `call:NAME`, replacing one of the same name.
-    pub fn register(
-        &mut self,
-        name: impl Into<String>,
-        callback: impl Fn() -> Result<(), String> + 'static,
-    ) {
-        self.by_name.insert(name.into(), Box::new(callback));
-    }
-
-    /// Whether `name` is registered.
-    pub fn contains(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
-    }
-}
-
-/// A hook of the configuration that cannot run, and where it was written: the option
-/// and the index of the value among that option's values (so that a caller that knows
-/// where each value came from can name the file and line).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{option} = {value:?}: {reason}")]
-pub struct HookConfigError {
-    /// The option (`hook-as-root`, `hook-touch`, `alarm`, `unshare`).
-    pub option: String,
-    /// The index of the value among the values of `option`.
-    pub index: usize,
-    /// The value as written.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-/// A hook of a fatal phase failed: steward stops (exit status 1).
-#[derive(Debug, thiserror::Error)]
-#[error("hook-{phase} = {action} failed: {cause}")]
-pub struct HookError {
-    /// The phase.
-    pub phase: Phase,
-    /// The option the hook was written as (`hook-as-root`, `run-command-on-event`) and
-    /// the index of its value among that option's values, as in [`HookConfigError`],
-    /// so that a caller that knows the origins can name the file and line.
-    pub option: String,
-    /// The index of the value among the values of `option`.
-    pub index: usize,
-    /// The action as written.
-    pub action: String,
-    /// Why it failed.
-    pub cause: Box<ActionError>,
-}
 
 #[derive(Debug)]
 struct Hook {
@@ -100,27 +32,33 @@ pub struct TouchHook {
     pub action: Action,
 }
 
-/// Every hook, touch hook and alarm of a configuration, ready to run.
+/// Every hook, touch hook and alarm of a configuration, and its jail, ready to run.
 #[derive(Debug, Default)]
 pub struct Hooks {
     hooks: Vec<Hook>,
     touch: Vec<TouchHook>,
     alarms: Vec<Alarm>,
+    jail: Jail,
     callbacks: Callbacks,
     timeouts: WaitTimeouts,
 }
 
 impl Hooks {
     /// Parses every hook of `options` (`hook-<phase>`, `exec-<phase>`,
-    /// `run-command-on-event`, `hook-touch`, `run-command-on-touch`, `alarm`), checking
-    /// that each `call:` names a registered callback and each `alarm:` a declared alarm.
+    /// `run-command-on-event`, `hook-touch`, `run-command-on-touch`), its alarms and its
+    /// jail (`unshare`, `chroot`), checking that each `call:` names a registered
+    /// callback and each `alarm:` a declared alarm. This is the one place those options
+    /// are read: `steward check`, a start and a reload all come here.
     pub fn new(options: &Options, callbacks: Callbacks) -> Result<Hooks, HookConfigError> {
-        let mut hooks = Hooks {
+        let loaded = load::load(options, &callbacks)?;
+        Ok(Hooks {
+            hooks: loaded.hooks,
+            touch: loaded.touch,
+            alarms: loaded.alarms,
+            jail: loaded.jail,
             callbacks,
-            ..Hooks::default()
-        };
-        hooks.load(options)?;
-        Ok(hooks)
+            timeouts: loaded.timeouts,
+        })
     }
 
     /// Parses the hooks of `options` as [`Hooks::new`] would, against this executor's
@@ -128,122 +66,13 @@ impl Hooks {
     /// configuration this way, so that a broken hook string fails the reload rather
     /// than the next start.
     pub fn check(&self, options: &Options) -> Result<(), HookConfigError> {
-        // Only the names matter to the check; the callbacks stay with this executor.
-        let mut scratch = Hooks::default();
-        for name in self.callbacks.by_name.keys() {
-            scratch.callbacks.register(name.clone(), || Ok(()));
-        }
-        scratch.load(options)
+        load::load(options, &self.callbacks).map(drop)
     }
 
-    fn load(&mut self, options: &Options) -> Result<(), HookConfigError> {
-        let hooks = self;
-        hooks.timeouts = WaitTimeouts {
-            fs: options.wait_for_fs_timeout,
-            socket: options.wait_for_socket_timeout,
-        };
-        for (index, text) in options.alarm.iter().enumerate() {
-            let alarm: Alarm = text
-                .parse()
-                .map_err(|e: crate::AlarmParseError| config_error("alarm", index, text, e))?;
-            hooks.alarms.push(alarm);
-        }
-
-        let mut per_phase: BTreeMap<&str, usize> = BTreeMap::new();
-        for (phase_name, text) in &options.hooks {
-            let option = format!("hook-{phase_name}");
-            let index = {
-                let count = per_phase.entry(phase_name.as_str()).or_default();
-                *count += 1;
-                *count - 1
-            };
-            let phase =
-                usable_phase(phase_name).map_err(|r| config_error(&option, index, text, r))?;
-            let action = hooks
-                .action(text)
-                .map_err(|r| config_error(&option, index, text, r))?;
-            hooks.hooks.push(Hook {
-                phase,
-                action,
-                option,
-                index,
-            });
-        }
-        for (index, text) in options.run_command_on_event.iter().enumerate() {
-            let option = "run-command-on-event";
-            let (phase, command) = match text.trim().split_once(char::is_whitespace) {
-                Some((first, rest)) => match first.parse::<Phase>() {
-                    Ok(_) => (usable_phase(first), rest.trim()),
-                    // A near miss of a phase is a typo, not a command (a short word
-                    // like `as` may be near `asap` and still be a program).
-                    Err(e)
-                        if e.suggestion().is_some()
-                            && (first.contains('-') || first.len() >= 5) =>
-                    {
-                        let reason = format!(
-                            "{e}; to run {first:?} as a command at asap, write run-command-on-event = asap {}",
-                            text.trim()
-                        );
-                        return Err(config_error(option, index, text, reason));
-                    }
-                    Err(_) => (Ok(Phase::Asap), text.trim()),
-                },
-                None if text.trim().parse::<Phase>().is_ok() => {
-                    return Err(config_error(
-                        option,
-                        index,
-                        text,
-                        "missing the command after the phase",
-                    ));
-                }
-                None => (Ok(Phase::Asap), text.trim()),
-            };
-            let phase = phase.map_err(|r| config_error(option, index, text, r))?;
-            if command.is_empty() {
-                return Err(config_error(option, index, text, "missing the command"));
-            }
-            hooks.hooks.push(Hook {
-                phase,
-                action: Action::Exec(command.to_owned()),
-                option: option.to_owned(),
-                index,
-            });
-        }
-
-        for (index, text) in options.hook_touch.iter().enumerate() {
-            let (path, action) = path_and_rest(text)
-                .ok_or_else(|| config_error("hook-touch", index, text, "expected PATH ACTION"))?;
-            let action = hooks
-                .action(action)
-                .map_err(|r| config_error("hook-touch", index, text, r))?;
-            hooks.touch.push(TouchHook { path, action });
-        }
-        for (index, text) in options.run_command_on_touch.iter().enumerate() {
-            let (path, command) = path_and_rest(text).ok_or_else(|| {
-                config_error("run-command-on-touch", index, text, "expected PATH COMMAND")
-            })?;
-            hooks.touch.push(TouchHook {
-                path,
-                action: Action::Exec(command.to_owned()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Parses one action string, checking it against the callbacks and alarms.
-    fn action(&self, text: &str) -> Result<Action, String> {
-        let action: Action = text
-            .parse()
-            .map_err(|e: crate::ActionParseError| e.to_string())?;
-        match &action {
-            Action::Call(name) if !self.callbacks.contains(name) => Err(format!(
-                "call: no callback registered as {name:?} (call: names a function that a program embedding steward registers; the steward command has none)"
-            )),
-            Action::Alarm { name, .. } if !self.alarms.iter().any(|a| a.name == *name) => {
-                Err(format!("alarm: no alarm named {name:?} (declare it: alarm = {name} cmd:COMMAND or alarm = {name} log:)"))
-            }
-            _ => Ok(action),
-        }
+    /// The jail of the configuration: the namespaces to unshare and the directory to
+    /// chroot into.
+    pub fn jail(&self) -> &Jail {
+        &self.jail
     }
 
     /// Whether any hook runs in `phase`.
@@ -276,17 +105,7 @@ impl Hooks {
     /// callbacks and alarms.
     pub fn execute(&self, action: &Action) -> Result<(), ActionError> {
         match action {
-            Action::Call(name) => {
-                let callback = self
-                    .callbacks
-                    .by_name
-                    .get(name)
-                    .ok_or_else(|| ActionError::NoCallback(name.clone()))?;
-                callback().map_err(|message| ActionError::Callback {
-                    name: name.clone(),
-                    message,
-                })
-            }
+            Action::Call(name) => Ok(self.callbacks.call(name)?),
             Action::Alarm { name, message } => self
                 .alarms
                 .iter()
@@ -304,52 +123,13 @@ impl Hooks {
     }
 
     /// Runs the touch hooks watching `path`; a failure is logged, never fatal.
-    pub fn run_touched(&self, path: &std::path::Path) {
+    pub fn run_touched(&self, path: &Path) {
         for hook in self.touch.iter().filter(|h| h.path == path) {
             info!(path = %path.display(), action = %hook.action, "touched: running hook");
             if let Err(e) = self.execute(&hook.action) {
                 warn!(path = %path.display(), action = %hook.action, error = %e, "touch hook failed");
             }
         }
-    }
-}
-
-/// The phase, if steward can run hooks in it.
-fn usable_phase(name: &str) -> Result<Phase, String> {
-    let phase: Phase = name.parse().map_err(|e: crate::PhaseError| e.to_string())?;
-    match phase {
-        Phase::AsGateway => Err(format!(
-            "phase {name} is not applicable: steward has no gateways"
-        )),
-        Phase::EmperorStart
-        | Phase::EmperorStop
-        | Phase::EmperorReload
-        | Phase::EmperorLost
-        | Phase::AsOnDemandVassal
-        | Phase::AsOnConfigVassal
-        | Phase::AsEmperorBeforeVassal
-        | Phase::AsVassalBeforeDrop
-        | Phase::AsEmperorSetns
-        | Phase::AsVassal
-        | Phase::AsEmperor => Err(format!(
-            "phase {name} needs emperor mode, which steward does not have"
-        )),
-        _ => Ok(phase),
-    }
-}
-
-fn path_and_rest(text: &str) -> Option<(PathBuf, &str)> {
-    let (path, rest) = text.trim().split_once(char::is_whitespace)?;
-    let rest = rest.trim();
-    (!rest.is_empty()).then(|| (PathBuf::from(path), rest))
-}
-
-fn config_error(option: &str, index: usize, value: &str, reason: impl ToString) -> HookConfigError {
-    HookConfigError {
-        option: option.to_owned(),
-        index,
-        value: value.to_owned(),
-        reason: reason.to_string(),
     }
 }
 
@@ -547,5 +327,27 @@ mod tests {
         hooks.run_touched(std::path::Path::new("/etc/other"));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "other\n");
         let _ = std::fs::remove_file(out);
+    }
+
+    /// A reload checks with the same reader a start uses: the jail and the callbacks
+    /// too, with nothing of the re-read configuration kept.
+    #[test]
+    fn check_refuses_what_new_refuses() {
+        let mut callbacks = Callbacks::new();
+        callbacks.register("warm", || Ok(()));
+        let mut o = options(&[("master-start", "call:warm")]);
+        o.unshare = vec!["uts".into()];
+        let hooks = Hooks::new(&o, callbacks).unwrap();
+        assert!(!hooks.jail().is_empty());
+        assert_eq!(hooks.jail(), &Jail::new(&o).unwrap());
+
+        hooks.check(&o).unwrap();
+        let mut reread = options(&[("master-start", "call:cold")]);
+        let error = hooks.check(&reread).unwrap_err();
+        assert!(error.reason.contains("no callback registered as \"cold\""));
+        reread.hooks.clear();
+        reread.unshare = vec!["time-travel".into()];
+        assert_eq!(hooks.check(&reread).unwrap_err().option, "unshare");
+        assert!(!hooks.has(Phase::Asap) && hooks.has(Phase::MasterStart));
     }
 }

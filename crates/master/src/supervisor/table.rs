@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use nix::{sys::wait::WaitStatus, unistd::Pid};
+use nix::unistd::Pid;
 
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub(crate) struct Worker {
     pub respawned: bool,
     /// The last STATUS= it sent.
     pub status: Option<String>,
+    /// Whether it waits for connections cannot be seen: time alive stands in.
+    pub unobservable: bool,
 }
 
 impl Worker {
@@ -46,51 +48,35 @@ impl Worker {
     }
 }
 
-/// A crashed worker's slot waiting out its backoff.
-#[derive(Debug)]
-pub(crate) struct Respawn {
-    pub id: usize,
-    pub generation: u64,
-    pub at: Instant,
+/// How a crashing child's restarts are spaced: `first` doubled per crash in a row, up
+/// to `max`; a child that lived `reset_after` starts again at once, its streak reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BackoffPolicy {
+    pub first: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
 }
 
-/// Crash history of one slot, for the backoff.
+/// Crash history of one worker slot or mule, for the backoff.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Slot {
-    /// Crashes in a row, each after less than `respawn_reset_after` of life.
+pub(crate) struct Backoff {
+    /// Crashes in a row, each after less than `reset_after` of life.
     pub streak: u32,
     /// The generation of the last crash: a start of that generation is a respawn.
     pub crashed_generation: Option<u64>,
 }
 
-impl Slot {
-    /// Records a crash after `lived` and returns how long to wait before the next start:
-    /// nothing after a long life, else `first` doubled per crash in a row, up to `max`.
-    pub fn crashed(
-        &mut self,
-        generation: u64,
-        lived: Duration,
-        first: Duration,
-        max: Duration,
-        reset_after: Duration,
-    ) -> Duration {
+impl Backoff {
+    /// Records a crash after `lived` and returns how long to wait before the next start.
+    pub fn crashed(&mut self, generation: u64, lived: Duration, policy: BackoffPolicy) -> Duration {
         self.crashed_generation = Some(generation);
-        if lived >= reset_after {
+        if lived >= policy.reset_after {
             self.streak = 0;
             return Duration::ZERO;
         }
         self.streak = self.streak.saturating_add(1);
         let doublings = (self.streak - 1).min(20);
-        first.saturating_mul(1 << doublings).min(max)
-    }
-}
-
-/// "status 1" or "signal SIGKILL", for messages.
-pub(crate) fn describe_exit(status: &WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("status {code}"),
-        WaitStatus::Signaled(_, signal, _) => format!("signal {signal}"),
-        other => format!("{other:?}"),
+        policy.first.saturating_mul(1 << doublings).min(policy.max)
     }
 }
 
@@ -101,8 +87,13 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets_after_a_long_life() {
         let ms = Duration::from_millis;
-        let mut slot = Slot::default();
-        let crash = |slot: &mut Slot, lived| slot.crashed(1, lived, ms(100), ms(1000), ms(5000));
+        let mut slot = Backoff::default();
+        let policy = BackoffPolicy {
+            first: ms(100),
+            max: ms(1000),
+            reset_after: ms(5000),
+        };
+        let crash = |slot: &mut Backoff, lived| slot.crashed(1, lived, policy);
         assert_eq!(crash(&mut slot, ms(10)), ms(100));
         assert_eq!(crash(&mut slot, ms(10)), ms(200));
         assert_eq!(crash(&mut slot, ms(10)), ms(400));

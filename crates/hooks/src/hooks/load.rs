@@ -1,0 +1,209 @@
+//! Every hook string, alarm and jail setting of a configuration into types, in one
+//! pass: [`load`] is the only reader of those options, for `steward check`, a start
+//! and a reload alike, so that what check accepts is what runs.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use steward_options::Options;
+
+use super::{Hook, TouchHook};
+use crate::{action::WaitTimeouts, Action, Alarm, Callbacks, HookConfigError, Jail, Phase};
+
+/// What [`load`] makes of a configuration.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    pub(super) hooks: Vec<Hook>,
+    pub(super) touch: Vec<TouchHook>,
+    pub(super) alarms: Vec<Alarm>,
+    pub(super) jail: Jail,
+    pub(super) timeouts: WaitTimeouts,
+}
+
+/// Parses the hooks of `options` (`hook-<phase>`, `exec-<phase>`,
+/// `run-command-on-event`, `hook-touch`, `run-command-on-touch`), its `alarm`s and its
+/// jail (`unshare`, `chroot`), checking that each `call:` names one of `callbacks` and
+/// each `alarm:` a declared alarm. The first error is returned, in that order.
+pub(super) fn load(options: &Options, callbacks: &Callbacks) -> Result<Loaded, HookConfigError> {
+    let alarms = alarms(options)?;
+    let names = Names {
+        callbacks,
+        alarms: &alarms,
+    };
+    let mut hooks = phase_hooks(options, names)?;
+    hooks.extend(event_commands(options)?);
+    let mut touch = touch_hooks(options, names)?;
+    touch.extend(touch_commands(options)?);
+    Ok(Loaded {
+        hooks,
+        touch,
+        alarms,
+        jail: Jail::new(options)?,
+        timeouts: WaitTimeouts {
+            fs: options.wait_for_fs_timeout,
+            socket: options.wait_for_socket_timeout,
+        },
+    })
+}
+
+/// The names an action may refer to: the callbacks and the declared alarms.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    callbacks: &'a Callbacks,
+    alarms: &'a [Alarm],
+}
+
+impl Names<'_> {
+    /// Parses one action string, checking what it names.
+    fn action(self, text: &str) -> Result<Action, String> {
+        let action: Action = text
+            .parse()
+            .map_err(|e: crate::ActionParseError| e.to_string())?;
+        match &action {
+            Action::Call(name) if !self.callbacks.contains(name) => Err(format!(
+                "call: no callback registered as {name:?} (call: names a function that a program embedding steward registers; the steward command has none)"
+            )),
+            Action::Alarm { name, .. } if !self.alarms.iter().any(|a| a.name == *name) => {
+                Err(format!("alarm: no alarm named {name:?} (declare it: alarm = {name} cmd:COMMAND or alarm = {name} log:)"))
+            }
+            _ => Ok(action),
+        }
+    }
+}
+
+fn alarms(options: &Options) -> Result<Vec<Alarm>, HookConfigError> {
+    let parse = |(index, text): (usize, &String)| {
+        text.parse()
+            .map_err(|e: crate::AlarmParseError| HookConfigError::new("alarm", index, text, e))
+    };
+    options.alarm.iter().enumerate().map(parse).collect()
+}
+
+/// `hook-<phase> = ACTION`, each with its index among the values of its phase's option.
+fn phase_hooks(options: &Options, names: Names) -> Result<Vec<Hook>, HookConfigError> {
+    let mut per_phase: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut hooks = Vec::new();
+    for (phase_name, text) in &options.hooks {
+        let option = format!("hook-{phase_name}");
+        let count = per_phase.entry(phase_name.as_str()).or_default();
+        let index = *count;
+        *count += 1;
+        let error = |reason| HookConfigError::new(&option, index, text, reason);
+        let phase = usable_phase(phase_name).map_err(error)?;
+        let action = names.action(text).map_err(error)?;
+        hooks.push(Hook {
+            phase,
+            action,
+            option,
+            index,
+        });
+    }
+    Ok(hooks)
+}
+
+/// `run-command-on-event = [PHASE ]COMMAND`.
+fn event_commands(options: &Options) -> Result<Vec<Hook>, HookConfigError> {
+    let option = "run-command-on-event";
+    let hook = |(index, text): (usize, &String)| {
+        let (phase, command) =
+            event_command(text).map_err(|r| HookConfigError::new(option, index, text, r))?;
+        Ok(Hook {
+            phase,
+            action: Action::Exec(command.to_owned()),
+            option: option.to_owned(),
+            index,
+        })
+    };
+    options
+        .run_command_on_event
+        .iter()
+        .enumerate()
+        .map(hook)
+        .collect()
+}
+
+/// The phase (asap if none is named) and the command of a `run-command-on-event`.
+fn event_command(text: &str) -> Result<(Phase, &str), String> {
+    let text = text.trim();
+    let (phase, command) = match text.split_once(char::is_whitespace) {
+        Some((first, rest)) => match first.parse::<Phase>() {
+            Ok(_) => (usable_phase(first)?, rest.trim()),
+            // A near miss of a phase is a typo, not a command (a short word like `as`
+            // may be near `asap` and still be a program).
+            Err(e) if e.suggestion().is_some() && (first.contains('-') || first.len() >= 5) => {
+                return Err(format!(
+                    "{e}; to run {first:?} as a command at asap, write run-command-on-event = asap {text}"
+                ));
+            }
+            Err(_) => (Phase::Asap, text),
+        },
+        None if text.parse::<Phase>().is_ok() => {
+            return Err("missing the command after the phase".into());
+        }
+        None => (Phase::Asap, text),
+    };
+    if command.is_empty() {
+        return Err("missing the command".into());
+    }
+    Ok((phase, command))
+}
+
+/// `hook-touch = PATH ACTION`.
+fn touch_hooks(options: &Options, names: Names) -> Result<Vec<TouchHook>, HookConfigError> {
+    let hook = |(index, text): (usize, &String)| {
+        let error = |reason| HookConfigError::new("hook-touch", index, text, reason);
+        let (path, action) =
+            path_and_rest(text).ok_or_else(|| error("expected PATH ACTION".into()))?;
+        let action = names.action(action).map_err(error)?;
+        Ok(TouchHook { path, action })
+    };
+    options.hook_touch.iter().enumerate().map(hook).collect()
+}
+
+/// `run-command-on-touch = PATH COMMAND`.
+fn touch_commands(options: &Options) -> Result<Vec<TouchHook>, HookConfigError> {
+    let hook = |(index, text): (usize, &String)| {
+        let (path, command) = path_and_rest(text).ok_or_else(|| {
+            HookConfigError::new("run-command-on-touch", index, text, "expected PATH COMMAND")
+        })?;
+        Ok(TouchHook {
+            path,
+            action: Action::Exec(command.to_owned()),
+        })
+    };
+    options
+        .run_command_on_touch
+        .iter()
+        .enumerate()
+        .map(hook)
+        .collect()
+}
+
+/// The phase, if steward can run hooks in it.
+fn usable_phase(name: &str) -> Result<Phase, String> {
+    let phase: Phase = name.parse().map_err(|e: crate::PhaseError| e.to_string())?;
+    match phase {
+        Phase::AsGateway => Err(format!(
+            "phase {name} is not applicable: steward has no gateways"
+        )),
+        Phase::EmperorStart
+        | Phase::EmperorStop
+        | Phase::EmperorReload
+        | Phase::EmperorLost
+        | Phase::AsOnDemandVassal
+        | Phase::AsOnConfigVassal
+        | Phase::AsEmperorBeforeVassal
+        | Phase::AsVassalBeforeDrop
+        | Phase::AsEmperorSetns
+        | Phase::AsVassal
+        | Phase::AsEmperor => Err(format!(
+            "phase {name} needs emperor mode, which steward does not have"
+        )),
+        _ => Ok(phase),
+    }
+}
+
+fn path_and_rest(text: &str) -> Option<(PathBuf, &str)> {
+    let (path, rest) = text.trim().split_once(char::is_whitespace)?;
+    let rest = rest.trim();
+    (!rest.is_empty()).then(|| (PathBuf::from(path), rest))
+}

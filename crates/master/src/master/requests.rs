@@ -1,0 +1,181 @@
+//! What clients ask of the master: requests from the control socket and the master
+//! FIFOs, status answers and reports, and the outcome of the reloads they wait for.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::Master;
+use crate::{
+    control::{ConnectionId, ControlRequest},
+    events,
+    fifo::FifoCommand,
+    status::{ReloadOutcome, StatusReport},
+    supervisor::{Event, Worker, WorkerState},
+};
+
+impl Master {
+    pub(super) fn on_control(&mut self) {
+        let requests = match self.clients.control.as_mut() {
+            Some(control) => control.receive(&self.registry),
+            None => return,
+        };
+        for (connection, request) in requests {
+            self.on_request(Some(connection), request);
+        }
+    }
+
+    pub(super) fn on_fifos(&mut self) {
+        let commands: Vec<FifoCommand> = self
+            .clients
+            .fifos
+            .iter_mut()
+            .flat_map(|f| f.receive())
+            .collect();
+        for command in commands {
+            match command {
+                FifoCommand::Request(request) => self.on_request(None, request),
+                FifoCommand::StatusReport => self.report_status(),
+                FifoCommand::Unsupported(byte) => warn!(
+                    command = %char::from(byte).escape_default(),
+                    "master FIFO command not supported by steward; ignored"
+                ),
+                FifoCommand::Ignored => {}
+            }
+        }
+    }
+
+    fn answer(&mut self, connection: Option<ConnectionId>, line: &str, last: bool) {
+        if let (Some(id), Some(control)) = (connection, self.clients.control.as_mut()) {
+            control.answer(id, line, last);
+        }
+    }
+
+    /// A request from the control socket (`connection` is its client) or a FIFO.
+    fn on_request(&mut self, connection: Option<ConnectionId>, request: ControlRequest) {
+        let from = if connection.is_some() {
+            "control socket"
+        } else {
+            "master FIFO"
+        };
+        info!(event = events::CONTROL_REQUEST, request = %request, from, "control request");
+        match request {
+            ControlRequest::Reload { .. } if self.supervisor.is_stopping() => {
+                self.answer(connection, "failed: shutting down", true)
+            }
+            ControlRequest::Reload { chain } => {
+                // Answered and registered first: the reload may re-exec the master,
+                // which hands the waiting client over to the new image.
+                let generation = self.supervisor.next_generation();
+                self.answer(
+                    connection,
+                    &format!("accepted generation={generation}"),
+                    false,
+                );
+                if let Some(id) = connection {
+                    self.clients.reload_waiters.push((id, generation));
+                }
+                self.begin_reload(chain);
+            }
+            ControlRequest::Stop { brutal } => {
+                // The client learns the master is gone when the connection closes at exit.
+                self.answer(connection, "accepted", false);
+                self.dispatch(Event::Shutdown { graceful: !brutal });
+            }
+            ControlRequest::Status { json } => {
+                let status = self.status(json);
+                self.answer(connection, &status, true);
+            }
+            ControlRequest::Resize { more } => {
+                self.dispatch(Event::Resize { more });
+                let line = format!("ok workers={}", self.supervisor.desired());
+                self.answer(connection, &line, true);
+            }
+        }
+    }
+
+    /// Records how the reload to `generation` ended and answers the control clients
+    /// waiting for it (or for an earlier one it superseded).
+    pub(super) fn reload_finished(&mut self, generation: u64, result: Result<Duration, String>) {
+        let line = match &result {
+            Ok(elapsed) => format!(
+                "ok generation={generation} elapsed_ms={}",
+                elapsed.as_millis()
+            ),
+            Err(reason) => format!("failed generation={generation}: {reason}"),
+        };
+        let (answered, waiting) = std::mem::take(&mut self.clients.reload_waiters)
+            .into_iter()
+            .partition(|(_, waited_for)| *waited_for <= generation);
+        self.clients.reload_waiters = waiting;
+        if let Some(control) = self.clients.control.as_mut() {
+            for (id, _) in answered {
+                control.answer(id, &line, true);
+            }
+        }
+        self.clients.last_reload = Some(ReloadOutcome { generation, result });
+    }
+
+    fn sorted_workers(&self) -> Vec<&Worker> {
+        let mut workers: Vec<&Worker> = self.supervisor.workers().iter().collect();
+        workers.sort_by_key(|w| (w.id, w.generation));
+        workers
+    }
+
+    /// The state of the master and of every worker, as text lines or one JSON object.
+    fn status(&self, json: bool) -> String {
+        let now = Instant::now();
+        let workers = self.sorted_workers();
+        let waiting_for = workers
+            .iter()
+            .map(|w| (w.state == WorkerState::Starting).then(|| self.supervisor.waiting_for(w)))
+            .collect();
+        let report = StatusReport {
+            lifecycle: self.supervisor.lifecycle(),
+            current: self.supervisor.current(),
+            serving: self.supervisor.serving(),
+            desired: self.supervisor.desired(),
+            reloading: self
+                .supervisor
+                .reload()
+                .map(|r| (r.generation, now.saturating_duration_since(r.started))),
+            last_reload: self.clients.last_reload.as_ref(),
+            checking: self
+                .supervisor
+                .checking_since()
+                .map(|since| now.saturating_duration_since(since)),
+            workers,
+            waiting_for,
+        };
+        if json {
+            report.json()
+        } else {
+            report.text()
+        }
+    }
+
+    pub(super) fn report_status(&self) {
+        let serving = self.supervisor.serving();
+        info!(
+            event = events::STATUS_REPORT,
+            lifecycle = ?self.supervisor.lifecycle(),
+            generation = self.supervisor.current(),
+            serving = ?serving,
+            workers = self.supervisor.desired(),
+            processes = self.supervisor.workers().len(),
+            "status"
+        );
+        for w in self.sorted_workers() {
+            info!(
+                event = events::STATUS_WORKER,
+                worker = w.id,
+                generation = w.generation,
+                pid = %w.pid,
+                state = w.state.name(),
+                age_ms = w.started.elapsed().as_millis() as u64,
+                status = w.status.as_deref().unwrap_or(""),
+                "status of worker"
+            );
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The probe against real processes: Python's blocking accept, asyncio (epoll), poll and
+//! select, a descendant, a process that listens late, Node when it is installed. Each
+//! child gets the listening socket as its stdin (fd 0) and is killed at the end.
+
+use std::{
+    net::TcpListener,
+    os::fd::{AsFd, OwnedFd},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::unistd::Pid;
+use steward_probe::{socket_inode, How, Observation, Probe};
+
+/// A child that inherited a listening socket as its stdin; killed when dropped.
+struct Server {
+    child: Child,
+    probe: Probe,
+    _listener: TcpListener,
+}
+
+impl Server {
+    fn start(program: &str, args: &[&str]) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let probe = Probe::new(vec![socket_inode(listener.as_fd()).unwrap()]);
+        let socket: OwnedFd = listener.try_clone().unwrap().into();
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::from(socket))
+            .spawn()
+            .unwrap();
+        Server {
+            child,
+            probe,
+            _listener: listener,
+        }
+    }
+
+    fn python(code: &str) -> Server {
+        Server::start("python3", &["-c", code])
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Checks until the answer is not NotYet, or 10 s pass.
+    fn settled(&self) -> Observation {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = self.probe.check(self.pid());
+            if seen != Observation::NotYet || Instant::now() > deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn waits_by(&self) -> How {
+        match self.settled() {
+            Observation::Waiting { how, .. } => how,
+            other => panic!("expected the server to wait for connections, saw {other:?}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SOCKET: &str = "import socket, sys; s = socket.socket(fileno=0); ";
+
+#[test]
+fn a_blocking_accept_is_seen() {
+    let server = Server::python(&format!("{SOCKET}s.accept()"));
+    assert_eq!(server.waits_by(), How::Accept);
+}
+
+#[test]
+fn an_asyncio_server_is_seen_in_its_epoll_set() {
+    let code = format!(
+        "{SOCKET}import asyncio\n\
+         async def main():\n    await asyncio.start_server(lambda r, w: None, sock=s)\n    await asyncio.sleep(60)\n\
+         asyncio.run(main())"
+    );
+    let server = Server::python(&code);
+    assert_eq!(server.waits_by(), How::Epoll);
+}
+
+#[test]
+fn a_poll_loop_is_seen_in_the_set_it_waits_on() {
+    let code = format!(
+        "{SOCKET}import selectors\nsel = selectors.PollSelector()\nsel.register(s, selectors.EVENT_READ)\nsel.select(60)"
+    );
+    let server = Server::python(&code);
+    assert_eq!(server.waits_by(), How::Poll);
+}
+
+#[test]
+fn a_select_loop_is_seen_in_its_read_set() {
+    let code = format!("{SOCKET}import select\nselect.select([s], [], [], 60)");
+    let server = Server::python(&code);
+    assert_eq!(server.waits_by(), How::Select);
+}
+
+#[test]
+fn a_descendant_that_accepts_counts_for_its_ancestor() {
+    let code = format!("{SOCKET}s.accept()");
+    // No exec: the shell stays the parent of the process that accepts.
+    let server = Server::start("/bin/sh", &["-c", &format!("python3 -c '{code}'; true")]);
+    match server.settled() {
+        Observation::Waiting { pid, how } => {
+            assert_eq!(how, How::Accept);
+            assert_ne!(pid, server.pid(), "the shell itself does not accept");
+        }
+        other => panic!("expected the shell's child to accept, saw {other:?}"),
+    }
+}
+
+#[test]
+fn a_server_is_not_waiting_until_it_reaches_its_accept() {
+    let dir = std::env::temp_dir().join(format!("steward-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gate = dir.join("gate");
+    let _ = std::fs::remove_file(&gate);
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Blocked opening the FIFO (the app "loading") until the test opens the other end.
+    let code = format!(
+        "{SOCKET}open({:?}).read(); s.accept()",
+        gate.to_str().unwrap()
+    );
+    let server = Server::python(&code);
+    // It cannot reach its accept before the FIFO has a writer, wherever it is now.
+    assert_eq!(server.probe.check(server.pid()), Observation::NotYet);
+    std::fs::write(&gate, "go").unwrap();
+    assert_eq!(server.waits_by(), How::Accept);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn another_socket_in_accept_is_not_ours() {
+    let server = Server::python(&format!("{SOCKET}s.accept()"));
+    assert_eq!(server.waits_by(), How::Accept);
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let probe = Probe::new(vec![socket_inode(other.as_fd()).unwrap()]);
+    assert_eq!(probe.check(server.pid()), Observation::NotYet);
+}
+
+#[test]
+fn an_exited_process_is_gone() {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    child.wait().unwrap();
+    assert_eq!(Probe::new(vec![1]).check(pid), Observation::Gone);
+}
+
+#[test]
+fn a_node_server_is_seen_in_its_epoll_set() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let server = Server::start(
+        "node",
+        &[
+            "-e",
+            "require('net').createServer(() => {}).listen({ fd: 0 })",
+        ],
+    );
+    assert_eq!(server.waits_by(), How::Epoll);
+}
+
+#[test]
+fn one_check_is_cheap() {
+    let server = Server::python(&format!("{SOCKET}s.accept()"));
+    assert_eq!(server.waits_by(), How::Accept);
+    let started = Instant::now();
+    for _ in 0..100 {
+        assert!(matches!(
+            server.probe.check(server.pid()),
+            Observation::Waiting { .. }
+        ));
+    }
+    eprintln!("one check: {:?}", started.elapsed() / 100);
+}
