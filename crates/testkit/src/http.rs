@@ -95,9 +95,7 @@ impl Client {
             if let Some((name, value)) = header.split_once(':') {
                 let value = value.trim();
                 match name.to_ascii_lowercase().as_str() {
-                    "content-length" => {
-                        length = value.parse().map_err(|_| broken("bad length"))?
-                    }
+                    "content-length" => length = value.parse().map_err(|_| broken("bad length"))?,
                     "connection" => closes = value.eq_ignore_ascii_case("close"),
                     _ => {}
                 }

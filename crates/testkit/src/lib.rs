@@ -32,11 +32,11 @@ mod steward;
 mod systemd;
 
 pub use crate::{
-    bins::{built, demo_bin, steward_bin, steward_client, steward_with_a_leaked_fd, reload_wait},
+    bins::{built, demo_bin, reload_wait, steward_bin, steward_client, steward_with_a_leaked_fd},
     dir::{socket_path, TestDir},
     http::{get, Client, Response},
-    log::{field, record_fields, Log},
+    log::{field, is_event, record_fields, Log},
     process::{children_of, environ, is_gone, is_root, root_or_skip, wait_gone},
-    steward::{Steward, DEADLINE},
+    steward::{listening, Steward, DEADLINE},
     systemd::{hand_over, socket_activated, Notification, SystemdSocket},
 };

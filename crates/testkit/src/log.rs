@@ -116,7 +116,10 @@ impl Log {
 
     /// How many lines so far contain every fragment.
     pub fn count(&self, fragments: &[&str]) -> usize {
-        self.lines().iter().filter(|l| has_all(l, fragments)).count()
+        self.lines()
+            .iter()
+            .filter(|l| has_all(l, fragments))
+            .count()
     }
 
     /// Waits for the first record at or after index `from` of the event `name` whose
@@ -155,9 +158,15 @@ fn has_all(line: &str, fragments: &[&str]) -> bool {
     fragments.iter().all(|f| line.contains(f))
 }
 
-fn is_event(line: &str, name: &str, wanted: &[(&str, &str)]) -> bool {
+/// Whether `line` is a record of the event `name` whose fields have the given values.
+pub fn is_event(line: &str, name: &str, wanted: &[(&str, &str)]) -> bool {
     let fields = record_fields(line);
-    let value = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let value = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     value("event") == Some(name) && wanted.iter().all(|(k, v)| value(k) == Some(*v))
 }
 

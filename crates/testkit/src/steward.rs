@@ -89,24 +89,31 @@ impl Steward {
     /// it): (name, address) in worker fd order, the address as bound (`127.0.0.1:41234`,
     /// `unix:/run/app.sock`).
     pub fn listening(&self) -> Vec<(String, String)> {
-        let record = self.log.wait_event("master-started", &[]);
-        let listen = record_fields(&record)
-            .into_iter()
-            .find(|(k, _)| k == "listen")
-            .map(|(_, v)| v)
-            .unwrap_or_else(|| panic!("no listen= in {record:?}"));
-        listen
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|socket| {
-                let (name, address) = socket
-                    .split_once('=')
-                    .unwrap_or_else(|| panic!("no NAME=ADDRESS in {socket:?}"));
-                (name.to_owned(), address.to_owned())
-            })
-            .collect()
+        listening(&self.log.wait_event("master-started", &[]))
     }
+}
 
+/// The sockets a `master-started` record names (its `listen` field): (name, address) in
+/// worker fd order. For a master whose log is not its stderr (daemonized, say).
+pub fn listening(record: &str) -> Vec<(String, String)> {
+    let listen = record_fields(record)
+        .into_iter()
+        .find(|(k, _)| k == "listen")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no listen= in {record:?}"));
+    listen
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|socket| {
+            let (name, address) = socket
+                .split_once('=')
+                .unwrap_or_else(|| panic!("no NAME=ADDRESS in {socket:?}"));
+            (name.to_owned(), address.to_owned())
+        })
+        .collect()
+}
+
+impl Steward {
     /// The address of the socket named `name` (see [`Steward::listening`]).
     pub fn address(&self, name: &str) -> String {
         let listening = self.listening();
@@ -137,8 +144,10 @@ impl Steward {
 
     /// Waits until generation `g` is ready (every worker of it ready).
     pub fn wait_generation_ready(&self, generation: u64) {
-        self.log
-            .wait_event("generation-ready", &[("generation", &generation.to_string())]);
+        self.log.wait_event(
+            "generation-ready",
+            &[("generation", &generation.to_string())],
+        );
     }
 
     /// The pids of the workers of `generation` started so far, by worker id.
