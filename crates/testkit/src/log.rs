@@ -40,6 +40,17 @@ impl Log {
         changed.notify_all();
     }
 
+    /// Waits until the writing end is closed (every process that held it is gone), at
+    /// most `limit`; whether it is.
+    pub fn wait_closed(&self, limit: std::time::Duration) -> bool {
+        let (lines, changed) = &*self.shared;
+        let guard = lines.lock().unwrap();
+        let (guard, _) = changed
+            .wait_timeout_while(guard, limit, |lines| !lines.closed)
+            .unwrap();
+        guard.closed
+    }
+
     /// Every line so far.
     pub fn lines(&self) -> Vec<String> {
         self.shared.0.lock().unwrap().lines.clone()

@@ -177,11 +177,14 @@ impl Steward {
         workers
     }
 
-    /// Waits for it to exit, at most `limit`.
+    /// Waits for it to exit, at most `limit`; then, briefly, for the rest of its output
+    /// (unless something it started still holds its stderr), so that [`Steward::log`] has
+    /// every line it wrote.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.log.wait_closed(Duration::from_secs(2));
                 return status;
             }
             assert!(
