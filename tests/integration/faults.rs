@@ -33,20 +33,18 @@ fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
     let faults: [(&str, Option<String>, String); 4] = [
         (
             "a syntax error",
-            Some(format!("listen = \"127.0.0.1:0\"\nworkers = [2\n")),
+            Some("listen = \"127.0.0.1:0\"\nworkers = [2\n".to_owned()),
             format!("{path}:"),
         ),
         (
             "an invalid value",
-            Some(format!("listen = \"127.0.0.1:0\"\nworkers = \"two\"\n")),
+            Some("listen = \"127.0.0.1:0\"\nworkers = \"two\"\n".to_owned()),
             format!("{path}:2: workers: invalid number"),
         ),
         ("a deleted file", None, path.clone()),
         (
             "a command that does not exist",
-            Some(format!(
-                "listen = \"127.0.0.1:0\"\ncommand = [\"steward-no-such-program\"]\n"
-            )),
+            Some("listen = \"127.0.0.1:0\"\ncommand = [\"steward-no-such-program\"]\n".to_owned()),
             "steward-no-such-program".to_owned(),
         ),
     ];

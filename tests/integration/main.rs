@@ -305,7 +305,7 @@ fn a_worker_gets_its_sockets_and_environment_and_nothing_else() {
     let mut cmd = steward_testkit::steward_with_a_leaked_fd();
     cmd.args([
         "--listen",
-        &format!("web=127.0.0.1:0"),
+        "web=127.0.0.1:0",
         "--listen",
         &format!("admin=unix:{}", unix.display()),
     ])
