@@ -441,16 +441,10 @@ fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
     assert_eq!(long.stop().code(), Some(0));
 }
 
-/// The pid in the log line "checking the new binary before the re-exec".
+/// The pid in the `upgrade-check-started` record.
 fn check_pid(example: &Example) -> Pid {
-    example.wait_log("checking the new binary before the re-exec", 1);
-    let log = example.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("checking the new binary before the re-exec"))
-        .unwrap();
-    let pid = fields(line)["pid"].trim_matches('"').parse().unwrap();
-    Pid::from_raw(pid)
+    let line = example.log.wait_event("upgrade-check-started", &[]);
+    Pid::from_raw(steward_testkit::field(&line, "pid").parse().unwrap())
 }
 
 fn is_running(pid: Pid) -> bool {
