@@ -1,38 +1,25 @@
-//! Socket activation: steward started by `systemd-socket-activate`, which binds, waits for
-//! the first connection and then execs steward with the socket as fd 3, as a .socket
-//! unit does.
+//! Socket activation: steward started as a .socket unit starts it, with sockets the test
+//! bound as fds 3.., LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES (the test binds them, so
+//! it knows their ports before steward starts and no other test can take them).
 
-use std::{
-    net::{Ipv4Addr, SocketAddr, TcpStream},
-    process::Command,
-};
+use std::net::TcpListener;
 
-use crate::util::{demo_bin, environ, free_port, get, steward_bin, Steward};
+use steward_testkit::{demo_bin, environ, get, socket_activated, steward_bin, Steward};
 
-fn activate(port: u16, extra: &[&str]) -> Command {
-    let mut cmd = Command::new("systemd-socket-activate");
-    cmd.arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra);
-    cmd
+fn loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
 #[test]
-fn the_first_connection_starts_steward_and_is_answered_on_the_named_socket() {
-    let (activated, configured) = (free_port(), free_port());
-    let mut cmd = activate(activated, &["--fdname=web"]);
-    cmd.arg(steward_bin()).args([
-        "--listen",
-        &format!("web=127.0.0.1:{configured}"),
-        "--",
-        &demo_bin(),
-    ]);
-    let steward = Steward::spawn(cmd, activated);
-    steward
-        .log
-        .wait_for(&["Listening on", &format!("127.0.0.1:{activated}")]);
+fn the_first_connection_is_answered_on_the_named_socket() {
+    let activated = loopback();
+    let addr = activated.local_addr().unwrap();
+    let mut cmd = socket_activated(steward_bin(), &[&activated], &["web"]);
+    cmd.args(["--listen", "web=127.0.0.1:0", "--", &demo_bin()]);
+    let steward = Steward::spawn(cmd);
+    drop(activated);
 
-    let response = steward.get("/").expect("the first connection is answered");
+    let response = get(addr, "/").expect("the first connection is answered");
     assert!(
         response
             .body
@@ -45,11 +32,11 @@ fn the_first_connection_starts_steward_and_is_answered_on_the_named_socket() {
         "name=web",
     ]);
     // The socket named web replaced the configured one: steward bound nothing itself.
-    assert!(TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, configured))).is_err());
+    assert_eq!(steward.listening(), [("web".to_owned(), addr.to_string())]);
 
     // The worker can answer before the master has logged its start.
     steward.wait_generation_ready(1);
-    let (_, worker) = steward.worker_pids(1)[0];
+    let (_, worker) = steward.workers(1, 1)[0];
     let env = environ(worker);
     let var = |key: &str| env.get(key).cloned();
     assert_eq!(var("LISTEN_FDNAMES").as_deref(), Some("web"));
@@ -58,39 +45,33 @@ fn the_first_connection_starts_steward_and_is_answered_on_the_named_socket() {
 
 #[test]
 fn without_listen_options_the_handed_over_sockets_are_used_as_they_come() {
-    let port = free_port();
-    let mut cmd = activate(port, &[]);
-    cmd.arg(steward_bin())
-        .args(["--workers", "2", "--", &demo_bin()]);
-    let steward = Steward::spawn(cmd, port);
-    steward.log.wait_for(&["Listening on"]);
-    assert_eq!(steward.get("/").unwrap().status, 200);
+    let activated = loopback();
+    let addr = activated.local_addr().unwrap();
+    let mut cmd = socket_activated(steward_bin(), &[&activated], &[]);
+    cmd.args(["--workers", "2", "--", &demo_bin()]);
+    let steward = Steward::spawn(cmd);
+    drop(activated);
+    assert_eq!(get(addr, "/").unwrap().status, 200);
     steward.wait_generation_ready(1);
-    assert_eq!(steward.get("/fds").unwrap().body.trim(), "0 1 2 3");
+    assert_eq!(get(addr, "/fds").unwrap().body.trim(), "0 1 2 3");
 }
 
 #[test]
 fn sockets_for_another_pid_are_left_alone() {
-    let (activated, configured) = (free_port(), free_port());
-    let mut cmd = activate(activated, &[]);
-    cmd.args(["/bin/sh", "-c", r#"LISTEN_PID=1 exec "$0" "$@""#])
+    let activated = loopback();
+    let mut cmd = socket_activated("/bin/sh", &[&activated], &[]);
+    cmd.args(["-c", r#"LISTEN_PID=1 exec "$0" "$@""#])
         .arg(steward_bin())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{configured}"),
-            "--",
-            &demo_bin(),
-        ]);
-    let steward = Steward::spawn(cmd, configured);
-    steward.log.wait_for(&["Listening on"]);
-    // The first connection only starts steward; it stays queued on a socket nobody serves.
-    let _starter = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, activated))).unwrap();
+        .args(["--listen", "127.0.0.1:0", "--", &demo_bin()]);
+    let steward = Steward::spawn(cmd);
 
     steward
         .log
         .wait_for(&["LISTEN_PID is not this process", "listen_pid=1"]);
     steward.wait_generation_ready(1);
-    let fds = get(SocketAddr::from((Ipv4Addr::LOCALHOST, configured)), "/fds").unwrap();
+    let configured = steward.port();
+    assert_ne!(configured, activated.local_addr().unwrap().port());
+    let fds = steward.get("/fds").unwrap();
     assert_eq!(
         fds.body.trim(),
         "0 1 2 3",
@@ -100,19 +81,11 @@ fn sockets_for_another_pid_are_left_alone() {
 
 #[test]
 fn a_handed_over_socket_that_matches_nothing_is_a_clear_error() {
-    let (first, second) = (free_port(), free_port());
-    let mut cmd = activate(first, &["--listen", &format!("127.0.0.1:{second}")]);
-    cmd.arg(steward_bin()).args([
-        "--listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--",
-        &demo_bin(),
-    ]);
-    let mut steward = Steward::spawn(cmd, first);
-    steward
-        .log
-        .wait_for(&["Listening on", &format!("127.0.0.1:{second}")]);
-    let _starter = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, first))).unwrap();
+    let (first, second) = (loopback(), loopback());
+    let mut cmd = socket_activated(steward_bin(), &[&first, &second], &[]);
+    cmd.args(["--listen", "127.0.0.1:0", "--", &demo_bin()]);
+    let mut steward = Steward::spawn(cmd);
+    drop((first, second));
 
     steward.expect_start_failure(&[
         "socket activation: fd 4",

@@ -13,7 +13,7 @@ use std::{
 
 use nix::sys::signal::{kill, Signal};
 
-use crate::util::{self, children_of, demo_bin, field, is_gone, Steward};
+use steward_testkit::{children_of, demo_bin, field, is_gone, Steward};
 
 /// Whether the long variants of the reliability tests run (`STEWARD_SOAK=1`).
 pub fn soak() -> bool {
@@ -46,7 +46,7 @@ impl Recorder {
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let start = Instant::now();
-                        let error = match util::get(addr, path) {
+                        let error = match steward_testkit::get(addr, path) {
                             Ok(response) if response.status == 200 => None,
                             Ok(response) => Some(format!("status {}", response.status)),
                             Err(e) => Some(format!("{:?}: {e}", e.kind())),
@@ -114,7 +114,7 @@ fn random_sigkills_under_load_fail_only_the_requests_in_flight_on_the_victim() {
     );
     steward.wait_generation_ready(1);
     // Requests that take a while, so a kill has requests in flight to break.
-    let load = Recorder::start(steward.port, 4, "/slow?ms=20");
+    let load = Recorder::start(steward.port(), 4, "/slow?ms=20");
 
     let mut dice = Dice(u64::from(std::process::id()) | 1);
     let mut kills = Vec::new();
@@ -137,14 +137,20 @@ fn random_sigkills_under_load_fail_only_the_requests_in_flight_on_the_victim() {
     // the kill to the replacement's READY=1 as the master logged it.
     let mut latencies_ms = Vec::new();
     for (victim, _, _, wall) in &kills {
-        let (at, exited) = steward.log.wait_from(
-            0,
-            &["worker exited unexpectedly", &format!("pid={victim} ")],
-        );
-        let worker = format!("worker={} ", field(&exited, "worker"));
-        let (at, started) = steward.log.wait_from(at, &["worker started", &worker]);
-        let pid = format!("pid={} ", field(&started, "pid"));
-        let (_, ready) = steward.log.wait_from(at, &["worker ready", &worker, &pid]);
+        let (at, exited) =
+            steward
+                .log
+                .wait_event_from(0, "worker-crashed", &[("pid", &victim.to_string())]);
+        let worker = field(&exited, "worker");
+        let (at, started) =
+            steward
+                .log
+                .wait_event_from(at, "worker-started", &[("worker", &worker)]);
+        let pid = field(&started, "pid");
+        let (_, ready) =
+            steward
+                .log
+                .wait_event_from(at, "worker-ready", &[("worker", &worker), ("pid", &pid)]);
         let seconds = (log_time_of_day(&ready) - time_of_day(*wall)).rem_euclid(86_400.0);
         latencies_ms.push(seconds * 1000.0);
     }
@@ -179,7 +185,7 @@ fn random_sigkills_under_load_fail_only_the_requests_in_flight_on_the_victim() {
     );
 
     // Afterwards the full set of workers serves again, and nothing fails.
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     while children_of(steward.pid()).len() != WORKERS {
         assert!(
             Instant::now() < deadline,

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use nix::sys::signal::Signal;
 
-use crate::util::{demo_bin, free_port, steward_bin, Steward, TestDir};
+use steward_testkit::{demo_bin, steward_bin, Steward, TestDir};
 
 fn check(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
     let Output {
@@ -34,13 +34,13 @@ fn line_of<'a>(output: &'a str, option: &str) -> &'a str {
 }
 
 /// Starts `steward --config FILE ARGS` with `env`.
-fn start_from(config: &str, env: &[(&str, &str)], args: &[&str], port: u16) -> Steward {
+fn start_from(config: &str, env: &[(&str, &str)], args: &[&str]) -> Steward {
     let mut cmd = Command::new(steward_bin());
     cmd.arg("--config")
         .arg(config)
         .args(args)
         .envs(env.iter().copied());
-    Steward::spawn(cmd, port)
+    Steward::spawn(cmd)
 }
 
 #[test]
@@ -157,15 +157,14 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
 #[test]
 fn a_steward_started_from_a_toml_file_serves() {
     let dir = TestDir::new("toml-serves");
-    let port = free_port();
     let file = dir.write(
         "app.toml",
         &format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = 2\ncommand = [\"{}\"]\n",
             demo_bin()
         ),
     );
-    let steward = start_from(&file, &[], &[], port);
+    let steward = start_from(&file, &[], &[]);
     steward.wait_generation_ready(1);
     assert_eq!(steward.worker_pids(1).len(), 2);
     let response = steward.get("/").unwrap();
@@ -175,15 +174,14 @@ fn a_steward_started_from_a_toml_file_serves() {
 #[test]
 fn a_steward_started_from_a_uwsgi_ini_serves() {
     let dir = TestDir::new("ini-serves");
-    let port = free_port();
     let file = dir.write(
         "app.ini",
         &format!(
-            "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:{port}\nprocesses = 2\ncommand = {}\n",
+            "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:0\nprocesses = 2\ncommand = {}\n",
             demo_bin()
         ),
     );
-    let steward = start_from(&file, &[], &[], port);
+    let steward = start_from(&file, &[], &[]);
     steward.wait_generation_ready(1);
     steward
         .log
@@ -195,25 +193,22 @@ fn a_steward_started_from_a_uwsgi_ini_serves() {
 #[test]
 fn the_environment_overrides_the_file_and_flags_override_the_environment() {
     let dir = TestDir::new("precedence");
-    let port = free_port();
     let file = dir.write(
         "app.toml",
         &format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\nworkers = 2\ncommand = \"{}\"\n",
             demo_bin()
         ),
     );
-    let steward = start_from(&file, &[("STEWARD_WORKERS", "3")], &[], port);
+    let steward = start_from(&file, &[("STEWARD_WORKERS", "3")], &[]);
     steward.wait_generation_ready(1);
     assert_eq!(steward.worker_pids(1).len(), 3);
     drop(steward);
 
-    let port = free_port();
     let steward = start_from(
         &file,
         &[("STEWARD_WORKERS", "3")],
-        &["--workers", "1", "--listen", &format!("127.0.0.1:{port}")],
-        port,
+        &["--workers", "1", "--listen", "127.0.0.1:0"],
     );
     steward.wait_generation_ready(1);
     assert_eq!(steward.worker_pids(1).len(), 1);
@@ -227,15 +222,14 @@ fn the_environment_overrides_the_file_and_flags_override_the_environment() {
 #[test]
 fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
     let dir = TestDir::new("hup-workers");
-    let port = free_port();
     let text = |workers: usize, backlog: usize| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\nlisten-backlog = {backlog}\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = {workers}\nlisten-backlog = {backlog}\ncommand = [\"{}\"]\n",
             demo_bin()
         )
     };
     let file = dir.write("app.toml", &text(2, 1024));
-    let steward = start_from(&file, &[], &[], port);
+    let steward = start_from(&file, &[], &[]);
     steward.wait_generation_ready(1);
     assert_eq!(steward.worker_pids(1).len(), 2);
 
@@ -252,26 +246,23 @@ fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
 #[test]
 fn sighup_with_a_broken_file_keeps_the_old_workers_serving() {
     let dir = TestDir::new("hup-broken");
-    let port = free_port();
     let file = dir.write(
         "app.toml",
         &format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = 2\ncommand = [\"{}\"]\n",
             demo_bin()
         ),
     );
-    let steward = start_from(&file, &[], &[], port);
+    let steward = start_from(&file, &[], &[]);
     steward.wait_generation_ready(1);
 
-    dir.write(
-        "app.toml",
-        &format!("listen = \"127.0.0.1:{port}\"\nworkers = \"two\"\n"),
-    );
+    dir.write("app.toml", "listen = \"127.0.0.1:0\"\nworkers = \"two\"\n");
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&[
-        "reload failed",
-        &format!("{file}:2: workers: invalid number"),
-    ]);
+    let failed = steward.log.wait_event("reload-failed", &[]);
+    assert!(
+        failed.contains(&format!("{file}:2: workers: invalid number")),
+        "{failed}"
+    );
     assert!(steward.get("/").unwrap().body.contains("generation 1"));
     assert!(
         steward.worker_pids(2).is_empty(),
@@ -283,7 +274,7 @@ fn sighup_with_a_broken_file_keeps_the_old_workers_serving() {
     dir.write(
         "app.toml",
         &format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = 1\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = 1\ncommand = [\"{}\"]\n",
             demo_bin()
         ),
     );
@@ -300,7 +291,7 @@ fn reload_strategy_chain_makes_sighup_a_chain_reload() {
     steward.signal(Signal::SIGHUP);
     steward
         .log
-        .wait_for(&["reload started", "strategy=\"chain\""]);
+        .wait_event("reload-started", &[("strategy", "chain")]);
     steward.wait_generation_ready(2);
 }
 
@@ -333,10 +324,9 @@ fn a_relative_config_path_is_read_again_after_chdir() {
     let dir = TestDir::new("relative-chdir");
     let elsewhere = dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let port = free_port();
     let text = |workers: usize| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\nchdir = \"{}\"\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = {workers}\nchdir = \"{}\"\ncommand = [\"{}\"]\n",
             elsewhere.display(),
             demo_bin()
         )
@@ -344,7 +334,7 @@ fn a_relative_config_path_is_read_again_after_chdir() {
     dir.write("app.toml", &text(1));
     let mut cmd = Command::new(steward_bin());
     cmd.current_dir(&dir).args(["--config", "app.toml"]);
-    let steward = Steward::spawn(cmd, port);
+    let steward = Steward::spawn(cmd);
     steward.wait_generation_ready(1);
     assert_eq!(
         std::fs::read_link(format!("/proc/{}/cwd", steward.pid())).unwrap(),
@@ -430,21 +420,20 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
 #[test]
 fn reload_wait_says_why_a_broken_file_failed_the_reload() {
     let dir = TestDir::new("reload-wait-broken");
-    let port = free_port();
     let control = dir.join("control.sock");
     let text = |workers: &str| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\ncontrol-socket = \"{}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
             control.display(),
             demo_bin()
         )
     };
     let file = dir.write("app.toml", &text("1"));
-    let steward = start_from(&file, &[], &[], port);
+    let steward = start_from(&file, &[], &[]);
     steward.wait_generation_ready(1);
 
     dir.write("app.toml", &text("\"many\""));
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     let stderr = String::from_utf8_lossy(&reload.stderr);
     assert_eq!(reload.status.code(), Some(1), "{stderr}");
     assert!(
@@ -461,21 +450,20 @@ fn reload_wait_says_why_a_broken_file_failed_the_reload() {
 #[test]
 fn reload_wait_fails_on_a_broken_hook_string_and_the_old_generation_serves() {
     let dir = TestDir::new("reload-wait-broken-hook");
-    let port = free_port();
     let control = dir.join("control.sock");
     let text = |hook: &str| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\nhook-pre-app = [\"print:fine\", \"{hook}\"]\n",
+            "listen = \"127.0.0.1:0\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\nhook-pre-app = [\"print:fine\", \"{hook}\"]\n",
             control.display(),
             demo_bin()
         )
     };
     let file = dir.write("app.toml", &text("print:also fine"));
-    let steward = start_from(&file, &[], &[], port);
+    let steward = start_from(&file, &[], &[]);
     steward.wait_generation_ready(1);
 
     dir.write("app.toml", &text("mkdri:/x"));
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     let stderr = String::from_utf8_lossy(&reload.stderr);
     assert_eq!(reload.status.code(), Some(1), "{stderr}");
     assert!(
@@ -491,27 +479,26 @@ fn reload_wait_fails_on_a_broken_hook_string_and_the_old_generation_serves() {
 #[test]
 fn env_sets_variables_for_the_workers_and_the_hooks() {
     let dir = TestDir::new("env-option");
-    let port = free_port();
     let seen = dir.join("hook.out");
     let file = dir.write(
         "app.ini",
         &format!(
-            "[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nenv = SHOP_MODE=production\nenv = SHOP_LIST=a,b=c\nhook-as-user = exec:echo \"$SHOP_MODE\" > {}\ncommand = {}\n",
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nenv = SHOP_MODE=production\nenv = SHOP_LIST=a,b=c\nhook-as-user = exec:echo \"$SHOP_MODE\" > {}\ncommand = {}\n",
             seen.display(),
             demo_bin()
         ),
     );
     let mut command = Command::new(steward_bin());
     command.args(["--config", &file]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let (_, worker) = steward.worker_pids(1)[0];
-    let env = crate::util::environ(worker);
+    let env = steward_testkit::environ(worker);
     assert_eq!(env["SHOP_MODE"], "production");
     assert_eq!(env["SHOP_LIST"], "a,b=c");
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), "production\n");
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(crate::util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]

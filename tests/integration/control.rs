@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::util::{self, demo_bin, is_gone, steward_client, Steward, TestDir};
+use steward_testkit::{demo_bin, is_gone, steward_client, Steward, TestDir};
 
 /// A steward with a control socket (and a FIFO) in a directory of its own.
 fn start_controlled(
@@ -34,7 +34,7 @@ fn reload_wait_returns_once_the_new_generation_serves() {
     let mode = std::fs::metadata(&control).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only the master's user may control it");
 
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     assert!(reload.status.success(), "{}", text(&reload.stderr));
     let out = text(&reload.stdout);
     assert!(
@@ -57,7 +57,7 @@ fn reload_wait_returns_once_the_new_generation_serves() {
         json.contains(r#""last_reload":{"generation":2,"ok":true"#),
         "{json}"
     );
-    for (id, pid) in steward.worker_pids(2) {
+    for (id, pid) in steward.workers(2, 2) {
         assert!(
             json.contains(&format!(
                 r#"{{"id":{id},"generation":2,"pid":{pid},"state":"ready""#
@@ -70,8 +70,8 @@ fn reload_wait_returns_once_the_new_generation_serves() {
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert_eq!(text(&stop.stdout), "accepted\nstopped\n");
     // `stop --wait` returned: the master is gone (or only awaits our reaping).
-    assert!(is_gone(steward.pid()) || steward.wait_exit(util::DEADLINE).success());
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert!(is_gone(steward.pid()) || steward.wait_exit(steward_testkit::DEADLINE).success());
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn reload_wait_fails_when_the_new_generation_cannot_start_and_the_old_one_serves
     let (_dir, steward, control, _) =
         start_controlled("ctl-fail", &[], &["/bin/sh", "-c", &script]);
 
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     assert_eq!(reload.status.code(), Some(1), "{}", text(&reload.stdout));
     let stderr = text(&reload.stderr);
     assert!(
@@ -112,7 +112,7 @@ fn bad_requests_and_a_missing_master_get_clear_errors() {
         "{answer}"
     );
 
-    let nowhere = util::socket_path("ctl-nowhere.sock");
+    let nowhere = steward_testkit::socket_path("ctl-nowhere.sock");
     let status = steward_client(&["status", "--control-socket", nowhere.to_str().unwrap()]);
     assert_eq!(status.status.code(), Some(1));
     let stderr = text(&status.stderr);
@@ -129,10 +129,12 @@ fn the_master_fifo_takes_uwsgi_commands_and_vacuum_removes_it() {
     write(b"c\n");
     steward
         .log
-        .wait_for(&["reload started", "strategy=\"chain\""]);
+        .wait_event("reload-started", &[("strategy", "chain")]);
     steward.wait_generation_ready(2);
     write(b"+");
-    steward.log.wait_for(&["one worker more", "workers=3"]);
+    steward
+        .log
+        .wait_event("workers-resized", &[("workers", "3")]);
     write(b"f");
     steward
         .log
@@ -141,8 +143,8 @@ fn the_master_fifo_takes_uwsgi_commands_and_vacuum_removes_it() {
     write(b"q");
     steward
         .log
-        .wait_for(&["shutdown started", "mode=\"graceful\""]);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+        .wait_event("shutdown-started", &[("mode", "graceful")]);
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
     assert!(
         !std::path::Path::new(&fifo).exists(),
         "vacuum removes the FIFO"

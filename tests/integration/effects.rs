@@ -11,7 +11,9 @@ use std::{
 
 use nix::unistd::Pid;
 
-use crate::util::{demo_bin, field, steward_bin, steward_client, Steward, TestDir, DEADLINE};
+use steward_testkit::{
+    demo_bin, field, root_or_skip, steward_bin, steward_client, Steward, TestDir, DEADLINE,
+};
 
 /// The values of a `Name:` line of /proc/PID/status.
 fn status_field(pid: Pid, name: &str) -> Vec<String> {
@@ -40,7 +42,7 @@ fn assert_credentials(who: &str, pid: Pid, uid: &str, gid: &str, groups: &[&str]
 
 #[test]
 fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid, gid and groups") {
         return;
     }
     let dir = TestDir::new("uid");
@@ -68,9 +70,7 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
     steward.wait_generation_ready(1);
     steward.log.wait_for(&["uid/gid: privileges dropped"]);
     assert_credentials("master", steward.pid(), "65534", "65534", &["4", "27"]);
-    let workers = steward.worker_pids(1);
-    assert_eq!(workers.len(), 2, "a loop over no worker checks nothing");
-    for (_, worker) in workers {
+    for (_, worker) in steward.workers(1, 2) {
         assert_credentials("worker", worker, "65534", "65534", &["4", "27"]);
     }
     // The sockets were bound before the drop, and are served.
@@ -87,13 +87,13 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
         assert_eq!(meta.mode() & 0o777, 0o600, "{}", path.display());
     }
     // ... and still work: a reload asked through the socket happens.
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     assert!(
         reload.status.success(),
         "{}",
         String::from_utf8_lossy(&reload.stderr)
     );
-    for (_, worker) in steward.worker_pids(2) {
+    for (_, worker) in steward.workers(2, 2) {
         assert_credentials(
             "worker of generation 2",
             worker,
@@ -106,7 +106,7 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
 
 #[test]
 fn a_uid_alone_takes_the_users_primary_group_and_no_supplementary_group() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid and gid") {
         return;
     }
     let steward = Steward::start(&["--uid", "65534"], &[&demo_bin()]);
@@ -118,7 +118,7 @@ fn a_uid_alone_takes_the_users_primary_group_and_no_supplementary_group() {
 
 #[test]
 fn immediate_uid_drops_before_binding_so_a_privileged_port_fails() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid and gid at once") {
         return;
     }
     let mut command = Command::new(steward_bin());
@@ -132,7 +132,7 @@ fn immediate_uid_drops_before_binding_so_a_privileged_port_fails() {
         "--",
         &demo_bin(),
     ]);
-    let mut steward = Steward::spawn(command, 81);
+    let mut steward = Steward::spawn(command);
     let unprivileged_from: u32 =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
             .map_or(1024, |v| v.trim().parse().unwrap_or(1024));
@@ -201,9 +201,7 @@ fn priority_sets_the_nice_value_of_the_master_and_its_workers() {
     let steward = Steward::start(&["--priority", "7", "--workers", "2"], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     assert_eq!(stat_field(steward.pid(), 19), "7", "master");
-    let workers = steward.worker_pids(1);
-    assert_eq!(workers.len(), 2, "a loop over no worker checks nothing");
-    for (_, worker) in workers {
+    for (_, worker) in steward.workers(1, 2) {
         assert_eq!(stat_field(worker, 19), "7", "worker");
     }
 }
@@ -264,7 +262,7 @@ fn skip_atexit_teardown_exits_without_removing_anything() {
     let (mut steward, files) = start_with_files(&dir, &["--vacuum", "--skip-atexit-teardown"]);
     steward.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
-    steward.log.wait_for(&["shutdown complete"]);
+    steward.log.wait_event("shutdown-complete", &[]);
     for file in &files {
         assert!(file.exists(), "{} left in place", file.display());
     }
@@ -273,15 +271,14 @@ fn skip_atexit_teardown_exits_without_removing_anything() {
 
 /// Starts steward through a shell that gives it `stdin`.
 fn start_with_stdin(stdin: &Path, extra: &str) -> Steward {
-    let port = crate::util::free_port();
     let mut command = Command::new("/bin/sh");
     command.arg("-c").arg(format!(
-        "exec {} --listen 127.0.0.1:{port} {extra} -- {} < {}",
+        "exec {} --listen 127.0.0.1:0 {extra} -- {} < {}",
         steward_bin().display(),
         demo_bin(),
         stdin.display()
     ));
-    let steward = Steward::spawn(command, port);
+    let steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     steward
 }
@@ -333,9 +330,6 @@ fn ksm_marks_the_master_and_the_exec_d_workers_mergeable() {
 
 #[test]
 fn no_swap_locks_the_masters_memory() {
-    if crate::util::skip_unless_root() {
-        return;
-    }
     let steward = Steward::start(&["--no-swap"], &[&demo_bin()]);
     steward.wait_generation_ready(1);
     let locked: u64 = status_field(steward.pid(), "VmLck")[0].parse().unwrap();
@@ -344,15 +338,17 @@ fn no_swap_locks_the_masters_memory() {
 
 #[test]
 fn no_swap_over_the_memlock_limit_is_a_clear_error() {
+    if !root_or_skip("switches uid at once") {
+        return;
+    }
     // As nobody, mlockall needs RLIMIT_MEMLOCK to cover the whole process; 64 KiB does not.
-    let port = crate::util::free_port();
     let mut command = Command::new("/bin/sh");
     command.arg("-c").arg(format!(
-        "ulimit -l 64 && exec {} --listen 127.0.0.1:{port} --immediate-uid nobody --no-swap -- {}",
+        "ulimit -l 64 && exec {} --listen 127.0.0.1:0 --immediate-uid nobody --no-swap -- {}",
         steward_bin().display(),
         demo_bin(),
     ));
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.expect_start_failure(&["no-swap: mlockall", "RLIMIT_MEMLOCK"]);
 }
 
@@ -471,7 +467,7 @@ fn procname_and_procname_master_name_workers_and_master_keeping_worker_arguments
 
 #[test]
 fn pidfiles_hold_the_master_pid_written_before_and_after_the_drop() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("chowns a directory and switches uid and gid") {
         return;
     }
     let dir = TestDir::new("pidfiles");
@@ -571,7 +567,7 @@ impl Drop for Daemon {
         use nix::sys::signal::{kill, Signal};
         let _ = kill(self.0, Signal::SIGTERM);
         let deadline = Instant::now() + DEADLINE;
-        while !crate::util::is_gone(self.0) {
+        while !steward_testkit::is_gone(self.0) {
             if Instant::now() > deadline {
                 let _ = kill(self.0, Signal::SIGKILL);
                 break;
@@ -579,6 +575,15 @@ impl Drop for Daemon {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// The address of the first socket in the `master-started` record of a log file's text.
+fn addr_in(text: &str) -> std::net::SocketAddr {
+    let record = text
+        .lines()
+        .find(|l| steward_testkit::is_event(l, "master-started", &[]))
+        .unwrap_or_else(|| panic!("no master-started record in {text}"));
+    steward_testkit::listening(record)[0].1.parse().unwrap()
 }
 
 fn wait_file_contains(path: &Path, fragment: &str) -> String {
@@ -594,7 +599,7 @@ fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
     let dir = TestDir::new("daemonize");
     let (log, pidfile) = (dir.join("steward.log"), dir.join("app.pid"));
     std::fs::write(&log, "an earlier line\n").unwrap();
-    let systemd = crate::util::SystemdSocket::bind("daemonize-notify");
+    let systemd = steward_testkit::SystemdSocket::bind("daemonize-notify");
     let mut steward = Steward::start_env(
         &[("NOTIFY_SOCKET", &systemd.address())],
         &[
@@ -628,12 +633,11 @@ fn daemonize_detaches_appends_to_its_log_and_tells_systemd_the_new_main_pid() {
     assert_eq!(main_pid.trim(), format!("MAINPID={}", daemon.0));
     systemd.receive_until("READY=1");
 
-    let text = wait_file_contains(&log, "generation ready");
-    // The daemon logs to its file, which says the port it bound.
-    steward.port = crate::util::bound_port_in(&text).unwrap();
+    let text = wait_file_contains(&log, r#"event="generation-ready""#);
     assert!(text.starts_with("an earlier line\n"), "appended: {text}");
     assert!(text.contains(&format!("pid={}", daemon.0)), "{text}");
-    assert_eq!(steward.get("/").unwrap().generation(), 1);
+    let addr = addr_in(&text);
+    assert_eq!(steward_testkit::get(addr, "/").unwrap().generation(), 1);
     drop(daemon);
 }
 
@@ -665,7 +669,7 @@ fn daemonize_to_udp_sends_one_log_line_per_datagram() {
             line.ends_with('\n') && line.matches('\n').count() == 1,
             "one line: {line:?}"
         );
-        if line.contains("generation ready") {
+        if steward_testkit::is_event(&line, "generation-ready", &[]) {
             break;
         }
     }
@@ -687,8 +691,8 @@ fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
     );
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
     // The start-up was logged where it began; what follows the detach, in the file.
-    steward.log.wait_for(&["master started"]);
-    let text = wait_file_contains(&log, "generation ready");
+    steward.log.wait_event("master-started", &[]);
+    let text = wait_file_contains(&log, r#"event="generation-ready""#);
     let daemon = Daemon(eventually("the pidfile naming the daemon", || {
         read_pid(&pidfile).filter(|pid| *pid != steward.pid())
     }));
@@ -702,7 +706,7 @@ fn daemonize2_detaches_after_binding_and_the_pidfile_follows_the_daemon() {
 
 #[test]
 fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("chowns a directory and switches uid and gid") {
         return;
     }
     let dir = TestDir::new("daemonize2-root-pidfile");
@@ -726,7 +730,7 @@ fn daemonize2_after_the_drop_still_rewrites_a_pidfile_only_root_may_write() {
         &[&demo_bin()],
     );
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
-    let text = wait_file_contains(&log, "generation ready");
+    let text = wait_file_contains(&log, r#"event="generation-ready""#);
     let daemon = Daemon(Pid::from_raw(
         field(
             text.lines()
@@ -766,20 +770,20 @@ fn a_daemon_is_reloaded_and_stopped_through_its_control_socket() {
     );
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
     let daemon = Daemon::from_pidfile(&pidfile);
-    let text = wait_file_contains(&log, "generation ready");
-    steward.port = crate::util::bound_port_in(&text).unwrap();
+    let text = wait_file_contains(&log, r#"event="generation-ready""#);
+    let addr = addr_in(&text);
 
-    let reload = crate::util::reload_wait(control);
+    let reload = steward_testkit::reload_wait(control);
     assert!(
         reload.status.success(),
         "{}",
         String::from_utf8_lossy(&reload.stderr)
     );
-    assert_eq!(steward.get("/").unwrap().generation(), 2);
+    assert_eq!(steward_testkit::get(addr, "/").unwrap().generation(), 2);
 
     let stop = steward_client(&["stop", "--wait", "--control-socket", control]);
     assert!(stop.status.success());
-    crate::util::wait_gone(daemon.0);
+    steward_testkit::wait_gone(daemon.0);
     drop(daemon);
 }
 
@@ -791,7 +795,7 @@ fn an_unusable_daemon_log_is_a_clear_error_before_detaching() {
 
 #[test]
 fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid and gid at once") {
         return;
     }
     let steward = Steward::start(
@@ -815,7 +819,7 @@ fn a_master_dropped_at_once_by_immediate_uid_still_gets_its_name() {
 
 #[test]
 fn vacuum_after_the_drop_removes_what_the_final_user_may_remove() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("chowns a directory and switches uid and gid") {
         return;
     }
     let dir = TestDir::new("vacuum-uid");
@@ -853,10 +857,10 @@ fn curl_as(uid: u32, path: &Path) -> bool {
 /// connect; a TCP socket beside it is left alone with a warning.
 #[test]
 fn chmod_socket_and_chown_socket_decide_who_may_connect_to_a_unix_socket() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("chowns a socket and connects as another user") {
         return;
     }
-    let path = crate::util::socket_path("chmod-chown");
+    let path = steward_testkit::socket_path("chmod-chown");
     let unix = format!("unix:{}", path.display());
     let mut steward = Steward::start(
         &[
@@ -892,20 +896,22 @@ fn chmod_socket_and_chown_socket_decide_who_may_connect_to_a_unix_socket() {
 
 #[test]
 fn chmod_socket_without_a_value_lets_everyone_connect() {
+    if !root_or_skip("chowns a socket and connects as another user") {
+        return;
+    }
     let dir = TestDir::new("chmod-666");
     let path = dir.join("app.sock");
-    let port = crate::util::free_port();
     let file = dir.write(
         "app.ini",
         &format!(
-            "[uwsgi]\nsocket = 127.0.0.1:{port}\nsocket = unix:{}\nchmod-socket =\nchown-socket = nobody:65534\ncommand = {}\n",
+            "[uwsgi]\nsocket = 127.0.0.1:0\nsocket = unix:{}\nchmod-socket =\nchown-socket = nobody:65534\ncommand = {}\n",
             path.display(),
             demo_bin()
         ),
     );
     let mut command = Command::new(steward_bin());
     command.args(["--config", &file]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o666);
@@ -918,7 +924,7 @@ fn chmod_socket_without_a_value_lets_everyone_connect() {
 
 #[test]
 fn a_bad_socket_mode_or_owner_is_an_error_naming_the_option() {
-    let path = crate::util::socket_path("chmod-bad");
+    let path = steward_testkit::socket_path("chmod-bad");
     let unix = format!("unix:{}", path.display());
     for (option, value, expected) in [
         ("--chmod-socket", "999", "invalid socket mode \"999\""),

@@ -5,10 +5,9 @@ use std::{path::PathBuf, process::Command};
 
 use nix::sys::signal::Signal;
 
-use crate::{
-    effects::{eventually, start_with_files},
-    util::{demo_bin, steward_bin, Steward, TestDir, DEADLINE},
-};
+use steward_testkit::{demo_bin, steward_bin, Steward, TestDir, DEADLINE};
+
+use crate::effects::{eventually, start_with_files};
 
 /// Runs steward with `args` to its end; (exit status, stderr).
 fn run(args: &[&str]) -> (Option<i32>, String) {
@@ -87,7 +86,6 @@ fn vacuum_finds_relative_paths_after_chdir2() {
     let (first, second) = (dir.join("first"), dir.join("second"));
     std::fs::create_dir_all(&first).unwrap();
     std::fs::create_dir_all(&second).unwrap();
-    let port = crate::util::free_port();
     let mut command = Command::new(steward_bin());
     command.current_dir(&dir).args([
         "--chdir",
@@ -95,7 +93,7 @@ fn vacuum_finds_relative_paths_after_chdir2() {
         "--chdir2",
         second.to_str().unwrap(),
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--listen",
         "unix:app.sock",
         "--pidfile",
@@ -110,7 +108,7 @@ fn vacuum_finds_relative_paths_after_chdir2() {
         "--",
         &demo_bin(),
     ]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     // Relative paths start from where each file is made: chdir, or chdir2 for the
     // safe pidfile, written once the first generation is ready.

@@ -6,19 +6,17 @@ use std::process::Command;
 
 use nix::sys::signal::Signal;
 
-use crate::{
-    util::{demo_bin, field, free_port, steward_bin, steward_client, Steward, TestDir},
-    Load,
-};
+use steward_testkit::{demo_bin, field, steward_bin, steward_client, Steward, TestDir};
+
+use crate::Load;
 
 #[test]
 fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
     let dir = TestDir::new("faults");
     let file = dir.join("app.toml");
     let control = dir.join("control.sock");
-    let port = free_port();
     let good = format!(
-        "listen = \"127.0.0.1:{port}\"\nworkers = 2\ncommand = [\"{}\"]\n",
+        "listen = \"127.0.0.1:0\"\nworkers = 2\ncommand = [\"{}\"]\n",
         demo_bin()
     );
     std::fs::write(&file, &good).unwrap();
@@ -27,30 +25,26 @@ fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
         .arg(&file)
         .arg("--control-socket")
         .arg(&control);
-    let steward = Steward::spawn(cmd, port);
+    let steward = Steward::spawn(cmd);
     steward.wait_generation_ready(1);
-    let load = Load::start(port);
+    let load = Load::start(steward.port());
     let path = file.display().to_string();
 
     let faults: [(&str, Option<String>, String); 4] = [
         (
             "a syntax error",
-            Some(format!("listen = \"127.0.0.1:{port}\"\nworkers = [2\n")),
+            Some("listen = \"127.0.0.1:0\"\nworkers = [2\n".to_owned()),
             format!("{path}:"),
         ),
         (
             "an invalid value",
-            Some(format!(
-                "listen = \"127.0.0.1:{port}\"\nworkers = \"two\"\n"
-            )),
+            Some("listen = \"127.0.0.1:0\"\nworkers = \"two\"\n".to_owned()),
             format!("{path}:2: workers: invalid number"),
         ),
         ("a deleted file", None, path.clone()),
         (
             "a command that does not exist",
-            Some(format!(
-                "listen = \"127.0.0.1:{port}\"\ncommand = [\"steward-no-such-program\"]\n"
-            )),
+            Some("listen = \"127.0.0.1:0\"\ncommand = [\"steward-no-such-program\"]\n".to_owned()),
             "steward-no-such-program".to_owned(),
         ),
     ];
@@ -61,7 +55,7 @@ fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
         }
         let from = steward.log.len();
         steward.signal(Signal::SIGHUP);
-        let (_, line) = steward.log.wait_from(from, &["reload failed"]);
+        let (_, line) = steward.log.wait_event_from(from, "reload-failed", &[]);
         assert!(line.contains(expected), "{fault}: {line}");
         let hello = steward.get("/").unwrap();
         assert_eq!(hello.generation(), 1, "{fault}: {}", hello.body);
@@ -78,7 +72,7 @@ fn a_reload_with_a_bad_config_keeps_the_old_generation_serving_and_says_why() {
     std::fs::write(&file, &good).unwrap();
     let from = steward.log.len();
     steward.signal(Signal::SIGHUP);
-    let (_, done) = steward.log.wait_from(from, &["reload complete"]);
+    let (_, done) = steward.log.wait_event_from(from, "reload-complete", &[]);
     let generation: u64 = field(&done, "generation").parse().unwrap();
     let (sent, failures) = load.finish();
     assert!(

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::util::{steward_bin, TestDir};
+use steward_testkit::{steward_bin, TestDir};
 
 fn generate(args: &[&str]) -> String {
     let output = Command::new(steward_bin())

@@ -10,11 +10,11 @@ use std::{
 
 use nix::sys::signal::Signal;
 
-use crate::util::{self, demo_bin, Steward, TestDir};
+use steward_testkit::{demo_bin, root_or_skip, Steward, TestDir};
 
 /// Polls until `path` holds `expected`, at most the deadline.
 fn wait_contents(path: &Path, expected: &str) {
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     loop {
         let got = fs::read_to_string(path).unwrap_or_default();
         if got == expected {
@@ -89,12 +89,12 @@ fn hooks_run_in_the_documented_order_at_start_reload_and_shutdown() {
     steward.signal(Signal::SIGHUP);
     steward
         .log
-        .wait_from(from, &["reload complete", "generation=2 "]);
+        .wait_event_from(from, "reload-complete", &[("generation", "2")]);
     expected += "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n";
     wait_contents(&scratch.join("phases"), &expected);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
     expected += "as-user-atexit\n";
     assert_eq!(
         fs::read_to_string(scratch.join("phases")).unwrap(),
@@ -124,9 +124,9 @@ fn skip_atexit_skips_the_as_user_atexit_hooks() {
     steward.signal(Signal::SIGHUP);
     steward
         .log
-        .wait_from(from, &["reload complete", "generation=2 "]);
+        .wait_event_from(from, "reload-complete", &[("generation", "2")]);
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
     assert_eq!(fs::read_to_string(&file).unwrap(), "master-start\n");
 }
 
@@ -139,13 +139,17 @@ fn a_failing_fatal_hook_ends_steward_before_any_worker_starts() {
     ] {
         let flag = format!("--hook-{phase}");
         let mut steward = Steward::start(&[&flag, action], &[&demo]);
-        assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(1), "{phase}");
+        assert_eq!(
+            steward.wait_exit(steward_testkit::DEADLINE).code(),
+            Some(1),
+            "{phase}"
+        );
         steward.log.wait_for(&[
             "steward: error:",
             &format!("hook-{phase} = {action} failed:"),
         ]);
         assert_eq!(
-            steward.log.position(&["worker started"]),
+            steward.log.event_position("worker-started", &[]),
             None,
             "{phase}: a worker was started"
         );
@@ -198,7 +202,7 @@ fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_se
     );
     steward.wait_generation_ready(1);
     fs::write(&flag, "").unwrap();
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     let stderr = String::from_utf8_lossy(&reload.stderr);
     assert_eq!(reload.status.code(), Some(1), "{stderr}");
     assert!(
@@ -208,7 +212,7 @@ fn a_pre_app_hook_failing_at_a_reload_fails_the_reload_and_the_old_generation_se
     assert_eq!(steward.get("/").unwrap().generation(), 1);
 
     fs::remove_file(&flag).unwrap();
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     assert!(reload.status.success(), "{reload:?}");
     assert_eq!(steward.get("/").unwrap().generation(), 3);
 }
@@ -234,7 +238,7 @@ fn bad_hooks_are_reported_by_check_with_their_source() {
     )
     .unwrap();
     let check = |args: &[&str]| {
-        let output = Command::new(util::steward_bin())
+        let output = Command::new(steward_testkit::steward_bin())
             .arg("check")
             .args(args)
             .args(["--", "/bin/true"])
@@ -277,7 +281,7 @@ fn mountinfo(pid: &str) -> String {
 
 #[test]
 fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("unshares a mount namespace and mounts") {
         return;
     }
     let scratch = TestDir::new("tmpfs");
@@ -319,14 +323,14 @@ fn a_tmpfs_mounted_in_a_mount_namespace_is_seen_by_the_master_not_by_the_host() 
         "the file written in the tmpfs is on the host's disk"
     );
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 /// uWSGI's `umount:PATH rec` takes the mounts below PATH down first (a plain umount
 /// of a busy PATH fails, and as-root is fatal).
 #[test]
 fn a_recursive_umount_takes_down_the_mounts_below() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("unshares a mount namespace and mounts") {
         return;
     }
     let scratch = TestDir::new("umount-rec");
@@ -354,12 +358,15 @@ fn a_recursive_umount_takes_down_the_mounts_below() {
     let mounts = mountinfo(&worker.to_string());
     assert!(!mounts.contains(&format!(" {target}")), "{mounts}");
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 /// uWSGI's `mount-<phase>` and `umount-<phase>` shorthands, from an ini.
 #[test]
 fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
+    if !root_or_skip("unshares a mount namespace and mounts") {
+        return;
+    }
     let scratch = TestDir::new("mount-phase");
     let (kept, undone) = (scratch.at("kept"), scratch.at("undone"));
     let config = scratch.join("app.ini");
@@ -385,12 +392,12 @@ fn mount_and_umount_phase_options_from_a_uwsgi_ini() {
     );
     assert!(!mounts.contains(&format!(" {undone} ")), "{mounts}");
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn a_hostname_set_in_a_uts_namespace_leaves_the_host_alone() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("unshares a UTS namespace") {
         return;
     }
     let scratch = TestDir::new("uts");
@@ -509,10 +516,10 @@ fn file_actions_and_chdir_take_effect() {
 
 #[test]
 fn print_writes_to_stdout_and_exit_ends_steward_with_its_code() {
-    let output = Command::new(util::steward_bin())
+    let output = Command::new(steward_testkit::steward_bin())
         .args([
             "--listen",
-            &format!("127.0.0.1:{}", util::free_port()),
+            "127.0.0.1:0",
             "--hook-asap",
             "print:hello from a hook",
             "--hook-master-start",
@@ -545,7 +552,7 @@ fn touch_reload_reloads_on_a_touch_and_on_an_editor_style_replace() {
     drop(file);
     steward
         .log
-        .wait_from(from, &["reload complete", "generation=2 "]);
+        .wait_event_from(from, "reload-complete", &[("generation", "2")]);
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     let from = steward.log.len();
@@ -554,7 +561,7 @@ fn touch_reload_reloads_on_a_touch_and_on_an_editor_style_replace() {
     fs::rename(&swap, &flag).unwrap();
     steward
         .log
-        .wait_from(from, &["reload complete", "generation=3 "]);
+        .wait_event_from(from, "reload-complete", &[("generation", "3")]);
     assert_eq!(steward.get("/").unwrap().generation(), 3);
 }
 
@@ -582,7 +589,7 @@ fn hook_touch_and_run_command_on_touch_run_when_their_file_is_touched() {
     fs::write(&other, "x").unwrap();
     wait_contents(Path::new(&out2), "ran\n");
     assert_eq!(
-        steward.log.position(&["reload started"]),
+        steward.log.event_position("reload-started", &[]),
         None,
         "a touch hook is not a reload"
     );
@@ -617,7 +624,7 @@ fn jail_root(scratch: &TestDir, dirs: &[&str]) -> (PathBuf, Vec<String>) {
 /// the master's mount namespace), and the demo's directory, so the worker runs there.
 #[test]
 fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("unshares a mount namespace and chroots") {
         return;
     }
     let scratch = TestDir::new("chroot");
@@ -661,14 +668,14 @@ fn a_chroot_in_a_mount_namespace_with_in_jail_hooks() {
     );
     assert!(fs::read_dir(root.join("usr")).unwrap().next().is_none());
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 /// The sockets, control socket and FIFOs are made on the host's paths before the
 /// chroot: vacuum removes those, not whatever sits at the same path in the jail.
 #[test]
 fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("unshares a mount namespace and chroots") {
         return;
     }
     let scratch = TestDir::new("chroot-vacuum");
@@ -715,7 +722,7 @@ fn vacuum_after_a_chroot_removes_the_host_files_not_the_jails() {
         assert_ne!(target, Path::new("/"), "a worker holds the host's root");
     }
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
     for path in [&socket, &control, &fifo] {
         assert!(!Path::new(path).exists(), "{path} was left on the host");
         assert_eq!(
@@ -741,11 +748,15 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
         &[&demo],
     );
     steward.wait_generation_ready(1);
-    let pid_of = |line: &str| nix::unistd::Pid::from_raw(util::field(line, "pid").parse().unwrap());
-    let (started, line) = steward.log.wait_from(0, &["mule started", "mule=1 "]);
+    let pid_of = |line: &str| {
+        nix::unistd::Pid::from_raw(steward_testkit::field(line, "pid").parse().unwrap())
+    };
+    let (started, line) = steward
+        .log
+        .wait_event_from(0, "mule-started", &[("mule", "1")]);
     let mule = pid_of(&line);
     assert_eq!(fs::read_to_string(&hooks).unwrap(), "as-mule\n");
-    let env = util::environ(mule);
+    let env = steward_testkit::environ(mule);
     assert_eq!(env.get("STEWARD_MULE_ID").map(String::as_str), Some("1"));
     for variable in [
         "LISTEN_FDS",
@@ -756,7 +767,7 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
         assert!(!env.contains_key(variable), "the mule has {variable}");
     }
     // The shell execs the command: look at the command's descriptors, not the shell's.
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     while !fs::read_link(format!("/proc/{mule}/exe")).is_ok_and(|exe| exe.ends_with("sleep")) {
         assert!(Instant::now() < deadline, "the mule never became sleep");
         std::thread::sleep(Duration::from_millis(10));
@@ -771,23 +782,25 @@ fn a_mule_runs_without_the_sockets_is_started_again_and_stopped_at_shutdown() {
     assert!(sockets.is_empty(), "the mule got sockets: {sockets:?}");
 
     nix::sys::signal::kill(mule, Signal::SIGKILL).unwrap();
-    steward.log.wait_from(
-        started,
-        &["mule exited unexpectedly", &format!("pid={mule} ")],
-    );
+    let (_, exited) =
+        steward
+            .log
+            .wait_event_from(started, "mule-exited", &[("pid", &mule.to_string())]);
+    // Unasked: it is started again.
+    steward_testkit::field(&exited, "respawn_in_ms");
     let (_, line) = steward
         .log
-        .wait_from(started + 1, &["mule started", "mule=1 "]);
+        .wait_event_from(started + 1, "mule-started", &[("mule", "1")]);
     let again = pid_of(&line);
     assert_ne!(again, mule);
     assert_eq!(fs::read_to_string(&hooks).unwrap(), "as-mule\nas-mule\n");
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
     steward
         .log
-        .wait_for(&["mule exited", &format!("pid={again} ")]);
-    util::wait_gone(again);
+        .wait_event("mule-exited", &[("pid", &again.to_string())]);
+    steward_testkit::wait_gone(again);
 }
 
 #[test]
@@ -806,9 +819,11 @@ fn a_crashing_mule_is_started_again_after_a_growing_backoff() {
     for _ in 0..3 {
         let (at, exited) = steward
             .log
-            .wait_from(from, &["mule exited unexpectedly", "mule=1 "]);
-        let (next, started) = steward.log.wait_from(at, &["mule started", "mule=1 "]);
-        let delay = util::field(&exited, "respawn_in_ms");
+            .wait_event_from(from, "mule-exited", &[("mule", "1")]);
+        let (next, started) = steward
+            .log
+            .wait_event_from(at, "mule-started", &[("mule", "1")]);
+        let delay = steward_testkit::field(&exited, "respawn_in_ms");
         // Each start comes no sooner than the backoff the exit announced.
         let waited_ms = (seconds(&started) - seconds(&exited)) * 1000.0;
         assert!(
@@ -825,11 +840,10 @@ fn a_crashing_mule_is_started_again_after_a_growing_backoff() {
 fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
     let scratch = TestDir::new("hook-fds");
     let out = scratch.at("fds");
-    let port = util::free_port();
-    let mut cmd = util::steward_with_a_leaked_fd();
+    let mut cmd = steward_testkit::steward_with_a_leaked_fd();
     cmd.args([
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--hook-master-start",
         // The shell's descriptors, expanded before the redirection opens OUT; the
         // glob itself holds the lowest free one on /proc/$$/fd while it reads.
@@ -837,7 +851,7 @@ fn a_hook_command_gets_stdio_and_nothing_else_of_steward() {
         "--",
         &demo_bin(),
     ]);
-    let steward = Steward::spawn(cmd, port);
+    let steward = Steward::spawn(cmd);
     steward.wait_generation_ready(1);
     assert!(
         fs::read_link(format!("/proc/{}/fd/7", steward.pid())).is_ok(),
@@ -864,7 +878,7 @@ fn nspids(pid: nix::unistd::Pid) -> Vec<i32> {
 
 #[test]
 fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("unshares a pid namespace") {
         return;
     }
     let scratch = TestDir::new("pidns");
@@ -886,11 +900,11 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
         &[&demo],
     );
     steward.wait_generation_ready(1);
-    steward.log.wait_for(&["master started", "pid=1 "]);
+    steward.log.wait_event("master-started", &[("pid", "1")]);
     // The parent's post-jail hook may still run beside the master: wait for it to end.
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     let masters = loop {
-        let children = util::children_of(steward.pid());
+        let children = steward_testkit::children_of(steward.pid());
         if children.len() == 1 {
             break children;
         }
@@ -907,7 +921,7 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
         format!("{master}\n"),
         "the pidfile names the master as the host sees it"
     );
-    let workers = util::children_of(master);
+    let workers = steward_testkit::children_of(master);
     assert_eq!(workers.len(), 1);
     assert_eq!(
         nspids(workers[0]).len(),
@@ -940,15 +954,15 @@ fn a_pid_namespace_forks_the_master_which_is_pid_1_there() {
     steward.signal(Signal::SIGHUP);
     steward
         .log
-        .wait_from(from, &["reload complete", "generation=2 "]);
+        .wait_event_from(from, "reload-complete", &[("generation", "2")]);
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
-    util::wait_gone(master);
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
+    steward_testkit::wait_gone(master);
 }
 
 #[test]
 fn as_root_hooks_run_as_root_and_as_user_hooks_as_the_final_user() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -1047,35 +1061,33 @@ fn a_binary_upgrade_runs_the_reload_phases_once_and_no_start_phase_again() {
     let scratch = TestDir::new("reexec");
     let file = scratch.at("phases");
     let (_home, binary) = crate::upgrade::installed_copy("hooks-reexec");
-    let port = util::free_port();
     let mut command = Command::new(&binary);
     command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args(every_phase_args(&file))
         .args(["--mule", "sleep 600"])
         .args(["--", &demo_bin()]);
-    let steward = Steward::spawn(command, port);
+    let steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let started = fs::read_to_string(&file).unwrap();
-    let (first, line) = steward.log.wait_from(0, &["mule started"]);
-    let old_mule = nix::unistd::Pid::from_raw(util::field(&line, "pid").parse().unwrap());
+    let (first, line) = steward.log.wait_event_from(0, "mule-started", &[]);
+    let old_mule =
+        nix::unistd::Pid::from_raw(steward_testkit::field(&line, "pid").parse().unwrap());
 
-    crate::upgrade::replace(&binary, &fs::read(util::steward_bin()).unwrap());
+    crate::upgrade::replace(&binary, &fs::read(steward_testkit::steward_bin()).unwrap());
     let from = steward.log.len();
     steward.signal(Signal::SIGHUP);
+    steward.log.wait_event_from(from, "upgrade-resumed", &[]);
     steward
         .log
-        .wait_from(from, &["re-executed: workers adopted"]);
-    steward
-        .log
-        .wait_from(from, &["reload complete", "generation=2 "]);
+        .wait_event_from(from, "reload-complete", &[("generation", "2")]);
     wait_contents(
         Path::new(&file),
         &(started + "as-user-atexit\npre-app\naccepting\naccepting1\npost-app\n"),
     );
     // Mules are not handed over: the old image stopped its own, the new one started one.
-    util::wait_gone(old_mule);
-    steward.log.wait_from(first + 1, &["mule started"]);
+    steward_testkit::wait_gone(old_mule);
+    steward.log.wait_event_from(first + 1, "mule-started", &[]);
 }
 
 #[test]
@@ -1096,7 +1108,7 @@ fn putenv_reaches_the_later_hooks_and_the_workers() {
     assert_eq!(fs::read_to_string(&out).unwrap(), "hello from putenv\n");
     let (_, worker) = steward.worker_pids(1)[0];
     assert_eq!(
-        util::environ(worker)
+        steward_testkit::environ(worker)
             .get("STEWARD_PUTENV_TEST")
             .map(String::as_str),
         Some("hello from putenv")
@@ -1105,6 +1117,9 @@ fn putenv_reaches_the_later_hooks_and_the_workers() {
 
 #[test]
 fn chmod_chown_and_sticky_change_what_stat_shows() {
+    if !root_or_skip("chowns files to nobody") {
+        return;
+    }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let scratch = TestDir::new("modes");
     let file = scratch.at("file");
@@ -1169,9 +1184,24 @@ fn wait_for_file_holds_the_phase_until_the_file_appears() {
 
 #[test]
 fn wait_for_socket_holds_the_phase_until_the_port_accepts() {
+    use std::os::fd::AsRawFd;
+
     let scratch = TestDir::new("wait-socket");
     let after = scratch.at("after");
-    let port = util::free_port();
+    // Bound and kept, but not listening yet: the port is this test's own, and a connection
+    // to it is refused until the test listens.
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Stream,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let loopback = nix::sys::socket::SockaddrIn::new(127, 0, 0, 1, 0);
+    nix::sys::socket::bind(socket.as_raw_fd(), &loopback).unwrap();
+    let port = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrIn>(socket.as_raw_fd())
+        .unwrap()
+        .port();
     let demo = demo_bin();
     let steward = Steward::start(
         &[
@@ -1189,10 +1219,10 @@ fn wait_for_socket_holds_the_phase_until_the_port_accepts() {
         !Path::new(&after).exists(),
         "the phase went on before the port was up"
     );
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    nix::sys::socket::listen(&socket, nix::sys::socket::Backlog::new(8).unwrap()).unwrap();
     steward.wait_generation_ready(1);
     assert_eq!(fs::read_to_string(&after).unwrap(), "went on");
-    drop(listener);
+    drop(socket);
 }
 
 #[test]
@@ -1209,7 +1239,7 @@ fn a_wait_that_times_out_fails_a_fatal_phase() {
         "steward: error:",
         &format!("hook-pre-app = {action} failed: wait_for_dir: {never} still not a directory after 0.3s"),
     ]);
-    assert_eq!(steward.log.position(&["worker started"]), None);
+    assert_eq!(steward.log.event_position("worker-started", &[]), None);
 }
 
 #[test]
@@ -1226,7 +1256,7 @@ fn spinningfifo_reaches_a_reader_that_comes_later() {
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(&fifo)
         .unwrap();
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     let mut got = Vec::new();
     while got != b"hello late reader" {
         assert!(Instant::now() < deadline, "read only {got:?}");

@@ -15,7 +15,6 @@ mod security;
 mod soak;
 mod systemd;
 mod upgrade;
-mod util;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -34,7 +33,7 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
-use util::{demo_bin, environ, field, is_gone, wait_gone, Client, Steward, TestDir};
+use steward_testkit::{demo_bin, environ, field, is_gone, wait_gone, Client, Steward, TestDir};
 
 /// Requests sent in a loop by a client thread until stopped; every failure is kept.
 struct Load {
@@ -109,14 +108,15 @@ fn five_graceful_reloads_under_load_fail_no_request() {
     let demo = demo_bin();
     let steward = Steward::start(&["--workers", "2"], &[&demo]);
     steward.wait_generation_ready(1);
-    let load = Load::start(steward.port);
+    let load = Load::start(steward.port());
 
     for generation in 2..=6u64 {
         let from = steward.log.len();
         steward.signal(Signal::SIGHUP);
-        steward.log.wait_from(
+        steward.log.wait_event_from(
             from,
-            &["reload complete", &format!("generation={generation} ")],
+            "reload-complete",
+            &[("generation", &generation.to_string())],
         );
         // Every old worker has exited: whatever answers now is of the new generation.
         for _ in 0..20 {
@@ -146,14 +146,16 @@ fn a_killed_worker_is_started_again_and_the_others_keep_running() {
     kill(victim, Signal::SIGKILL).unwrap();
     let (crashed, line) = steward
         .log
-        .wait_from(0, &["worker exited unexpectedly", "worker=2 "]);
+        .wait_event_from(0, "worker-crashed", &[("worker", "2")]);
     assert!(
         line.contains(&format!("pid={victim} ")) && line.contains("signal SIGKILL"),
         "{line}"
     );
-    let (_, line) = steward
-        .log
-        .wait_from(crashed, &["worker started", "worker=2 ", "generation=1 "]);
+    let (_, line) = steward.log.wait_event_from(
+        crashed,
+        "worker-started",
+        &[("worker", "2"), ("generation", "1")],
+    );
     let respawned = Pid::from_raw(field(&line, "pid").parse().unwrap());
     assert_ne!(respawned, victim);
 
@@ -165,9 +167,10 @@ fn a_killed_worker_is_started_again_and_the_others_keep_running() {
         4,
         "exactly one worker was started again"
     );
-    steward
-        .log
-        .wait_for(&["worker ready", "worker=2 ", &format!("pid={respawned} ")]);
+    steward.log.wait_event(
+        "worker-ready",
+        &[("worker", "2"), ("pid", &respawned.to_string())],
+    );
     assert_eq!(steward.get("/").unwrap().status, 200);
 }
 
@@ -189,9 +192,9 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
         "{}",
         response.body
     );
-    let status = steward.wait_exit(util::DEADLINE);
+    let status = steward.wait_exit(steward_testkit::DEADLINE);
     assert_eq!(status.code(), Some(0));
-    steward.log.wait_for(&["shutdown complete"]);
+    steward.log.wait_event("shutdown-complete", &[]);
 }
 
 #[test]
@@ -200,7 +203,7 @@ fn sigint_kills_every_worker_at_once() {
     let log_requests = [("STEWARD_DEMO_LOG_REQUESTS", "1")];
     let mut steward = Steward::start_env(&log_requests, &["--workers", "3"], &[&demo]);
     steward.wait_generation_ready(1);
-    let workers = steward.worker_pids(1);
+    let workers = steward.workers(1, 3);
     // A request that a graceful shutdown would wait a minute for.
     let slow = steward.request_in_flight(60_000);
     steward.signal(Signal::SIGINT);
@@ -221,10 +224,10 @@ fn no_worker_outlives_a_sigkilled_master() {
     let demo = demo_bin();
     let mut steward = Steward::start(&["--workers", "3"], &[&demo]);
     steward.wait_generation_ready(1);
-    let workers = steward.worker_pids(1);
+    let workers = steward.workers(1, 3);
 
     steward.signal(Signal::SIGKILL);
-    steward.wait_exit(util::DEADLINE);
+    steward.wait_exit(steward_testkit::DEADLINE);
     for (_, pid) in workers {
         wait_gone(pid);
     }
@@ -233,18 +236,13 @@ fn no_worker_outlives_a_sigkilled_master() {
 #[test]
 fn a_command_that_fails_at_once_ends_steward_with_a_clear_message() {
     let mut steward = Steward::start(&["--workers", "2"], &["/bin/sh", "-c", "exit 3"]);
-    let status = steward.wait_exit(util::DEADLINE);
+    let status = steward.wait_exit(steward_testkit::DEADLINE);
     assert_eq!(status.code(), Some(1));
     steward.log.wait_for(&[
         "steward: error:",
         "(/bin/sh -c exit 3) exited with status 3 before it was ready",
     ]);
-    let started = steward
-        .log
-        .lines()
-        .iter()
-        .filter(|l| l.contains("worker started"))
-        .count();
+    let started = steward.log.events("worker-started", &[]).len();
     assert!(
         started <= 2,
         "steward kept starting a failing command: {started} starts"
@@ -269,7 +267,7 @@ fn workers_forked_in_batches_each_run_with_their_own_id() {
     assert_eq!(workers.len(), 150);
     for (id, pid) in workers {
         let file = dir.join(id.to_string());
-        let deadline = std::time::Instant::now() + util::DEADLINE;
+        let deadline = std::time::Instant::now() + steward_testkit::DEADLINE;
         let written = loop {
             match std::fs::read_to_string(&file) {
                 Ok(text) if text.ends_with('\n') => break text,
@@ -298,23 +296,22 @@ fn an_exec_failure_among_batched_starts_is_reported_with_its_step() {
 fn a_missing_command_is_reported_before_anything_starts() {
     let mut steward = Steward::start(&[], &["steward-no-such-program"]);
     steward.expect_start_failure(&["worker command \"steward-no-such-program\" not found in PATH"]);
-    assert_eq!(steward.log.position(&["worker started"]), None);
+    assert_eq!(steward.log.event_position("worker-started", &[]), None);
 }
 
 #[test]
 fn a_worker_gets_its_sockets_and_environment_and_nothing_else() {
     let demo = demo_bin();
-    let unix = util::socket_path("fds");
-    let port = util::free_port();
-    let mut cmd = util::steward_with_a_leaked_fd();
+    let unix = steward_testkit::socket_path("fds");
+    let mut cmd = steward_testkit::steward_with_a_leaked_fd();
     cmd.args([
         "--listen",
-        &format!("web=127.0.0.1:{port}"),
+        "web=127.0.0.1:0",
         "--listen",
         &format!("admin=unix:{}", unix.display()),
     ])
     .args(["--", &demo]);
-    let steward = Steward::spawn(cmd, port);
+    let steward = Steward::spawn(cmd);
     steward.wait_generation_ready(1);
     assert!(
         std::fs::read_link(format!("/proc/{}/fd/7", steward.pid())).is_ok(),
@@ -358,7 +355,7 @@ fn a_worker_gets_its_sockets_and_environment_and_nothing_else() {
 fn ready_from_a_process_that_is_not_a_worker_is_ignored() {
     let demo = demo_bin();
     let steward = Steward::start(&["--ready", "notify"], &[&demo, "--no-notify"]);
-    let started = steward.log.wait_for(&["worker started"]);
+    let started = steward.log.wait_event("worker-started", &[]);
     let worker = Pid::from_raw(field(&started, "pid").parse().unwrap());
     steward.log.wait_for(&["steward-demo: worker 1"]);
     let notify = environ(worker)["NOTIFY_SOCKET"].clone();
@@ -372,17 +369,17 @@ fn ready_from_a_process_that_is_not_a_worker_is_ignored() {
         &format!("pid={}", std::process::id()),
     ]);
     assert_eq!(
-        steward.log.position(&["generation ready"]),
+        steward.log.event_position("generation-ready", &[]),
         None,
         "a foreign READY=1 made the generation ready"
     );
-    assert_eq!(steward.log.position(&["worker ready"]), None);
+    assert_eq!(steward.log.event_position("worker-ready", &[]), None);
 
     // The worker itself is believed.
     assert_eq!(steward.get("/notify?state=READY%3D1").unwrap().status, 200);
     steward
         .log
-        .wait_for(&["worker ready", &format!("pid={worker} ")]);
+        .wait_event("worker-ready", &[("pid", &worker.to_string())]);
     steward.wait_generation_ready(1);
 }
 
@@ -392,25 +389,26 @@ fn chain_reload_replaces_one_worker_at_a_time() {
     let steward = Steward::start(&["--workers", "3"], &[&demo]);
     steward.wait_generation_ready(1);
     steward.signal(Signal::SIGUSR2);
-    steward.log.wait_for(&["reload complete", "generation=2 "]);
+    steward
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
 
-    let at = |fragments: &[&str]| {
+    let at = |event: &str, worker: usize, generation: &str| {
+        let fields = [("worker", &*worker.to_string()), ("generation", generation)];
         steward
             .log
-            .position(fragments)
-            .unwrap_or_else(|| panic!("no {fragments:?}"))
+            .event_position(event, &fields)
+            .unwrap_or_else(|| panic!("no {event} {fields:?}"))
     };
     for id in 1..=3 {
-        let worker = format!("worker={id} ");
-        let new_ready = at(&["worker ready", &worker, "generation=2 "]);
-        let old_stopped = at(&["stopping worker", &worker, "generation=1 "]);
+        let new_ready = at("worker-ready", id, "2");
+        let old_stopped = at("worker-stopping", id, "1");
         assert!(
             new_ready < old_stopped,
             "worker {id}: the old one stopped before the new one was ready"
         );
         if id < 3 {
-            let next = format!("worker={} ", id + 1);
-            let next_started = at(&["worker started", &next, "generation=2 "]);
+            let next_started = at("worker-started", id + 1, "2");
             assert!(
                 new_ready < next_started,
                 "worker {} started before worker {id} was ready",
@@ -427,12 +425,14 @@ fn sigttin_and_sigttou_add_and_remove_a_worker() {
     steward.wait_generation_ready(1);
 
     steward.signal(Signal::SIGTTIN);
-    let line = steward.log.wait_for(&["worker started", "worker=2 "]);
+    let line = steward.log.wait_event("worker-started", &[("worker", "2")]);
     let second = Pid::from_raw(field(&line, "pid").parse().unwrap());
-    steward.log.wait_for(&["worker ready", "worker=2 "]);
+    steward.log.wait_event("worker-ready", &[("worker", "2")]);
 
     steward.signal(Signal::SIGTTOU);
-    steward.log.wait_for(&["stopping worker", "worker=2 "]);
+    steward
+        .log
+        .wait_event("worker-stopping", &[("worker", "2")]);
     wait_gone(second);
     steward.signal(Signal::SIGTTOU);
     steward.log.wait_for(&["not going below one worker"]);
@@ -449,7 +449,7 @@ fn a_crash_loop_backs_off_doubling() {
     let mut from = 0;
     let mut delays = Vec::new();
     for _ in 0..4 {
-        let (at, line) = steward.log.wait_from(from, &["worker exited unexpectedly"]);
+        let (at, line) = steward.log.wait_event_from(from, "worker-crashed", &[]);
         delays.push(field(&line, "respawn_in_ms").parse::<u64>().unwrap());
         from = at + 1;
     }
@@ -462,13 +462,15 @@ fn sigusr1_reports_every_worker() {
     let steward = Steward::start(&["--workers", "2"], &[&demo]);
     steward.wait_generation_ready(1);
     steward.signal(Signal::SIGUSR1);
-    for (id, pid) in steward.worker_pids(1) {
-        steward.log.wait_for(&[
-            "status of worker",
-            &format!("worker={id} "),
-            &format!("pid={pid} "),
-            "state=\"ready\"",
-        ]);
+    for (id, pid) in steward.workers(1, 2) {
+        steward.log.wait_event(
+            "status-worker",
+            &[
+                ("worker", &id.to_string()),
+                ("pid", &pid.to_string()),
+                ("state", "ready"),
+            ],
+        );
     }
 }
 
@@ -491,13 +493,13 @@ fn a_worker_that_ignores_the_stop_signal_is_killed_after_the_mercy() {
     steward.signal(Signal::SIGTERM);
     let line = steward
         .log
-        .wait_for(&["did not stop within the mercy", &format!("pid={worker} ")]);
+        .wait_event("worker-killed", &[("pid", &worker.to_string())]);
     assert!(line.contains("mercy_ms=300"), "{line}");
     assert!(steward
         .log
-        .wait_for(&["worker exited", &format!("pid={worker} ")])
+        .wait_event("worker-exited", &[("pid", &worker.to_string())])
         .contains("signal SIGKILL"));
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
@@ -506,8 +508,10 @@ fn the_stop_signal_is_configurable() {
     let mut steward = Steward::start(&["--worker-stop-signal", "INT"], &[&demo]);
     steward.wait_generation_ready(1);
     steward.signal(Signal::SIGTERM);
-    steward.log.wait_for(&["stopping worker", "signal=SIGINT"]);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    steward
+        .log
+        .wait_event("worker-stopping", &[("signal", "SIGINT")]);
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
@@ -522,7 +526,7 @@ fn bad_command_line_values_are_refused_with_the_reason() {
         (&["--worker-reload-mercy", "soon"][..], "invalid duration"),
         (&["--workers", "0"][..], "workers must be at least 1"),
     ] {
-        let output = Command::new(util::steward_bin())
+        let output = Command::new(steward_testkit::steward_bin())
             .args(args)
             .args(["--", "/bin/true"])
             .output()
@@ -535,7 +539,7 @@ fn bad_command_line_values_are_refused_with_the_reason() {
 
 #[test]
 fn systemd_hears_ready_reloading_with_its_timestamp_ready_again_and_stopping() {
-    let systemd = util::SystemdSocket::bind("systemd-notify");
+    let systemd = steward_testkit::SystemdSocket::bind("systemd-notify");
     let receive = || systemd.receive().text;
     let monotonic_usec = || {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
@@ -571,5 +575,5 @@ fn systemd_hears_ready_reloading_with_its_timestamp_ready_again_and_stopping() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(receive(), "STOPPING=1\n");
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 
 use super::Load;
-use crate::util::{field, Steward};
+use steward_testkit::{field, Steward};
 
 /// How long each test server takes to start (its "import").
 const BOOT_MS: u64 = 2000;
@@ -58,7 +58,7 @@ fn reloads_wait_for(command: &[&str], own_fault: fn(&str) -> bool) {
         );
     }
 
-    let load = Load::start(steward.port);
+    let load = Load::start(steward.port());
     for generation in 2..=3u64 {
         let from = steward.log.len();
         steward.signal(Signal::SIGHUP);

@@ -8,7 +8,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use std::time::Instant;
 
-use crate::util::{self, demo_bin, environ, field, is_gone, Steward, TestDir};
+use steward_testkit::{demo_bin, environ, field, is_gone, Steward, TestDir};
 
 /// The effective uid of a running process, from /proc.
 fn euid(pid: Pid) -> u32 {
@@ -63,11 +63,11 @@ fn a_foreign_ready_during_a_reload_does_not_retire_the_serving_generation() {
         &["/bin/sh", "-c", &script],
     );
     steward.wait_generation_ready(1);
-    let old = steward.worker_pids(1);
+    let old = steward.workers(1, 2);
     steward.signal(Signal::SIGHUP);
     let (_, started) = steward
         .log
-        .wait_from(0, &["worker started", "generation=2 "]);
+        .wait_event_from(0, "worker-started", &[("generation", "2")]);
     let new_worker = Pid::from_raw(field(&started, "pid").parse().unwrap());
     let notify = environ(new_worker)["NOTIFY_SOCKET"].clone();
 
@@ -87,11 +87,15 @@ fn a_foreign_ready_during_a_reload_does_not_retire_the_serving_generation() {
         from = steward.log.wait_from(from, &ignored).0 + 1;
     }
     assert_eq!(
-        steward.log.position(&["generation ready", "generation=2 "]),
+        steward
+            .log
+            .event_position("generation-ready", &[("generation", "2")]),
         None
     );
     assert_eq!(
-        steward.log.position(&["stopping worker", "generation=1 "]),
+        steward
+            .log
+            .event_position("worker-stopping", &[("generation", "1")]),
         None
     );
     for (id, pid) in old {
@@ -100,10 +104,10 @@ fn a_foreign_ready_during_a_reload_does_not_retire_the_serving_generation() {
 
     // The new workers themselves are believed: the reload completes. Either generation
     // may answer a request, so ask until both new workers have said it.
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     while steward
         .log
-        .position(&["generation ready", "generation=2 "])
+        .event_position("generation-ready", &[("generation", "2")])
         .is_none()
     {
         assert!(Instant::now() < deadline, "generation 2 never became ready");

@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::{
-    chaos::soak,
-    util::{self, children_of, demo_bin, Steward},
-};
+use steward_testkit::{children_of, demo_bin, Steward};
+
+use crate::chaos::soak;
 
 /// Resident memory of a process, in kB.
 fn rss_kb(pid: nix::unistd::Pid) -> u64 {
@@ -57,9 +56,10 @@ fn many_reloads_leave_memory_descriptors_and_children_flat() {
     let reload = |generation: u64| {
         let from = steward.log.len();
         steward.signal(Signal::SIGHUP);
-        steward.log.wait_from(
+        steward.log.wait_event_from(
             from,
-            &["reload complete", &format!("generation={generation} ")],
+            "reload-complete",
+            &[("generation", &generation.to_string())],
         );
     };
     // A few reloads first, so that buffers grown once (log formatting, the worker
@@ -91,7 +91,7 @@ fn many_reloads_leave_memory_descriptors_and_children_flat() {
     // "reload complete" means every old worker was reaped: no zombie, and only the
     // current generation's workers are children.
     assert_eq!(zombies(master), Vec::new(), "zombie workers");
-    let deadline = Instant::now() + util::DEADLINE;
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
     while children_of(master).len() != WORKERS {
         assert!(
             Instant::now() < deadline,

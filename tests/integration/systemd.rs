@@ -5,7 +5,7 @@ use std::{net::TcpListener, time::Duration};
 
 use nix::sys::signal::Signal;
 
-use crate::util::{demo_bin, Steward, SystemdSocket};
+use steward_testkit::{demo_bin, Steward, SystemdSocket};
 
 #[test]
 fn the_watchdog_is_fed_from_the_loop_when_it_is_ours() {
@@ -65,7 +65,7 @@ fn bound_sockets_go_to_the_fd_store_under_their_names() {
     assert_eq!(stored[0].text, "FDSTORE=1\nFDNAME=listen0\n");
     assert_eq!(stored[0].fds.len(), 1);
     let listener = TcpListener::from(stored[0].fds[0].try_clone().unwrap());
-    assert_eq!(listener.local_addr().unwrap().port(), steward.port);
+    assert_eq!(listener.local_addr().unwrap().port(), steward.port());
     drop(steward);
 
     let systemd = SystemdSocket::bind("sd-no-fdstore");
@@ -104,5 +104,5 @@ fn a_long_drain_asks_systemd_for_more_time() {
         "{asked:?}: the time to the next extension and a margin"
     );
     assert_eq!(in_flight.join().unwrap().unwrap().status, 200);
-    assert_eq!(steward.wait_exit(crate::util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }

@@ -6,10 +6,9 @@ use std::{os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
 
 use nix::sys::signal::Signal;
 
-use crate::{
-    util::{self, demo_bin, steward_bin, Steward, TestDir},
-    Load,
-};
+use steward_testkit::{demo_bin, root_or_skip, steward_bin, Steward, TestDir};
+
+use crate::Load;
 
 /// A private copy of the steward binary, so that the test can replace it, in a
 /// directory of its own for the test's other files.
@@ -29,13 +28,12 @@ pub(crate) fn replace(path: &PathBuf, contents: &[u8]) {
 }
 
 fn start_from(binary: &PathBuf, control: &str) -> Steward {
-    let port = util::free_port();
     let mut command = Command::new(binary);
     command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--workers", "2", "--control-socket", control, "--"])
         .arg(demo_bin());
-    let steward = Steward::spawn(command, port);
+    let steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     steward
 }
@@ -45,8 +43,8 @@ fn a_replaced_binary_is_re_executed_in_place_under_load() {
     let (_home, binary) = installed_copy("upgrade-ok");
     let control = binary.with_file_name("control.sock");
     let steward = start_from(&binary, control.to_str().unwrap());
-    let old_workers = steward.worker_pids(1);
-    let load = Load::start(steward.port);
+    let old_workers = steward.workers(1, 2);
+    let load = Load::start(steward.port());
 
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     let exe = |pid: nix::unistd::Pid| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
@@ -54,7 +52,7 @@ fn a_replaced_binary_is_re_executed_in_place_under_load() {
         exe(steward.pid()).to_string_lossy().ends_with("(deleted)"),
         "the running image is the replaced file"
     );
-    let reload = crate::util::reload_wait(&control);
+    let reload = steward_testkit::reload_wait(&control);
     assert!(
         reload.status.success(),
         "{}",
@@ -63,12 +61,12 @@ fn a_replaced_binary_is_re_executed_in_place_under_load() {
     steward.log.wait_for(&["binary changed; re-executing"]);
     steward
         .log
-        .wait_for(&["re-executed: workers adopted", "workers=2"]);
+        .wait_event("upgrade-resumed", &[("workers", "2")]);
 
     // Same pid, new image: what systemd's MainPID points at now runs the new file.
     assert_eq!(exe(steward.pid()), binary);
     for (_, pid) in &old_workers {
-        util::wait_gone(*pid);
+        steward_testkit::wait_gone(*pid);
     }
     for _ in 0..10 {
         assert_eq!(steward.get("/").unwrap().generation(), 2);
@@ -93,7 +91,7 @@ fn a_binary_that_cannot_take_over_is_not_executed_and_the_reload_goes_on() {
 
     replace(&binary, b"#!/bin/sh\necho not steward\nexit 1\n");
     steward.signal(Signal::SIGHUP);
-    let refused = steward.log.wait_for(&["re-exec refused"]);
+    let refused = steward.log.wait_event("upgrade-refused", &[]);
     assert!(refused.contains("not steward"), "{refused}");
     steward.wait_generation_ready(2);
     assert_eq!(steward.get("/").unwrap().generation(), 2);
@@ -103,19 +101,18 @@ fn a_binary_that_cannot_take_over_is_not_executed_and_the_reload_goes_on() {
         .ends_with("(deleted)"));
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid, gid and groups") {
         return;
     }
     let (_home, binary) = installed_copy("upgrade-uid");
-    let port = util::free_port();
     let mut command = Command::new(&binary);
     command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args([
             "--uid",
             "nobody",
@@ -127,7 +124,7 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
         ])
         .args(["--workers", "2", "--"])
         .arg(demo_bin());
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let credentials = |pid: nix::unistd::Pid| {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -148,7 +145,7 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
 
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.wait_generation_ready(2);
     assert_eq!(
         std::fs::read_link(format!("/proc/{}/exe", steward.pid())).unwrap(),
@@ -161,13 +158,13 @@ fn a_master_that_dropped_privileges_re_executes_and_keeps_them_dropped() {
         "the new image names itself too: {:?}",
         String::from_utf8_lossy(&cmdline)
     );
-    for (_, worker) in steward.worker_pids(2) {
+    for (_, worker) in steward.workers(2, 2) {
         assert_eq!(credentials(worker), dropped);
     }
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
@@ -176,11 +173,10 @@ fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
     let (first, second) = (home.join("first"), home.join("second"));
     std::fs::create_dir_all(&first).unwrap();
     std::fs::create_dir_all(&second).unwrap();
-    let port = util::free_port();
     std::fs::write(
         home.join("app.toml"),
         format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = 1\nchdir = \"first\"\nchdir2 = \"{}\"\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = 1\nchdir = \"first\"\nchdir2 = \"{}\"\ncommand = [\"{}\"]\n",
             second.display(),
             demo_bin()
         ),
@@ -188,7 +184,7 @@ fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
     .unwrap();
     let mut command = Command::new(&binary);
     command.current_dir(&home).args(["--config", "app.toml"]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let cwd = |pid: nix::unistd::Pid| std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     crate::effects::eventually("the master in chdir2", || {
@@ -197,34 +193,33 @@ fn a_re_executed_master_finds_its_relative_config_and_stays_in_its_chdir2() {
 
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.wait_generation_ready(2);
     assert_eq!(cwd(steward.pid()), second, "{:?}", steward.log.lines());
-    for (_, worker) in steward.worker_pids(2) {
+    for (_, worker) in steward.workers(2, 1) {
         assert_eq!(cwd(worker), second);
     }
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn binary_path_names_the_binary_a_reload_re_executes() {
     let (_home, other) = installed_copy("binary-path");
-    let port = util::free_port();
     let mut command = Command::new(steward_bin());
     command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--binary-path", other.to_str().unwrap(), "--"])
         .arg(demo_bin());
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let exe = |pid: nix::unistd::Pid| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert_eq!(exe(steward.pid()), steward_bin().canonicalize().unwrap());
 
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.wait_generation_ready(2);
     assert_eq!(exe(steward.pid()), other);
     // Now the binary it runs is binary-path's: the next reload is a plain one.
@@ -240,43 +235,44 @@ fn binary_path_names_the_binary_a_reload_re_executes() {
     );
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
     let (home, binary) = installed_copy("upgrade-bad-config");
-    let port = util::free_port();
     let config = home.join("app.toml");
     let text = |workers: &str| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nworkers = {workers}\ncommand = [\"{}\"]\n",
             demo_bin()
         )
     };
     std::fs::write(&config, text("1")).unwrap();
     let mut command = Command::new(&binary);
     command.current_dir(&home).args(["--config", "app.toml"]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
 
     std::fs::write(&config, text("\"many\"")).unwrap();
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    let refused = steward.log.wait_for(&["re-exec refused"]);
+    let refused = steward.log.wait_event("upgrade-refused", &[]);
     assert!(
         refused.contains("app.toml:2: workers: invalid number"),
         "{refused}"
     );
-    steward
-        .log
-        .wait_for(&["reload failed", "app.toml:2: workers: invalid number"]);
+    let failed = steward.log.wait_event("reload-failed", &[]);
+    assert!(
+        failed.contains("app.toml:2: workers: invalid number"),
+        "{failed}"
+    );
     assert_eq!(steward.get("/").unwrap().generation(), 1);
 
     // Fixed, the next reload upgrades.
     std::fs::write(&config, text("2")).unwrap();
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.wait_generation_ready(3);
     assert_eq!(steward.worker_pids(3).len(), 2);
     assert_eq!(
@@ -285,21 +281,20 @@ fn a_config_the_new_binary_cannot_read_keeps_the_running_master_serving() {
     );
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid") {
         return;
     }
     let (home, binary) = installed_copy("upgrade-new-uid");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = util::free_port();
     let config = home.join("app.toml");
     let text = |user: &str| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\nuid = \"{user}\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nuid = \"{user}\"\ncontrol-socket = \"{}\"\ncommand = [\"{}\"]\n",
             home.join("control.sock").display(),
             demo_bin()
         )
@@ -307,7 +302,7 @@ fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
     std::fs::write(&config, text("nobody")).unwrap();
     let mut command = Command::new(&binary);
     command.args(["--config", config.to_str().unwrap()]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
     let uid = |pid: nix::unistd::Pid| {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -324,17 +319,17 @@ fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
     std::fs::write(&config, text("daemon")).unwrap();
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.log.wait_for(&["needs a restart", "uid"]);
     steward.wait_generation_ready(2);
     assert_eq!(uid(steward.pid()), "65534");
-    for (_, worker) in steward.worker_pids(2) {
+    for (_, worker) in steward.workers(2, 1) {
         assert_eq!(uid(worker), "65534");
     }
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
@@ -342,25 +337,24 @@ fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
     let (home, binary) = installed_copy("upgrade-chdir-gone");
     let gone = home.join("release-1");
     std::fs::create_dir_all(&gone).unwrap();
-    let port = util::free_port();
     let mut command = Command::new(&binary);
     command
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--chdir", gone.to_str().unwrap(), "--"])
         .arg(demo_bin());
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
 
     std::fs::remove_dir(&gone).unwrap();
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.log.wait_for(&["chdir: cannot change directory to"]);
     steward.wait_generation_ready(2);
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 /// An upgrade is a reload: `chdir`, the process names and the master FIFOs changed in
@@ -369,7 +363,6 @@ fn an_upgrade_after_the_chdir_directory_vanished_goes_on_serving() {
 #[test]
 fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_restart() {
     let (home, binary) = installed_copy("upgrade-kept");
-    let port = util::free_port();
     let config = home.join("app.toml");
     let (old_dir, new_dir) = (home.join("release-1"), home.join("release-2"));
     std::fs::create_dir_all(&old_dir).unwrap();
@@ -377,7 +370,7 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
     let (old_fifo, new_fifo) = (home.join("old.fifo"), home.join("new.fifo"));
     let text = |dir: &PathBuf, name: &str, fifo: &PathBuf| {
         format!(
-            "listen = \"127.0.0.1:{port}\"\nchdir = \"{}\"\nprocname-master = \"{name}\"\nmaster-fifo = \"{}\"\ncommand = [\"{}\"]\n",
+            "listen = \"127.0.0.1:0\"\nchdir = \"{}\"\nprocname-master = \"{name}\"\nmaster-fifo = \"{}\"\ncommand = [\"{}\"]\n",
             dir.display(),
             fifo.display(),
             demo_bin()
@@ -386,13 +379,13 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
     std::fs::write(&config, text(&old_dir, "kept-boss", &old_fifo)).unwrap();
     let mut command = Command::new(&binary);
     command.args(["--config", config.to_str().unwrap()]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
 
     std::fs::write(&config, text(&new_dir, "new-boss", &new_fifo)).unwrap();
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.log.wait_for(&[
         "needs a restart: chdir (was",
         "release-1, now",
@@ -423,7 +416,7 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
     assert_eq!(steward.get("/").unwrap().generation(), 3);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 /// The master FIFO was made as root in a directory only root may write; the master now
@@ -431,25 +424,24 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
 /// and serves.
 #[test]
 fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid") {
         return;
     }
     let (home, binary) = installed_copy("upgrade-fifo");
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = util::free_port();
     let fifo = home.join("master.fifo");
     let mut command = Command::new(&binary);
     command
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--uid", "nobody"])
+        .args(["--listen", "127.0.0.1:0", "--uid", "nobody"])
         .args(["--master-fifo", fifo.to_str().unwrap(), "--"])
         .arg(demo_bin());
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
 
     std::fs::remove_file(&fifo).unwrap();
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.log.wait_for(&[
         "cannot create the master FIFO",
         "master.fifo",
@@ -459,21 +451,20 @@ fn an_upgrade_with_a_master_fifo_it_cannot_make_goes_on_serving() {
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master_serves() {
     let (home, binary) = installed_copy("upgrade-missing");
-    let port = util::free_port();
     let config = home.join("app.toml");
     let text = |extra: &str, command: &str| {
-        format!("listen = \"127.0.0.1:{port}\"\n{extra}command = [\"{command}\"]\n")
+        format!("listen = \"127.0.0.1:0\"\n{extra}command = [\"{command}\"]\n")
     };
     std::fs::write(&config, text("", &demo_bin())).unwrap();
     let mut command = Command::new(&binary);
     command.args(["--config", config.to_str().unwrap()]);
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
 
     for (extra, program, reason) in [
@@ -492,42 +483,41 @@ fn an_upgrade_to_a_command_or_user_that_does_not_exist_is_refused_and_the_master
         replace(&binary, &std::fs::read(steward_bin()).unwrap());
         let from = steward.log.len();
         steward.signal(Signal::SIGHUP);
-        let (_, refused) = steward.log.wait_from(from, &["re-exec refused"]);
+        let (_, refused) = steward.log.wait_event_from(from, "upgrade-refused", &[]);
         assert!(refused.contains(reason), "{refused}");
         assert!(steward.get("/").is_ok());
     }
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 #[test]
 fn a_master_started_where_its_user_may_not_go_still_upgrades() {
-    if crate::util::skip_unless_root() {
+    if !root_or_skip("switches uid") {
         return;
     }
     let (home, binary) = installed_copy("upgrade-private-cwd");
     let private = home.join("private");
     std::fs::create_dir_all(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let port = util::free_port();
     let mut command = Command::new(&binary);
     command
         .current_dir(&private)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--uid", "nobody", "--chdir", "/", "--"])
         .arg(demo_bin());
-    let mut steward = Steward::spawn(command, port);
+    let mut steward = Steward::spawn(command);
     steward.wait_generation_ready(1);
 
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     steward.wait_generation_ready(2);
     assert_eq!(steward.get("/").unwrap().generation(), 2);
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
 
 /// Replaces `binary` by a wrapper of the real steward whose `reexec-check` waits until
@@ -569,10 +559,9 @@ fn the_master_keeps_serving_while_the_new_binary_is_checked() {
     replace_by_a_slow_check(&binary, &gate);
 
     steward.signal(Signal::SIGHUP);
-    let checking = steward
-        .log
-        .wait_for(&["checking the new binary before the re-exec"]);
-    let check = nix::unistd::Pid::from_raw(util::field(&checking, "pid").parse().unwrap());
+    let checking = steward.log.wait_event("upgrade-check-started", &[]);
+    let check =
+        nix::unistd::Pid::from_raw(steward_testkit::field(&checking, "pid").parse().unwrap());
     let from = steward.log.len();
 
     // A worker that dies meanwhile is started again before the check ends.
@@ -580,15 +569,15 @@ fn the_master_keeps_serving_while_the_new_binary_is_checked() {
     nix::sys::signal::kill(victim, Signal::SIGKILL).unwrap();
     let (_, started) = steward
         .log
-        .wait_from(from, &["worker started", "generation=1 "]);
-    assert_ne!(util::field(&started, "pid"), victim.to_string());
+        .wait_event_from(from, "worker-started", &[("generation", "1")]);
+    assert_ne!(steward_testkit::field(&started, "pid"), victim.to_string());
     assert!(
-        !util::is_gone(check),
+        !steward_testkit::is_gone(check),
         "the check is still waiting for its gate"
     );
 
     // The control socket answers, and says what is under way.
-    let status = util::steward_client(&["status", "--control-socket", control]);
+    let status = steward_testkit::steward_client(&["status", "--control-socket", control]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success(), "{text}");
     assert!(
@@ -597,14 +586,12 @@ fn the_master_keeps_serving_while_the_new_binary_is_checked() {
     );
     // A second reload folds into the pending one.
     steward.signal(Signal::SIGHUP);
-    steward
-        .log
-        .wait_from(from, &["reload folded into the pending one"]);
+    steward.log.wait_event_from(from, "reload-ignored", &[]);
 
     std::fs::write(&gate, "").unwrap();
     steward
         .log
-        .wait_for(&["re-executed: workers adopted", "workers=2"]);
+        .wait_event("upgrade-resumed", &[("workers", "2")]);
     assert_eq!(
         std::fs::read_link(format!("/proc/{}/exe", steward.pid())).unwrap(),
         steward_bin(),
@@ -615,7 +602,7 @@ fn the_master_keeps_serving_while_the_new_binary_is_checked() {
     assert!(
         steward
             .log
-            .position(&["reload started", "generation=3 "])
+            .event_position("reload-started", &[("generation", "3")])
             .is_none(),
         "the folded reload is the same reload"
     );
@@ -629,19 +616,18 @@ fn sigterm_while_the_new_binary_is_checked_kills_the_check_and_exits_zero() {
     replace_by_a_slow_check(&binary, &home.join("gate"));
 
     steward.signal(Signal::SIGHUP);
-    let checking = steward
-        .log
-        .wait_for(&["checking the new binary before the re-exec"]);
-    let check = nix::unistd::Pid::from_raw(util::field(&checking, "pid").parse().unwrap());
+    let checking = steward.log.wait_event("upgrade-check-started", &[]);
+    let check =
+        nix::unistd::Pid::from_raw(steward_testkit::field(&checking, "pid").parse().unwrap());
     assert!(!group_members(check).is_empty());
 
     steward.signal(Signal::SIGTERM);
-    assert_eq!(steward.wait_exit(util::DEADLINE).code(), Some(0));
+    assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
     steward
         .log
         .wait_for(&["shutdown: stopping the new binary's check"]);
     // The check and the sleep of its script are gone with it.
-    let deadline = std::time::Instant::now() + util::DEADLINE;
+    let deadline = std::time::Instant::now() + steward_testkit::DEADLINE;
     while !group_members(check).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -655,35 +641,33 @@ fn sigterm_while_the_new_binary_is_checked_kills_the_check_and_exits_zero() {
 #[test]
 fn the_watchdog_is_fed_while_the_new_binary_is_checked() {
     let (home, binary) = installed_copy("upgrade-check-watchdog");
-    let systemd = util::SystemdSocket::bind("upgrade-check-watchdog");
-    let port = util::free_port();
+    let systemd = steward_testkit::SystemdSocket::bind("upgrade-check-watchdog");
     let mut command = Command::new(&binary);
     command
         .env("NOTIFY_SOCKET", systemd.address())
         .env("WATCHDOG_USEC", "200000")
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--"])
+        .args(["--listen", "127.0.0.1:0", "--"])
         .arg(demo_bin());
-    let steward = Steward::spawn(command, port);
+    let steward = Steward::spawn(command);
     systemd.receive_until("READY=1");
     let gate = home.join("gate");
     replace_by_a_slow_check(&binary, &gate);
 
     steward.signal(Signal::SIGHUP);
     systemd.receive_until("STATUS=reloading: checking the new binary");
-    let checking = steward
-        .log
-        .wait_for(&["checking the new binary before the re-exec"]);
-    let check = nix::unistd::Pid::from_raw(util::field(&checking, "pid").parse().unwrap());
+    let checking = steward.log.wait_event("upgrade-check-started", &[]);
+    let check =
+        nix::unistd::Pid::from_raw(steward_testkit::field(&checking, "pid").parse().unwrap());
     // Pings every 100 ms go on while the check waits for its gate.
     for _ in 0..3 {
         systemd.receive_until("WATCHDOG=1");
     }
     assert!(
-        !util::is_gone(check),
+        !steward_testkit::is_gone(check),
         "the check is still waiting for its gate"
     );
 
     std::fs::write(&gate, "").unwrap();
-    steward.log.wait_for(&["re-executed: workers adopted"]);
+    steward.log.wait_event("upgrade-resumed", &[]);
     systemd.receive_until("READY=1");
 }

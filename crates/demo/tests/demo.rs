@@ -1,123 +1,96 @@
 //! Drives the real steward-demo binary over loopback.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use steward_testkit::{hand_over, socket_activated, Client, Response, Steward, SystemdSocket};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_steward-demo");
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running demo; killed and reaped on drop, even when an assertion failed.
 struct Demo {
-    child: Child,
-    stderr: Receiver<String>,
+    process: Steward,
     port: u16,
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Demo {
-    /// Starts the demo on a free 127.0.0.1 port, retrying if another
-    /// process grabs the port between our probe and the demo's bind.
+    /// Starts the demo on `127.0.0.1:0`; the port it got is in its "serving on" line.
     fn start(envs: &[(&str, &str)], args: &[&str]) -> Demo {
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut cmd = demo_command(envs);
-            cmd.arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .args(args);
-            let demo = Demo::spawn(cmd, port);
-            match demo.wait_line(|l| l.contains("serving on") || l.contains("cannot listen")) {
-                Some(line) if line.contains("serving on") => return demo,
-                Some(line) if line.contains("Address already in use") => continue,
-                other => panic!("demo did not start: {other:?}"),
-            }
-        }
-        panic!("no free port after 5 tries");
+        let mut cmd = demo_command(envs);
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        let mut demo = Demo::spawn(cmd, 0);
+        let line = demo.wait_line("serving on");
+        let addr: SocketAddr = line
+            .split("serving on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        demo.port = addr.port();
+        demo
     }
 
-    fn spawn(mut cmd: Command, port: u16) -> Demo {
-        let mut child = cmd.spawn().expect("spawn steward-demo");
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                eprintln!("[demo] {line}");
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+    fn spawn(cmd: Command, port: u16) -> Demo {
         Demo {
-            child,
-            stderr: rx,
+            process: Steward::spawn(cmd),
             port,
         }
     }
 
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        self.process.pid()
     }
 
-    /// The next stderr line matching `want`; `None` if the demo exited first.
-    fn wait_line(&self, want: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if want(&line) => return Some(line),
-                Ok(_) => {}
-                Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("timed out waiting for a line from the demo")
-                }
-            }
-        }
+    /// The first stderr line with `fragment`.
+    fn wait_line(&self, fragment: &str) -> String {
+        self.process.log.wait_for(&[fragment])
     }
 
     fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).expect("kill");
+        self.process.signal(sig);
     }
 
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "demo still running after {within:?}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.process.wait_exit(within)
     }
 
     fn connect(&self) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        Client {
-            reader: BufReader::new(stream),
-        }
+        Client::connect(SocketAddr::from(([127, 0, 0, 1], self.port))).expect("connect")
+    }
+}
+
+/// Requests written by hand: the demo's own view of HTTP, without the harness's
+/// `Connection` header.
+trait Raw {
+    /// Sends `raw` as it is.
+    fn raw(&mut self, raw: &str);
+    /// Reads one response, which must say its Content-Length.
+    fn answer(&mut self) -> Response;
+    /// `GET path` with nothing but a Host header.
+    fn request(&mut self, path: &str) -> Response {
+        self.raw(&format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"));
+        self.answer()
+    }
+}
+
+impl Raw for Client {
+    fn raw(&mut self, raw: &str) {
+        self.send(raw).expect("write request");
+    }
+
+    fn answer(&mut self) -> Response {
+        let response = self.response().expect("a response");
+        assert!(
+            response.header("content-length").is_some(),
+            "content-length: {response:?}"
+        );
+        response
     }
 }
 
@@ -125,8 +98,8 @@ fn demo_command(envs: &[(&str, &str)]) -> Command {
     with_test_env(Command::new(DEMO), envs)
 }
 
-/// A clean environment (nothing inherited from whoever runs the tests)
-/// plus `envs`, and stderr captured.
+/// A clean environment (nothing inherited from whoever runs the tests, beyond what
+/// `cmd` sets itself) plus `envs`.
 fn with_test_env(mut cmd: Command, envs: &[(&str, &str)]) -> Command {
     for var in [
         "LISTEN_FDS",
@@ -136,39 +109,13 @@ fn with_test_env(mut cmd: Command, envs: &[(&str, &str)]) -> Command {
         "STEWARD_WORKER_ID",
         "STEWARD_GENERATION",
     ] {
-        cmd.env_remove(var);
+        if !cmd.get_envs().any(|(k, _)| k == var) {
+            cmd.env_remove(var);
+        }
     }
     cmd.env("STEWARD_DEMO_LOG_REQUESTS", "1")
         .envs(envs.iter().copied());
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
     cmd
-}
-
-/// Makes `fd` the child's fd 3, as a socket-activating master does.
-#[allow(unsafe_code)]
-fn hand_over_as_fd3(cmd: &mut Command, fd: RawFd) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child between fork and exec. It
-    // only calls dup2/fcntl, which are async-signal-safe, and allocates
-    // nothing. `fd` stays open in the parent until spawn() returns because
-    // the caller keeps the listener alive across it.
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep FD_CLOEXEC; clear it instead.
-            let r = if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd, 3)
-            };
-            if r == -1 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        });
-    }
 }
 
 /// Descriptors of this test process without FD_CLOEXEC: every child
@@ -193,129 +140,18 @@ fn leaked_to_children() -> Vec<RawFd> {
         .collect()
 }
 
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn send(&mut self, raw: &str) {
-        self.reader
-            .get_mut()
-            .write_all(raw.as_bytes())
-            .expect("write request");
-    }
-
-    fn get(&mut self, path: &str) -> Response {
-        self.send(&format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"));
-        self.response()
-    }
-
-    fn response(&mut self) -> Response {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("status line");
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).expect("header line");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (n, v) = line.split_once(':').expect("header");
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .expect("content-length")
-            .1
-            .parse()
-            .unwrap();
-        let mut body = vec![0; len];
-        self.reader.read_exact(&mut body).expect("body");
-        Response {
-            status,
-            headers,
-            body: String::from_utf8(body).unwrap(),
-        }
-    }
-
-    /// Asserts the server closed the connection (EOF, not a hang).
-    fn assert_eof(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => assert!(rest.is_empty(), "unexpected bytes after close: {rest:?}"),
-            Err(e) => panic!("expected EOF, got {e}"),
-        }
-    }
-}
-
-/// A datagram socket standing in for the master's NOTIFY_SOCKET.
-struct NotifySocket {
-    sock: UnixDatagram,
-    path: PathBuf,
-}
-
-impl NotifySocket {
-    fn new() -> NotifySocket {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "steward-demo-test-{}-{}.sock",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_file(&path);
-        let sock = UnixDatagram::bind(&path).expect("bind notify socket");
-        sock.set_read_timeout(Some(TIMEOUT)).unwrap();
-        NotifySocket { sock, path }
-    }
-
-    fn recv(&self) -> String {
-        let mut buf = [0u8; 4096];
-        let n = self.sock.recv(&mut buf).expect("no notify datagram");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 #[test]
 fn hello_names_worker_generation_and_pid() {
     let demo = Demo::start(
         &[("STEWARD_WORKER_ID", "7"), ("STEWARD_GENERATION", "3")],
         &[],
     );
-    let resp = demo.connect().get("/");
+    let resp = demo.connect().request("/");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("content-type"), Some("text/plain"));
     assert_eq!(
         resp.body,
-        format!("hello from worker 7 generation 3 pid {}\n", demo.child.id())
+        format!("hello from worker 7 generation 3 pid {}\n", demo.pid())
     );
 }
 
@@ -323,16 +159,16 @@ fn hello_names_worker_generation_and_pid() {
 fn keep_alive_answers_two_requests_on_one_connection() {
     let demo = Demo::start(&[], &[]);
     let mut client = demo.connect();
-    let first = client.get("/");
+    let first = client.request("/");
     assert_eq!(
         (first.status, first.header("connection")),
         (200, Some("keep-alive"))
     );
     assert_eq!(
         first.body,
-        format!("hello from worker - generation - pid {}\n", demo.child.id())
+        format!("hello from worker - generation - pid {}\n", demo.pid())
     );
-    let second = client.get("/fds");
+    let second = client.request("/fds");
     assert_eq!(second.status, 200);
     assert!(second.body.starts_with("0 1 2"), "fds: {:?}", second.body);
 }
@@ -341,13 +177,13 @@ fn keep_alive_answers_two_requests_on_one_connection() {
 fn connection_close_and_http10_are_honoured() {
     let demo = Demo::start(&[], &[]);
     let mut client = demo.connect();
-    client.send("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
-    assert_eq!(client.response().header("connection"), Some("close"));
+    client.raw("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(client.answer().header("connection"), Some("close"));
     client.assert_eof();
 
     let mut client = demo.connect();
-    client.send("GET / HTTP/1.0\r\n\r\n");
-    assert_eq!(client.response().status, 200);
+    client.raw("GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(client.answer().status, 200);
     client.assert_eof();
 }
 
@@ -355,50 +191,49 @@ fn connection_close_and_http10_are_honoured() {
 fn bad_requests_are_rejected() {
     let demo = Demo::start(&[], &[]);
     let mut client = demo.connect();
-    assert_eq!(client.get("/nope").status, 404);
+    assert_eq!(client.request("/nope").status, 404);
     // A body is read and discarded, and the connection stays usable.
-    client.send("POST /nope HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
-    assert_eq!(client.response().status, 404);
-    assert_eq!(client.get("/").status, 200);
+    client.raw("POST /nope HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(client.answer().status, 404);
+    assert_eq!(client.request("/").status, 200);
 
     let mut client = demo.connect();
-    client.send("NOT A REQUEST LINE\r\n\r\n");
-    assert_eq!(client.response().status, 400);
+    client.raw("NOT A REQUEST LINE\r\n\r\n");
+    assert_eq!(client.answer().status, 400);
     client.assert_eof();
 
     let mut client = demo.connect();
-    client.send(&format!(
+    client.raw(&format!(
         "GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
     ));
-    assert_eq!(client.response().status, 431);
+    assert_eq!(client.answer().status, 431);
 }
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_then_exits_0() {
-    let notify = NotifySocket::new();
-    let mut demo = Demo::start(&[("NOTIFY_SOCKET", notify.path.to_str().unwrap())], &[]);
-    assert_eq!(notify.recv(), "READY=1");
+    let notify = SystemdSocket::bind("demo-notify");
+    let mut demo = Demo::start(&[("NOTIFY_SOCKET", &notify.address())], &[]);
+    assert_eq!(notify.receive().text, "READY=1");
     let mut client = demo.connect();
-    client.send("GET /slow?ms=1500 HTTP/1.1\r\n\r\n");
+    client.raw("GET /slow?ms=1500 HTTP/1.1\r\n\r\n");
     // The per-request log line says the request is being handled.
-    demo.wait_line(|l| l.contains("request GET /slow?ms=1500"))
-        .expect("request logged");
+    demo.wait_line("request GET /slow?ms=1500");
     demo.signal(Signal::SIGTERM);
 
     // The stop is announced only after the listener is closed: nothing new
     // gets in, while the request in flight keeps going.
-    assert_eq!(notify.recv(), "STOPPING=1");
+    assert_eq!(notify.receive().text, "STOPPING=1");
     assert!(
         TcpStream::connect(("127.0.0.1", demo.port)).is_err(),
         "still accepting after SIGTERM"
     );
 
-    let resp = client.response();
+    let resp = client.answer();
     assert_eq!(resp.status, 200);
     assert_eq!(
         resp.body,
-        format!("hello from worker - generation - pid {}\n", demo.child.id())
+        format!("hello from worker - generation - pid {}\n", demo.pid())
     );
     assert_eq!(resp.header("connection"), Some("close"));
     client.assert_eof();
@@ -410,7 +245,7 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
 fn sigterm_closes_an_idle_keep_alive_connection() {
     let mut demo = Demo::start(&[], &[]);
     let mut client = demo.connect();
-    assert_eq!(client.get("/").status, 200);
+    assert_eq!(client.request("/").status, 200);
     let stopped = Instant::now();
     demo.signal(Signal::SIGTERM);
     client.assert_eof();
@@ -423,9 +258,8 @@ fn sigterm_closes_an_idle_keep_alive_connection() {
 fn sigint_exits_at_once_even_with_a_request_in_flight() {
     let mut demo = Demo::start(&[], &[]);
     let mut client = demo.connect();
-    client.send("GET /slow?ms=60000 HTTP/1.1\r\n\r\n");
-    demo.wait_line(|l| l.contains("request GET /slow"))
-        .expect("request logged");
+    client.raw("GET /slow?ms=60000 HTTP/1.1\r\n\r\n");
+    demo.wait_line("request GET /slow");
     demo.signal(Signal::SIGINT);
     let status = demo.wait_exit(Duration::from_secs(3));
     assert_eq!(status.code(), Some(0), "{status}");
@@ -457,25 +291,26 @@ fn notify_route_and_abstract_notify_socket() {
 
     let resp = demo
         .connect()
-        .get("/notify?state=STATUS%3Dhalf%20way%0AWATCHDOG=1");
+        .request("/notify?state=STATUS%3Dhalf%20way%0AWATCHDOG=1");
     assert_eq!((resp.status, resp.body.as_str()), (200, "sent\n"));
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STATUS=half way\nWATCHDOG=1");
 
     // Without NOTIFY_SOCKET (and with --no-notify nothing is sent at start).
     let quiet = Demo::start(&[], &["--no-notify"]);
-    assert_eq!(quiet.connect().get("/notify?state=READY%3D1").status, 502);
+    assert_eq!(
+        quiet.connect().request("/notify?state=READY%3D1").status,
+        502
+    );
 }
 
 #[test]
 fn listen_pid_of_another_process_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cmd = demo_command(&[("LISTEN_FDS", "1"), ("LISTEN_PID", "1")]);
-    hand_over_as_fd3(&mut cmd, listener.as_raw_fd());
+    hand_over(&mut cmd, &[&listener]);
     let mut demo = Demo::spawn(cmd, 0);
-    let line = demo
-        .wait_line(|l| l.contains("LISTEN_PID"))
-        .expect("a message about LISTEN_PID");
+    let line = demo.wait_line("LISTEN_PID");
     assert!(line.contains("LISTEN_PID=1"), "{line}");
     assert_eq!(demo.wait_exit(TIMEOUT).code(), Some(2));
 }
@@ -486,17 +321,10 @@ fn socket_activation_serves_the_inherited_socket() {
     // pid it will keep across `exec` and sets LISTEN_PID to it.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut sh = Command::new("/bin/sh");
-    sh.arg("-c")
-        .arg(r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0""#)
-        .arg(DEMO);
-    let mut cmd = with_test_env(sh, &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "web")]);
-    hand_over_as_fd3(&mut cmd, listener.as_raw_fd());
+    let cmd = with_test_env(socket_activated(DEMO, &[&listener], &["web"]), &[]);
     let demo = Demo::spawn(cmd, port);
     drop(listener);
-    let line = demo
-        .wait_line(|l| l.contains("serving on"))
-        .expect("demo did not start");
+    let line = demo.wait_line("serving on");
     assert!(
         line.contains(&format!("127.0.0.1:{port}")) && line.contains("(fds: web)"),
         "{line}"
@@ -510,9 +338,12 @@ fn socket_activation_serves_the_inherited_socket() {
     expected.dedup();
     let expected: Vec<String> = expected.iter().map(i32::to_string).collect();
     let mut client = demo.connect();
-    assert_eq!(client.get("/fds").body, format!("{}\n", expected.join(" ")));
+    assert_eq!(
+        client.request("/fds").body,
+        format!("{}\n", expected.join(" "))
+    );
     assert!(client
-        .get("/")
+        .request("/")
         .body
-        .ends_with(&format!("pid {}\n", demo.child.id())));
+        .ends_with(&format!("pid {}\n", demo.pid())));
 }

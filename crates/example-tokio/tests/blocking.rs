@@ -17,7 +17,7 @@ use nix::{
 
 mod common;
 
-use common::{fields, free_port, Example, TempDir, DEADLINE};
+use common::{fields, Example, TestDir, DEADLINE};
 
 const EXAMPLE: &str = env!("CARGO_BIN_EXE_steward-example-blocking");
 
@@ -69,16 +69,19 @@ fn ask_until(
 
 #[test]
 fn every_socket_arrives_in_order_with_its_name_and_a_blocking_worker_hears_the_stop() {
-    let dir = TempDir::new("sockets");
-    let (first, third) = (free_port(), free_port());
-    let unix = dir.0.join("second.sock");
+    let dir = TestDir::new("sockets");
+    let unix = dir.join("second.sock");
+    // Two sockets on 127.0.0.1:0 would be one address listed twice: the third is bound
+    // here and handed over, as systemd would, under the name it gets.
+    let handed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let third = handed.local_addr().unwrap().port();
     let listen = format!(
-        "front=127.0.0.1:{first},admin=unix:{},127.0.0.1:{third}",
+        "front=127.0.0.1:0,admin=unix:{},127.0.0.1:{third}",
         unix.display()
     );
-    let mut example = Example::start(
-        EXAMPLE.as_ref(),
-        &dir,
+    let command = steward_testkit::socket_activated(EXAMPLE, &[&handed], &["listen2"]);
+    let mut example = Example::spawn(
+        command,
         &[
             ("STEWARD_LISTEN", &listen),
             ("STEWARD_WORKERS", "1"),
@@ -87,7 +90,10 @@ fn every_socket_arrives_in_order_with_its_name_and_a_blocking_worker_hears_the_s
             ("STEWARD_WORKER_RELOAD_MERCY", "120"),
         ],
     );
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
+    drop(handed);
+    let first = example.port_of("front");
+    assert_eq!(example.port_of("listen2"), third);
     let answers = [
         ask_tcp(first).unwrap(),
         ask_unix(&unix).unwrap(),
@@ -121,23 +127,19 @@ fn every_socket_arrives_in_order_with_its_name_and_a_blocking_worker_hears_the_s
 
 #[test]
 fn call_hooks_named_in_the_configuration_run_the_registered_functions() {
-    let dir = TempDir::new("calls");
-    let port = free_port();
-    let marks = dir.0.join("marks");
-    let listen = format!("127.0.0.1:{port}");
+    let dir = TestDir::new("calls");
+    let marks = dir.join("marks");
     let mut example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[
-            ("STEWARD_LISTEN", &listen),
             ("STEWARD_WORKERS", "2"),
             ("EXAMPLE_MARK_FILE", marks.to_str().unwrap()),
             ("STEWARD_HOOK_MASTER_START", "call:mark"),
             ("STEWARD_HOOK_ACCEPTING", "call:mark"),
         ],
     );
-    example.wait_log("generation ready", 1);
-    let worker = ask_until(&example, port, "an answer", |_| true);
+    example.wait_generation_ready(1);
+    let worker = ask_until(&example, example.port(), "an answer", |_| true);
     let marked = std::fs::read_to_string(&marks).unwrap();
     let mut pids: Vec<&str> = marked
         .lines()
@@ -163,11 +165,7 @@ fn call_hooks_named_in_the_configuration_run_the_registered_functions() {
     // A `call:` naming nothing registered stops the start, naming the option.
     let mut unknown = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
-        &[
-            ("STEWARD_LISTEN", &listen),
-            ("STEWARD_HOOK_MASTER_START", "call:nothing-here"),
-        ],
+        &[("STEWARD_HOOK_MASTER_START", "call:nothing-here")],
     );
     assert_eq!(unknown.wait_exit().code(), Some(1));
     let log = unknown.log();
@@ -179,26 +177,18 @@ fn call_hooks_named_in_the_configuration_run_the_registered_functions() {
 
 #[test]
 fn a_crashed_forked_worker_is_forked_again_with_its_id_and_generation() {
-    let dir = TempDir::new("respawn");
-    let port = free_port();
-    let mut example = Example::start(
-        EXAMPLE.as_ref(),
-        &dir,
-        &[
-            ("STEWARD_LISTEN", &format!("127.0.0.1:{port}")),
-            ("STEWARD_WORKERS", "1"),
-        ],
-    );
+    let mut example = Example::start(EXAMPLE.as_ref(), &[("STEWARD_WORKERS", "1")]);
+    let port = example.port();
     let before = ask_until(&example, port, "an answer", |_| true);
     // A worker can answer before the master counts it ready, and one of the first
     // generation that dies before that ends the start: crash it only once it is ready.
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
     let crashed: i32 = before["pid"].parse().unwrap();
     kill(Pid::from_raw(crashed), Signal::SIGKILL).unwrap();
     let after = ask_until(&example, port, "another pid", |a| a["pid"] != before["pid"]);
     assert_eq!(after["worker"], "1");
     assert_eq!(after["generation"], "1");
-    example.wait_log("worker exited", 1);
+    example.log.wait_event("worker-crashed", &[]);
     example.signal(Signal::SIGTERM);
     assert_eq!(example.wait_exit().code(), Some(0));
 }
@@ -209,15 +199,9 @@ fn a_worker_closure_that_fails_before_it_is_ready_ends_the_start() {
         ("error", "status 1", "the worker was told to fail"),
         ("panic", "status 101", "the worker was told to panic"),
     ] {
-        let dir = TempDir::new(fails);
         let mut example = Example::start(
             EXAMPLE.as_ref(),
-            &dir,
-            &[
-                ("STEWARD_LISTEN", &format!("127.0.0.1:{}", free_port())),
-                ("STEWARD_WORKERS", "1"),
-                ("EXAMPLE_WORKER_FAILS", fails),
-            ],
+            &[("STEWARD_WORKERS", "1"), ("EXAMPLE_WORKER_FAILS", fails)],
         );
         assert_eq!(example.wait_exit().code(), Some(1));
         let log = example.log();
@@ -231,16 +215,9 @@ fn a_worker_closure_that_fails_before_it_is_ready_ends_the_start() {
 
 #[test]
 fn a_program_that_has_threads_before_run_is_refused_naming_them() {
-    let dir = TempDir::new("threads-before-run");
-    let port = free_port();
     let mut example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
-        &[
-            ("STEWARD_LISTEN", &format!("127.0.0.1:{port}")),
-            ("STEWARD_WORKERS", "1"),
-            ("EXAMPLE_THREAD_BEFORE_RUN", "1"),
-        ],
+        &[("STEWARD_WORKERS", "1"), ("EXAMPLE_THREAD_BEFORE_RUN", "1")],
     );
     // Such a master could not keep its signals: a SIGHUP delivered to the other thread
     // would end the process instead of reloading it. It must not start at all.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Example, TempDir, DEADLINE};
+use common::{Example, TestDir, DEADLINE};
 use nix::sys::signal::Signal;
 use std::{
     path::Path,
@@ -49,8 +49,8 @@ fn wait_contents(path: &Path, expected: &str, example: &Example) {
 
 #[test]
 fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
-    let dir = TempDir::new("hooks");
-    let file = dir.0.join("phases");
+    let dir = TestDir::new("hooks");
+    let file = dir.join("phases");
     let hooks: Vec<(String, String)> = PHASES
         .iter()
         .map(|phase| {
@@ -60,7 +60,7 @@ fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
         .collect();
     let mut env = vec![("STEWARD_WORKERS", "1")];
     env.extend(hooks.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let example = Example::start(EXAMPLE.as_ref(), &dir, &env);
+    let example = Example::start(EXAMPLE.as_ref(), &env);
     let start =
         "asap\npre-jail\nin-jail\npost-jail\nas-root\nas-user\npre-app\npost-app\nmaster-start\n\
          accepting\naccepting1\naccepting-once\naccepting1-once\n";
@@ -68,7 +68,7 @@ fn preload_runs_app_phases_around_each_load_and_accepting_in_the_worker() {
     // A reload re-execs the master: the new image loads the app between pre-app and
     // post-app and runs no start phase; its worker is no first one (-once is done).
     // Once generation 1 serves, so that the reload is the plain case.
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
     example.signal(Signal::SIGHUP);
     wait_contents(
         &file,

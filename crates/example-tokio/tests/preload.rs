@@ -14,7 +14,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 mod common;
 
-use common::{fields, Example, TempDir, DEADLINE};
+use common::{fields, Example, TestDir, DEADLINE};
 
 const EXAMPLE: &str = env!("CARGO_BIN_EXE_steward-example-tokio");
 const EXAMPLE_V2: &str = env!("CARGO_BIN_EXE_steward-example-tokio-v2");
@@ -22,7 +22,7 @@ const EXAMPLE_V2: &str = env!("CARGO_BIN_EXE_steward-example-tokio-v2");
 impl Example {
     /// `GET path`: the fields of the answer line (`key=value ...`).
     fn get(&self, path: &str) -> BTreeMap<String, String> {
-        let body = http_get(self.port, path)
+        let body = http_get(self.port(), path)
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}; log:\n{}", self.log()));
         fields(&body)
     }
@@ -35,7 +35,7 @@ impl Example {
     ) -> BTreeMap<String, String> {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Ok(body) = http_get(self.port, "/") {
+            if let Ok(body) = http_get(self.port(), "/") {
                 let answer = fields(&body);
                 if accept(&answer) {
                     return answer;
@@ -83,14 +83,12 @@ fn shared_kib(pid: &str) -> u64 {
 
 #[test]
 fn forked_workers_serve_from_a_tokio_runtime_and_drain_on_shutdown() {
-    let dir = TempDir::new("serve");
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[("STEWARD_WORKERS", "1"), ("STEWARD_READY", "notify")],
     );
     // ready = notify: the worker's READY=1 (WorkerContext::ready) made it ready.
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
     let first = example.get("/");
     let master = example.pid().to_string();
     assert_eq!(first["version"], "1");
@@ -126,7 +124,7 @@ fn forked_workers_serve_from_a_tokio_runtime_and_drain_on_shutdown() {
     );
 
     // A request in flight when the shutdown starts is answered.
-    let port = example.port;
+    let port = example.port();
     let slow = std::thread::spawn(move || http_get(port, "/slow?ms=1500"));
     example.wait_log("slow request started", 1);
     let status = example.stop();
@@ -137,15 +135,14 @@ fn forked_workers_serve_from_a_tokio_runtime_and_drain_on_shutdown() {
 
 #[test]
 fn a_forked_worker_gets_a_unix_socket_as_a_unix_listener() {
-    let dir = TempDir::new("unix");
-    let path = dir.0.join("app.sock");
+    let dir = TestDir::new("unix");
+    let path = dir.join("app.sock");
     let listen = format!("web=unix:{}", path.display());
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[("STEWARD_WORKERS", "1"), ("STEWARD_LISTEN", &listen)],
     );
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
     let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     write!(stream, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
@@ -161,17 +158,16 @@ fn a_forked_worker_gets_a_unix_socket_as_a_unix_listener() {
 
 #[test]
 fn preloaded_pages_are_shared_with_the_workers_and_lazy_ones_are_not() {
-    let dir = TempDir::new("shared");
     let ballast = [("EXAMPLE_BALLAST_MIB", "64"), ("STEWARD_WORKERS", "1")];
 
-    let preloaded = Example::start(EXAMPLE.as_ref(), &dir, &ballast);
+    let preloaded = Example::start(EXAMPLE.as_ref(), &ballast);
     let answer = preloaded.get_until("a worker", |_| true);
     assert_eq!(answer["loaded_by"], preloaded.pid().to_string());
     let preloaded_shared = shared_kib(&answer["pid"]);
     assert_eq!(preloaded.stop().code(), Some(0));
 
     let lazy_env = [ballast[0], ballast[1], ("STEWARD_LAZY_APPS", "true")];
-    let lazy = Example::start(EXAMPLE.as_ref(), &dir, &lazy_env);
+    let lazy = Example::start(EXAMPLE.as_ref(), &lazy_env);
     let answer = lazy.get_until("a worker", |_| true);
     assert_eq!(
         answer["loaded_by"], answer["pid"],
@@ -193,18 +189,18 @@ fn preloaded_pages_are_shared_with_the_workers_and_lazy_ones_are_not() {
 
 #[test]
 fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
-    let dir = TempDir::new("upgrade");
-    let binary = dir.0.join("app");
+    let dir = TestDir::new("upgrade");
+    let binary = dir.join("app");
     std::fs::copy(EXAMPLE, &binary).unwrap();
     // Staged early: a copy's writable descriptor may leak for a moment into a process
     // another test thread forks, which would make the check of the new binary fail.
-    let staged = dir.0.join("app.new");
+    let staged = dir.join("app.new");
     std::fs::copy(EXAMPLE_V2, &staged).unwrap();
-    let example = Example::start(&binary, &dir, &[("STEWARD_WORKERS", "2")]);
+    let example = Example::start(&binary, &[("STEWARD_WORKERS", "2")]);
     let master = example.pid().to_string();
     let before = example.get_until("version 1", |a| a["version"] == "1");
     assert_eq!(before["generation"], "1");
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
 
     // A deploy: the new build renamed over the running one.
     std::fs::rename(&staged, &binary).unwrap();
@@ -213,14 +209,18 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
     assert_eq!(after["generation"], "2");
     assert_eq!(after["master"], master, "the master keeps its pid");
     assert_eq!(after["loaded_by"], master);
-    example.wait_log("reload complete", 1);
+    example
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
     assert!(example.log().contains("binary changed; re-executing"));
 
     // With the binary unchanged, a reload still re-execs: in preload mode only a new
     // image loads the app anew.
     example.signal(Signal::SIGHUP);
     example.get_until("generation 3", |a| a["generation"] == "3");
-    example.wait_log("reload complete", 2);
+    example
+        .log
+        .wait_event("reload-complete", &[("generation", "3")]);
     assert!(example
         .log()
         .contains("preload mode: re-executing, so that the app loads anew"));
@@ -229,12 +229,11 @@ fn a_reload_re_execs_the_master_and_runs_the_new_binary() {
 
 #[test]
 fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() {
-    let dir = TempDir::new("reload-config");
-    let greeting = dir.0.join("greeting");
+    let dir = TestDir::new("reload-config");
+    let greeting = dir.join("greeting");
     std::fs::write(&greeting, "hello\n").unwrap();
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[
             ("STEWARD_WORKERS", "1"),
             ("EXAMPLE_GREETING_FILE", greeting.to_str().unwrap()),
@@ -242,13 +241,13 @@ fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() 
     );
     let first = example.get_until("hello", |a| a["greeting"] == "hello");
     // A reload re-execs once the master serves (one while it starts re-forks).
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
 
     // A broken configuration: the new image's load would fail, so it is never exec'd;
     // the reload goes on with the running image and its loaded app.
     std::fs::write(&greeting, "two words\n").unwrap();
     example.signal(Signal::SIGHUP);
-    example.wait_log("re-exec refused", 1);
+    example.log.wait_event("upgrade-refused", &[]);
     let log = example.log();
     assert!(
         log.contains("loading the app failed: greeting file"),
@@ -269,17 +268,16 @@ fn a_reload_loads_the_app_anew_and_one_that_cannot_load_keeps_the_running_app() 
 
 #[test]
 fn a_chain_reload_asked_on_the_control_socket_is_answered_across_the_re_exec() {
-    let dir = TempDir::new("control");
-    let control = dir.0.join("control.sock");
+    let dir = TestDir::new("control");
+    let control = dir.join("control.sock");
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[
             ("STEWARD_WORKERS", "2"),
             ("STEWARD_CONTROL_SOCKET", control.to_str().unwrap()),
         ],
     );
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
     let mut client = std::os::unix::net::UnixStream::connect(&control).unwrap();
     client.set_read_timeout(Some(DEADLINE)).unwrap();
     client.write_all(b"chain-reload\n").unwrap();
@@ -310,10 +308,8 @@ fn a_chain_reload_asked_on_the_control_socket_is_answered_across_the_re_exec() {
 
 #[test]
 fn a_lazy_reload_re_forks_without_re_exec() {
-    let dir = TempDir::new("lazy-reload");
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[("STEWARD_WORKERS", "1"), ("STEWARD_LAZY_APPS", "true")],
     );
     let first = example.get_until("generation 1", |a| a["generation"] == "1");
@@ -321,17 +317,17 @@ fn a_lazy_reload_re_forks_without_re_exec() {
     let second = example.get_until("generation 2", |a| a["generation"] == "2");
     assert_ne!(second["pid"], first["pid"]);
     assert_eq!(second["loaded_by"], second["pid"]);
-    example.wait_log("reload complete", 1);
+    example
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
     assert!(!example.log().contains("re-executing"), "{}", example.log());
     assert_eq!(example.stop().code(), Some(0));
 }
 
 #[test]
 fn a_thread_started_by_the_load_is_reported_and_refused_under_strict_fork() {
-    let dir = TempDir::new("threads");
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[("STEWARD_WORKERS", "2"), ("EXAMPLE_LOAD_THREAD", "1")],
     );
     example.wait_log("more than one thread at fork", 1);
@@ -355,10 +351,8 @@ fn a_thread_started_by_the_load_is_reported_and_refused_under_strict_fork() {
     );
     assert_eq!(example.stop().code(), Some(0));
 
-    let strict_dir = TempDir::new("threads-strict");
     let mut strict = Example::start(
         EXAMPLE.as_ref(),
-        &strict_dir,
         &[
             ("EXAMPLE_LOAD_THREAD", "1"),
             ("STEWARD_STRICT_FORK", "true"),
@@ -374,17 +368,15 @@ fn a_thread_started_by_the_load_is_reported_and_refused_under_strict_fork() {
 #[test]
 fn sigint_and_sigquit_end_a_preloaded_master_at_once_as_in_exec_mode() {
     for signal in [Signal::SIGINT, Signal::SIGQUIT] {
-        let dir = TempDir::new(&format!("brutal-{signal}"));
         let mut example = Example::start(
             EXAMPLE.as_ref(),
-            &dir,
             &[
                 ("STEWARD_WORKERS", "2"),
                 ("STEWARD_WORKER_RELOAD_MERCY", "60"),
             ],
         );
         let worker = example.get_until("an answer", |_| true);
-        let port = example.port;
+        let port = example.port();
         // A request that would hold a graceful shutdown for 30 s.
         let slow = std::thread::spawn(move || http_get(port, "/slow?ms=30000"));
         example.wait_log("slow request started", 1);
@@ -411,20 +403,18 @@ fn sigint_and_sigquit_end_a_preloaded_master_at_once_as_in_exec_mode() {
 
 #[test]
 fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
-    let dir = TempDir::new("slow-load");
     // The check's load takes 1.5 s; 300 ms is too short for it.
     let short = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[
             ("STEWARD_WORKERS", "1"),
             ("EXAMPLE_LOAD_MS", "1500"),
             ("STEWARD_PRELOAD_CHECK_TIMEOUT", "300ms"),
         ],
     );
-    short.wait_log("generation ready", 1);
+    short.wait_generation_ready(1);
     short.signal(Signal::SIGHUP);
-    short.wait_log("re-exec refused", 1);
+    short.log.wait_event("upgrade-refused", &[]);
     assert!(
         short.log().contains("no answer within 300ms"),
         "{}",
@@ -433,35 +423,28 @@ fn a_slow_load_reloads_new_code_when_the_check_may_take_that_long() {
     short.get_until("generation 2", |a| a["generation"] == "2");
     assert_eq!(short.stop().code(), Some(0));
 
-    let long_dir = TempDir::new("slow-load-long");
     let long = Example::start(
         EXAMPLE.as_ref(),
-        &long_dir,
         &[
             ("STEWARD_WORKERS", "1"),
             ("EXAMPLE_LOAD_MS", "1500"),
             ("STEWARD_PRELOAD_CHECK_TIMEOUT", "60s"),
         ],
     );
-    long.wait_log("generation ready", 1);
+    long.wait_generation_ready(1);
     long.signal(Signal::SIGHUP);
-    long.wait_log("reload complete", 1);
+    long.log
+        .wait_event("reload-complete", &[("generation", "2")]);
     let log = long.log();
     assert!(log.contains("re-executed: workers adopted"), "{log}");
     assert!(!log.contains("re-exec refused"), "{log}");
     assert_eq!(long.stop().code(), Some(0));
 }
 
-/// The pid in the log line "checking the new binary before the re-exec".
+/// The pid in the `upgrade-check-started` record.
 fn check_pid(example: &Example) -> Pid {
-    example.wait_log("checking the new binary before the re-exec", 1);
-    let log = example.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("checking the new binary before the re-exec"))
-        .unwrap();
-    let pid = fields(line)["pid"].trim_matches('"').parse().unwrap();
-    Pid::from_raw(pid)
+    let line = example.log.wait_event("upgrade-check-started", &[]);
+    Pid::from_raw(steward_testkit::field(&line, "pid").parse().unwrap())
 }
 
 fn is_running(pid: Pid) -> bool {
@@ -474,13 +457,12 @@ fn is_running(pid: Pid) -> bool {
 
 #[test]
 fn the_master_serves_while_the_new_image_loads_the_app_for_its_check() {
-    let dir = TempDir::new("gated-load");
-    let gate = dir.0.join("gate");
-    let control = dir.0.join("control.sock");
+    let dir = TestDir::new("gated-load");
+    let gate = dir.join("gate");
+    let control = dir.join("control.sock");
     std::fs::write(&gate, "").unwrap();
     let example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[
             ("STEWARD_WORKERS", "1"),
             ("EXAMPLE_LOAD_GATE", gate.to_str().unwrap()),
@@ -488,7 +470,7 @@ fn the_master_serves_while_the_new_image_loads_the_app_for_its_check() {
         ],
     );
     let first = example.get_until("generation 1", |a| a["generation"] == "1");
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
 
     // The check's load now waits for the gate; the master goes on meanwhile.
     std::fs::remove_file(&gate).unwrap();
@@ -523,18 +505,17 @@ fn the_master_serves_while_the_new_image_loads_the_app_for_its_check() {
 
 #[test]
 fn sigterm_while_the_new_image_loads_for_its_check_exits_zero_and_ends_the_check() {
-    let dir = TempDir::new("gated-load-term");
-    let gate = dir.0.join("gate");
+    let dir = TestDir::new("gated-load-term");
+    let gate = dir.join("gate");
     std::fs::write(&gate, "").unwrap();
     let mut example = Example::start(
         EXAMPLE.as_ref(),
-        &dir,
         &[
             ("STEWARD_WORKERS", "1"),
             ("EXAMPLE_LOAD_GATE", gate.to_str().unwrap()),
         ],
     );
-    example.wait_log("generation ready", 1);
+    example.wait_generation_ready(1);
     std::fs::remove_file(&gate).unwrap();
     example.signal(Signal::SIGHUP);
     let check = check_pid(&example);

@@ -89,9 +89,8 @@ impl Listener {
             }
         };
         listen(&fd, backlog).map_err(failed)?;
-        // What was bound: the port the kernel chose for `:0`, for the log and status.
-        let description =
-            local_description(fd.as_raw_fd()).unwrap_or_else(|| spec.addr.to_string());
+        // The address as bound: with port 0 the kernel chose one, and this says which.
+        let description = bound_address(&fd).unwrap_or_else(|| spec.addr.to_string());
         Ok(Listener {
             name,
             description,
@@ -119,13 +118,29 @@ impl Listener {
         if !nix::sys::socket::getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
             return Err(MasterError::NotListening(raw));
         }
-        let description = local_description(raw).unwrap_or_else(|| format!("inherited fd {raw}"));
+        let description = bound_address(&fd).unwrap_or_else(|| format!("inherited fd {raw}"));
         Ok(Listener {
             name,
             description,
             fd,
             handed_over: true,
         })
+    }
+}
+
+/// Where a socket is bound (getsockname), as messages write it: `127.0.0.1:8000`,
+/// `[::1]:8000`, `unix:/run/app.sock`.
+fn bound_address(fd: &OwnedFd) -> Option<String> {
+    let addr: nix::sys::socket::SockaddrStorage =
+        nix::sys::socket::getsockname(fd.as_raw_fd()).ok()?;
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Some(std::net::SocketAddrV4::from(*v4).to_string())
+    } else if let Some(v6) = addr.as_sockaddr_in6() {
+        Some(std::net::SocketAddrV6::from(*v6).to_string())
+    } else {
+        addr.as_unix_addr()
+            .and_then(|u| u.path())
+            .map(|p| format!("unix:{}", p.display()))
     }
 }
 
@@ -277,21 +292,6 @@ impl SocketAccess {
     }
 }
 
-/// The address a socket is bound to, as `--listen` spells it (`127.0.0.1:8000`,
-/// `[::1]:8000`, `unix:/run/app.sock`).
-fn local_description(raw: RawFd) -> Option<String> {
-    let addr: nix::sys::socket::SockaddrStorage = nix::sys::socket::getsockname(raw).ok()?;
-    if let Some(v4) = addr.as_sockaddr_in() {
-        Some(std::net::SocketAddrV4::from(*v4).to_string())
-    } else if let Some(v6) = addr.as_sockaddr_in6() {
-        Some(std::net::SocketAddrV6::from(*v6).to_string())
-    } else {
-        addr.as_unix_addr()
-            .and_then(|u| u.path())
-            .map(|p| format!("unix:{}", p.display()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +346,19 @@ mod tests {
             ("c", false),
             "c is bound by steward"
         );
+    }
+
+    #[test]
+    fn a_bound_socket_is_described_by_the_address_it_got() {
+        let spec: ListenSpec = "127.0.0.1:0".parse().unwrap();
+        let listener = Listener::bind(&spec, "web".into(), 16).unwrap();
+        let port: u16 = listener
+            .description
+            .strip_prefix("127.0.0.1:")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("{}", listener.description));
+        assert_ne!(port, 0);
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("it listens there");
     }
 
     #[test]

@@ -1,155 +1,72 @@
-//! What the example tests share: the example's master run as a subprocess (its master
-//! forks, and signals reach it, outside the multi-threaded test process), a temporary
-//! directory, ports, and the fields of an answer.
+//! What the example tests share beyond steward-testkit: the example's master started as
+//! a subprocess (its master forks, and signals reach it, outside the multi-threaded test
+//! process) on `127.0.0.1:0` unless a test sets STEWARD_LISTEN, and the fields of an answer.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    time::{Duration, Instant},
+    path::Path,
+    process::{Command, ExitStatus},
 };
 
-use nix::{
-    sys::signal::{kill, Signal},
-    unistd::Pid,
-};
+pub use steward_testkit::{Steward, TestDir, DEADLINE};
 
-/// How long a test waits for anything before it fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A port free on 127.0.0.1 at the time of the call.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A directory of this test's own, removed at the end.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("steward-example-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// An example's master, running; killed (and its workers with it, by their death
-/// signal) if a test ends without stopping it.
-pub struct Example {
-    child: Option<Child>,
-    /// Where it listens unless `env` set STEWARD_LISTEN.
-    pub port: u16,
-    log: PathBuf,
-}
+/// An example's master, running; killed with its workers if a test ends without
+/// stopping it.
+pub struct Example(Steward);
 
 impl Example {
-    /// Starts `binary` with `env`, its stderr in `dir`/stderr.log.
-    pub fn start(binary: &Path, dir: &TempDir, env: &[(&str, &str)]) -> Example {
-        let port = free_port();
-        let log = dir.0.join("stderr.log");
+    /// Starts `binary` with `env` (and STEWARD_LISTEN=127.0.0.1:0 unless `env` sets it).
+    pub fn start(binary: &Path, env: &[(&str, &str)]) -> Example {
         let mut command = Command::new(binary);
+        command.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
+        Example::spawn(command, env)
+    }
+
+    /// Starts a prepared command (one that hands sockets over, say) with `env`, as
+    /// [`Example::start`] does.
+    pub fn spawn(mut command: Command, env: &[(&str, &str)]) -> Example {
         command
-            .env("STEWARD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("STEWARD_LISTEN", "127.0.0.1:0")
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
             .env_remove("STEWARD_REEXEC")
             .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        // A binary a test just copied can be busy for a moment: another test thread
-        // forking at the time of the copy holds the writable descriptor until its exec.
-        let deadline = Instant::now() + DEADLINE;
-        let child = loop {
-            match command.spawn() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                    assert!(Instant::now() < deadline, "{} stays busy", binary.display());
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                spawned => break spawned.unwrap(),
-            }
-        };
-        Example {
-            child: Some(child),
-            port,
-            log,
-        }
+            .envs(env.iter().copied());
+        Example(Steward::spawn(command))
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
+    /// The whole log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log.text()
     }
 
-    /// Waits until the log holds `needle` `count` times.
+    /// Waits until the log holds a line with `needle` `count` times (for lines that carry
+    /// no event: the example's own, and warnings).
     pub fn wait_log(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.log().matches(needle).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} (x{count}) in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let mut from = 0;
+        for _ in 0..count {
+            from = self.0.log.wait_from(from, &[needle]).0 + 1;
         }
     }
 
-    pub fn signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
-    }
-
+    /// Waits for the master to exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the master did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.wait_exit(DEADLINE)
     }
 
+    /// SIGTERM, then the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        self.signal(Signal::SIGTERM);
-        self.wait_exit()
+        self.0.stop()
     }
 }
 
-impl Drop for Example {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+impl std::ops::Deref for Example {
+    type Target = Steward;
+
+    fn deref(&self) -> &Steward {
+        &self.0
     }
 }
 
