@@ -42,44 +42,7 @@ fn with_option_args(mut cmd: Command) -> Command {
             ),
     );
     for def in table::table() {
-        let name: &'static str = def.name();
-        let mut help = def.help().to_owned();
-        let default = def.default_text();
-        if !default.is_empty() {
-            help.push_str(&format!(" [default: {default}]"));
-        }
-        let mut arg = Arg::new(name)
-            .long(name)
-            // Checked here too, so that a bad flag is a usage error (exit status 2).
-            .value_parser(move |value: &str| {
-                def.apply(&mut Options::new(Vec::new()), value)
-                    .map(|()| value.to_owned())
-                    .map_err(|e| e.to_string())
-            })
-            .help(help)
-            .help_heading(def.group().heading())
-            .hide(def.hidden());
-        if let Some(short) = def.short() {
-            arg = arg.short(short);
-        }
-        for alias in def.aliases() {
-            arg = arg.visible_alias(*alias);
-        }
-        arg = match def.kind() {
-            // `--vacuum` or `--vacuum=false`; never the next word, which may be the command.
-            Kind::Flag => arg
-                .value_name("BOOL")
-                .num_args(0..=1)
-                .require_equals(true)
-                .default_missing_value("true")
-                .action(ArgAction::Set),
-            Kind::Value | Kind::Words => arg
-                .value_name(def.value_name())
-                .allow_negative_numbers(true)
-                .action(ArgAction::Set),
-            Kind::List(_) => arg.value_name(def.value_name()).action(ArgAction::Append),
-        };
-        cmd = cmd.arg(arg);
+        cmd = cmd.arg(option_arg(def));
     }
     cmd.arg(
         Arg::new(TRAILING_COMMAND)
@@ -91,6 +54,47 @@ fn with_option_args(mut cmd: Command) -> Command {
             .trailing_var_arg(true)
             .action(ArgAction::Append),
     )
+}
+
+/// The flag of one option of the table: its name, aliases, help and how it takes a value.
+fn option_arg(def: &'static table::OptionDef) -> Arg {
+    let name: &'static str = def.name();
+    let mut help = def.help().to_owned();
+    let default = def.default_text();
+    if !default.is_empty() {
+        help.push_str(&format!(" [default: {default}]"));
+    }
+    let mut arg = Arg::new(name)
+        .long(name)
+        // Checked here too, so that a bad flag is a usage error (exit status 2).
+        .value_parser(move |value: &str| {
+            def.apply(&mut Options::new(Vec::new()), value)
+                .map(|()| value.to_owned())
+                .map_err(|e| e.to_string())
+        })
+        .help(help)
+        .help_heading(def.group().heading())
+        .hide(def.hidden());
+    if let Some(short) = def.short() {
+        arg = arg.short(short);
+    }
+    for alias in def.aliases() {
+        arg = arg.visible_alias(*alias);
+    }
+    match def.kind() {
+        // `--vacuum` or `--vacuum=false`; never the next word, which may be the command.
+        Kind::Flag => arg
+            .value_name("BOOL")
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+            .action(ArgAction::Set),
+        Kind::Value | Kind::Words => arg
+            .value_name(def.value_name())
+            .allow_negative_numbers(true)
+            .action(ArgAction::Set),
+        Kind::List(_) => arg.value_name(def.value_name()).action(ArgAction::Append),
+    }
 }
 
 impl Args for RunArgs {

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{shutdown, Shutdown};
 
-use crate::{notify, Shared, DRAIN_WINDOW};
+use crate::shared::{notify, ConnGuard, Shared, DRAIN_WINDOW};
 
 /// Limit for a stalled peer in the middle of a request or response.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +39,17 @@ enum Failed {
     Reject(u16),
     /// The peer went away or stalled: just close.
     Gone,
+}
+
+/// Serves `stream` on a thread of its own, counted until the thread ends.
+pub(crate) fn spawn_connection<S: Stream>(stream: S, shared: &Arc<Shared>) -> io::Result<()> {
+    // Counted before the thread exists, so a SIGTERM handled right after this
+    // accept already waits for it.
+    let guard = ConnGuard::new(shared);
+    thread::Builder::new()
+        .name("conn".into())
+        .spawn(move || serve(stream, &guard.0))?;
+    Ok(())
 }
 
 /// Serves one connection until either side closes it.

@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use steward_master::{BoxError, Builder, WorkerContext, WorkerSocket};
+use steward_master::{AfterRequest, BoxError, Builder, WorkerContext, WorkerSocket};
 use steward_options::ConfigSources;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -72,43 +72,49 @@ fn load(version: &'static str) -> Result<App, BoxError> {
     // Non-zero bytes, so that every page is really allocated (not the shared zero page).
     let ballast = vec![0xa5u8; mib << 20];
     if std::env::var_os("EXAMPLE_LOAD_THREAD").is_some() {
-        // What a connection pool or a metrics exporter does when it starts at import
-        // time: a thread that the forked workers will not have.
-        let (started, running) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("app-pool".into())
-            .spawn(move || {
-                let _ = started.send(());
-                loop {
-                    std::thread::sleep(Duration::from_secs(3600))
-                }
-            })?;
-        running.recv()?;
+        start_pool_thread()?;
     }
-    // Configuration the app reads at load time: a reload in preload mode re-execs the
-    // master, which reads it again; a broken file fails the reload, not the service.
-    let greeting = match std::env::var_os("EXAMPLE_GREETING_FILE") {
-        None => "hello".to_owned(),
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("greeting file {}: {e}", path.to_string_lossy()))?;
-            let word = text.trim();
-            if word.is_empty() || word.contains(char::is_whitespace) {
-                return Err(format!(
-                    "greeting file {}: expected one word, found {text:?}",
-                    path.to_string_lossy()
-                )
-                .into());
-            }
-            word.to_owned()
-        }
-    };
     Ok(App {
         version,
-        greeting,
+        greeting: greeting()?,
         loaded_by: std::process::id(),
         ballast,
     })
+}
+
+/// What a connection pool or a metrics exporter does when it starts at import time: a
+/// thread that the forked workers will not have.
+fn start_pool_thread() -> Result<(), BoxError> {
+    let (started, running) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("app-pool".into())
+        .spawn(move || {
+            let _ = started.send(());
+            loop {
+                std::thread::sleep(Duration::from_secs(3600))
+            }
+        })?;
+    running.recv()?;
+    Ok(())
+}
+
+/// Configuration the app reads at load time: a reload in preload mode re-execs the
+/// master, which reads it again; a broken file fails the reload, not the service.
+fn greeting() -> Result<String, BoxError> {
+    let Some(path) = std::env::var_os("EXAMPLE_GREETING_FILE") else {
+        return Ok("hello".to_owned());
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("greeting file {}: {e}", path.to_string_lossy()))?;
+    let word = text.trim();
+    if word.is_empty() || word.contains(char::is_whitespace) {
+        return Err(format!(
+            "greeting file {}: expected one word, found {text:?}",
+            path.to_string_lossy()
+        )
+        .into());
+    }
+    Ok(word.to_owned())
 }
 
 fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
@@ -117,19 +123,7 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         .into_iter()
         .next()
         .ok_or("no socket to serve on: set STEWARD_LISTEN=HOST:PORT or unix:PATH")?;
-    let identity = Arc::new(format!(
-        "greeting={} version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
-        app.greeting,
-        app.version,
-        ctx.id(),
-        ctx.generation(),
-        std::process::id(),
-        std::os::unix::process::parent_id(),
-        app.loaded_by,
-        app.ballast.len() >> 20,
-        std::env::var("LISTEN_PID").unwrap_or_default(),
-        std::env::var("LISTEN_FDS").unwrap_or_default(),
-    ));
+    let identity = Arc::new(identity(app, &ctx));
     // Started after fork: a runtime's threads would not survive a fork.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -141,41 +135,77 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         let stop = tokio::net::unix::pipe::Receiver::from_owned_fd(ctx.stop().fd()?)?;
         let after_request = ctx.after_request_hooks();
         ctx.ready()?;
-        let mut in_flight = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = stop.readable() => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(connection) => {
-                        let (identity, after_request) = (Arc::clone(&identity), after_request.clone());
-                        in_flight.spawn(async move {
-                            let answered = match connection {
-                                Connection::Tcp(stream) => answer(stream, &identity).await,
-                                Connection::Unix(stream) => answer(stream, &identity).await,
-                            };
-                            if let Err(e) = answered {
-                                warn!(error = %e, "request failed");
-                            }
-                            after_request.run();
-                        });
-                    }
-                    Err(e) => warn!(error = %e, "accept failed"),
-                },
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-            }
-        }
+        let in_flight = accept_until_stop(&listener, &stop, &identity, &after_request).await;
         // Stop accepting (connections still queued go to the next generation, which
         // shares the socket), then let what is in flight finish.
         drop(listener);
-        let drained = tokio::time::timeout(DRAIN_FOR, async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            warn!(requests = in_flight.len(), "requests still running after the drain; abandoned");
-        }
+        drain(in_flight).await;
         Ok::<(), BoxError>(())
     })
+}
+
+/// The first part of every answer: who answers, and what it was handed.
+fn identity(app: &App, ctx: &WorkerContext) -> String {
+    format!(
+        "greeting={} version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
+        app.greeting,
+        app.version,
+        ctx.id(),
+        ctx.generation(),
+        std::process::id(),
+        std::os::unix::process::parent_id(),
+        app.loaded_by,
+        app.ballast.len() >> 20,
+        std::env::var("LISTEN_PID").unwrap_or_default(),
+        std::env::var("LISTEN_FDS").unwrap_or_default(),
+    )
+}
+
+/// Answers each connection in a task of its own until the stop notice is readable;
+/// returns the tasks still running.
+async fn accept_until_stop(
+    listener: &Incoming,
+    stop: &tokio::net::unix::pipe::Receiver,
+    identity: &Arc<String>,
+    after_request: &AfterRequest,
+) -> JoinSet<()> {
+    let mut in_flight = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.readable() => return in_flight,
+            accepted = listener.accept() => match accepted {
+                Ok(connection) => {
+                    let (identity, after_request) = (Arc::clone(identity), after_request.clone());
+                    in_flight.spawn(async move {
+                        let answered = match connection {
+                            Connection::Tcp(stream) => answer(stream, &identity).await,
+                            Connection::Unix(stream) => answer(stream, &identity).await,
+                        };
+                        if let Err(e) = answered {
+                            warn!(error = %e, "request failed");
+                        }
+                        after_request.run();
+                    });
+                }
+                Err(e) => warn!(error = %e, "accept failed"),
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+        }
+    }
+}
+
+/// Lets the requests in flight finish, for at most [`DRAIN_FOR`].
+async fn drain(mut in_flight: JoinSet<()>) {
+    let drained = tokio::time::timeout(DRAIN_FOR, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            requests = in_flight.len(),
+            "requests still running after the drain; abandoned"
+        );
+    }
 }
 
 /// The socket a worker serves on, TCP or unix, in the runtime.

@@ -9,14 +9,7 @@ use yaml_rust2::{
     scanner::{Marker, TScalarStyle},
 };
 
-use crate::{ini, ConfigError, Origin, RawValue, Setting, Warning};
-
-/// What a file says: its settings in order, and what it says that steward ignores.
-#[derive(Debug, Default)]
-pub(crate) struct FileSettings {
-    pub(crate) settings: Vec<Setting>,
-    pub(crate) warnings: Vec<Warning>,
-}
+use crate::{ini, setting::FileSettings, ConfigError, Origin, RawValue, Setting};
 
 /// Reads the config file, in the format its extension names.
 pub(crate) fn read(path: &Path) -> Result<FileSettings, ConfigError> {
@@ -218,24 +211,7 @@ fn yaml_scalar(value: String, style: TScalarStyle) -> String {
 }
 
 fn yaml_settings(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
-    let mut events = YamlEvents::default();
-    Parser::new_from_str(text)
-        .load(&mut events, false)
-        .map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            line: e.marker().line(),
-            message: e.info().to_owned(),
-        })?;
-    let mut events = events
-        .0
-        .into_iter()
-        .filter(|(event, _)| {
-            !matches!(
-                event,
-                Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd
-            )
-        })
-        .peekable();
+    let mut events = yaml_events(path, text)?.into_iter();
     let mut settings = Vec::new();
     match events.next() {
         None => {}
@@ -251,25 +227,7 @@ fn yaml_settings(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
                     })
                 }
             };
-            let value = match events.next() {
-                Some((Event::Scalar(value, style, ..), _)) => {
-                    RawValue::One(yaml_scalar(value, style))
-                }
-                Some((Event::SequenceStart(..), _)) => {
-                    let mut items = Vec::new();
-                    loop {
-                        match events.next() {
-                            Some((Event::Scalar(item, style, ..), _)) => {
-                                items.push(yaml_scalar(item, style))
-                            }
-                            Some((Event::SequenceEnd, _)) => break,
-                            _ => return Err(nested(path, line, &key)),
-                        }
-                    }
-                    RawValue::Many(items)
-                }
-                _ => return Err(nested(path, line, &key)),
-            };
+            let value = yaml_value(&mut events).ok_or_else(|| nested(path, line, &key))?;
             settings.push(Setting {
                 key,
                 value,
@@ -286,6 +244,45 @@ fn yaml_settings(path: &Path, text: &str) -> Result<FileSettings, ConfigError> {
         settings,
         warnings: Vec::new(),
     })
+}
+
+/// The events of a YAML text that say something about its content (not the stream's
+/// or document's start and end).
+fn yaml_events(path: &Path, text: &str) -> Result<Vec<(Event, Marker)>, ConfigError> {
+    let mut events = YamlEvents::default();
+    Parser::new_from_str(text)
+        .load(&mut events, false)
+        .map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: e.marker().line(),
+            message: e.info().to_owned(),
+        })?;
+    events.0.retain(|(event, _)| {
+        !matches!(
+            event,
+            Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd
+        )
+    });
+    Ok(events.0)
+}
+
+/// The value that follows a key: a scalar or a list of scalars; None for anything
+/// nested deeper.
+fn yaml_value(events: &mut impl Iterator<Item = (Event, Marker)>) -> Option<RawValue> {
+    match events.next()? {
+        (Event::Scalar(value, style, ..), _) => Some(RawValue::One(yaml_scalar(value, style))),
+        (Event::SequenceStart(..), _) => {
+            let mut items = Vec::new();
+            loop {
+                match events.next()? {
+                    (Event::Scalar(item, style, ..), _) => items.push(yaml_scalar(item, style)),
+                    (Event::SequenceEnd, _) => return Some(RawValue::Many(items)),
+                    _ => return None,
+                }
+            }
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

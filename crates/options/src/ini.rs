@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::{files::FileSettings, table, ConfigError, Origin, Setting, Warning};
+use crate::{setting::FileSettings, table, ConfigError, Origin, Setting, Warning};
 
 /// uWSGI options steward does not have, that would otherwise look like misspellings
 /// of steward's (`threads`, `master`): they are warned about, not "corrected".
@@ -62,14 +62,9 @@ fn settings_in(
         if trimmed.is_empty() || trimmed.starts_with(';') || trimmed.starts_with('#') {
             continue;
         }
-        if let Some(name) = trimmed.strip_prefix('[') {
-            let name = name.strip_suffix(']').ok_or_else(|| ConfigError::Syntax {
-                path: path.to_owned(),
-                line,
-                message: format!("a section header must end with ']': {trimmed}"),
-            })?;
-            section = Some(name.trim().to_owned());
-            found |= matches!(name.trim(), "uwsgi" | "steward");
+        if let Some(name) = section_header(path, line, trimmed)? {
+            found |= matches!(name, "uwsgi" | "steward");
+            section = Some(name.to_owned());
             continue;
         }
         let uwsgi = match section.as_deref() {
@@ -78,26 +73,7 @@ fn settings_in(
             // Other sections belong to other programs (or other uWSGI instances).
             _ => continue,
         };
-        let (key, value) = match trimmed.split_once('=') {
-            Some((key, value)) => (key.trim(), value.trim()),
-            // uWSGI reads a bare key as an empty value, which turns a flag on.
-            None if !trimmed.contains(char::is_whitespace) && (uwsgi || is_flag(trimmed)) => {
-                (trimmed, "")
-            }
-            None => {
-                return Err(ConfigError::Syntax {
-                    path: path.to_owned(),
-                    line,
-                    message: format!("expected key = value, found {trimmed:?}"),
-                })
-            }
-        };
-        // `vacuum` and `vacuum =` are true in uWSGI (its uwsgi_opt_true).
-        let value = if value.is_empty() && is_flag(key) {
-            "true"
-        } else {
-            value
-        };
+        let (key, value) = key_value(path, line, trimmed, uwsgi)?;
         let origin = Origin::File {
             path: path.to_owned(),
             line,
@@ -119,6 +95,51 @@ fn settings_in(
         });
     }
     Ok(out)
+}
+
+/// The name of the section a `[name]` line opens, or None for any other line.
+fn section_header<'t>(
+    path: &Path,
+    line: usize,
+    trimmed: &'t str,
+) -> Result<Option<&'t str>, ConfigError> {
+    let Some(name) = trimmed.strip_prefix('[') else {
+        return Ok(None);
+    };
+    let name = name.strip_suffix(']').ok_or_else(|| ConfigError::Syntax {
+        path: path.to_owned(),
+        line,
+        message: format!("a section header must end with ']': {trimmed}"),
+    })?;
+    Ok(Some(name.trim()))
+}
+
+/// The key and value of a line of the `[uwsgi]` (if `uwsgi`) or `[steward]` section.
+fn key_value<'t>(
+    path: &Path,
+    line: usize,
+    trimmed: &'t str,
+    uwsgi: bool,
+) -> Result<(&'t str, &'t str), ConfigError> {
+    let (key, value) = match trimmed.split_once('=') {
+        Some((key, value)) => (key.trim(), value.trim()),
+        // uWSGI reads a bare key as an empty value, which turns a flag on.
+        None if !trimmed.contains(char::is_whitespace) && (uwsgi || is_flag(trimmed)) => {
+            (trimmed, "")
+        }
+        None => {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                line,
+                message: format!("expected key = value, found {trimmed:?}"),
+            })
+        }
+    };
+    // `vacuum` and `vacuum =` are true in uWSGI (its uwsgi_opt_true).
+    if value.is_empty() && is_flag(key) {
+        return Ok((key, "true"));
+    }
+    Ok((key, value))
 }
 
 /// uWSGI's substitutions in the values of a `[uwsgi]` section, so that an existing
@@ -202,52 +223,64 @@ impl<'a> Expander<'a> {
         while let Some(at) = rest.find(['%', '$']) {
             out.push_str(&rest[..at]);
             let tail = &rest[at..];
-            let sigil = tail.as_bytes()[0];
-            if let Some((name, after)) = tail[1..]
+            rest = match tail[1..]
                 .strip_prefix('(')
                 .and_then(|inner| inner.split_once(')'))
             {
-                if sigil == b'$' {
-                    out.push_str(&(self.env)(name).unwrap_or_else(|| {
-                        warn(format!(
-                            "$({name}): the environment variable {name} is not set; read as empty"
-                        ));
-                        String::new()
-                    }));
-                } else if let Some((_, earlier)) =
-                    self.earlier.iter().rev().find(|(k, _)| k == name)
-                {
-                    out.push_str(earlier);
-                } else {
-                    warn(format!(
-                        "%({name}): nothing named {name} is set above; kept as written"
-                    ));
-                    out.push_str(&tail[..name.len() + 3]);
+                Some((name, after)) => {
+                    out.push_str(&self.named(tail, name, &mut warn));
+                    after
                 }
-                rest = after;
-                continue;
-            }
-            match (sigil, tail[1..].chars().next()) {
-                (b'%', Some(c)) => {
-                    match self.magic.iter().find(|(m, _)| *m == c) {
-                        Some((_, text)) => out.push_str(text),
-                        None => {
-                            warn(format!("uWSGI magic variable %{c} is not supported by steward; kept as written"));
-                            out.push('%');
-                            out.push(c);
-                        }
-                    }
-                    rest = &tail[1 + c.len_utf8()..];
-                }
-                _ => {
-                    out.push(char::from(sigil));
-                    rest = &tail[1..];
-                }
-            }
+                None => self.magic(tail, &mut out, &mut warn),
+            };
         }
         out.push_str(rest);
         self.earlier.push((key.to_owned(), out.clone()));
         out
+    }
+
+    /// What `$(name)` or `%(name)`, at the start of `tail`, stands for.
+    fn named(&self, tail: &str, name: &str, warn: &mut dyn FnMut(String)) -> String {
+        if tail.starts_with('$') {
+            return (self.env)(name).unwrap_or_else(|| {
+                warn(format!(
+                    "$({name}): the environment variable {name} is not set; read as empty"
+                ));
+                String::new()
+            });
+        }
+        match self.earlier.iter().rev().find(|(k, _)| k == name) {
+            Some((_, earlier)) => earlier.clone(),
+            None => {
+                warn(format!(
+                    "%({name}): nothing named {name} is set above; kept as written"
+                ));
+                tail[..name.len() + 3].to_owned()
+            }
+        }
+    }
+
+    /// Writes what the `%X` (or a lone `%` or `$`) at the start of `tail` stands for to
+    /// `out`, and returns the text after it.
+    fn magic<'t>(&self, tail: &'t str, out: &mut String, warn: &mut dyn FnMut(String)) -> &'t str {
+        let sigil = tail.as_bytes()[0];
+        match (sigil, tail[1..].chars().next()) {
+            (b'%', Some(c)) => {
+                match self.magic.iter().find(|(m, _)| *m == c) {
+                    Some((_, text)) => out.push_str(text),
+                    None => {
+                        warn(format!("uWSGI magic variable %{c} is not supported by steward; kept as written"));
+                        out.push('%');
+                        out.push(c);
+                    }
+                }
+                &tail[1 + c.len_utf8()..]
+            }
+            _ => {
+                out.push(char::from(sigil));
+                &tail[1..]
+            }
+        }
     }
 }
 
@@ -392,6 +425,26 @@ mod tests {
             ]
         );
         assert!(file.settings.is_empty());
+    }
+
+    /// A name in the uWSGI-only list is never read, so steward's own options (uWSGI's
+    /// `lazy-apps` is steward's too) must not be in it.
+    #[test]
+    fn the_uwsgi_only_list_names_no_option_of_steward() {
+        let own: Vec<&str> = UWSGI_ONLY
+            .iter()
+            .copied()
+            .filter(|key| table::lookup(key).is_some())
+            .collect();
+        assert_eq!(own, [] as [&str; 0]);
+        let file = read("[uwsgi]\nlazy-apps = true\nlazy = true\n").unwrap();
+        let one = |v: &str| crate::RawValue::One(v.into());
+        assert_eq!(keys(&file), [("lazy-apps", &one("true"), 2)]);
+        let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            ["/etc/app.ini:3: uWSGI option \"lazy\" is not supported by steward; ignored"]
+        );
     }
 
     #[test]

@@ -20,14 +20,16 @@ mod files;
 mod ini;
 mod listen;
 mod model;
+mod setting;
 pub mod table;
 mod values;
 pub mod vars;
 
 pub use crate::{
-    config::{Config, ConfigSources, Origin, RawValue, Setting, Warning},
+    config::{Config, ConfigSources},
     error::{ConfigError, OptionError},
     listen::{ListenAddr, ListenSpec},
     model::Options,
+    setting::{Origin, RawValue, Setting, Warning},
     values::{parse_duration, LogTarget, ReadyMode, ReloadStrategy, StopSignal},
 };

@@ -120,8 +120,10 @@ where
             drop(report_write);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(notice)))
                 .unwrap_or(101);
-            // Never back into the master's loop, and none of the master's destructors:
-            // std's exit flushes stdout and ends the process where it stands.
+            // The end of the forked child, not of the caller's process: the child exists
+            // to run `worker`, and returning would take it back into a copy of the
+            // master's loop and run the master's destructors. std's exit flushes stdout
+            // and ends the child where it stands, with `worker`'s code as its status.
             std::process::exit(code)
         }
     }

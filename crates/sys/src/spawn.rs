@@ -358,28 +358,48 @@ fn fork_child(
 /// The child's side: only async-signal-safe calls, no allocation, ends in exec or exit.
 #[allow(unsafe_code)]
 fn child_after_fork(plan: &mut ExecPlan, fds: &ChildFds<'_>, parent: Pid, report: RawFd) -> ! {
-    let fail = |stage: ChildStage, errno: Errno| -> ! {
-        // SAFETY: `report` is the pipe's write end, open in this process until exec.
-        let _ = write(
-            unsafe { BorrowedFd::borrow_raw(report) },
-            &encode_failure(stage, errno),
-        );
-        exit_now(127)
+    let (stage, errno) = match set_up_exec_child(plan, fds, parent) {
+        Ok(()) => {
+            // nix's execve builds its pointer arrays with a Vec, which may not allocate
+            // here; the arrays were built before fork.
+            // SAFETY: program, argv and envp are NUL-terminated strings in
+            // NULL-terminated arrays that live in `plan`, which outlives this call.
+            unsafe {
+                libc::execve(
+                    plan.program.as_ptr(),
+                    plan.argv_ptrs.as_ptr(),
+                    plan.envp_ptrs.as_ptr(),
+                )
+            };
+            (ChildStage::Exec, Errno::last())
+        }
+        Err(failure) => failure,
     };
+    // SAFETY: `report` is the pipe's write end, open in this process until exec.
+    let _ = write(
+        unsafe { BorrowedFd::borrow_raw(report) },
+        &encode_failure(stage, errno),
+    );
+    exit_now(127)
+}
 
+/// The child's setup before execve, async-signal-safe; Err names the failing step.
+#[allow(unsafe_code)]
+fn set_up_exec_child(
+    plan: &mut ExecPlan,
+    fds: &ChildFds<'_>,
+    parent: Pid,
+) -> Result<(), (ChildStage, Errno)> {
     // Dispositions survive exec only as "ignored"; the Rust runtime ignores SIGPIPE,
     // and a command must start with every signal at its default.
-    if let Err((stage, errno)) = prepare_child(fds, parent, &mut plan.scratch_fds, false) {
-        fail(stage, errno);
-    }
+    prepare_child(fds, parent, &mut plan.scratch_fds, false)?;
     let first_free = 3 + fds.sockets.len() as RawFd;
     for (target, &copy) in (3..).zip(plan.scratch_fds.iter()) {
         // SAFETY: `copy` was opened just above in this process; dup2 clears
         // close-on-exec on the target, which is what hands the socket over.
-        match unsafe { nix::unistd::dup2_raw(BorrowedFd::borrow_raw(copy), target) } {
-            Ok(fd) => std::mem::forget(fd),
-            Err(errno) => fail(ChildStage::Sockets, errno),
-        }
+        let placed = unsafe { nix::unistd::dup2_raw(BorrowedFd::borrow_raw(copy), target) }
+            .map_err(|errno| (ChildStage::Sockets, errno))?;
+        std::mem::forget(placed);
     }
 
     // Whatever else is open (inherited by the master from its own parent, or opened
@@ -394,12 +414,11 @@ fn child_after_fork(plan: &mut ExecPlan, fds: &ChildFds<'_>, parent: Pid, report
         )
     };
     if marked != 0 {
-        fail(ChildStage::CloseFds, Errno::last());
+        return Err((ChildStage::CloseFds, Errno::last()));
     }
 
-    if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
-        fail(ChildStage::SignalMask, errno);
-    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|errno| (ChildStage::SignalMask, errno))?;
 
     if let Some(slot) = plan.listen_pid.as_deref_mut() {
         write_decimal(
@@ -407,19 +426,7 @@ fn child_after_fork(plan: &mut ExecPlan, fds: &ChildFds<'_>, parent: Pid, report
             getpid().as_raw() as u32,
         );
     }
-
-    // nix's execve builds its pointer arrays with a Vec, which may not allocate here;
-    // the arrays were built before fork.
-    // SAFETY: program, argv and envp are NUL-terminated strings in NULL-terminated
-    // arrays that live in `plan`, which outlives this call.
-    unsafe {
-        libc::execve(
-            plan.program.as_ptr(),
-            plan.argv_ptrs.as_ptr(),
-            plan.envp_ptrs.as_ptr(),
-        )
-    };
-    fail(ChildStage::Exec, Errno::last())
+    Ok(())
 }
 
 /// Writes `value` in decimal followed by a NUL into `out` without allocating.

@@ -27,7 +27,9 @@ fn mark() -> Result<(), BoxError> {
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(file, "mark pid={}", std::process::id())?;
+    // One write(2) per line: with O_APPEND that lands whole, whereas writeln! on a File
+    // writes piece by piece, and two workers marking at once interleave the pieces.
+    file.write_all(format!("mark pid={}\n", std::process::id()).as_bytes())?;
     Ok(())
 }
 
