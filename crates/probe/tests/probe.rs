@@ -1,15 +1,23 @@
 //! The probe against real processes: Python's blocking accept, asyncio (epoll), poll and
 //! select, a descendant, a process that listens late, Node when it is installed. Each
-//! child gets the listening socket as its stdin (fd 0) and is killed at the end.
+//! child gets the listening socket as its stdin (fd 0), so its descriptor number differs
+//! from the test's, and runs in a process group of its own, killed whole at the end (a
+//! shell's child must not outlive the test, holding the socket and the test's output).
 
 use std::{
     net::TcpListener,
-    os::fd::{AsFd, OwnedFd},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::process::CommandExt,
+    },
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use nix::unistd::Pid;
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
 use steward_probe::{socket_inode, How, Observation, Probe};
 
 /// A child that inherited a listening socket as its stdin; killed when dropped.
@@ -27,6 +35,7 @@ impl Server {
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::from(socket))
+            .process_group(0)
             .spawn()
             .unwrap();
         Server {
@@ -66,7 +75,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = killpg(self.pid(), Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
