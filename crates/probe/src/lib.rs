@@ -8,36 +8,76 @@
 //! [`Probe::check`] about each starting worker at a short interval, and counts the worker
 //! ready once the answer is [`Observation::Waiting`].
 //!
-//! ```no_run
+//! ```
 //! use std::os::fd::AsFd;
+//! use nix::unistd::Pid;
 //! use steward_probe::{socket_inode, Observation, Probe};
 //!
-//! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-//! let probe = Probe::new(vec![socket_inode(listener.as_fd()).unwrap()]);
-//! // ... start a worker that inherits the listener, then:
-//! # let worker = nix::unistd::Pid::from_raw(1);
-//! if let Observation::Waiting { how, .. } = probe.check(worker) {
-//!     println!("ready: waits for connections ({how})");
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let probe = Probe::new(vec![socket_inode(listener.as_fd())?]);
+//! // A worker would inherit the listener; this process holds it but does not accept.
+//! let worker = Pid::this();
+//! match probe.check(worker) {
+//!     Observation::Waiting { pid, how } => println!("ready: {pid} waits by {how}"),
+//!     Observation::NotYet => println!("not yet: look again in a while"),
+//!     Observation::Gone => println!("the worker exited"),
+//!     Observation::Denied => println!("cannot be seen here: fall back to a timer"),
 //! }
+//! # assert_eq!(probe.check(worker), Observation::NotYet);
+//! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! Sockets are matched by inode (`socket:[INODE]` in `/proc/PID/fd`), never by
-//! descriptor number, which differs between the master and the worker. What counts as
-//! waiting:
-//! - a thread blocked in `accept`/`accept4` on the socket (`/proc/PID/task/TID/syscall`);
-//! - an epoll instance whose interest list holds the socket for input
-//!   (`/proc/PID/fdinfo/N`, its `tfd:` lines carry the target's `ino:`): registered
-//!   interest counts even while no thread sits in `epoll_wait` (asyncio, libuv, Go);
-//! - a thread blocked in `poll`/`ppoll` or `select`/`pselect6` whose set holds the socket
-//!   for input, read from the thread's memory (`/proc/PID/mem`) at the address in the
-//!   system call's arguments;
-//! - any of these in a descendant (gunicorn's own workers, a shell wrapper's child).
+//! Sockets are matched by inode (what [`socket_inode`] gives: `fstat` of the master's
+//! own descriptor, and of `/proc/PID/fd/N` in the worker), never by descriptor number,
+//! which differs between the master and the worker. What counts as waiting:
+//! - [`How::Accept`]: a thread blocked in `accept`/`accept4` on the socket
+//!   (`/proc/PID/task/TID/syscall`, system call numbers of x86_64 and aarch64);
+//! - [`How::Epoll`]: an epoll instance whose interest list holds the socket for input
+//!   (`/proc/PID/fdinfo/N`, its `tfd:` lines carry the target's `ino:` and `events:`):
+//!   registered interest counts even while no thread sits in `epoll_wait` (asyncio and
+//!   uvicorn, Node's libuv, Go's netpoller, tokio/mio);
+//! - [`How::Poll`], [`How::Select`]: a thread blocked in `poll`/`ppoll` or
+//!   `select`/`pselect6` whose set holds the socket for input (`POLLIN`, the read set),
+//!   read from the thread's memory (`/proc/PID/mem`) at the address in the system
+//!   call's arguments (Python's `socketserver` and `http.server`, gunicorn's sync
+//!   workers);
+//! - any of these in a descendant, walked through `/proc/PID/task/TID/children`
+//!   (gunicorn's own workers, a shell wrapper's child), up to 256 processes.
 //!
-//! What cannot be seen: an `accept` submitted through io_uring, a socket handed to a
-//! process outside the worker's descendants (over a unix socket), a server that polls
-//! with a zero timeout in a busy loop (it is caught only while inside the call), and
-//! anything at all where /proc refuses the access ([`Observation::Denied`]: the master
-//! then falls back to its timer and says so).
+//! Access: `/proc/PID/fd` and `fdinfo` need ptrace read access, `syscall` and `mem` need
+//! ptrace attach access. A parent has both over its children and their descendants of
+//! the same uid (Yama `ptrace_scope` 0 or 1), unless a process made itself non-dumpable.
+//! A refused look (EACCES, EPERM), or a live process that /proc hides (`hidepid`,
+//! systemd's `ProtectProc=invisible`, for another uid), is [`Observation::Denied`] when
+//! nothing was seen waiting; the first refusal of a check is logged at debug level
+//! (`tracing`).
+//!
+//! Cost: one check reads only /proc, never blocks, and allocates a handful of small
+//! buffers, whatever the number of descriptors: a `fstatat` per descriptor (a `readlink`
+//! only for anonymous inodes, to find epoll instances), the `fdinfo` of each epoll
+//! instance, and, only in a process that holds one of the sockets, the `syscall` line of
+//! each thread (plus a read of at most 32 KiB of memory for a poll or select set). About
+//! 0.1 ms for a process with 20-odd descriptors and two threads.
+//!
+//! What cannot be seen (the answer stays [`Observation::NotYet`], and the master's timer
+//! decides):
+//! - an `accept` submitted through io_uring (no thread is in a system call; the ring's
+//!   requests are not in /proc), nor a socket polled only through io_uring;
+//! - a socket handed to a process outside the worker's descendants (over a unix socket,
+//!   `SCM_RIGHTS`, or to a daemonized grandchild reparented to init), or a process
+//!   beyond 256 descendants;
+//! - a `poll`/`select` resumed by the kernel after the process was stopped and continued
+//!   (it shows as `restart_syscall`, without its arguments), or one on a set of more than
+//!   4096 entries, or a 32-bit (compat) process on a 64-bit kernel;
+//! - a server that polls with a zero timeout in a busy loop (caught only while it is
+//!   inside the call);
+//! - a server that listens on a socket of its own, ignoring the inherited one: by
+//!   design, it does not serve on the master's socket (a duplicate of the inherited
+//!   descriptor, at any number, is the same socket and is seen);
+//! - anything where /proc refuses the look ([`Observation::Denied`]).
+//!
+//! A process that inherited an epoll instance holding the socket (forked from a process
+//! that registered it) counts as waiting too: it shares that interest list.
 #![deny(missing_docs)]
 
 mod proc;
@@ -45,6 +85,7 @@ mod proc;
 use std::{io, os::fd::BorrowedFd};
 
 use nix::unistd::Pid;
+use tracing::debug;
 
 pub use crate::proc::How;
 
@@ -67,7 +108,9 @@ pub enum Observation {
     NotYet,
     /// The process is gone (or was never there).
     Gone,
-    /// /proc refused what the check needs (another user's process, a hardened /proc).
+    /// /proc refused what the check needs (another user's process, a non-dumpable one,
+    /// a hardened /proc, ptrace attach denied for `syscall`/`mem`), and nothing was seen
+    /// waiting. The caller falls back to its timer.
     Denied,
 }
 
@@ -84,12 +127,20 @@ impl Probe {
     }
 
     /// Whether `pid` or a descendant waits for connections on one of the sockets.
+    ///
+    /// Never blocks on the process (only /proc reads) and never fails: a process that
+    /// exits during the look is [`Observation::Gone`] when it is `pid` itself, and is
+    /// simply not counted when it is a descendant. `Denied` only when nothing was seen
+    /// waiting and some look was refused.
     pub fn check(&self, pid: Pid) -> Observation {
+        let mut scratch = proc::Scratch::new();
         let mut pending = vec![pid];
+        let mut children = Vec::new();
         let mut denied = false;
         let mut seen = 0usize;
         while let Some(next) = pending.pop() {
-            match proc::check_process(next, &self.inodes) {
+            children.clear();
+            match proc::check_process(next, &self.inodes, &mut scratch, &mut children) {
                 Ok(Some(how)) => return Observation::Waiting { pid: next, how },
                 Ok(None) => {}
                 Err(proc::Refused::Denied) => denied = true,
@@ -99,14 +150,26 @@ impl Probe {
             // A fork bomb under a worker must not make the master walk for ever.
             seen += 1;
             if seen < MAX_PROCESSES {
-                pending.extend(proc::children(next));
+                pending.extend_from_slice(&children);
             }
         }
         if denied {
+            if let Some(denial) = scratch.denied {
+                debug!(
+                    pid = %denial.pid,
+                    errno = %denial.errno,
+                    "/proc refused a look at {}", denial.what
+                );
+            }
             Observation::Denied
         } else {
             Observation::NotYet
         }
+    }
+
+    /// The inodes this probe looks for.
+    pub fn inodes(&self) -> &[u64] {
+        &self.inodes
     }
 }
 

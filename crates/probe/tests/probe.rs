@@ -1,15 +1,23 @@
 //! The probe against real processes: Python's blocking accept, asyncio (epoll), poll and
 //! select, a descendant, a process that listens late, Node when it is installed. Each
-//! child gets the listening socket as its stdin (fd 0) and is killed at the end.
+//! child gets the listening socket as its stdin (fd 0), so its descriptor number differs
+//! from the test's, and runs in a process group of its own, killed whole at the end (a
+//! shell's child must not outlive the test, holding the socket and the test's output).
 
 use std::{
     net::TcpListener,
-    os::fd::{AsFd, OwnedFd},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::process::CommandExt,
+    },
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use nix::unistd::Pid;
+use nix::{
+    sys::signal::{killpg, Signal},
+    unistd::Pid,
+};
 use steward_probe::{socket_inode, How, Observation, Probe};
 
 /// A child that inherited a listening socket as its stdin; killed when dropped.
@@ -27,6 +35,7 @@ impl Server {
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::from(socket))
+            .process_group(0)
             .spawn()
             .unwrap();
         Server {
@@ -66,7 +75,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = killpg(self.pid(), Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -174,15 +183,143 @@ fn a_node_server_is_seen_in_its_epoll_set() {
 }
 
 #[test]
-fn one_check_is_cheap() {
+fn python_socketserver_serve_forever_is_seen_in_its_poll_set() {
+    // socketserver (and http.server on it) waits in selectors.PollSelector between
+    // requests, with a 0.5 s timeout: it is inside poll nearly all the time.
+    let code = format!(
+        "{SOCKET}import socketserver\n\
+         class Handler(socketserver.BaseRequestHandler):\n    def handle(self): pass\n\
+         server = socketserver.TCPServer(s.getsockname(), Handler, bind_and_activate=False)\n\
+         server.socket.close()\nserver.socket = s\nserver.serve_forever()"
+    );
+    let server = Server::python(&code);
+    assert_eq!(server.waits_by(), How::Poll);
+}
+
+#[test]
+fn a_zombie_is_gone() {
+    // Exited, not reaped yet: /proc/PID is still there, with no descriptors.
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = Pid::from_raw(child.id() as i32);
+    let probe = Probe::new(vec![1]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = probe.check(pid);
+    while seen == Observation::NotYet && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        seen = probe.check(pid);
+    }
+    assert!(
+        std::fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "still a zombie"
+    );
+    assert_eq!(seen, Observation::Gone);
+    child.wait().unwrap();
+}
+
+/// Set to a pid by [`another_users_process_is_denied`] for the helper below, which runs
+/// as an unprivileged user.
+const DENIED_TARGET: &str = "STEWARD_PROBE_DENIED_TARGET";
+
+#[test]
+#[ignore = "a helper: another_users_process_is_denied runs it as nobody"]
+fn denied_helper() {
+    let target: i32 = std::env::var(DENIED_TARGET).unwrap().parse().unwrap();
+    let seen = Probe::new(vec![1]).check(Pid::from_raw(target));
+    println!("observation: {seen:?}");
+}
+
+#[test]
+fn another_users_process_is_denied() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: needs root, to run the probe as another user (nobody)");
+        return;
+    }
     let server = Server::python(&format!("{SOCKET}s.accept()"));
     assert_eq!(server.waits_by(), How::Accept);
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "denied_helper", "--ignored", "--nocapture"])
+        .env(DENIED_TARGET, server.pid().to_string())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("observation: Denied"),
+        "as nobody, a root process must be Denied; the helper said:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Python opening files until it has about 20 descriptors, then `then`.
+fn twenty_fds(then: &str) -> String {
+    format!(
+        "{SOCKET}import os\nkeep = [os.pipe() for _ in range(8)] + [open('/dev/null') for _ in range(2)]\n{then}"
+    )
+}
+
+/// The mean time of one check, over many, each answering `waiting` or NotYet.
+fn time_checks(server: &Server, waiting: bool) -> Duration {
+    let rounds = 200;
     let started = Instant::now();
-    for _ in 0..100 {
-        assert!(matches!(
-            server.probe.check(server.pid()),
-            Observation::Waiting { .. }
-        ));
+    for _ in 0..rounds {
+        let seen = server.probe.check(server.pid());
+        assert_eq!(
+            matches!(seen, Observation::Waiting { .. }),
+            waiting,
+            "{seen:?}"
+        );
+        assert_eq!(seen == Observation::NotYet, !waiting, "{seen:?}");
     }
-    eprintln!("one check: {:?}", started.elapsed() / 100);
+    started.elapsed() / rounds
+}
+
+fn descriptors_of(pid: Pid) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn one_check_is_cheap() {
+    let accept = Server::python(&twenty_fds("s.accept()"));
+    assert_eq!(accept.waits_by(), How::Accept);
+    let epoll = Server::python(&twenty_fds(
+        "import asyncio\n\
+         async def main():\n    await asyncio.start_server(lambda r, w: None, sock=s)\n    await asyncio.sleep(60)\n\
+         asyncio.run(main())",
+    ));
+    assert_eq!(epoll.waits_by(), How::Epoll);
+    let poll = Server::python(&twenty_fds(
+        "import selectors\nsel = selectors.PollSelector()\nsel.register(s, selectors.EVENT_READ)\nsel.select(60)",
+    ));
+    assert_eq!(poll.waits_by(), How::Poll);
+    // The common case: a worker still starting (here: in a 60 s sleep, with a thread,
+    // as an app importing). Every look is a full one, and it is repeated until ready.
+    let starting = Server::python(&twenty_fds(
+        "import threading, time\n\
+         threading.Thread(target=time.sleep, args=(60,)).start()\n\
+         time.sleep(60)",
+    ));
+    let ready = |server: &Server| descriptors_of(server.pid()) >= 20;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready(&starting) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (name, server, waiting) in [
+        ("accept", &accept, true),
+        ("epoll", &epoll, true),
+        ("poll", &poll, true),
+        ("not yet", &starting, false),
+    ] {
+        let fds = descriptors_of(server.pid());
+        let each = time_checks(server, waiting);
+        eprintln!("one check ({name}, {fds} descriptors): {each:?}");
+        // Generous, for a loaded machine and a debug build: a regression to reading
+        // much more than needed shows, scheduling noise does not.
+        assert!(
+            each < Duration::from_millis(5),
+            "{name}: {each:?} per check"
+        );
+    }
 }
