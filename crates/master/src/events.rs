@@ -56,3 +56,7 @@ pub const NEEDS_RESTART: &str = "needs-restart";
 pub const MULE_STARTED: &str = "mule-started";
 /// A mule exited: asked to, at shutdown, or unasked (`respawn_in_ms` then).
 pub const MULE_EXITED: &str = "mule-exited";
+/// A mule was asked to stop (shutdown, re-exec).
+pub const MULE_STOPPING: &str = "mule-stopping";
+/// A mule did not stop within the mercy and was killed.
+pub const MULE_KILLED: &str = "mule-killed";

@@ -18,9 +18,7 @@ use steward_options::Options;
 use steward_systemd::{Activation, Notifier, State};
 use tracing::{info, warn};
 
-use super::{
-    mules, phases, upgrade, vacuum::MadeFilesRoot, Clients, Launch, Master, TimerKey, Touches,
-};
+use super::{phases, upgrade, vacuum::MadeFilesRoot, Clients, Launch, Master, TimerKey, Touches};
 use crate::{
     command::WorkerCommand,
     control::{control_socket_path, ConnectionId, ControlServer},
@@ -101,13 +99,14 @@ impl Master {
         let supervisor = match &handover {
             Some(handover) => Supervisor::resume(settings, upgrade::resumed(handover)),
             None => Supervisor::new(settings),
-        };
+        }
+        .with_mules(options.mule.len());
         let touches = Touches {
             watcher: phases::touch_watcher(&options, &hooks)?,
             changed: Vec::new(),
         };
         let master = Master {
-            mules: mules::mules(&options.mule)?,
+            mules: crate::mule::mule_commands(&options.mule)?,
             dev_null: File::open("/dev/null").map_err(MasterError::DevNull)?,
             watchdog_every: steward_systemd::watchdog_interval()
                 .filter(|_| opened.systemd.is_enabled())

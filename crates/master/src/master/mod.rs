@@ -89,8 +89,6 @@ pub(crate) enum TimerKey {
     TouchSettled,
     /// The new binary's check runs out of time.
     UpgradeCheck,
-    /// Mule N (configuration order, 0-based) is due to start, or to be killed.
-    Mule(usize),
     /// Look whether starting workers wait for connections yet (see readiness.rs).
     Probe,
 }
@@ -150,8 +148,8 @@ pub struct Master {
     /// The working directory once `chdir` was applied, where the relative paths of the
     /// sockets, FIFOs and pidfiles start from.
     files_dir: PathBuf,
-    /// The auxiliary processes (`mule`), in configuration order.
-    mules: Vec<crate::mule::Mule>,
+    /// How to start each mule (`mule`), in configuration order.
+    mules: Vec<crate::mule::MuleCommand>,
     /// Watches starting workers for waiting on their sockets (readiness.rs).
     probe: readiness::Watch,
     /// Where vacuum reaches the files made before the jail.
@@ -176,14 +174,13 @@ impl Master {
         let now = Instant::now();
         // The first WATCHDOG=1 goes out before anything can keep the loop busy.
         self.on_timers(now);
-        self.mules_due(now);
         let first = match self.resumed {
             Some(chain) => self.supervisor.resume_reload(chain, now),
             None => self.supervisor.begin(now),
         };
         self.execute_all(first);
         loop {
-            if self.supervisor.is_done() && !self.mules_running() {
+            if self.supervisor.is_done() {
                 return self.exit();
             }
             let timeout = self.timers.next().map(|deadline| {
@@ -276,7 +273,6 @@ impl Master {
                 TimerKey::ExtendTimeout => self.extend_stop_timeout(now),
                 TimerKey::TouchSettled => self.touches_settled(),
                 TimerKey::UpgradeCheck => self.upgrade_check_timed_out(),
-                TimerKey::Mule(_) => self.mules_due(now),
                 TimerKey::Probe => self.probe_starting(),
             }
         }
@@ -314,12 +310,8 @@ impl Master {
             if self.check_exited(pid, &status) {
                 continue;
             }
-            if self.supervisor.workers().iter().any(|w| w.pid == pid) {
-                let how = describe_exit(&status);
-                self.dispatch(Event::Exited { pid, how });
-            } else {
-                self.mule_exited(pid, &status);
-            }
+            let how = describe_exit(&status);
+            self.dispatch(Event::Exited { pid, how });
         }
     }
 
@@ -367,7 +359,8 @@ impl Master {
     fn execute(&mut self, action: Action) -> Vec<Event> {
         match action {
             Action::Spawn(workers) => return self.spawn(workers),
-            Action::Stop(pid) => self.stop_worker(pid),
+            Action::StartMule(id) => return vec![self.start_mule(id)],
+            Action::Stop(pid) => self.stop_child(pid),
             Action::Kill(pid) => signal_group(pid, Signal::SIGKILL),
             Action::Arm(deadline, at) => self.timers.arm(TimerKey::Supervisor(deadline), at),
             Action::Disarm(deadline) => self.timers.disarm(TimerKey::Supervisor(deadline)),
@@ -393,13 +386,19 @@ impl Master {
                 self.reload_finished(generation, result)
             }
             Action::FirstGenerationReady => crate::startup::first_generation_ready(&self.options),
-            Action::ShuttingDown { graceful } => self.shutting_down(graceful),
+            Action::ShuttingDown { .. } => self.shutting_down(),
             Action::Failed => self.failed(),
         }
         Vec::new()
     }
 
-    fn stop_worker(&self, pid: Pid) {
+    /// Asks a worker to stop with the worker stop signal, a mule with SIGTERM.
+    fn stop_child(&self, pid: Pid) {
+        if let Some(mule) = self.supervisor.mule(pid) {
+            info!(event = events::MULE_STOPPING, mule = mule.id, pid = %pid, "stopping mule");
+            signal_group(pid, Signal::SIGTERM);
+            return;
+        }
         let signal =
             Signal::try_from(self.options.worker_stop_signal.number()).unwrap_or(Signal::SIGTERM);
         if let Some(w) = self.supervisor.workers().iter().find(|w| w.pid == pid) {
@@ -408,12 +407,10 @@ impl Master {
         signal_group(pid, signal);
     }
 
-    /// The effects of a shutdown besides the workers': mules stop, systemd is asked for
-    /// time while workers drain.
-    fn shutting_down(&mut self, graceful: bool) {
-        let now = Instant::now();
-        self.stop_mules(graceful, now);
-        self.timers.arm(TimerKey::ExtendTimeout, now);
+    /// Beside the workers and mules stopping: systemd is asked for time while they
+    /// drain.
+    fn shutting_down(&mut self) {
+        self.timers.arm(TimerKey::ExtendTimeout, Instant::now());
     }
 
     /// What ended the first generation, kept as the master's outcome.

@@ -127,8 +127,6 @@ impl Master {
     /// this reload. Returns only if it did not happen, the old image going on as it was.
     pub(super) fn upgrade(&mut self, chain: bool) {
         let handover = self.handover(chain);
-        // Mules are not handed over: the new image starts its own.
-        self.stop_mules(true, Instant::now());
         let mut keep: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         keep.push(self.notify.as_fd());
         if let Some(control) = &self.clients.control {

@@ -307,6 +307,7 @@ impl Supervisor {
 
     pub(super) fn exited(&mut self, pid: Pid, how: String, now: Instant, out: &mut Vec<Action>) {
         let Some(index) = self.workers.iter().position(|w| w.pid == pid) else {
+            self.mule_exited(pid, &how, now, out);
             return;
         };
         let worker = self.workers.swap_remove(index);
@@ -420,17 +421,8 @@ impl Supervisor {
                     self.mark_ready(pid, now, "time alive", out);
                 }
             }
-            Deadline::Mercy(pid) => {
-                let Some(worker) = self.workers.iter().find(|w| w.pid == pid) else {
-                    return;
-                };
-                if let WorkerState::Stopping { killed: false, .. } = worker.state {
-                    warn!(event = events::WORKER_KILLED, worker = worker.id, generation = worker.generation, pid = %pid,
-                        mercy_ms = self.settings.mercy.as_millis() as u64,
-                        "worker did not stop within the mercy; killing it");
-                    self.kill(pid, now, out);
-                }
-            }
+            Deadline::Mercy(pid) => self.mercy_over(pid, now, out),
+            Deadline::MuleRespawn(id) => self.mule_respawn_due(id, out),
             Deadline::Respawn { id, generation } => {
                 self.respawns.retain(|r| *r != (id, generation));
             }
@@ -514,47 +506,6 @@ impl Supervisor {
             let first_time = self.accepted_once.insert(id);
             out.push(Action::Accepting { id, first_time });
         }
-    }
-
-    /// Asks worker `pid` to stop; SIGKILL follows after the mercy.
-    pub(super) fn retire(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
-        let mercy = self.settings.mercy;
-        let Some(worker) = self.workers.iter_mut().find(|w| w.pid == pid) else {
-            return;
-        };
-        if worker.is_stopping() {
-            return;
-        }
-        worker.state = WorkerState::Stopping {
-            kill_at: now + mercy,
-            killed: false,
-        };
-        out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
-        out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
-        out.push(Action::Stop(pid));
-        out.push(Action::Arm(Deadline::Mercy(pid), now + mercy));
-    }
-
-    /// SIGKILL for worker `pid`, at once.
-    pub(super) fn kill(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
-        let Some(worker) = self.workers.iter_mut().find(|w| w.pid == pid) else {
-            return;
-        };
-        match worker.state {
-            WorkerState::Stopping { killed: true, .. } => return,
-            WorkerState::Stopping { killed: false, .. } => {
-                out.push(Action::Disarm(Deadline::Mercy(pid)))
-            }
-            _ => {
-                out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
-                out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
-            }
-        }
-        worker.state = WorkerState::Stopping {
-            kill_at: now,
-            killed: true,
-        };
-        out.push(Action::Kill(pid));
     }
 }
 

@@ -120,7 +120,10 @@ impl Supervisor {
             return;
         };
         match result {
-            Ok(()) => out.push(Action::Reexec { chain }),
+            Ok(()) => {
+                self.stop_mules(true, now, out);
+                out.push(Action::Reexec { chain });
+            }
             Err(reason) => {
                 error!(event = events::UPGRADE_REFUSED, error = %reason,
                     "re-exec refused; reloading with the running binary");
@@ -197,6 +200,7 @@ impl Supervisor {
         }
         out.push(Action::Notify(vec![State::Stopping]));
         out.push(Action::ShuttingDown { graceful });
+        self.stop_mules(graceful, now, out);
         let pids: Vec<_> = self.workers.iter().map(|w| w.pid).collect();
         for pid in pids {
             if graceful {

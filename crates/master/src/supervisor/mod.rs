@@ -11,8 +11,10 @@
 //! [`Action::Reexec`] are answered by the loop with the event that tells how they went,
 //! and the supervisor waits for that answer before it decides what depends on it.
 
+mod children;
 mod generations;
 mod lifecycle;
+mod mules;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -24,7 +26,10 @@ use steward_hooks::HookError;
 use steward_options::{Options, ReadyMode};
 use steward_systemd::State;
 
-pub(crate) use self::table::{Backoff, BackoffPolicy, Worker, WorkerState};
+pub(crate) use self::{
+    mules::Mules,
+    table::{Backoff, BackoffPolicy, Worker, WorkerState},
+};
 
 /// What the supervisor needs to know of the options; a reload may change all of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +89,12 @@ pub(crate) enum Deadline {
     ReadyAfter(Pid),
     /// A starting worker that is still not ready fails (`ready-timeout`).
     ReadyTimeout(Pid),
-    /// A stopping worker is killed.
+    /// A stopping worker or mule is killed.
     Mercy(Pid),
     /// A crashed worker is started again.
     Respawn { id: usize, generation: u64 },
+    /// A crashed mule is started again.
+    MuleRespawn(usize),
 }
 
 /// Something that happened, for the supervisor to decide on.
@@ -113,6 +120,10 @@ pub(crate) enum Event {
         pid: Option<Pid>,
         how: String,
     },
+    /// A mule asked for by [`Action::StartMule`] runs.
+    MuleStarted { id: usize, pid: Pid },
+    /// A mule asked for by [`Action::StartMule`] could not be started.
+    MuleStartFailed { id: usize, how: String },
     /// A child was reaped; `how` is "status 1", "signal SIGKILL"...
     Exited { pid: Pid, how: String },
     /// `READY=1` from this pid.
@@ -146,9 +157,12 @@ pub(crate) enum Action {
     /// Fork (and exec) these workers, answering with one [`Event::Started`] or
     /// [`Event::StartFailed`] each.
     Spawn(Vec<SpawnRequest>),
-    /// Ask the worker (its process group) to stop with the stop signal.
+    /// Run the as-mule hooks and start mule `id`, answering with
+    /// [`Event::MuleStarted`] or [`Event::MuleStartFailed`].
+    StartMule(usize),
+    /// Ask the worker or mule (its process group) to stop with its stop signal.
     Stop(Pid),
-    /// SIGKILL the worker's process group.
+    /// SIGKILL the worker's or mule's process group.
     Kill(Pid),
     Arm(Deadline, Instant),
     Disarm(Deadline),
@@ -181,7 +195,7 @@ pub(crate) enum Action {
     },
     /// The first generation is ready: the steps of a start that wait for it.
     FirstGenerationReady,
-    /// A shutdown began: what else stops (mules), what systemd is told while it lasts.
+    /// A shutdown began: what systemd is told while it lasts.
     ShuttingDown {
         graceful: bool,
     },
@@ -245,6 +259,7 @@ pub(crate) struct Supervisor {
     settings: Settings,
     phase: Phase,
     workers: Vec<Worker>,
+    mules: Mules,
     /// Crash history per slot (index id - 1), for the backoff.
     backoffs: Vec<Backoff>,
     /// Crashed slots waiting out their backoff: (id, generation).
@@ -292,6 +307,7 @@ impl Supervisor {
             settings,
             phase: Phase::Starting,
             workers: Vec::new(),
+            mules: Mules::default(),
             backoffs: Vec::new(),
             respawns: Vec::new(),
             spawning: Vec::new(),
@@ -305,8 +321,15 @@ impl Supervisor {
         }
     }
 
+    /// Keeps `count` mules running beside the workers.
+    pub fn with_mules(mut self, count: usize) -> Supervisor {
+        self.mules = Mules::new(count);
+        self
+    }
+
     /// Takes over the workers of the previous image of this process; the reload that
-    /// asked for the re-exec is carried out next ([`Supervisor::resume_reload`]).
+    /// asked for the re-exec is carried out next ([`Supervisor::resume_reload`]). Mules
+    /// are not handed over: the previous image stopped its own, this one starts anew.
     pub fn resume(settings: Settings, resumed: Resumed) -> Supervisor {
         let mut supervisor = Supervisor::new(Settings {
             workers: resumed.desired,
@@ -329,6 +352,7 @@ impl Supervisor {
     /// The actions that start the first generation (or, resumed, nothing yet).
     pub fn begin(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        self.start_mules(&mut out);
         self.reconcile(now, &mut out);
         out
     }
@@ -336,6 +360,7 @@ impl Supervisor {
     /// Carries out, in a re-exec'd image, the reload that asked for the re-exec.
     pub fn resume_reload(&mut self, chain: bool, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        self.start_mules(&mut out);
         let ready_after = self.ready_timer();
         for worker in &self.workers {
             match worker.state {
@@ -372,6 +397,8 @@ impl Supervisor {
                 pid,
                 how,
             } => self.start_failed(id, generation, pid, how, now, &mut out),
+            Event::MuleStarted { id, pid } => self.mule_started(id, pid, now),
+            Event::MuleStartFailed { id, how } => self.mule_start_failed(id, how, now, &mut out),
             Event::Exited { pid, how } => self.exited(pid, how, now, &mut out),
             Event::ReadyMessage { pid } => self.ready_message(pid, now, &mut out),
             Event::Listening { pid, how } => self.listening(pid, how, now, &mut out),
@@ -491,27 +518,13 @@ impl Supervisor {
         matches!(self.phase, Phase::Stopping { .. })
     }
 
-    /// A shutdown has begun and every worker is gone.
+    /// A shutdown has begun and every worker and mule is gone.
     pub fn is_done(&self) -> bool {
-        self.is_stopping() && self.workers.is_empty()
+        self.is_stopping() && self.workers.is_empty() && self.mules.running.is_empty()
     }
 
     /// What ended the master, if it was not a requested shutdown.
     pub fn take_failure(&mut self) -> Option<Failure> {
         self.failure.take()
-    }
-
-    /// When the last draining worker will be killed, if one drains.
-    pub fn last_kill(&self) -> Option<Instant> {
-        self.workers
-            .iter()
-            .filter_map(|w| match w.state {
-                WorkerState::Stopping {
-                    kill_at,
-                    killed: false,
-                } => Some(kill_at),
-                _ => None,
-            })
-            .max()
     }
 }

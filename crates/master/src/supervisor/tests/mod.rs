@@ -9,6 +9,8 @@ use steward_options::ReadyMode;
 use super::*;
 use crate::event::Timers;
 
+mod mules;
+
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// The loop, faked: pids are handed out in order, hooks and config reads succeed,
@@ -22,6 +24,8 @@ struct FakeLoop {
     done: Vec<Action>,
     /// What the next config read answers.
     config: Option<Result<Settings, String>>,
+    /// The next mule starts fail.
+    mules_fail: bool,
 }
 
 fn settings(workers: usize, ready: ReadyMode) -> Settings {
@@ -43,13 +47,18 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
 
 impl FakeLoop {
     fn new(settings: Settings) -> FakeLoop {
+        FakeLoop::with_mules(settings, 0)
+    }
+
+    fn with_mules(settings: Settings, mules: usize) -> FakeLoop {
         let mut fake = FakeLoop {
-            supervisor: Supervisor::new(settings),
+            supervisor: Supervisor::new(settings).with_mules(mules),
             now: Instant::now(),
             timers: Timers::new(),
             next_pid: 100,
             done: Vec::new(),
             config: None,
+            mules_fail: false,
         };
         let first = fake.supervisor.begin(fake.now);
         fake.run(first);
@@ -85,6 +94,17 @@ impl FakeLoop {
                     }
                 })
                 .collect(),
+            Action::StartMule(id) if self.mules_fail => vec![Event::MuleStartFailed {
+                id: *id,
+                how: "no such file".into(),
+            }],
+            Action::StartMule(id) => {
+                self.next_pid += 1;
+                vec![Event::MuleStarted {
+                    id: *id,
+                    pid: Pid::from_raw(self.next_pid),
+                }]
+            }
             Action::Arm(deadline, at) => {
                 self.timers.arm(*deadline, *at);
                 Vec::new()
