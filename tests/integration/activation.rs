@@ -27,10 +27,9 @@ fn the_first_connection_is_answered_on_the_named_socket() {
         "{}",
         response.body
     );
-    steward.log.wait_for(&[
-        "using the socket handed over by the service manager",
-        "name=web",
-    ]);
+    steward
+        .log
+        .wait_event("socket-inherited", &[("name", "web")]);
     // The socket named web replaced the configured one: steward bound nothing itself.
     assert_eq!(steward.listening(), [("web".to_owned(), addr.to_string())]);
 
@@ -67,7 +66,7 @@ fn sockets_for_another_pid_are_left_alone() {
 
     steward
         .log
-        .wait_for(&["LISTEN_PID is not this process", "listen_pid=1"]);
+        .wait_event("activation-ignored", &[("listen_pid", "1")]);
     steward.wait_generation_ready(1);
     let configured = steward.port();
     assert_ne!(configured, activated.local_addr().unwrap().port());

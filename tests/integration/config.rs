@@ -237,9 +237,10 @@ fn sighup_reads_the_file_again_and_the_new_generation_runs_with_it() {
     steward.signal(Signal::SIGHUP);
     steward.wait_generation_ready(2);
     assert_eq!(steward.worker_pids(2).len(), 3);
-    steward
-        .log
-        .wait_for(&["needs a restart: listen-backlog (was 1024, now 64)"]);
+    steward.log.wait_event(
+        "needs-restart",
+        &[("option", "listen-backlog"), ("was", "1024"), ("now", "64")],
+    );
     assert!(steward.get("/").unwrap().body.contains("generation 2"));
 }
 

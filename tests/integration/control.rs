@@ -138,7 +138,7 @@ fn the_master_fifo_takes_uwsgi_commands_and_vacuum_removes_it() {
     write(b"f");
     steward
         .log
-        .wait_for(&["master FIFO command not supported", "command=f"]);
+        .wait_event("fifo-command-ignored", &[("command", "f")]);
 
     write(b"q");
     steward

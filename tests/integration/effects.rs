@@ -68,7 +68,9 @@ fn uid_gid_and_add_gid_drop_the_master_and_its_workers_after_binding() {
         &[&demo_bin()],
     );
     steward.wait_generation_ready(1);
-    steward.log.wait_for(&["uid/gid: privileges dropped"]);
+    steward
+        .log
+        .wait_event("privileges-dropped", &[("by", "uid/gid")]);
     assert_credentials("master", steward.pid(), "65534", "65534", &["4", "27"]);
     for (_, worker) in steward.workers(1, 2) {
         assert_credentials("worker", worker, "65534", "65534", &["4", "27"]);
@@ -144,9 +146,10 @@ fn immediate_uid_drops_before_binding_so_a_privileged_port_fails() {
     }
     let status = steward.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(1));
-    steward
-        .log
-        .wait_for(&["immediate-uid/immediate-gid: privileges dropped"]);
+    steward.log.wait_event(
+        "privileges-dropped",
+        &[("by", "immediate-uid/immediate-gid")],
+    );
     steward
         .log
         .wait_for(&["cannot listen on 127.0.0.1:81", "EACCES"]);

@@ -224,7 +224,7 @@ fn a_failing_hook_of_a_non_fatal_phase_is_logged_and_steward_goes_on() {
     steward.wait_generation_ready(1);
     steward
         .log
-        .wait_for(&["hook failed; going on", "phase=master-start"]);
+        .wait_event("hook-failed", &[("phase", "master-start")]);
     assert_eq!(steward.get("/").unwrap().status, 200);
 }
 
@@ -467,7 +467,7 @@ fn an_alarm_reaches_its_command_and_the_log() {
     );
     steward.wait_generation_ready(1);
     assert_eq!(fs::read_to_string(&out).unwrap(), "the disk is full\n");
-    let line = steward.log.wait_for(&["alarm", "alarm=note"]);
+    let line = steward.log.wait_event("alarm-raised", &[("alarm", "note")]);
     assert!(
         line.contains("ERROR") && line.contains("workers are up"),
         "{line}"
@@ -1051,9 +1051,8 @@ fn uwsgi_action_names_from_an_ini_take_effect() {
         scratch.join("")
     );
     // `log:` is uWSGI's print, which the print test follows to stdout.
-    steward
-        .log
-        .wait_for(&["phase=pre-jail action=print:logged by a uWSGI name"]);
+    let run = steward.log.wait_event("hook-run", &[("phase", "pre-jail")]);
+    assert!(run.contains("action=print:logged by a uWSGI name"), "{run}");
 }
 
 #[test]
@@ -1168,9 +1167,8 @@ fn wait_for_file_holds_the_phase_until_the_file_appears() {
         ],
         &[&demo],
     );
-    steward
-        .log
-        .wait_for(&["running hook", &format!("wait_for_file:{awaited}")]);
+    let action = format!("wait_for_file:{awaited}");
+    steward.log.wait_event("hook-run", &[("action", &action)]);
     // Written whole, then renamed: the hook never sees a half-written file.
     let partial = scratch.at("partial");
     fs::write(&partial, "made by the test").unwrap();
@@ -1212,9 +1210,8 @@ fn wait_for_socket_holds_the_phase_until_the_port_accepts() {
         ],
         &[&demo],
     );
-    steward
-        .log
-        .wait_for(&["running hook", &format!("wait_for_socket:127.0.0.1:{port}")]);
+    let action = format!("wait_for_socket:127.0.0.1:{port}");
+    steward.log.wait_event("hook-run", &[("action", &action)]);
     assert!(
         !Path::new(&after).exists(),
         "the phase went on before the port was up"
@@ -1250,7 +1247,9 @@ fn spinningfifo_reaches_a_reader_that_comes_later() {
     let demo = demo_bin();
     let action = format!("spinningfifo:{} hello late reader", fifo.display());
     let steward = Steward::start(&["--hook-as-root", &action], &[&demo]);
-    steward.log.wait_for(&["running hook", &action]);
+    let phase = [("phase", "as-root")];
+    let run = steward.log.wait_event("hook-run", &phase);
+    assert!(run.contains(&action), "{run}");
     let reader = fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())

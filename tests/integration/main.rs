@@ -364,10 +364,8 @@ fn ready_from_a_process_that_is_not_a_worker_is_ignored() {
         .unwrap()
         .send_to(b"READY=1\n", &notify)
         .unwrap();
-    steward.log.wait_for(&[
-        "ignored notify message: the sender is not a worker",
-        &format!("pid={}", std::process::id()),
-    ]);
+    let pid = std::process::id().to_string();
+    steward.log.wait_event("notify-ignored", &[("pid", &pid)]);
     assert_eq!(
         steward.log.event_position("generation-ready", &[]),
         None,
@@ -435,7 +433,9 @@ fn sigttin_and_sigttou_add_and_remove_a_worker() {
         .wait_event("worker-stopping", &[("worker", "2")]);
     wait_gone(second);
     steward.signal(Signal::SIGTTOU);
-    steward.log.wait_for(&["not going below one worker"]);
+    steward
+        .log
+        .wait_event("resize-refused", &[("workers", "1")]);
     assert_eq!(steward.get("/").unwrap().status, 200);
 }
 

@@ -58,7 +58,7 @@ fn a_replaced_binary_is_re_executed_in_place_under_load() {
         "{}",
         String::from_utf8_lossy(&reload.stderr)
     );
-    steward.log.wait_for(&["binary changed; re-executing"]);
+    steward.log.wait_event("upgrade-reexec", &[]);
     steward
         .log
         .wait_event("upgrade-resumed", &[("workers", "2")]);
@@ -320,7 +320,9 @@ fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
     steward.log.wait_event("upgrade-resumed", &[]);
-    steward.log.wait_for(&["needs a restart", "uid"]);
+    steward
+        .log
+        .wait_event("needs-restart", &[("option", "uid/gid/add-gid")]);
     steward.wait_generation_ready(2);
     assert_eq!(uid(steward.pid()), "65534");
     for (_, worker) in steward.workers(2, 1) {
@@ -386,15 +388,24 @@ fn an_upgrade_keeps_chdir_procname_and_master_fifo_and_names_them_as_needing_a_r
     replace(&binary, &std::fs::read(steward_bin()).unwrap());
     steward.signal(Signal::SIGHUP);
     steward.log.wait_event("upgrade-resumed", &[]);
-    steward.log.wait_for(&[
-        "needs a restart: chdir (was",
-        "release-1, now",
-        "release-2)",
-    ]);
+    let chdir = steward
+        .log
+        .wait_event("needs-restart", &[("option", "chdir")]);
+    assert!(
+        chdir.contains("release-1") && chdir.contains("release-2"),
+        "{chdir}"
+    );
+    steward.log.wait_event(
+        "needs-restart",
+        &[
+            ("option", "procname-master"),
+            ("was", "kept-boss"),
+            ("now", "new-boss"),
+        ],
+    );
     steward
         .log
-        .wait_for(&["needs a restart: procname-master (was kept-boss, now new-boss)"]);
-    steward.log.wait_for(&["needs a restart: master-fifo"]);
+        .wait_event("needs-restart", &[("option", "master-fifo")]);
     steward.wait_generation_ready(2);
     let pid = steward.pid();
     assert_eq!(
@@ -623,9 +634,7 @@ fn sigterm_while_the_new_binary_is_checked_kills_the_check_and_exits_zero() {
 
     steward.signal(Signal::SIGTERM);
     assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
-    steward
-        .log
-        .wait_for(&["shutdown: stopping the new binary's check"]);
+    steward.log.wait_event("upgrade-check-stopped", &[]);
     // The check and the sleep of its script are gone with it.
     let deadline = std::time::Instant::now() + steward_testkit::DEADLINE;
     while !group_members(check).is_empty() {

@@ -63,7 +63,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let detaches = config.options.daemonize.is_some() || config.options.daemonize2.is_some();
     init_logging(!detaches);
     for warning in &config.warnings {
-        tracing::warn!("{warning}");
+        tracing::warn!(event = steward_master::events::CONFIG_WARNING, "{warning}");
     }
     check::check_hooks(&config).map_err(anyhow::Error::msg)?;
     let located = check::HookOrigins::new(&config);

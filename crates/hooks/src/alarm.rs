@@ -77,7 +77,7 @@ impl Alarm {
     pub fn raise(&self, message: &str) -> Result<(), ActionError> {
         match &self.handler {
             AlarmHandler::Log => {
-                tracing::error!(alarm = %self.name, message, "alarm");
+                tracing::error!(event = crate::events::ALARM_RAISED, alarm = %self.name, message, "alarm");
                 Ok(())
             }
             AlarmHandler::Command(command) => {

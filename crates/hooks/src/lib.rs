@@ -42,6 +42,7 @@ mod action;
 mod alarm;
 mod callbacks;
 mod error;
+pub mod events;
 mod hooks;
 mod jail;
 mod phase;

@@ -50,7 +50,8 @@ pub const UPGRADE_CHECK_STARTED: &str = "upgrade-check-started";
 pub const UPGRADE_REFUSED: &str = "upgrade-refused";
 /// A new image of the master took over the workers of the previous one.
 pub const UPGRADE_RESUMED: &str = "upgrade-resumed";
-/// A changed option that only a restart applies (`option`).
+/// A changed option that only a restart applies (`option`, `was`, `now`; credentials:
+/// `option` names them, `uid`, `gid`).
 pub const NEEDS_RESTART: &str = "needs-restart";
 /// A mule was started.
 pub const MULE_STARTED: &str = "mule-started";
@@ -60,3 +61,24 @@ pub const MULE_EXITED: &str = "mule-exited";
 pub const MULE_STOPPING: &str = "mule-stopping";
 /// A mule did not stop within the mercy and was killed.
 pub const MULE_KILLED: &str = "mule-killed";
+/// The master left root (`by`: the option that did it, `uid`, `gid`, `groups`).
+pub const PRIVILEGES_DROPPED: &str = "privileges-dropped";
+/// LISTEN_FDS was set for another process (`listen_pid`); the descriptors are not taken.
+pub const ACTIVATION_IGNORED: &str = "activation-ignored";
+/// A notify datagram was not acted on (`pid`; `error` when it could not be read).
+pub const NOTIFY_IGNORED: &str = "notify-ignored";
+/// A master FIFO command steward does not have (`command`).
+pub const FIFO_COMMAND_IGNORED: &str = "fifo-command-ignored";
+/// A resize would go below one worker (`workers`).
+pub const RESIZE_REFUSED: &str = "resize-refused";
+/// The binary changed: the reload re-executes the master (`binary`).
+pub const UPGRADE_REEXEC: &str = "upgrade-reexec";
+/// A shutdown stopped the new binary's check (`pid`).
+pub const UPGRADE_CHECK_STOPPED: &str = "upgrade-check-stopped";
+/// A configuration file says something steward reads differently or not at all (the
+/// message is the warning, with file:line).
+pub const CONFIG_WARNING: &str = "config-warning";
+/// A configured socket was replaced by one handed over by the service manager
+/// (`name`, `configured`, `socket`).
+pub const SOCKET_INHERITED: &str = "socket-inherited";
+pub use steward_hooks::events::{ALARM_RAISED, HOOK_FAILED, HOOK_RUN};

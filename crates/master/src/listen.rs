@@ -217,7 +217,7 @@ pub(crate) fn listeners(
         .map(|((spec, name), fd)| match fd {
             Some(fd) => {
                 let listener = Listener::inherited(name, fd)?;
-                tracing::info!(name = %listener.name, configured = %spec.addr, socket = %listener.description,
+                tracing::info!(event = crate::events::SOCKET_INHERITED, name = %listener.name, configured = %spec.addr, socket = %listener.description,
                     "using the socket handed over by the service manager");
                 Ok(listener)
             }

@@ -86,6 +86,8 @@ impl Credentials {
         }
         self.verify(what)?;
         info!(
+            event = crate::events::PRIVILEGES_DROPPED,
+            by = what,
             uid = %getuid(),
             gid = %getgid(),
             groups = %getgroups().unwrap_or_default().iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","),

@@ -97,6 +97,8 @@ pub(crate) fn asap(
 fn keep_running_credentials(credentials: &Credentials, options: &'static str) {
     if !credentials.already_applied() {
         warn!(
+            event = crate::events::NEEDS_RESTART,
+            option = options,
             uid = %nix::unistd::getuid(),
             gid = %nix::unistd::getgid(),
             "needs a restart: {options} differ from those the master runs with; the running ones are kept"

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::{
     action::{run_plain_waiting, ActionError, WaitTimeouts},
-    Action, Alarm, Callbacks, HookConfigError, HookError, Jail, Phase,
+    events, Action, Alarm, Callbacks, HookConfigError, HookError, Jail, Phase,
 };
 
 #[derive(Debug)]
@@ -84,7 +84,7 @@ impl Hooks {
     /// them and is returned; elsewhere each failure is logged and the next hook runs.
     pub fn run(&self, phase: Phase) -> Result<(), HookError> {
         for hook in self.hooks.iter().filter(|h| h.phase == phase) {
-            info!(phase = %phase, action = %hook.action, "running hook");
+            info!(event = events::HOOK_RUN, phase = %phase, action = %hook.action, "running hook");
             if let Err(cause) = self.execute(&hook.action) {
                 if phase.is_fatal() {
                     return Err(HookError {
@@ -95,7 +95,7 @@ impl Hooks {
                         cause: Box::new(cause),
                     });
                 }
-                warn!(phase = %phase, action = %hook.action, error = %cause, "hook failed; going on (the phase is not fatal)");
+                warn!(event = events::HOOK_FAILED, phase = %phase, action = %hook.action, error = %cause, "hook failed; going on (the phase is not fatal)");
             }
         }
         Ok(())
@@ -125,9 +125,9 @@ impl Hooks {
     /// Runs the touch hooks watching `path`; a failure is logged, never fatal.
     pub fn run_touched(&self, path: &Path) {
         for hook in self.touch.iter().filter(|h| h.path == path) {
-            info!(path = %path.display(), action = %hook.action, "touched: running hook");
+            info!(event = events::HOOK_RUN, path = %path.display(), action = %hook.action, "touched: running hook");
             if let Err(e) = self.execute(&hook.action) {
-                warn!(path = %path.display(), action = %hook.action, error = %e, "touch hook failed");
+                warn!(event = events::HOOK_FAILED, path = %path.display(), action = %hook.action, error = %e, "touch hook failed");
             }
         }
     }

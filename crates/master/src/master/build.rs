@@ -308,10 +308,7 @@ fn keep_running_values(options: Options, resumed: bool) -> Options {
         Ok(running) => {
             let (merged, needs_restart) = super::merge_reloaded(&running, options);
             for note in needs_restart {
-                warn!(
-                    event = events::NEEDS_RESTART,
-                    "needs a restart: {note}; the running value is kept"
-                );
+                note.log();
             }
             merged
         }
@@ -349,7 +346,8 @@ fn open_listeners(
         Activation::Sockets(sockets) => sockets,
         Activation::Absent => Vec::new(),
         Activation::NotForThisProcess { listen_pid } => {
-            warn!(listen_pid = %listen_pid.as_deref().unwrap_or("unset"),
+            warn!(event = events::ACTIVATION_IGNORED,
+                listen_pid = %listen_pid.as_deref().unwrap_or("unset"),
                 "LISTEN_FDS is set but LISTEN_PID is not this process: those descriptors are not ours; ignored");
             Vec::new()
         }

@@ -317,13 +317,13 @@ impl Master {
 
     fn on_notify(&mut self, sender: Pid, bytes: &[u8]) {
         let Some(worker) = self.supervisor.worker_mut(sender) else {
-            warn!(pid = %sender, "ignored notify message: the sender is not a worker");
+            warn!(event = events::NOTIFY_IGNORED, pid = %sender, "ignored notify message: the sender is not a worker");
             return;
         };
         let message = match Notification::parse(bytes) {
             Ok(message) => message,
             Err(e) => {
-                warn!(worker = worker.id, pid = %sender, error = %e, "ignored notify message");
+                warn!(event = events::NOTIFY_IGNORED, worker = worker.id, pid = %sender, error = %e, "ignored notify message");
                 return;
             }
         };

@@ -13,7 +13,7 @@ use crate::{command::WorkerCommand, supervisor::Settings};
 
 /// The options a reload runs with: `reread`'s for what may change, `running`'s for the
 /// rest, and a note on each option that changed but needs a restart.
-pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Vec<String>) {
+pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Vec<NeedsRestart>) {
     let notes = table::table()
         .iter()
         .filter(|def| def.key() == def.name() && def.needs_restart())
@@ -27,7 +27,11 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
                         values.join(", ")
                     }
                 };
-                format!("{} (was {}, now {})", def.name(), text(was), text(now))
+                NeedsRestart {
+                    option: def.name(),
+                    was: text(was),
+                    now: text(now),
+                }
             })
         })
         .collect();
@@ -46,6 +50,26 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         ..running.clone()
     };
     (merged, notes)
+}
+
+/// An option a reload cannot change that the configuration changed.
+pub(crate) struct NeedsRestart {
+    option: &'static str,
+    was: String,
+    now: String,
+}
+
+impl NeedsRestart {
+    pub fn log(&self) {
+        let NeedsRestart { option, was, now } = self;
+        warn!(
+            event = crate::events::NEEDS_RESTART,
+            option,
+            was,
+            now,
+            "needs a restart: {option} (was {was}, now {now}); the running value is kept"
+        );
+    }
 }
 
 impl Master {
@@ -74,14 +98,11 @@ impl Master {
             .check(&config.options)
             .map_err(|error| format!("invalid configuration: {}", error.located(&config)))?;
         for warning in &config.warnings {
-            warn!("{warning}");
+            warn!(event = crate::events::CONFIG_WARNING, "{warning}");
         }
         let (options, needs_restart) = merge_reloaded(&self.options, config.options);
         for note in needs_restart {
-            warn!(
-                event = crate::events::NEEDS_RESTART,
-                "needs a restart: {note}; the running value is kept"
-            );
+            note.log();
         }
         // A forked worker (preload mode) runs no command.
         if options.command != self.options.command && matches!(self.launch, Launch::Exec(_)) {

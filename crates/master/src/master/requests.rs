@@ -37,6 +37,7 @@ impl Master {
                 FifoCommand::Request(request) => self.on_request(None, request),
                 FifoCommand::StatusReport => self.report_status(),
                 FifoCommand::Unsupported(byte) => warn!(
+                    event = events::FIFO_COMMAND_IGNORED,
                     command = %char::from(byte).escape_default(),
                     "master FIFO command not supported by steward; ignored"
                 ),

@@ -37,7 +37,7 @@ impl Master {
     /// error, if it could not start).
     pub(super) fn begin_upgrade(&mut self) -> Vec<Event> {
         if self.binary.changed() {
-            info!(binary = %self.binary.path.display(), "binary changed; re-executing");
+            info!(event = events::UPGRADE_REEXEC, binary = %self.binary.path.display(), "binary changed; re-executing");
         } else {
             info!(binary = %self.binary.path.display(), "preload mode: re-executing, so that the app loads anew");
         }
@@ -118,7 +118,7 @@ impl Master {
     /// A shutdown came while the check runs.
     pub(super) fn kill_upgrade_check(&mut self) {
         if let Some(PendingCheck { check, .. }) = self.unwatch_check() {
-            info!(pid = %check.pid, "shutdown: stopping the new binary's check");
+            info!(event = events::UPGRADE_CHECK_STOPPED, pid = %check.pid, "shutdown: stopping the new binary's check");
             check.kill();
         }
     }

@@ -159,7 +159,11 @@ impl Supervisor {
                 "one worker fewer"
             );
         } else {
-            warn!("not going below one worker");
+            warn!(
+                event = events::RESIZE_REFUSED,
+                workers = 1,
+                "not going below one worker"
+            );
         }
     }
 
