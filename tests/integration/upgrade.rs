@@ -322,8 +322,10 @@ fn an_upgrade_with_a_new_uid_in_the_file_keeps_the_running_one_and_says_so() {
     steward.log.wait_event("upgrade-resumed", &[]);
     steward
         .log
-        .wait_event("needs-restart", &[("option", "uid/gid/add-gid")]);
+        .wait_event("needs-restart", &[("option", "uid"), ("now", "daemon")]);
     steward.wait_generation_ready(2);
+    let named = steward.log.events("needs-restart", &[("option", "uid")]);
+    assert_eq!(named.len(), 1, "said once: {named:?}");
     assert_eq!(uid(steward.pid()), "65534");
     for (_, worker) in steward.workers(2, 1) {
         assert_eq!(uid(worker), "65534");

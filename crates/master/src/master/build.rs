@@ -299,17 +299,15 @@ fn refuse_threads() -> Result<(), MasterError> {
 }
 
 /// As a reload by the old image would, a re-exec'd image keeps the values the master
-/// runs with of the options a reload cannot change, and names those the file changed.
+/// runs with of the options a reload cannot change. The reload it carries out reads
+/// the file again and names those the file changed, once.
 fn keep_running_values(options: Options, resumed: bool) -> Options {
     let Some(kept) = take_kept().filter(|_| resumed) else {
         return options;
     };
     match crate::reexec::decode_kept(&kept) {
         Ok(running) => {
-            let (merged, needs_restart) = super::merge_reloaded(&running, options);
-            for note in needs_restart {
-                note.log();
-            }
+            let (merged, _named_by_the_reload) = super::merge_reloaded(&running, options);
             merged
         }
         Err(e) => {

@@ -53,6 +53,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
 }
 
 /// An option a reload cannot change that the configuration changed.
+#[derive(Debug)]
 pub(crate) struct NeedsRestart {
     option: &'static str,
     was: String,
@@ -64,11 +65,15 @@ impl NeedsRestart {
         let NeedsRestart { option, was, now } = self;
         warn!(
             event = crate::events::NEEDS_RESTART,
-            option,
-            was,
-            now,
-            "needs a restart: {option} (was {was}, now {now}); the running value is kept"
+            option, was, now, "needs a restart: {self}; the running value is kept"
         );
+    }
+}
+
+impl std::fmt::Display for NeedsRestart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let NeedsRestart { option, was, now } = self;
+        write!(f, "{option} (was {was}, now {now})")
     }
 }
 
@@ -161,6 +166,7 @@ mod tests {
         assert_eq!(merged.uid.as_deref(), Some("app"));
         assert_eq!(merged.listen, running.listen);
         assert_eq!(merged.pidfile, None);
+        let notes: Vec<String> = notes.iter().map(ToString::to_string).collect();
         assert_eq!(
             notes,
             [
