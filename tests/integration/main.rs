@@ -577,3 +577,18 @@ fn systemd_hears_ready_reloading_with_its_timestamp_ready_again_and_stopping() {
     assert_eq!(receive(), "STOPPING=1\n");
     assert_eq!(steward.wait_exit(steward_testkit::DEADLINE).code(), Some(0));
 }
+
+#[test]
+fn two_sockets_on_any_free_port_each_get_their_own_and_both_answer() {
+    let demo = demo_bin();
+    let steward = Steward::start(&["--listen", "second=127.0.0.1:0"], &[&demo]);
+    steward.wait_generation_ready(1);
+    let listening = steward.listening();
+    assert_eq!(listening.len(), 2, "{listening:?}");
+    let (first, second) = (steward.port(), steward.port_of("second"));
+    assert_ne!(first, second);
+    for port in [first, second] {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(steward_testkit::get(addr, "/").unwrap().status, 200);
+    }
+}

@@ -233,7 +233,9 @@ impl Options {
             }
         }
         for (i, spec) in self.listen.iter().enumerate() {
-            if self.listen[..i].iter().any(|other| other.addr == spec.addr) {
+            // Port 0 asks the kernel for a free port: two of them are two sockets.
+            let any_port = matches!(spec.addr, crate::ListenAddr::Tcp(addr) if addr.port() == 0);
+            if !any_port && self.listen[..i].iter().any(|other| other.addr == spec.addr) {
                 return Err(OptionError::Listen {
                     value: spec.to_string(),
                     reason: "this address is listed twice".into(),
@@ -304,5 +306,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("listed twice"));
+    }
+
+    #[test]
+    fn two_sockets_on_any_free_port_are_two_sockets() {
+        let mut o = options();
+        o.listen = vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ];
+        assert_eq!(o.validate(), Ok(()));
     }
 }
