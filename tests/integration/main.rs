@@ -242,6 +242,11 @@ fn a_command_that_fails_at_once_ends_steward_with_a_clear_message() {
         "steward: error:",
         "(/bin/sh -c exit 3) exited with status 3 before it was ready",
     ]);
+    assert!(steward.log.wait_closed(steward_testkit::DEADLINE));
+    let said = steward
+        .log
+        .count(&["exited with status 3 before it was ready"]);
+    assert_eq!(said, 1, "the error is said once");
     let started = steward.log.events("worker-started", &[]).len();
     assert!(
         started <= 2,

@@ -18,7 +18,8 @@ pub fn check_hooks(config: &Config) -> Result<(), String> {
         .map_err(|error| error.located(config))
 }
 
-/// Where each hook was written, to name it when a fatal one fails at run time.
+/// Where each hook was written, to name it when one cannot be set up at start or a
+/// fatal one fails at run time.
 pub struct HookOrigins {
     config: Config,
 }
@@ -31,10 +32,12 @@ impl HookOrigins {
         }
     }
 
-    /// A failed fatal hook gets the file:line, variable or flag it came from, as a
-    /// check-time error does; any other error is passed on.
+    /// A hook that cannot be set up, or a failed fatal hook, gets the file:line,
+    /// variable or flag it came from, as a check-time error does; any other error is
+    /// passed on.
     pub fn locate(&self, error: MasterError) -> anyhow::Error {
         let origin = match &error {
+            MasterError::HookConfig(hook) => hook.origin(&self.config).map(ToString::to_string),
             MasterError::Hook(hook) => hook.origin(&self.config).map(ToString::to_string),
             _ => None,
         };

@@ -65,7 +65,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!(event = steward_master::events::CONFIG_WARNING, "{warning}");
     }
-    check::check_hooks(&config).map_err(anyhow::Error::msg)?;
     let located = check::HookOrigins::new(&config);
     let mut master = Master::new(config.options)
         .map_err(|e| located.locate(e))
@@ -91,6 +90,7 @@ fn init_logging(colours_on_a_terminal: bool) {
             .ok()
         })
         .flatten();
+    let _ = LOGS_TO_JOURNAL.set(journal.is_some());
     let stderr = journal.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -130,10 +130,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A master's error is said once: as a structured record when it logs to the journal
+/// (where stderr goes too), else on stderr by `main`.
 fn run_master(args: RunArgs) -> anyhow::Result<ExitCode> {
-    run(args).inspect_err(|e| tracing::error!("{}", describe(e)))?;
-    Ok(ExitCode::SUCCESS)
+    match run(args) {
+        Err(e) if LOGS_TO_JOURNAL.get() == Some(&true) => {
+            tracing::error!("{}", describe(&e));
+            Ok(ExitCode::FAILURE)
+        }
+        outcome => outcome.map(|()| ExitCode::SUCCESS),
+    }
 }
+
+/// Set once logging is set up: whether records go to the journal.
+static LOGS_TO_JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 /// The error and its causes, joined by ": ", each said once: the libraries' messages
 /// already end with the text of their cause, which the chain would repeat.

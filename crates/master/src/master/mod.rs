@@ -32,7 +32,7 @@ use nix::{
 use steward_hooks::{Hooks, Phase, TouchWatcher};
 use steward_options::{ConfigSources, Options, ReloadStrategy};
 use steward_systemd::{Notification, Notifier, State};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::{
     command::WorkerCommand,
@@ -429,7 +429,7 @@ impl Master {
             Some(Failure::Hook(e)) => e.into(),
             None => return,
         };
-        error!("{failure}");
+        // Said once, by whoever runs the master, when `run` returns it.
         self.failure = Some(failure);
     }
 
