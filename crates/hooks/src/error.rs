@@ -75,15 +75,9 @@ impl HookError {
     }
 }
 
-/// The origin of value `index` of `option`. Values and origins pair up by index; a
-/// value past the origins, which a source split further (`unshare = mount,uts` is one
-/// origin for two namespaces), is given the last one. A default came from no source.
+/// The origin of value `index` of `option`; a default came from no source.
 fn origin<'c>(config: &'c Config, option: &str, index: usize) -> Option<&'c Origin> {
-    let origins = config.origins(option);
-    origins
-        .get(index)
-        .or(origins.last())
-        .filter(|origin| !matches!(origin, Origin::Default))
+    Some(config.origin(option, index)).filter(|origin| !matches!(origin, Origin::Default))
 }
 
 #[cfg(test)]

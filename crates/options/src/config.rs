@@ -143,6 +143,18 @@ impl Config {
         self.origins.get(name).map_or(DEFAULT, Vec::as_slice)
     }
 
+    /// Where value `index` of `name` came from. A list's values and their origins pair
+    /// up by index; a value past the origins, which a source added at once (a TOML
+    /// array, a STEWARD_* list) or split further (`unshare = mount,uts`), is given the
+    /// last one.
+    pub fn origin(&self, name: &str, index: usize) -> &Origin {
+        let origins = self.origins(name);
+        origins
+            .get(index)
+            .or(origins.last())
+            .unwrap_or(&Origin::Default)
+    }
+
     /// The config file read, if any.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
@@ -210,7 +222,6 @@ impl Config {
         let mut lines: Vec<(String, String)> = Vec::new();
         for def in table::table().iter().filter(|def| def.key() == def.name()) {
             let values = def.show(&self.options);
-            let origins = self.origins(def.name());
             if values.is_empty() {
                 let hook_phase = def
                     .name()
@@ -222,12 +233,7 @@ impl Config {
                 continue;
             }
             for (index, value) in values.iter().enumerate() {
-                // A list's values and their origins pair up; the last origin covers
-                // values a source added at once (a TOML array, a STEWARD_* list).
-                let origin = origins
-                    .get(index)
-                    .or(origins.last())
-                    .map_or_else(|| "default".to_owned(), ToString::to_string);
+                let origin = self.origin(def.name(), index).to_string();
                 lines.push((format!("{} = {}", def.name(), display_value(value)), origin));
             }
         }

@@ -259,6 +259,10 @@ fn uwsgi_file_and_wait_actions_parse() {
             data: "r hello".into()
         }
     );
+}
+
+#[test]
+fn uwsgi_file_and_wait_actions_read_back_as_written() {
     for text in [
         "putenv:A=b=c",
         "chmod:/a 755",
@@ -271,6 +275,10 @@ fn uwsgi_file_and_wait_actions_parse() {
     ] {
         assert_eq!(parse(&parse(text).to_string()), parse(text), "{text}");
     }
+}
+
+#[test]
+fn uwsgi_file_and_wait_actions_refuse_what_they_cannot_run() {
     assert_eq!(
         parse_error("putenv:NOEQUALS"),
         "putenv: \"NOEQUALS\" is not VAR=VALUE"
