@@ -166,6 +166,9 @@ pub enum MasterError {
         /// Their names, comma-separated.
         names: String,
     },
+    /// The pipe for a worker's output could not be made.
+    #[error("cannot make the pipe for a worker's output: {0}")]
+    OutputPipe(Errno),
     /// poll on the master's descriptors failed.
     #[error("poll failed: {0}")]
     Poll(Errno),

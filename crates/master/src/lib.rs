@@ -33,6 +33,7 @@ mod listen;
 mod master;
 mod mule;
 mod notify;
+mod output;
 mod pidfile;
 mod preload;
 mod privileges;

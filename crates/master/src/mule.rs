@@ -41,6 +41,7 @@ impl MuleCommand {
     pub fn start(&mut self, stdin: BorrowedFd<'_>) -> Result<Pid, steward_sys::SpawnError> {
         let fds = ChildFds {
             stdin: Some(stdin),
+            output: None,
             sockets: &[],
         };
         spawn(&mut self.plan, &fds)

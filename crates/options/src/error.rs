@@ -24,10 +24,26 @@ pub enum OptionError {
     /// Two sockets with one name.
     #[error("socket name {0:?} is used twice")]
     DuplicateSocketName(String),
-    /// A readiness mode other than `auto[:MS]`, `notify`, `listening`, `delay:MS` or
-    /// `immediate`.
-    #[error("invalid readiness mode {0:?}: expected auto[:MS], notify, listening, delay:MS or immediate")]
+    /// A readiness mode other than `auto[:MS]`, `notify`, `listening`, `log:REGEX`,
+    /// `delay:MS` or `immediate`.
+    #[error("invalid readiness mode {0:?}: expected auto[:MS], notify, listening, log:REGEX, delay:MS or immediate")]
     Ready(String),
+    /// `ready = log:REGEX` with a pattern that does not compile.
+    #[error("invalid readiness pattern {pattern:?}: {reason}")]
+    ReadyPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why the regex crate refused it.
+        reason: String,
+    },
+    /// A worker output mode other than `capture` or `inherit`.
+    #[error("invalid worker output {0:?}: expected capture or inherit")]
+    WorkerOutput(String),
+    /// `ready = log:` while the master does not read the workers' output.
+    #[error(
+        "ready = log:... needs the workers' output, but worker-output = inherit leaves it alone"
+    )]
+    ReadyLogWithoutOutput,
     /// A signal name or number that is not a signal a worker can be stopped with.
     #[error("invalid signal {0:?}: expected a name such as SIGTERM or TERM, or a number")]
     Signal(String),

@@ -31,5 +31,7 @@ pub use crate::{
     listen::{ListenAddr, ListenSpec},
     model::Options,
     setting::{Origin, RawValue, Setting, Warning},
-    values::{parse_duration, LogTarget, ReadyMode, ReloadStrategy, StopSignal},
+    values::{
+        parse_duration, LogPattern, LogTarget, ReadyMode, ReloadStrategy, StopSignal, WorkerOutput,
+    },
 };

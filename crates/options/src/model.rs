@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::{
     listen::ListenAddr, ListenSpec, LogTarget, OptionError, ReadyMode, ReloadStrategy, StopSignal,
+    WorkerOutput,
 };
 
 /// Everything the master needs to run: the sockets, the workers and how they are
@@ -52,6 +53,8 @@ pub struct Options {
     pub preload_check_timeout: Duration,
     /// What SIGHUP does: start a whole new generation, or replace one worker at a time.
     pub reload_strategy: ReloadStrategy,
+    /// Whether the master reads its workers' output (`worker-output`).
+    pub worker_output: WorkerOutput,
 
     /// How long `wait_for_fs`, `wait_for_file`, `wait_for_dir` and `spinningfifo` hook
     /// actions wait (`wait-for-fs-timeout`, uWSGI's default 60 s).
@@ -167,6 +170,7 @@ impl Options {
             strict_fork: false,
             preload_check_timeout: Duration::from_secs(30),
             reload_strategy: ReloadStrategy::default(),
+            worker_output: WorkerOutput::default(),
             wait_for_fs_timeout: Duration::from_secs(60),
             wait_for_socket_timeout: Duration::from_secs(60),
             touch_reload: Vec::new(),
@@ -225,6 +229,9 @@ impl Options {
     pub fn validate_without_command(&self) -> Result<(), OptionError> {
         if self.workers == 0 {
             return Err(OptionError::NoWorkers);
+        }
+        if self.ready.log_pattern().is_some() && self.worker_output == WorkerOutput::Inherit {
+            return Err(OptionError::ReadyLogWithoutOutput);
         }
         let names: Vec<String> = self.fd_names();
         for (i, name) in names.iter().enumerate() {

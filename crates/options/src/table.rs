@@ -440,7 +440,13 @@ fn build() -> Vec<OptionDef> {
             "When a new worker counts as ready: auto[:MS] (READY=1, or seen waiting for \
              connections on its sockets; MS alive only where that cannot be seen, default \
              1000), notify (READY=1 on NOTIFY_SOCKET), listening (seen waiting for \
-             connections), delay:MS (MS alive) or immediate."),
+             connections), log:REGEX (a line of its output matches), delay:MS (MS alive) \
+             or immediate."),
+        def!(parsed "worker-output", worker_output, "MODE", Master, restart: false,
+            "What becomes of the workers' stdout and stderr: capture (read by the master, \
+             each line sent to the journal with WORKER_ID, GENERATION and WORKER_PID under \
+             systemd, else to stderr after the worker's id) or inherit (left alone: the \
+             master's own, for a worker that needs a tty or logs elsewhere)."),
         def!(duration "ready-timeout", ready_timeout, Master, restart: false,
             "How long a new worker may take to become ready; past that it is killed and its \
              reload fails (the serving generation serves on), or, at start, steward exits 1. \
@@ -876,6 +882,7 @@ mod tests {
                 ("ready", _) => "delay:250",
                 ("worker-stop-signal", _) => "SIGQUIT",
                 ("reload-strategy", _) => "chain",
+                ("worker-output", _) => "inherit",
                 ("env", _) => "SHOP_MODE=a=b",
                 ("chmod-socket", _) => "660",
                 (name, _)

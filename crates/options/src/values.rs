@@ -4,7 +4,7 @@ use crate::OptionError;
 
 /// When a freshly started worker counts as ready, which decides when the worker it
 /// replaces may be asked to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyMode {
     /// Ready when the worker sends `READY=1` on NOTIFY_SOCKET, and not before.
     Notify,
@@ -16,6 +16,9 @@ pub enum ReadyMode {
     /// Ready when the worker is seen waiting for connections on one of its sockets;
     /// `READY=1` is not needed and not awaited.
     Listening,
+    /// Ready when a line of the worker's output (stdout or stderr, which the master
+    /// reads) matches the pattern; `READY=1` is not awaited.
+    Log(LogPattern),
     /// Ready once the worker has stayed alive this long.
     Delay(Duration),
     /// Ready as soon as it has been started.
@@ -24,8 +27,8 @@ pub enum ReadyMode {
 
 impl ReadyMode {
     /// How long a worker must stay alive to count as ready (`delay`), if that is how.
-    pub fn ready_after_alive(self) -> Option<Duration> {
-        match self {
+    pub fn ready_after_alive(&self) -> Option<Duration> {
+        match *self {
             ReadyMode::Delay(after) => Some(after),
             _ => None,
         }
@@ -33,8 +36,8 @@ impl ReadyMode {
 
     /// What stands in for watching a worker wait for connections where that cannot be
     /// seen (a worker with no sockets, or /proc refused): ready once alive this long.
-    pub fn unobservable_fallback(self) -> Option<Duration> {
-        match self {
+    pub fn unobservable_fallback(&self) -> Option<Duration> {
+        match *self {
             ReadyMode::Auto(after) => Some(after),
             ReadyMode::Listening => Some(AUTO_FALLBACK),
             _ => None,
@@ -42,15 +45,47 @@ impl ReadyMode {
     }
 
     /// Whether `READY=1` from a worker makes it ready.
-    pub fn believes_ready_message(self) -> bool {
+    pub fn believes_ready_message(&self) -> bool {
         matches!(self, ReadyMode::Notify | ReadyMode::Auto(_))
     }
 
     /// Whether a worker seen waiting for connections on its sockets is ready.
-    pub fn observes_listening(self) -> bool {
+    pub fn observes_listening(&self) -> bool {
         matches!(self, ReadyMode::Auto(_) | ReadyMode::Listening)
     }
+
+    /// The pattern a line of output must match, if that is how.
+    pub fn log_pattern(&self) -> Option<&LogPattern> {
+        match self {
+            ReadyMode::Log(pattern) => Some(pattern),
+            _ => None,
+        }
+    }
 }
+
+/// The regex of `ready = log:REGEX`, compiled once when the option is read.
+#[derive(Debug, Clone)]
+pub struct LogPattern(regex::Regex);
+
+impl LogPattern {
+    /// Whether `line` (one line of a worker's output, without its newline) matches.
+    pub fn is_match(&self, line: &str) -> bool {
+        self.0.is_match(line)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for LogPattern {
+    fn eq(&self, other: &LogPattern) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for LogPattern {}
 
 /// `auto`'s stand-in when listening cannot be seen.
 const AUTO_FALLBACK: Duration = Duration::from_secs(1);
@@ -69,6 +104,7 @@ impl fmt::Display for ReadyMode {
             ReadyMode::Delay(d) => write!(f, "delay:{}", d.as_millis()),
             ReadyMode::Immediate => f.write_str("immediate"),
             ReadyMode::Listening => f.write_str("listening"),
+            ReadyMode::Log(pattern) => write!(f, "log:{}", pattern.as_str()),
         }
     }
 }
@@ -89,6 +125,12 @@ impl FromStr for ReadyMode {
             None if value == "auto" => Ok(ReadyMode::default()),
             Some(("auto", ms)) => Ok(ReadyMode::Auto(millis(ms)?)),
             Some(("delay", ms)) => Ok(ReadyMode::Delay(millis(ms)?)),
+            Some(("log", pattern)) if !pattern.is_empty() => regex::Regex::new(pattern)
+                .map(|regex| ReadyMode::Log(LogPattern(regex)))
+                .map_err(|e| OptionError::ReadyPattern {
+                    pattern: pattern.to_owned(),
+                    reason: e.to_string(),
+                }),
             _ => Err(OptionError::Ready(value.to_owned())),
         }
     }
@@ -214,6 +256,38 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 days").is_err());
+    }
+}
+
+/// What the master does with its workers' stdout and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerOutput {
+    /// Read through a pipe per worker, each line sent on with the worker's id,
+    /// generation and pid (to the journal under systemd, else to the master's stderr).
+    #[default]
+    Capture,
+    /// Left alone: workers write where the master does (a tty, a file of their own).
+    Inherit,
+}
+
+impl fmt::Display for WorkerOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WorkerOutput::Capture => "capture",
+            WorkerOutput::Inherit => "inherit",
+        })
+    }
+}
+
+impl FromStr for WorkerOutput {
+    type Err = OptionError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "capture" => Ok(WorkerOutput::Capture),
+            "inherit" => Ok(WorkerOutput::Inherit),
+            _ => Err(OptionError::WorkerOutput(value.to_owned())),
+        }
     }
 }
 

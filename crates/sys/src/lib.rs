@@ -21,7 +21,7 @@
 //! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
 //! let env = vec![("LISTEN_FDS".into(), "1".into())];
 //! let mut plan = ExecPlan::new("/usr/bin/myserver".as_ref(), &["myserver".into()], &env, true).unwrap();
-//! let fds = ChildFds { stdin: None, sockets: &[listener.as_fd()] };
+//! let fds = ChildFds { stdin: None, output: None, sockets: &[listener.as_fd()] };
 //! let pid = spawn(&mut plan, &fds).unwrap();
 //! println!("worker {pid} serves on fd 3 with LISTEN_PID={pid}");
 //! ```

@@ -42,6 +42,8 @@ pub enum ChildStage {
     Exec = 8,
     /// Catching the stop signal of a forked worker (preload mode).
     StopSignal = 9,
+    /// Putting the master's output pipe on stdout and stderr.
+    Output = 10,
 }
 
 impl ChildStage {
@@ -57,6 +59,7 @@ impl ChildStage {
             SignalMask,
             Exec,
             StopSignal,
+            Output,
         ]
         .into_iter()
         .find(|stage| *stage as u8 == byte)
@@ -75,6 +78,7 @@ impl fmt::Display for ChildStage {
             ChildStage::SignalMask => "sigprocmask",
             ChildStage::Exec => "execve",
             ChildStage::StopSignal => "catching the stop signal",
+            ChildStage::Output => "dup2 of the output pipe to stdout and stderr",
         })
     }
 }
@@ -111,6 +115,9 @@ pub enum SpawnError {
 pub struct ChildFds<'a> {
     /// Put on fd 0; `None` keeps the master's stdin.
     pub stdin: Option<BorrowedFd<'a>>,
+    /// Put on fd 1 and 2 (the master reads the worker's output from it); `None` keeps
+    /// the master's stdout and stderr.
+    pub output: Option<BorrowedFd<'a>>,
     /// Placed at fd 3, 4, ... in this order.
     pub sockets: &'a [BorrowedFd<'a>],
 }
@@ -326,6 +333,15 @@ pub(crate) fn prepare_child(
         let fd = unsafe { nix::unistd::dup2_raw(stdin, 0) }.map_err(|e| (ChildStage::Stdin, e))?;
         std::mem::forget(fd);
     }
+    if let Some(output) = fds.output {
+        for target in [1, 2] {
+            // SAFETY: as for stdin: dup2 onto fd 1 and 2 replaces stdout and stderr in
+            // this process's own fd table, and the new descriptors are never closed here.
+            let fd = unsafe { nix::unistd::dup2_raw(output, target) }
+                .map_err(|e| (ChildStage::Output, e))?;
+            std::mem::forget(fd);
+        }
+    }
 
     // Copied above the target range first, because a socket may already sit where
     // another one must go.
@@ -475,6 +491,7 @@ mod tests {
         .unwrap();
         let fds = ChildFds {
             stdin: None,
+            output: None,
             sockets: &[],
         };
         match spawn(&mut plan, &fds) {
@@ -492,6 +509,7 @@ mod tests {
     fn a_batch_confirmed_after_forking_reports_each_child() {
         let fds = ChildFds {
             stdin: None,
+            output: None,
             sockets: &[],
         };
         let mut runs = ExecPlan::new(

@@ -37,6 +37,34 @@ impl JournalLayer {
     }
 }
 
+/// Sends records of other processes' output lines (a worker's) to journald, never
+/// waiting: the socket is non-blocking, and a record journald cannot take at once is
+/// refused with `WouldBlock` for the caller to count.
+#[derive(Debug)]
+pub struct JournalSender {
+    socket: UnixDatagram,
+}
+
+impl JournalSender {
+    /// A sender to journald's socket at `path` ([`JOURNAL_SOCKET`]).
+    pub fn connect(path: &Path) -> io::Result<JournalSender> {
+        let socket = UnixDatagram::unbound()?;
+        socket.connect(path)?;
+        socket.set_nonblocking(true)?;
+        Ok(JournalSender { socket })
+    }
+
+    /// Sends one record: `MESSAGE=message` and `fields` (journal field names).
+    pub fn send(&self, message: &str, fields: &[(&str, &str)]) -> io::Result<()> {
+        let mut record = Vec::with_capacity(message.len() + 160);
+        push_field(&mut record, "MESSAGE", message);
+        for (name, value) in fields {
+            push_field(&mut record, name, value);
+        }
+        self.socket.send(&record).map(drop)
+    }
+}
+
 /// The event's message and fields, in order.
 #[derive(Default)]
 struct Fields {

@@ -38,6 +38,7 @@ pub(crate) fn run_shell(command: &str, input: Option<&str>) -> Result<(), Action
     };
     let fds = ChildFds {
         stdin: Some(stdin.as_fd()),
+        output: None,
         sockets: &[],
     };
     let pid = spawn(&mut plan, &fds).map_err(ActionError::Shell)?;

@@ -27,6 +27,8 @@ pub(crate) enum Token {
     Touch,
     /// The output pipe of the new binary's check before a re-exec.
     UpgradeCheck,
+    /// The stdout/stderr pipe in slot N of the workers' output.
+    WorkerOutput(usize),
 }
 
 /// The kind of a token, in the top byte of the epoll data; its index below.
@@ -43,6 +45,7 @@ impl Token {
             Token::Fifo(n) => (4, n as u64 & INDEX_MASK),
             Token::Touch => (5, 0),
             Token::UpgradeCheck => (6, 0),
+            Token::WorkerOutput(n) => (7, n as u64 & INDEX_MASK),
         };
         (kind << KIND_SHIFT) | index
     }
@@ -57,6 +60,7 @@ impl Token {
             4 => Token::Fifo(index as usize),
             5 => Token::Touch,
             6 => Token::UpgradeCheck,
+            7 => Token::WorkerOutput(index as usize),
             _ => return None,
         })
     }
@@ -135,6 +139,7 @@ mod tests {
             Token::Fifo(3),
             Token::Touch,
             Token::UpgradeCheck,
+            Token::WorkerOutput(1023),
         ];
         for token in tokens {
             assert_eq!(Token::decode(token.encode()), Some(token));

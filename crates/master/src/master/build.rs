@@ -115,6 +115,7 @@ impl Master {
             registry: Registry::new().map_err(MasterError::Poll)?,
             timers: Timers::new(),
             probe: super::readiness::Watch::new(&opened.listeners),
+            outputs: crate::output::Outputs::new(output_identifier(&options, forked)),
             options,
             listeners: opened.listeners,
             launch,
@@ -296,6 +297,19 @@ fn refuse_threads() -> Result<(), MasterError> {
         count: others.len(),
         names: others.join(", "),
     })
+}
+
+/// The name worker lines carry (SYSLOG_IDENTIFIER): the worker command's, or in
+/// preload mode the program's, as `ps` shows them.
+fn output_identifier(options: &Options, forked: bool) -> String {
+    let program = match options.command.first() {
+        Some(command) if !forked => command.clone(),
+        _ => std::env::args().next().unwrap_or_default(),
+    };
+    match Path::new(&program).file_name() {
+        Some(name) => name.to_string_lossy().into_owned(),
+        None => "worker".to_owned(),
+    }
 }
 
 /// As a reload by the old image would, a re-exec'd image keeps the values the master

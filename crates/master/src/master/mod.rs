@@ -150,6 +150,8 @@ pub struct Master {
     files_dir: PathBuf,
     /// How to start each mule (`mule`), in configuration order.
     mules: Vec<crate::mule::MuleCommand>,
+    /// The workers' stdout/stderr pipes (`worker-output = capture`).
+    outputs: crate::output::Outputs,
     /// Watches starting workers for waiting on their sockets (readiness.rs).
     probe: readiness::Watch,
     /// Where vacuum reaches the files made before the jail.
@@ -257,6 +259,33 @@ impl Master {
             Token::Touch => self.on_touch(),
             Token::ControlListener | Token::Control(_) => self.on_control(),
             Token::Fifo(_) => self.on_fifos(),
+            Token::WorkerOutput(slot) => self.on_output(slot),
+        }
+    }
+
+    /// Sends a worker's lines on; one that matches `ready = log:` while the worker
+    /// starts makes it ready.
+    fn on_output(&mut self, slot: usize) {
+        let writer = self.outputs.writer(slot);
+        let starting = writer.is_some_and(|w| {
+            let worker = self.supervisor.workers().iter().find(|x| x.pid == w.pid);
+            worker.is_some_and(|x| x.state == crate::supervisor::WorkerState::Starting)
+        });
+        let pattern = self
+            .supervisor
+            .settings()
+            .ready
+            .log_pattern()
+            .filter(|_| starting);
+        let read = self.outputs.read(slot, pattern, Instant::now());
+        if read.closed {
+            if let Some(fd) = self.outputs.fd(slot) {
+                self.registry.remove(fd);
+            }
+            self.outputs.close(slot);
+        }
+        if let (true, Some(writer)) = (read.matched, writer) {
+            self.dispatch(Event::LogMatched { pid: writer.pid });
         }
     }
 
@@ -459,16 +488,17 @@ impl Master {
     }
 }
 
-/// The order in which ready sources are read in one pass: a worker's last datagrams
-/// before the SIGCHLD of its exit.
+/// The order in which ready sources are read in one pass: a worker's last lines and
+/// datagrams before the SIGCHLD of its exit.
 fn source_order(token: Token) -> u8 {
     match token {
         Token::UpgradeCheck => 0,
-        Token::Notify => 1,
-        Token::Signals => 2,
-        Token::Touch => 3,
-        Token::ControlListener | Token::Control(_) => 4,
-        Token::Fifo(_) => 5,
+        Token::WorkerOutput(_) => 1,
+        Token::Notify => 2,
+        Token::Signals => 3,
+        Token::Touch => 4,
+        Token::ControlListener | Token::Control(_) => 5,
+        Token::Fifo(_) => 6,
     }
 }
 

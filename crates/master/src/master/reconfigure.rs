@@ -46,6 +46,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         respawn_backoff_max: reread.respawn_backoff_max,
         respawn_reset_after: reread.respawn_reset_after,
         reload_strategy: reread.reload_strategy,
+        worker_output: reread.worker_output,
         preload_check_timeout: reread.preload_check_timeout,
         ..running.clone()
     };
@@ -189,6 +190,7 @@ mod tests {
                 "ready" => "notify",
                 "worker-stop-signal" => "SIGQUIT",
                 "reload-strategy" => "chain",
+                "worker-output" => "inherit",
                 _ => "7s",
             };
             def.clear(&mut reread);

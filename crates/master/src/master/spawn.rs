@@ -1,15 +1,18 @@
 //! Starting workers: an exec'd worker is forked and its exec confirmed later, so that
 //! the execs of a batch overlap; a forked worker (preload mode) runs at once.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use steward_hooks::Phase;
+use steward_options::WorkerOutput;
 use steward_sys::{fork_worker, spawn_unconfirmed, ChildFds, Unconfirmed};
+use tracing::warn;
 
 use super::{Launch, Master};
 use crate::{
-    preload::WorkerIdentity, procname, supervisor::Event, supervisor::SpawnRequest, MasterError,
+    event::Token, output::Writer, preload::WorkerIdentity, procname, supervisor::Event,
+    supervisor::SpawnRequest, MasterError,
 };
 
 /// How many exec'd workers are forked before their execs are confirmed: enough for the
@@ -64,6 +67,7 @@ impl Master {
     }
 
     fn fork_exec(&mut self, request: SpawnRequest) -> Result<Option<Unconfirmed>, MasterError> {
+        let output = self.open_output()?;
         let Launch::Exec(command) = &mut self.launch else {
             unreachable!("fork_exec is for exec mode");
         };
@@ -71,16 +75,64 @@ impl Master {
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
             stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
+            output: output.as_ref().map(|(_, write)| write.as_fd()),
             sockets: &sockets,
         };
         let mut plan = command.plan(request.id, request.generation, title.as_deref())?;
-        spawn_unconfirmed(&mut plan, &fds)
+        let spawned = spawn_unconfirmed(&mut plan, &fds).map_err(|source| MasterError::Spawn {
+            id: request.id,
+            command: command.display.clone(),
+            source,
+        });
+        let pid = spawned.as_ref().ok().map(Unconfirmed::pid);
+        self.watch_output(output, request, pid);
+        spawned.map(Some)
+    }
+
+    /// A pipe for the output of a worker about to start, if the master reads it.
+    fn open_output(&mut self) -> Result<Option<(usize, OwnedFd)>, MasterError> {
+        if self.options.worker_output != WorkerOutput::Capture {
+            return Ok(None);
+        }
+        self.outputs
+            .open()
             .map(Some)
-            .map_err(|source| MasterError::Spawn {
+            .map_err(MasterError::OutputPipe)
+    }
+
+    /// The worker `pid` started with `output` on its stdout and stderr: its lines are
+    /// read in the loop from now on. Without a pid, the pipe is closed.
+    fn watch_output(
+        &mut self,
+        output: Option<(usize, OwnedFd)>,
+        request: SpawnRequest,
+        pid: Option<Pid>,
+    ) {
+        // The worker's end is the worker's alone from here, so that the end of file
+        // comes when it and its children are gone.
+        let Some((slot, _write)) = output else {
+            return;
+        };
+        let Some(pid) = pid else {
+            self.outputs.close(slot);
+            return;
+        };
+        self.outputs.attach(
+            slot,
+            Writer {
                 id: request.id,
-                command: command.display.clone(),
-                source,
-            })
+                generation: request.generation,
+                pid,
+            },
+        );
+        let registered = self
+            .outputs
+            .fd(slot)
+            .map(|fd| self.registry.add(fd, Token::WorkerOutput(slot)));
+        if let Some(Err(errno)) = registered {
+            warn!(worker = request.id, pid = %pid, error = %errno, "cannot watch the worker's output; it is not read");
+            self.outputs.close(slot);
+        }
     }
 
     /// Forks a worker that runs the closure (preload mode), after its accepting hooks.
@@ -91,6 +143,7 @@ impl Master {
             first_time,
         } = request;
         let title = procname::worker_title(&self.options, id);
+        let output = self.open_output()?;
         let close = self.master_fds();
         let Launch::Fork(fork) = &mut self.launch else {
             unreachable!("fork_closure is for preload mode");
@@ -99,6 +152,7 @@ impl Master {
         let sockets: Vec<BorrowedFd<'_>> = self.listeners.iter().map(|l| l.as_fd()).collect();
         let fds = ChildFds {
             stdin: (!self.options.honour_stdin).then(|| self.dev_null.as_fd()),
+            output: output.as_ref().map(|(_, write)| write.as_fd()),
             sockets: &sockets,
         };
         let stop_signal =
@@ -113,7 +167,7 @@ impl Master {
         };
         let fork = &*fork;
         let hooks = &self.hooks;
-        fork_worker(&fds, &close, stop_signal, |stop| {
+        let forked = fork_worker(&fds, &close, stop_signal, |stop| {
             // In the worker, before it serves (the phases are not fatal).
             for phase in accepting_phases(id, first_time) {
                 let _ = hooks.run(phase);
@@ -124,7 +178,9 @@ impl Master {
             id,
             command: self.launch.display(),
             source,
-        })
+        });
+        self.watch_output(output, request, forked.as_ref().ok().copied());
+        forked
     }
 
     /// The master's own descriptors, which a forked worker must not hold (exec mode
@@ -153,6 +209,7 @@ impl Master {
                 .map(|fd| fd.as_raw_fd()),
         );
         close.extend(self.made_root.fd());
+        close.extend(self.outputs.fds().map(|fd| fd.as_raw_fd()));
         close
     }
 }

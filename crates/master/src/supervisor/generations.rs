@@ -474,6 +474,16 @@ impl Supervisor {
         }
     }
 
+    pub(super) fn log_matched(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
+        let starting = self
+            .workers
+            .iter()
+            .any(|w| w.pid == pid && w.state == WorkerState::Starting);
+        if starting && self.settings.ready.log_pattern().is_some() {
+            self.mark_ready(pid, now, "log", out);
+        }
+    }
+
     /// Listening cannot be seen for this worker: time alive stands in, from its start.
     pub(super) fn unobservable(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
         let fallback = self.settings.ready.unobservable_fallback();

@@ -58,7 +58,7 @@ impl Settings {
     pub fn new(options: &Options, forked: bool, app_in_master: bool, sockets: bool) -> Settings {
         Settings {
             workers: options.workers,
-            ready: options.ready,
+            ready: options.ready.clone(),
             ready_timeout: Some(options.ready_timeout).filter(|t| !t.is_zero()),
             observable: sockets,
             mercy: options.worker_reload_mercy,
@@ -131,6 +131,8 @@ pub(crate) enum Event {
     /// This pid (or a descendant) was seen waiting for connections on a socket of its
     /// (`how`: "accept", "epoll"...).
     Listening { pid: Pid, how: &'static str },
+    /// A line of this pid's output matched the `ready = log:` pattern.
+    LogMatched { pid: Pid },
     /// Whether this pid waits for connections cannot be seen (/proc refused): the
     /// readiness mode's stand-in timer applies.
     Unobservable { pid: Pid },
@@ -402,6 +404,7 @@ impl Supervisor {
             Event::Exited { pid, how } => self.exited(pid, how, now, &mut out),
             Event::ReadyMessage { pid } => self.ready_message(pid, now, &mut out),
             Event::Listening { pid, how } => self.listening(pid, how, now, &mut out),
+            Event::LogMatched { pid } => self.log_matched(pid, now, &mut out),
             Event::Unobservable { pid } => self.unobservable(pid, now, &mut out),
             Event::Timer(deadline) => self.timer(deadline, now, &mut out),
             Event::HookRan { hook, result } => self.hook_ran(hook, result, now, &mut out),
@@ -456,7 +459,7 @@ impl Supervisor {
     /// How long a starting worker must stay alive to be ready by time alone, if that
     /// is how readiness is decided for it.
     fn ready_timer(&self) -> Option<Duration> {
-        let ready = self.settings.ready;
+        let ready = &self.settings.ready;
         match ready.ready_after_alive() {
             Some(after) => Some(after),
             None if !self.settings.observable => ready.unobservable_fallback(),
@@ -471,15 +474,16 @@ impl Supervisor {
 
     /// What a starting worker waits for, for `steward status`.
     pub fn waiting_for(&self, worker: &Worker) -> String {
-        let ready = self.settings.ready;
+        let ready = &self.settings.ready;
         let listening = "waiting for connections on its sockets";
         let alive = |after: Duration| format!("alive {} ms", after.as_millis());
         let by_time = !self.settings.observable || worker.unobservable;
         match ready {
             ReadyMode::Notify => "READY=1".into(),
             ReadyMode::Immediate => "nothing".into(),
-            ReadyMode::Delay(after) => alive(after),
-            ReadyMode::Auto(after) if by_time => format!("READY=1 or {}", alive(after)),
+            ReadyMode::Delay(after) => alive(*after),
+            ReadyMode::Log(pattern) => format!("a line of output matching {:?}", pattern.as_str()),
+            ReadyMode::Auto(after) if by_time => format!("READY=1 or {}", alive(*after)),
             ReadyMode::Auto(_) => format!("READY=1 or {listening}"),
             ReadyMode::Listening if by_time => {
                 alive(ready.unobservable_fallback().unwrap_or_default())
