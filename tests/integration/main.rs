@@ -10,6 +10,7 @@ mod exit;
 mod faults;
 mod generate;
 mod hooks;
+mod output;
 mod readiness;
 mod security;
 mod soak;
