@@ -29,14 +29,15 @@ fn venv() -> PathBuf {
 /// that each worker counted as ready by being seen waiting for connections after its
 /// boot, then reloads twice under load.
 fn reloads_wait_for_an_unmodified_server(command: &[&str]) {
-    reloads_wait_for(command, |_| false);
+    reloads_wait_for(&[], command, |_| false);
 }
 
-/// [`reloads_wait_for_an_unmodified_server`], forgiving the failures `own_fault` says
-/// the server causes itself whatever supervises it.
-fn reloads_wait_for(command: &[&str], own_fault: fn(&str) -> bool) {
+/// [`reloads_wait_for_an_unmodified_server`] with steward's `args` besides, forgiving
+/// the failures `own_fault` says the server causes itself whatever supervises it.
+fn reloads_wait_for(args: &[&str], command: &[&str], own_fault: fn(&str) -> bool) {
     let boot = BOOT_MS.to_string();
-    let steward = Steward::start_env(&[("BOOT_MS", &boot)], &["--workers", "2"], command);
+    let args = [&["--workers", "2"], args].concat();
+    let steward = Steward::start_env(&[("BOOT_MS", &boot)], &args, command);
     steward.wait_generation_ready(1);
     let ready: Vec<String> = steward
         .log
@@ -132,6 +133,7 @@ fn uvicorn_is_ready_when_its_socket_is_in_its_epoll_set() {
     // uvicorn's accept loop; the README says so under Readiness.
     let reset = |f: &str| f.contains("Connection reset by peer") || f.contains("Broken pipe");
     reloads_wait_for(
+        &[],
         &[
             uvicorn.to_str().unwrap(),
             "--fd",
@@ -143,4 +145,87 @@ fn uvicorn_is_ready_when_its_socket_is_in_its_epoll_set() {
         ],
         reset,
     );
+}
+
+#[test]
+fn go_net_http_on_a_file_listener_is_ready_when_its_socket_is_in_its_epoll_set() {
+    let Some(server) = go_server() else {
+        eprintln!("skipped: no go toolchain (.ci/run installs Debian's golang-go)");
+        return;
+    };
+    reloads_wait_for_an_unmodified_server(&[server.to_str().unwrap()]);
+}
+
+/// tests/servers/go_http built once per target directory, if Go is installed.
+fn go_server() -> Option<PathBuf> {
+    let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go_http");
+    let source = servers().join("go_http/main.go");
+    let built = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"),
+        )
+        .env("GOFLAGS", "-buildvcs=false")
+        .output()
+        .ok()?;
+    assert!(
+        built.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    Some(binary)
+}
+
+/// gunicorn, one per steward worker, takes the sockets from LISTEN_FDS and imports the
+/// app in its own worker after fork: that worker, a descendant, is the one seen
+/// waiting. gunicorn's arbiter says READY=1 before that import, so `auto` would believe
+/// it early: `ready = listening` is the setting for gunicorn (README, Readiness).
+fn gunicorn_command(gunicorn: &Path) -> Vec<String> {
+    [
+        gunicorn.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--chdir",
+        servers().to_str().unwrap(),
+        "--graceful-timeout",
+        "20",
+        "wsgi_app:app",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn gunicorn_reading_listen_fds_is_ready_when_its_own_worker_waits() {
+    let gunicorn = venv().join("bin/gunicorn");
+    if !gunicorn.exists() {
+        eprintln!(
+            "skipped: no gunicorn at {} (.ci/run installs it)",
+            gunicorn.display()
+        );
+        return;
+    }
+    let command = gunicorn_command(&gunicorn);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    reloads_wait_for(&["--ready", "listening"], &command, |_| false);
+}
+
+#[test]
+fn gunicorn_under_auto_is_named_for_its_early_ready() {
+    let gunicorn = venv().join("bin/gunicorn");
+    if !gunicorn.exists() {
+        eprintln!(
+            "skipped: no gunicorn at {} (.ci/run installs it)",
+            gunicorn.display()
+        );
+        return;
+    }
+    let command = gunicorn_command(&gunicorn);
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let steward = Steward::start_env(&[("BOOT_MS", "2000")], &[], &command);
+    let early = steward.log.wait_event("ready-before-listening", &[]);
+    assert!(early.contains("ready = listening"), "{early}");
 }

@@ -57,6 +57,9 @@ pub const NEEDS_RESTART: &str = "needs-restart";
 pub const MULE_STARTED: &str = "mule-started";
 /// A mule exited: asked to, at shutdown, or unasked (`respawn_in_ms` then).
 pub const MULE_EXITED: &str = "mule-exited";
+/// Under `ready = auto`, a worker sent READY=1 before it was seen waiting for
+/// connections (said once: `pid`, `command`).
+pub const READY_BEFORE_LISTENING: &str = "ready-before-listening";
 /// Lines of a worker's output were dropped (`over_rate`: past the lines per second
 /// sent on; `refused`: the journal could not take them at once).
 pub const WORKER_OUTPUT_DROPPED: &str = "worker-output-dropped";

@@ -30,7 +30,7 @@ use nix::{
     unistd::Pid,
 };
 use steward_hooks::{Hooks, Phase, TouchWatcher};
-use steward_options::{ConfigSources, Options, ReloadStrategy};
+use steward_options::{ConfigSources, Options, ReadyMode, ReloadStrategy};
 use steward_systemd::{Notification, Notifier, State};
 use tracing::{info, warn};
 
@@ -363,6 +363,9 @@ impl Master {
             tracing::debug!(worker = worker.id, generation = worker.generation, pid = %sender, "worker says it is stopping");
         }
         if message.ready {
+            if matches!(self.supervisor.settings().ready, ReadyMode::Auto(_)) {
+                self.look_at_early_ready(sender);
+            }
             self.dispatch(Event::ReadyMessage { pid: sender });
         }
     }

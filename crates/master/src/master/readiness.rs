@@ -30,6 +30,8 @@ pub(super) struct Watch {
     probe: Option<Probe>,
     /// /proc refused a look: said once, then each worker falls back to its timer.
     denied_said: bool,
+    /// A READY=1 came before its worker waited for connections: said once.
+    early_ready_said: bool,
     /// Where the next pass starts among the starting workers, when more than
     /// [`PROBE_BUDGET`] start.
     cursor: usize,
@@ -44,6 +46,7 @@ impl Watch {
         Watch {
             probe: (!inodes.is_empty()).then(|| Probe::new(inodes)),
             denied_said: false,
+            early_ready_said: false,
             cursor: 0,
         }
     }
@@ -66,6 +69,22 @@ impl Master {
             return;
         }
         self.timers.arm(TimerKey::Probe, now + PROBE_EVERY);
+    }
+
+    /// Under `auto`, READY=1 makes a starting worker ready. One that sends it before it
+    /// waits for connections (gunicorn's arbiter says READY=1 before its workers have
+    /// imported the app) is named once, with the mode that waits for the sockets.
+    pub(super) fn look_at_early_ready(&mut self, pid: Pid) {
+        let starting = self.watched_workers().any(|watched| watched == pid);
+        let (Some(probe), false, true) = (&self.probe.probe, self.probe.early_ready_said, starting)
+        else {
+            return;
+        };
+        if probe.check(pid) == Observation::NotYet {
+            self.probe.early_ready_said = true;
+            warn!(event = crate::events::READY_BEFORE_LISTENING, pid = %pid, command = %self.launch.display(),
+                "the worker sent READY=1 before it waits for connections on its sockets; it counts as ready now (ready = auto). If it still loads its app then, set ready = listening");
+        }
     }
 
     /// Looks at up to [`PROBE_BUDGET`] starting workers, in turn.
