@@ -6,6 +6,8 @@
     bench.py report         bench/results.md from every run in bench/out/
     bench.py baseline OLD   steward against an older build OLD of itself, side by side in
                             one run: reload under load, 1024-worker start, idle wake-ups
+    bench.py unmodified RUN real servers that never send READY=1, default readiness mode
+                            (bench/unmodified.py)
 
 `bench/run` installs what is missing, builds, and calls these; see bench/README.md.
 """
@@ -123,11 +125,11 @@ def bench_reload(run):
     write(f"reload-{run}.json", dict(facts(), results=results))
 
 
-def run_reload(name, command, trigger, period_ms, log_path):
+def run_reload(name, command, trigger, period_ms, log_path, boot_ms=BOOT_MS):
     """One system through RELOADS reloads under load; its client's result."""
     port = int(next(a for a in command if a.startswith("127.0.0.1:")).split(":")[1])
     log = open(log_path, "w")
-    env = dict(os.environ, BOOT_MS=str(BOOT_MS), REQ_MS=str(REQ_MS))
+    env = dict(os.environ, BOOT_MS=str(boot_ms), REQ_MS=str(REQ_MS))
     load_before = loadavg()
     master = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                               env=env, cwd=HERE)
@@ -291,6 +293,9 @@ def main():
         bench_scale(sys.argv[2])
     elif what == "baseline":
         bench_baseline(sys.argv[2])
+    elif what == "unmodified":
+        import unmodified
+        unmodified.bench_unmodified(sys.argv[2])
     elif what == "report":
         import report
         report.main(OUT, os.path.join(HERE, "results.md"))

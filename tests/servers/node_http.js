@@ -7,8 +7,10 @@ const boot = parseInt(process.env.BOOT_MS || '2000', 10);
 const generation = process.env.STEWARD_GENERATION || '?';
 const until = Date.now() + boot;
 while (Date.now() < until) {} // the slow require()s, synchronously, as real apps do
+const bootNs = (BigInt(Date.now()) * 1000000n).toString(); // X-Boot, for bench/'s client
 const server = http.createServer((req, res) => {
   res.setHeader('Connection', 'close');
+  res.setHeader('X-Boot', bootNs);
   res.end(`hello from node generation ${generation} pid ${process.pid}\n`);
 });
 server.listen({ fd: 3 });

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 time.sleep(int(os.environ.get("BOOT_MS", "2000")) / 1000)  # the slow import
 
 generation = os.environ.get("STEWARD_GENERATION", "?")
+BOOT_NS = time.time_ns()  # X-Boot: tells bench/'s client which process answered
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -20,6 +21,7 @@ class Hello(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
+        self.send_header("X-Boot", str(BOOT_NS))
         self.end_headers()
         self.wfile.write(body)
 

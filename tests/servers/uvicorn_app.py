@@ -6,6 +6,7 @@ import time
 time.sleep(int(os.environ.get("BOOT_MS", "2000")) / 1000)  # the slow import
 
 generation = os.environ.get("STEWARD_GENERATION", "?")
+BOOT_NS = time.time_ns()  # X-Boot: tells bench/'s client which process answered
 
 
 async def app(scope, receive, send):
@@ -14,5 +15,6 @@ async def app(scope, receive, send):
     body = f"hello from uvicorn generation {generation} pid {os.getpid()}\n".encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"connection", b"close"),
+                            (b"x-boot", str(BOOT_NS).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -7,12 +7,17 @@ import time
 time.sleep(int(os.environ.get("BOOT_MS", "2000")) / 1000)  # the slow import
 
 generation = os.environ.get("STEWARD_GENERATION", "?")
+BOOT_NS = time.time_ns()  # X-Boot: tells bench/'s client which process answered
 
 
 def app(environ, start_response):
     body = f"hello from gunicorn generation {generation} pid {os.getpid()}\n".encode()
     start_response(
         "200 OK",
-        [("Content-Length", str(len(body))), ("Connection", "close")],
+        [
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+            ("X-Boot", str(BOOT_NS)),
+        ],
     )
     return [body]

@@ -263,6 +263,14 @@ fn report(
     }
     let mut sorted = completions.clone();
     sorted.sort_unstable();
+    // The longest time in which no answer at all was completed, over the whole run.
+    let mut answered: Vec<u64> = counted
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .map(|r| r.end_us)
+        .collect();
+    answered.sort_unstable();
+    let max_gap_us = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     let ms = |us: u64| us as f64 / 1000.0;
     let failures: Vec<String> = counted
         .iter()
@@ -275,7 +283,7 @@ fn report(
             "{{\"requests\":{},\"ok\":{},\"non200\":{},\"refused\":{},\"reset\":{},",
             "\"timeout\":{},\"other\":{},\"steady\":{},\"reloading\":{},",
             "\"reloads\":{},\"incomplete\":{},\"completion_ms\":{{\"p50\":{:.1},\"max\":{:.1},\"all\":[{}]}},",
-            "\"period_ms\":{},\"client_cpu_us_per_request\":{:.1},\"wall_s\":{:.1},\"first_failures\":[{}]}}"
+            "\"max_gap_ms\":{:.1},\"period_ms\":{},\"client_cpu_us_per_request\":{:.1},\"wall_s\":{:.1},\"first_failures\":[{}]}}"
         ),
         counted.len(),
         count(|o| *o == Outcome::Ok),
@@ -291,6 +299,7 @@ fn report(
         sorted.get(sorted.len().saturating_sub(1) / 2).map_or(f64::NAN, |v| ms(*v)),
         sorted.last().map_or(f64::NAN, |v| ms(*v)),
         completions.iter().map(|v| format!("{:.1}", ms(*v))).collect::<Vec<_>>().join(","),
+        ms(max_gap_us),
         period.as_millis(),
         cpu_us as f64 / records.len().max(1) as f64,
         ms(end_us) / 1000.0,

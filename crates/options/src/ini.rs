@@ -305,6 +305,16 @@ fn uwsgi_setting(key: &str, value: &str, origin: Origin, out: &mut FileSettings)
             .push(Setting::one("listen-backlog", value, origin.clone()));
         return;
     }
+    if key == "log-master" {
+        // uWSGI's master reading the workers' output is steward's worker-output.
+        let mode = match value.trim() {
+            "" | "true" | "1" | "yes" | "on" => "capture",
+            _ => "inherit",
+        };
+        out.settings
+            .push(Setting::one("worker-output", mode, origin.clone()));
+        return;
+    }
     if UWSGI_SOCKETS.contains(&key) {
         // uWSGI's `:8000` means every interface, and an address without a port is a
         // unix socket's path (an abstract `@name` is left to fail: steward binds files).
@@ -407,6 +417,20 @@ mod tests {
         let set: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
         assert_eq!(set, ["processes", "listen-backlog", "listen", "vacuum"]);
         assert_eq!(file.settings[2].origin, at(5));
+    }
+
+    #[test]
+    fn log_master_is_the_workers_output_read_by_the_master() {
+        let file = read("[uwsgi]\nlog-master = true\nlog-master = false\n").unwrap();
+        assert!(file.warnings.is_empty());
+        let one = |v: &str| crate::RawValue::One(v.into());
+        assert_eq!(
+            keys(&file),
+            [
+                ("worker-output", &one("capture"), 2),
+                ("worker-output", &one("inherit"), 3),
+            ]
+        );
     }
 
     /// uWSGI's after-request hooks are C symbols run in the worker: the warning says

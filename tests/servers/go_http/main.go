@@ -29,8 +29,10 @@ func main() {
 		os.Exit(1)
 	}
 	generation := os.Getenv("STEWARD_GENERATION")
+	bootNs := strconv.FormatInt(time.Now().UnixNano(), 10) // X-Boot, for bench/'s client
 	server := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
+		w.Header().Set("X-Boot", bootNs)
 		fmt.Fprintf(w, "hello from go generation %s pid %d\n", generation, os.Getpid())
 	})}
 	stopped := make(chan struct{})
