@@ -8,6 +8,7 @@
                             one run: reload under load, 1024-worker start, idle wake-ups
     bench.py unmodified RUN real servers that never send READY=1, default readiness mode
                             (bench/unmodified.py)
+    bench.py report-unmodified   only that section of bench/results.md
 
 `bench/run` installs what is missing, builds, and calls these; see bench/README.md.
 """
@@ -299,6 +300,9 @@ def main():
     elif what == "report":
         import report
         report.main(OUT, os.path.join(HERE, "results.md"))
+    elif what == "report-unmodified":
+        import report
+        report.update_unmodified(OUT, os.path.join(HERE, "results.md"))
     else:
         sys.exit(__doc__)
 

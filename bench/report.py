@@ -129,8 +129,77 @@ def goals(reload_runs, scale_runs, boot_ms):
     return "\n".join(lines)
 
 
+def unmodified_table(runs):
+    """The "unmodified servers" rows: one per server, medians over the runs."""
+    names = []
+    for run in runs:
+        for r in run["results"]:
+            if r["system"] not in names:
+                names.append(r["system"])
+    lines = [
+        "| server | ready | requests | failed | max gap (ms) | new generation ready p50 (max) "
+        "(ms) | completion p50 (max) (ms) | own start-up alone (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        rows = [r for run in runs for r in run["results"] if r["system"] == name]
+        get = lambda f: summary([f(r) for r in rows])
+        lines.append(
+            f"| {name} | {rows[0]['ready']} | {get(lambda r: r['requests'])} | "
+            f"{get(lambda r: r['requests'] - r['ok'])} | {get(lambda r: r['max_gap_ms'])} | "
+            f"{ready_cell(rows)} | "
+            f"{get(lambda r: r['completion_ms']['p50'])} ({get(lambda r: r['completion_ms']['max'])}) | "
+            f"{get(lambda r: r['own_start_up_ms'])} |")
+    return "\n".join(lines)
+
+
+def ready_cell(rows):
+    ready = [r["ready_after_ms"] for r in rows if r.get("ready_after_ms")]
+    if not ready:
+        return "n/a"
+    return f"{summary([x['p50'] for x in ready])} ({summary([x['max'] for x in ready])})"
+
+
+def unmodified_section(runs):
+    if not runs:
+        return "## Unmodified servers\n\n(not run: `bench/bench.py unmodified RUN`)"
+    facts = runs[0]
+    return f"""## Unmodified servers
+
+Real servers that never send READY=1 (`tests/servers/`), each with an app that takes
+{facts["boot_ms"]} ms to start, {facts["workers"]} workers, under steward's default readiness mode
+(gunicorn: `ready = listening`, see the README), {facts["reloads"]} SIGHUP reloads under
+{facts["connections"]} closed-loop connections, {len(runs)} run(s) on {", ".join(sorted({r["date"] for r in runs}))}
+(`bench.py unmodified`). Max gap: the longest time in which no request at all was
+answered. Own start-up: the server alone, spawned on a socket at fd 3, to its first
+answer (median of 3). Completion includes the 4 new workers starting at once beside
+the serving ones on this 2-core machine, which a lone start-up does not pay (Node's
+start-up here is a busy loop: 4 of them share 2 cores). The last row is uvicorn under
+another master, for comparison.
+
+{unmodified_table(runs)}"""
+
+
+def update_unmodified(out, target):
+    """Replaces only the unmodified-servers section of `target` (the other tables keep
+    their runs)."""
+    section = unmodified_section(load(out, "unmodified"))
+    text = open(target).read()
+    start = text.find("## Unmodified servers")
+    if start < 0:
+        start = text.find("## Notes")
+        text = text[:start] + section + "\n\n" + text[start:]
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + "\n" + text[end:]
+    with open(target, "w") as f:
+        f.write(text)
+    print(f"updated {target}")
+
+
 def main(out, target):
     reload_runs, scale_runs = load(out, "reload"), load(out, "scale")
+    unmodified_runs = load(out, "unmodified")
     facts = (reload_runs or scale_runs)[0]
     dates = sorted({run["date"] for run in reload_runs + scale_runs})
     reload_md, reload_loads, client = reload_tables(reload_runs) if reload_runs else ("", "", "")
@@ -181,6 +250,8 @@ growth over the 1-worker case, divided by the workers added.
 {scale_md}
 
 Load average (1 min) before each row: {scale_loads}.
+
+{unmodified_section(unmodified_runs)}
 
 {notes}"""
     with open(target, "w") as f:

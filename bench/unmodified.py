@@ -57,14 +57,14 @@ def own_start_up_ms(command, samples=3):
         port = listener.getsockname()[1]
         fd = listener.fileno()
 
-        def on_fd_3():
-            os.dup2(fd, 3)
-            os.environ["LISTEN_PID"] = str(os.getpid())
-
         env = dict(os.environ, BOOT_MS=str(BOOT_MS), LISTEN_FDS="1", LISTEN_FDNAMES="listen0")
+        # LISTEN_PID is the server's own pid, known only in the child: sh sets it and
+        # execs the server in its place (gunicorn checks it).
+        wrapped = ["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", *command]
         started = time.monotonic()
-        server = subprocess.Popen(command, preexec_fn=on_fd_3, pass_fds=(fd,), env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(wrapped, preexec_fn=lambda: os.dup2(fd, 3), pass_fds=(fd,),
+                                  env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         listener.close()
         try:
             bench.wait_http(port)
@@ -73,6 +73,28 @@ def own_start_up_ms(command, samples=3):
             server.kill()
             server.wait()
     return statistics.median(times)
+
+
+def ready_after_ms(log_path):
+    """Per reload, from steward's log: reload-started to generation-ready (the new
+    generation seen ready by the default mode; the old one is asked to stop then)."""
+    def at(line):
+        stamp = line.split()[0].rstrip("Z")
+        hms = stamp.split("T")[1]
+        h, m, sec = hms.split(":")
+        return (int(h) * 3600 + int(m) * 60 + float(sec)) * 1000
+    started, spans = None, []
+    with open(log_path) as f:
+        for line in f:
+            if 'event="reload-started"' in line:
+                started = at(line)
+            elif 'event="generation-ready"' in line and started is not None:
+                spans.append(at(line) - started)
+                started = None
+    spans.sort()
+    if not spans:
+        return None
+    return dict(p50=round(spans[(len(spans) - 1) // 2], 1), max=round(spans[-1], 1))
 
 
 def bench_unmodified(run):
@@ -85,6 +107,25 @@ def bench_unmodified(run):
         log_path = os.path.join(bench.OUT, f"unmodified-{run}-{len(rows)}.log")
         result = bench.run_reload(name, steward, lambda pid: f"signal:HUP:{pid}", PERIOD_MS,
                                   log_path, boot_ms=BOOT_MS)
-        result.update(own_start_up_ms=round(own, 1), ready=" ".join(args) or "auto (default)")
+        result.update(own_start_up_ms=round(own, 1), ready=" ".join(args) or "auto (default)",
+                      ready_after_ms=ready_after_ms(log_path))
         rows.append(result)
+    rows.append(bench_peer(run))
     bench.write(f"unmodified-{run}.json", dict(bench.facts(), boot_ms=BOOT_MS, results=rows))
+
+
+def bench_peer(run):
+    """uvicorn under another supervisor, for whose fault its failures are: gunicorn with
+    uvicorn's own worker class (UvicornWorker), reloaded with SIGHUP, as most uvicorn
+    deployments with a master run it."""
+    gunicorn = os.path.join(TEST_VENV, "bin", "gunicorn")
+    port = bench.free_port()
+    command = [gunicorn, "--workers", str(bench.WORKERS), "--worker-class",
+               "uvicorn.workers.UvicornWorker", "--chdir", SERVERS, "--bind",
+               f"127.0.0.1:{port}", "uvicorn_app:app"]
+    log_path = os.path.join(bench.OUT, f"unmodified-peer-{run}.log")
+    result = bench.run_reload("uvicorn under gunicorn (UvicornWorker), HUP", command,
+                              lambda pid: f"signal:HUP:{pid}", PERIOD_MS, log_path,
+                              boot_ms=BOOT_MS)
+    result.update(own_start_up_ms=float("nan"), ready="gunicorn's own")
+    return result
