@@ -41,8 +41,8 @@ def servers():
         ("uvicorn --fd 3", [uvicorn, "--fd", "3", "--app-dir", SERVERS, "--no-access-log",
                             "uvicorn_app:app"], []),
         ("go net/http", [go_server()], []),
-        ("gunicorn (LISTEN_FDS)", [gunicorn, "--workers", "1", "--chdir", SERVERS,
-                                   "wsgi_app:app"], ["--ready", "listening"]),
+        ("gunicorn --preload (LISTEN_FDS)", [gunicorn, "--workers", "1", "--preload",
+                                             "--chdir", SERVERS, "wsgi_app:app"], []),
     ]
 
 

@@ -271,6 +271,17 @@ fn report(
         .collect();
     answered.sort_unstable();
     let max_gap_us = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    // Each gap over 50 ms: where it began, from the last trigger before it, and how long.
+    let gaps: Vec<String> = answered
+        .windows(2)
+        .filter(|w| w[1] - w[0] > 50_000)
+        .take(20)
+        .map(|w| {
+            let trigger = events.iter().rev().find(|e| e.at_us <= w[0]).map_or(0, |e| e.at_us);
+            let ms = |us: u64| us as f64 / 1000.0;
+            format!("[{:.1},{:.1}]", ms(w[0] - trigger), ms(w[1] - w[0]))
+        })
+        .collect();
     let ms = |us: u64| us as f64 / 1000.0;
     let failures: Vec<String> = counted
         .iter()
@@ -283,7 +294,7 @@ fn report(
             "{{\"requests\":{},\"ok\":{},\"non200\":{},\"refused\":{},\"reset\":{},",
             "\"timeout\":{},\"other\":{},\"steady\":{},\"reloading\":{},",
             "\"reloads\":{},\"incomplete\":{},\"completion_ms\":{{\"p50\":{:.1},\"max\":{:.1},\"all\":[{}]}},",
-            "\"max_gap_ms\":{:.1},\"period_ms\":{},\"client_cpu_us_per_request\":{:.1},\"wall_s\":{:.1},\"first_failures\":[{}]}}"
+            "\"max_gap_ms\":{:.1},\"gaps_after_trigger_ms\":[{}],\"period_ms\":{},\"client_cpu_us_per_request\":{:.1},\"wall_s\":{:.1},\"first_failures\":[{}]}}"
         ),
         counted.len(),
         count(|o| *o == Outcome::Ok),
@@ -300,6 +311,7 @@ fn report(
         sorted.last().map_or(f64::NAN, |v| ms(*v)),
         completions.iter().map(|v| format!("{:.1}", ms(*v))).collect::<Vec<_>>().join(","),
         ms(max_gap_us),
+        gaps.join(","),
         period.as_millis(),
         cpu_us as f64 / records.len().max(1) as f64,
         ms(end_us) / 1000.0,

@@ -41,6 +41,11 @@
 //!   read from the thread's memory (`/proc/PID/mem`) at the address in the system
 //!   call's arguments (Python's `socketserver` and `http.server`, gunicorn's sync
 //!   workers);
+//! - [`How::Accepted`]: a process holding the socket also holds a connection accepted
+//!   from it (`/proc/PID/net/tcp`, `tcp6`, `unix`: a socket, not listening, with the
+//!   listening socket's local address, or its port for a wildcard listener, or its
+//!   path), looked up only when no wait was seen: a server busy serving, as a gunicorn
+//!   sync worker under load, is seldom caught inside `accept`, `poll` or `select`;
 //! - any of these in a descendant, walked through `/proc/PID/task/TID/children`
 //!   (gunicorn's own workers, a shell wrapper's child), up to 256 processes.
 //!
@@ -70,7 +75,9 @@
 //!   (it shows as `restart_syscall`, without its arguments), or one on a set of more than
 //!   4096 entries, or a 32-bit (compat) process on a 64-bit kernel;
 //! - a server that polls with a zero timeout in a busy loop (caught only while it is
-//!   inside the call);
+//!   inside the call, or once it holds a connection it accepted);
+//! - a connection accepted in another network namespace than the worker's own, or
+//!   handed to a process that does not hold the listening socket;
 //! - a server that listens on a socket of its own, ignoring the inherited one: by
 //!   design, it does not serve on the master's socket (a duplicate of the inherited
 //!   descriptor, at any number, is the same socket and is seen);
@@ -80,6 +87,7 @@
 //! that registered it) counts as waiting too: it shares that interest list.
 #![deny(missing_docs)]
 
+mod net;
 mod proc;
 
 use std::{io, os::fd::BorrowedFd};
@@ -138,20 +146,33 @@ impl Probe {
         let mut children = Vec::new();
         let mut denied = false;
         let mut seen = 0usize;
+        let mut held = Vec::new();
+        let mut holder = None;
         while let Some(next) = pending.pop() {
             children.clear();
-            match proc::check_process(next, &self.inodes, &mut scratch, &mut children) {
+            let before = held.len();
+            match proc::check_process(next, &self.inodes, &mut scratch, &mut children, &mut held) {
                 Ok(Some(how)) => return Observation::Waiting { pid: next, how },
                 Ok(None) => {}
                 Err(proc::Refused::Denied) => denied = true,
                 Err(proc::Refused::Gone) if next == pid => return Observation::Gone,
                 Err(proc::Refused::Gone) => {}
             }
+            if held.len() > before && holder.is_none() {
+                holder = Some(next);
+            }
             // A fork bomb under a worker must not make the master walk for ever.
             seen += 1;
             if seen < MAX_PROCESSES {
                 pending.extend_from_slice(&children);
             }
+        }
+        // Only when no wait was seen: this reads the namespace's connection tables.
+        if let Some(holder) = holder.filter(|_| net::holds_accepted(pid, &self.inodes, &held)) {
+            return Observation::Waiting {
+                pid: holder,
+                how: How::Accepted,
+            };
         }
         if denied {
             if let Some(denial) = scratch.denied {

@@ -32,6 +32,9 @@ pub enum How {
     Poll,
     /// A thread blocked in `select` or `pselect6` with the socket in its read set.
     Select,
+    /// It holds a connection accepted from the socket: it serves, though no look
+    /// caught it waiting (a busy server; see the `net` module).
+    Accepted,
 }
 
 impl How {
@@ -42,6 +45,7 @@ impl How {
             How::Epoll => "epoll",
             How::Poll => "poll",
             How::Select => "select",
+            How::Accepted => "accepted",
         }
     }
 }
@@ -254,6 +258,9 @@ struct Descriptors {
     sockets: Vec<u64>,
     /// Descriptor numbers of epoll instances (usually zero to two).
     epolls: Vec<u64>,
+    /// Inodes of its other sockets (at most [`MAX_OTHER_SOCKETS`]): connections it may
+    /// have accepted.
+    others: Vec<u64>,
     /// How many descriptors the process has (a zombie has none).
     count: usize,
 }
@@ -294,6 +301,8 @@ fn descriptors(process: &mut Process<'_>, inodes: &[u64]) -> Result<Descriptors,
         if kind == SFlag::S_IFSOCK {
             if inodes.contains(&stat.st_ino) {
                 found.sockets.push(fd);
+            } else if found.others.len() < MAX_OTHER_SOCKETS {
+                found.others.push(stat.st_ino);
             }
         } else if kind.is_empty() || kind == SFlag::S_IFREG {
             // Anonymous inodes (epoll, eventfd, timerfd, signalfd, ...) have no file
@@ -340,13 +349,18 @@ fn is_zombie(process: &mut Process<'_>) -> bool {
     matches!(stat.get(close + 2), Some(b'Z' | b'X' | b'x'))
 }
 
+/// Other sockets looked up per process, for connections accepted from ours.
+const MAX_OTHER_SOCKETS: usize = 64;
+
 /// Whether `pid` itself waits on one of `inodes`; also gives its children (of every
-/// thread), for the caller's walk.
+/// thread), for the caller's walk, and, when it holds one of `inodes`, its other
+/// sockets in `held`.
 pub(crate) fn check_process(
     pid: Pid,
     inodes: &[u64],
     scratch: &mut Scratch,
     children: &mut Vec<Pid>,
+    held: &mut Vec<u64>,
 ) -> Result<Option<How>, Refused> {
     let dir = open_process(pid)?;
     let mut process = Process {
@@ -367,6 +381,9 @@ pub(crate) fn check_process(
     };
     if fds.count == 0 && is_zombie(&mut process) {
         return Err(Refused::Gone);
+    }
+    if !fds.sockets.is_empty() {
+        held.extend_from_slice(&fds.others);
     }
     for &epoll in &fds.epolls {
         if epoll_watches(&mut process, epoll, inodes) {

@@ -323,3 +323,38 @@ fn one_check_is_cheap() {
         );
     }
 }
+
+/// A server busy with a connection it accepted (here: sleeping on it, as a sync worker
+/// computing a response does) is never caught waiting, yet it serves: it holds a
+/// connection whose local address is the listening socket's.
+#[test]
+fn a_busy_server_holding_an_accepted_connection_is_seen() {
+    let code = format!("{SOCKET}c, _ = s.accept(); import time; time.sleep(60)");
+    let server = Server::start("/usr/bin/python3", &["-c", &code]);
+    assert_eq!(server.waits_by(), How::Accept);
+    let addr = server._listener.local_addr().unwrap();
+    let _client = std::net::TcpStream::connect(addr).unwrap();
+    // Out of accept, into sleep: only the accepted connection shows it serves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match server.probe.check(server.pid()) {
+            Observation::Waiting {
+                how: How::Accepted, ..
+            } => break,
+            // Still in accept, or woken and running on its way out of it.
+            Observation::Waiting {
+                how: How::Accept, ..
+            }
+            | Observation::NotYet
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            other => panic!("expected the accepted connection to be seen, saw {other:?}"),
+        }
+    }
+    // A connection of another listener's is not ours.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let probe = Probe::new(vec![socket_inode(other.as_fd()).unwrap()]);
+    assert_eq!(probe.check(server.pid()), Observation::NotYet);
+}

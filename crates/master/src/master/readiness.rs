@@ -83,7 +83,7 @@ impl Master {
         if probe.check(pid) == Observation::NotYet {
             self.probe.early_ready_said = true;
             warn!(event = crate::events::READY_BEFORE_LISTENING, pid = %pid, command = %self.launch.display(),
-                "the worker sent READY=1 before it waits for connections on its sockets; it counts as ready now (ready = auto). If it still loads its app then, set ready = listening");
+                "the worker sent READY=1 before it waits for connections on its sockets; it counts as ready now (ready = auto). If its app is still loading then, make it say READY=1 once loaded (gunicorn: --preload) or set ready = listening");
         }
     }
 
