@@ -15,6 +15,7 @@ mod security;
 mod soak;
 mod systemd;
 mod upgrade;
+mod uwsgi;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
