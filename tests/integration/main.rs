@@ -3,6 +3,7 @@
 
 mod activation;
 mod chaos;
+mod check;
 mod config;
 mod control;
 mod effects;

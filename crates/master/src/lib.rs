@@ -34,6 +34,7 @@ mod master;
 mod mule;
 mod notify;
 mod pidfile;
+mod preflight;
 mod preload;
 mod privileges;
 mod procname;
@@ -48,6 +49,7 @@ pub use crate::{
     lifecycle::Lifecycle,
     listen::Listener,
     master::Master,
+    preflight::{preflight, Finding},
     preload::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,
