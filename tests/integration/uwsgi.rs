@@ -93,3 +93,21 @@ fn a_5_mb_file_of_unsupported_keys_is_checked_quickly() {
     // A debug build on a loaded machine: the fixed reader takes about 3 s.
     assert!(took < Duration::from_secs(20), "check took {took:?}");
 }
+
+/// A config symlinked to /dev/zero is refused at once, not read for ever.
+#[test]
+fn a_config_file_larger_than_any_configuration_is_refused() {
+    let dir = TestDir::new("config-zero");
+    let file = dir.at("app.ini");
+    std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+    let started = Instant::now();
+    let (code, _, stderr) = check(&["--config", &file]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "steward: error: {file}: larger than 16 MiB: not a configuration"
+        )),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

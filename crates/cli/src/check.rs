@@ -201,6 +201,7 @@ fn config_error_origin(error: &ConfigError) -> Option<String> {
         | ConfigError::NotAList { origin, .. }
         | ConfigError::InvalidValue { origin, .. } => Some(origin.to_string()),
         ConfigError::Read { path, .. }
+        | ConfigError::TooLarge { path, .. }
         | ConfigError::Format { path }
         | ConfigError::NotATable { path }
         | ConfigError::NoSection { path } => Some(path.display().to_string()),
