@@ -182,3 +182,46 @@ fn no_command_panics_on_a_closed_pipe() {
     }
     assert!(steward.stop().success());
 }
+
+/// pidfile2 is written after the drop to `uid`: checked as root, its directory must be
+/// writable by that user, not by root.
+#[test]
+fn a_pidfile_written_after_the_drop_is_checked_as_the_target_user() {
+    if !steward_testkit::root_or_skip("checks a directory as another user") {
+        return;
+    }
+    let dir = TestDir::new("check-as-user");
+    let root_only = dir.join("root-only");
+    std::fs::create_dir(&root_only).unwrap();
+    let pidfile = format!("{}/app.pid", root_only.display());
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--uid",
+        "nobody",
+        "--pidfile2",
+        &pidfile,
+        "--",
+        "/bin/true",
+    ];
+    let (code, _, stderr) = check(&args);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: --pidfile2: pidfile2: {pidfile}: the master writes it after it drops privileges, and uid 65534"
+        )),
+        "{stderr}"
+    );
+    // pidfile is written before the drop, as root.
+    let (code, _, stderr) = check(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--uid",
+        "nobody",
+        "--pidfile",
+        &pidfile,
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -83,25 +83,24 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         errors.push(error);
     }
     let mut machine = machine_problems(&config);
-    let mut warnings: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    let mut machine_warnings = Vec::new();
     if args.config_only {
-        warnings.extend(
+        machine_warnings.extend(
             machine
                 .drain(..)
                 .map(|m| format!("{m}{}", steward_master::UNRESOLVED_SUFFIX)),
         );
     }
     errors.extend(machine);
-    let mut report = String::new();
-    if !args.quiet {
-        for warning in &warnings {
-            report.push_str(&format!("steward: warning: {warning}\n"));
-        }
-    }
-    for error in &errors {
-        report.push_str(&format!("steward: error: {error}\n"));
-    }
-    output::err(&report);
+    let warnings = config.warnings.len() + machine_warnings.len();
+    let shown = if args.quiet { 0 } else { warnings };
+    output::err_lines(
+        (config.warnings.iter().map(ToString::to_string))
+            .chain(machine_warnings)
+            .take(shown)
+            .map(|w| format!("steward: warning: {w}"))
+            .chain(errors.iter().map(|e| format!("steward: error: {e}"))),
+    );
     if !errors.is_empty() {
         return ExitCode::FAILURE;
     }
@@ -115,8 +114,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         ));
     } else if !args.quiet {
         output::line(format!(
-            "steward: the configuration ({file}) is good, {} warning(s)",
-            warnings.len()
+            "steward: the configuration ({file}) is good, {warnings} warning(s)"
         ));
     }
     ExitCode::SUCCESS

@@ -17,6 +17,18 @@ pub fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// Writes each of `lines` and a newline on stderr, buffered (a check may have a
+/// hundred thousand warnings); a closed or failing stderr is ignored.
+pub fn err_lines(lines: impl Iterator<Item = String>) {
+    let mut stderr = std::io::BufWriter::new(std::io::stderr().lock());
+    for line in lines {
+        if writeln!(stderr, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = stderr.flush();
+}
+
 /// [`out`] of one line.
 pub fn line(text: impl std::fmt::Display) {
     out(&format!("{text}\n"));

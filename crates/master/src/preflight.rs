@@ -50,28 +50,7 @@ pub fn preflight(options: &Options) -> Vec<Finding> {
             ));
         }
     }
-    // After the drop the master is this user: what it writes then must be writable so.
-    let dropped = Credentials::resolve(
-        ("uid", options.uid.as_deref()),
-        ("gid", options.gid.as_deref()),
-        &options.add_gid,
-    )
-    .ok()
-    .filter(|c| !c.is_empty() && Uid::effective().is_root());
-    let safe_base = options
-        .chdir2
-        .as_deref()
-        .map_or_else(|| base.clone(), |dir| base.join(dir));
-    for (option, path, base, after_drop) in [
-        ("pidfile", &options.pidfile, &base, false),
-        ("pidfile2", &options.pidfile2, &base, true),
-        ("safe-pidfile", &options.safe_pidfile, &safe_base, true),
-        ("safe-pidfile2", &options.safe_pidfile2, &safe_base, true),
-    ] {
-        let Some(path) = path else { continue };
-        let user = dropped.as_ref().filter(|_| after_drop);
-        findings.extend(directory_problem(&base.join(path), user).map(|m| finding(option, 0, m)));
-    }
+    findings.extend(pidfile_findings(options, &base));
     for (index, path) in options.touch_reload.iter().enumerate() {
         // The watch is on the parent directory (an editor replaces the file).
         findings.extend(
@@ -90,27 +69,65 @@ pub fn preflight(options: &Options) -> Vec<Finding> {
             );
         }
     }
-    let runtime = std::env::var_os("RUNTIME_DIRECTORY");
-    if let Some(path) =
-        crate::control_socket_path(options.control_socket.as_deref(), runtime.as_deref())
-            .map(|path| base.join(path))
-    {
-        if path.as_os_str().len() >= SUN_PATH {
-            findings.push(finding(
-                "control-socket",
-                0,
-                format!(
-                    "{}: a unix socket path must be shorter than {SUN_PATH} bytes (this one has {})",
-                    path.display(),
-                    path.as_os_str().len()
-                ),
-            ));
-        } else {
-            findings
-                .extend(directory_problem(&path, None).map(|m| finding("control-socket", 0, m)));
-        }
+    findings.extend(control_socket_finding(options, &base));
+    findings
+}
+
+/// The pidfiles' directories; those written after the drop, as the user dropped to.
+fn pidfile_findings(options: &Options, base: &Path) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    // After the drop the master is this user: what it writes then must be writable so.
+    let dropped = Credentials::resolve(
+        ("uid", options.uid.as_deref()),
+        ("gid", options.gid.as_deref()),
+        &options.add_gid,
+    )
+    .ok()
+    .filter(|c| !c.is_empty() && Uid::effective().is_root());
+    let safe_base = options
+        .chdir2
+        .as_deref()
+        .map_or_else(|| base.to_owned(), |dir| base.join(dir));
+    for (option, path, base, after_drop) in [
+        ("pidfile", &options.pidfile, base, false),
+        ("pidfile2", &options.pidfile2, base, true),
+        (
+            "safe-pidfile",
+            &options.safe_pidfile,
+            safe_base.as_path(),
+            true,
+        ),
+        (
+            "safe-pidfile2",
+            &options.safe_pidfile2,
+            safe_base.as_path(),
+            true,
+        ),
+    ] {
+        let Some(path) = path else { continue };
+        let user = dropped.as_ref().filter(|_| after_drop);
+        findings.extend(directory_problem(&base.join(path), user).map(|m| finding(option, 0, m)));
     }
     findings
+}
+
+/// The control socket's path: short enough for a unix socket address, in a directory.
+fn control_socket_finding(options: &Options, base: &Path) -> Option<Finding> {
+    let runtime = std::env::var_os("RUNTIME_DIRECTORY");
+    let path = crate::control_socket_path(options.control_socket.as_deref(), runtime.as_deref())
+        .map(|path| base.join(path))?;
+    if path.as_os_str().len() >= SUN_PATH {
+        return Some(finding(
+            "control-socket",
+            0,
+            format!(
+                "{}: a unix socket path must be shorter than {SUN_PATH} bytes (this one has {})",
+                path.display(),
+                path.as_os_str().len()
+            ),
+        ));
+    }
+    directory_problem(&path, None).map(|m| finding("control-socket", 0, m))
 }
 
 fn finding(option: &'static str, index: usize, message: String) -> Finding {

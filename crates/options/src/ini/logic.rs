@@ -82,22 +82,29 @@ fn is_end(key: &str) -> bool {
 #[derive(Debug, Default)]
 pub(super) struct Collected {
     pub(super) entries: Vec<Entry>,
-    pub(super) first: std::collections::HashMap<String, usize>,
+    /// Where each key first appears; built at the first look-up, as most files never
+    /// look one up and a big one has a hundred thousand keys.
+    first: std::cell::OnceCell<std::collections::HashMap<String, usize>>,
 }
 
 impl Collected {
     pub(super) fn push(&mut self, entry: Entry) {
-        if !self.first.contains_key(&entry.key) {
-            self.first.insert(entry.key.clone(), self.entries.len());
+        if let Some(first) = self.first.get_mut() {
+            first.entry(entry.key.clone()).or_insert(self.entries.len());
         }
         self.entries.push(entry);
     }
 
     /// The first value given to `key`.
     pub(super) fn first(&self, key: &str) -> Option<&str> {
-        self.first
-            .get(key)
-            .map(|&at| self.entries[at].value.as_str())
+        let first = self.first.get_or_init(|| {
+            let mut first = std::collections::HashMap::new();
+            for (at, entry) in self.entries.iter().enumerate() {
+                first.entry(entry.key.clone()).or_insert(at);
+            }
+            first
+        });
+        first.get(key).map(|&at| self.entries[at].value.as_str())
     }
 }
 

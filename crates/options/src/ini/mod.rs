@@ -88,7 +88,7 @@ fn settings_in(
     logic.finish(&mut |line, message| out.warnings.push(warning(path, line, message)));
     let referenced = referenced_names(&uwsgi_lines.entries);
     let entries = expand_values(path, uwsgi_lines, env, &mut out.warnings)?;
-    for entry in &entries.entries {
+    for entry in entries.entries {
         let origin = file_origin(path, entry.line);
         uwsgi::setting(&entry.key, &entry.value, &referenced, origin, &mut out);
     }
