@@ -375,7 +375,8 @@ fn references_and_arithmetic_evaluate_as_in_uwsgi() {
 #[test]
 fn trailing_comments_are_read_as_uwsgi_reads_them() {
     let text = "[uwsgi]\nvacuum = true   ; remove sockets\nworker-reload-mercy = 60  # how long\n\
-                processes = 4 ; four\nhonour-stdin = false # off?\nprocname = app ; name\n";
+                processes = 4 ; four\nhonour-stdin = false # off?\nprocname = app ; name\n\
+                socket = :8000 ; public\n";
     assert_eq!(
         values_with(text, &|_| None),
         pairs(&[
@@ -384,10 +385,15 @@ fn trailing_comments_are_read_as_uwsgi_reads_them() {
             ("processes", "4"),
             ("honour-stdin", "true"),
             ("procname", "app ; name"),
+            ("listen", "0.0.0.0:8000"),
         ])
     );
     let warnings = warnings_of(text);
-    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    assert_eq!(warnings.len(), 7, "{warnings:?}");
+    assert!(
+        warnings[5].ends_with("socket = :8000 ; public: read as :8000, as uWSGI reads the port number and ignores what follows it"),
+        "{warnings:?}"
+    );
     assert!(
         warnings[1].starts_with("/etc/app.ini:3: worker-reload-mercy = 60  # how long: read as 60"),
         "{warnings:?}"

@@ -81,8 +81,9 @@ pub(super) fn setting(
         return;
     }
     if UWSGI_SOCKETS.contains(&key) || key == "http" {
-        let address = socket_address(value);
-        warn(socket_warning(key, value, &address));
+        let value = socket_without_comment(key, value, &mut warn);
+        let address = socket_address(&value);
+        warn(socket_warning(key, &value, &address));
         out.settings
             .push(Setting::one("listen", address, origin.clone()));
         return;
@@ -228,6 +229,24 @@ fn without_comment(
         warn(format!(
             "{key} = {value}: read as {head}, as uWSGI reads the number and ignores what \
              follows it"
+        ));
+        return head.to_owned();
+    }
+    value.to_owned()
+}
+
+/// A socket address with what looks like a trailing comment, read as uWSGI reads it:
+/// a TCP port is a number read up to where it ends (atoi), so what follows it is
+/// ignored; a unix socket's path keeps it (a file of that name).
+fn socket_without_comment(key: &str, value: &str, warn: &mut dyn FnMut(String)) -> String {
+    let Some(at) = comment_start(value) else {
+        return value.to_owned();
+    };
+    let head = value[..at].trim_end();
+    let port = head.rsplit_once(':').map(|(_, port)| port);
+    if port.is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())) {
+        warn(format!(
+            "{key} = {value}: read as {head}, as uWSGI reads the port number and ignores what follows it"
         ));
         return head.to_owned();
     }
