@@ -61,10 +61,24 @@ impl Magic {
         ) {
             table.insert(digit, part);
         }
-        for lower in ['o', 'd', 's', 'p', 'c', 'e', 'n', 'x'] {
-            let value = table[&lower].clone();
-            table.insert(lower.to_ascii_uppercase(), value);
+        if let Ok(metadata) = std::fs::symlink_metadata(&absolute) {
+            table.insert(
+                'i',
+                std::os::unix::fs::MetadataExt::ino(&metadata).to_string(),
+            );
         }
+        table.insert('j', path_hash(&absolute.display().to_string()));
+        for lower in ['o', 'd', 's', 'p', 'c', 'e', 'n', 'x', 'i'] {
+            if let Some(value) = table.get(&lower).cloned() {
+                table.insert(lower.to_ascii_uppercase(), value);
+            }
+        }
+        table.extend(process_ids());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        table.insert('t', now.as_secs().to_string());
+        table.insert('T', now.as_micros().to_string());
         if let Ok(cwd) = std::env::current_dir() {
             table.insert('v', cwd.display().to_string());
         }
@@ -108,6 +122,49 @@ impl Magic {
         }
         out
     }
+}
+
+/// uWSGI's `%j`: the djb33x hash of the file's absolute path, as the hex of its bytes
+/// in memory (little-endian), uppercase, as uWSGI prints it.
+fn path_hash(path: &str) -> String {
+    let hash = path.bytes().fold(5381u32, |hash, byte| {
+        // C's char is signed here: a byte above 0x7f is sign-extended before the xor.
+        (hash << 5).wrapping_add(hash) ^ (byte as i8 as i32 as u32)
+    });
+    hash.to_le_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+/// `%u`, `%U`, `%g`, `%G`: the real user and group of the process, by number and by
+/// name (from /etc/passwd and /etc/group; the number when the name is not found, as
+/// uWSGI falls back to it).
+fn process_ids() -> Vec<(char, String)> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let real = |field: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("0")
+            .to_owned()
+    };
+    let name = |file: &str, id: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| line.split(':').collect::<Vec<_>>())
+            .find(|fields| fields.get(2) == Some(&id))
+            .map_or_else(|| id.to_owned(), |fields| fields[0].to_owned())
+    };
+    let (uid, gid) = (real("Uid:"), real("Gid:"));
+    vec![
+        ('U', name("/etc/passwd", &uid)),
+        ('G', name("/etc/group", &gid)),
+        ('u', uid),
+        ('g', gid),
+    ]
 }
 
 /// Replaces each `SIGIL(inner)` of `value` (parentheses nest) with what `resolve` says

@@ -457,3 +457,32 @@ fn a_unix_signal_steward_already_honours_is_a_warning() {
         "/etc/app.ini:2: hook-master-start = unix_signal:15 gracefully_kill_them_all: uWSGI's unix_signal asks that SIGTERM be a graceful shutdown: steward's SIGTERM already is; ignored"
     );
 }
+
+/// uWSGI's other magic variables: the directory's components, the process's user and
+/// group, the file's inode and path hash.
+#[test]
+fn magic_variables_of_the_process_and_the_file() {
+    let file = settings_in(
+        Path::new("/etc/uwsgi/shop.ini"),
+        "[uwsgi]\nprocname = %0 %1 %2 %x %U\nprocname-master = %u:%g %G\nchdir = %j\n",
+        &|_| None,
+    )
+    .unwrap();
+    let value = |i: usize| match &file.settings[i].value {
+        crate::RawValue::One(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    let user = value(0);
+    assert!(user.starts_with("etc uwsgi   "), "{user}");
+    assert!(user.len() > "etc uwsgi   ".len(), "{user}");
+    let ids = value(1);
+    let (numbers, group) = ids.split_once(' ').unwrap();
+    assert!(
+        numbers.split(':').all(|id| id.parse::<u32>().is_ok()),
+        "{ids}"
+    );
+    assert!(!group.is_empty(), "{ids}");
+    // djb33x of "/etc/uwsgi/shop.ini", its bytes in memory as uWSGI prints them.
+    assert_eq!(value(2).len(), 8);
+    assert!(file.warnings.is_empty(), "{:?}", file.warnings);
+}
