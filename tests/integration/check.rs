@@ -17,7 +17,8 @@ fn check_reports_every_error_and_warning_at_once() {
     let dir = TestDir::new("check-all");
     let file = dir.write(
         "app.ini",
-        "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:0\nprocesses = many\nharakiri = 30\nready = sometimes\n",
+        "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:0\nprocesses = many\nharakiri = 30\nready = sometimes\n\
+         hook-asap = mkdri:/run/x\nhook-as-root = unix_signal:2 grace_them_all\n",
     );
     let (code, stdout, stderr) = check(&["--config", &file]);
     assert_eq!(code, Some(1), "{stdout}");
@@ -27,6 +28,8 @@ fn check_reports_every_error_and_warning_at_once() {
         format!("steward: error: {file}:4: processes: invalid number \"many\""),
         format!("steward: error: {file}:6: ready: invalid readiness mode"),
         "steward: error: no worker command given".to_owned(),
+        format!("steward: error: {file}:7: hook-asap = \"mkdri:/run/x\": unknown hook action \"mkdri\""),
+        format!("steward: error: {file}:8: hook-as-root = \"unix_signal:2 grace_them_all\": uWSGI's hook action \"unix_signal\" is not supported by steward: steward's signals are fixed"),
     ] {
         assert!(
             stderr.contains(&expected),

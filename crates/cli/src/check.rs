@@ -79,9 +79,11 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     let checked = args.run.sources().check();
     let config = checked.config;
     let mut errors: Vec<String> = checked.errors.iter().map(ToString::to_string).collect();
-    if let Err(error) = check_hooks(&config) {
-        errors.push(error);
-    }
+    errors.extend(
+        Hooks::problems(&config.options, &Callbacks::new())
+            .iter()
+            .map(|error| error.located(&config)),
+    );
     let mut machine = machine_problems(&config);
     let mut machine_warnings = Vec::new();
     if args.config_only {
