@@ -2,7 +2,7 @@
 //! a start here would refuse, printing only when asked, and no panic on a closed pipe.
 
 use std::{
-    os::fd::OwnedFd,
+    os::{fd::OwnedFd, unix::fs::PermissionsExt},
     process::{Command, Stdio},
 };
 
@@ -186,10 +186,10 @@ fn no_command_panics_on_a_closed_pipe() {
     assert!(steward.stop().success());
 }
 
-/// pidfile2 is written after the drop to `uid`: checked as root, its directory must be
-/// writable by that user, not by root.
+/// pidfile2 is written after the drop to `uid`, and the workers exec the program as
+/// that user: checked as root, both are checked as that user, not as root.
 #[test]
-fn a_pidfile_written_after_the_drop_is_checked_as_the_target_user() {
+fn what_happens_after_the_drop_is_checked_as_the_target_user() {
     if !steward_testkit::root_or_skip("checks a directory as another user") {
         return;
     }
@@ -197,17 +197,11 @@ fn a_pidfile_written_after_the_drop_is_checked_as_the_target_user() {
     let root_only = dir.join("root-only");
     std::fs::create_dir(&root_only).unwrap();
     let pidfile = format!("{}/app.pid", root_only.display());
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--uid",
-        "nobody",
-        "--pidfile2",
-        &pidfile,
-        "--",
-        "/bin/true",
-    ];
-    let (code, _, stderr) = check(&args);
+    let program = dir.write("app.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let listen = ["--listen", "127.0.0.1:0", "--uid", "nobody"];
+    let (code, _, stderr) =
+        check(&[&listen[..], &["--pidfile2", &pidfile, "--", "/bin/true"]].concat());
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -215,16 +209,16 @@ fn a_pidfile_written_after_the_drop_is_checked_as_the_target_user() {
         )),
         "{stderr}"
     );
-    // pidfile is written before the drop, as root.
-    let (code, _, stderr) = check(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--uid",
-        "nobody",
-        "--pidfile",
-        &pidfile,
-        "--",
-        "/bin/true",
-    ]);
+    let (code, _, stderr) = check(&[&listen[..], &["--", &program]].concat());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: the command line (after --): command: {program}: the workers run it as uid 65534"
+        )),
+        "{stderr}"
+    );
+    // pidfile is written before the drop, as root; a program anyone may run is fine.
+    let (code, _, stderr) =
+        check(&[&listen[..], &["--pidfile", &pidfile, "--", "/bin/true"]].concat());
     assert_eq!(code, Some(0), "{stderr}");
 }

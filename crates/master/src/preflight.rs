@@ -50,7 +50,21 @@ pub fn preflight(options: &Options) -> Vec<Finding> {
             ));
         }
     }
-    findings.extend(pidfile_findings(options, &base));
+    // After the drop the master is this user: what it writes then must be writable so,
+    // and the workers exec the program so.
+    let dropped = Credentials::resolve(
+        ("uid", options.uid.as_deref()),
+        ("gid", options.gid.as_deref()),
+        &options.add_gid,
+    )
+    .ok()
+    .filter(|c| !c.is_empty() && Uid::effective().is_root());
+    findings.extend(pidfile_findings(options, &base, dropped.as_ref()));
+    findings.extend(
+        dropped
+            .as_ref()
+            .and_then(|user| program_finding(options, &base, user)),
+    );
     for (index, path) in options.touch_reload.iter().enumerate() {
         // The watch is on the parent directory (an editor replaces the file).
         findings.extend(
@@ -74,16 +88,8 @@ pub fn preflight(options: &Options) -> Vec<Finding> {
 }
 
 /// The pidfiles' directories; those written after the drop, as the user dropped to.
-fn pidfile_findings(options: &Options, base: &Path) -> Vec<Finding> {
+fn pidfile_findings(options: &Options, base: &Path, dropped: Option<&Credentials>) -> Vec<Finding> {
     let mut findings = Vec::new();
-    // After the drop the master is this user: what it writes then must be writable so.
-    let dropped = Credentials::resolve(
-        ("uid", options.uid.as_deref()),
-        ("gid", options.gid.as_deref()),
-        &options.add_gid,
-    )
-    .ok()
-    .filter(|c| !c.is_empty() && Uid::effective().is_root());
     let safe_base = options
         .chdir2
         .as_deref()
@@ -105,7 +111,7 @@ fn pidfile_findings(options: &Options, base: &Path) -> Vec<Finding> {
         ),
     ] {
         let Some(path) = path else { continue };
-        let user = dropped.as_ref().filter(|_| after_drop);
+        let user = dropped.filter(|_| after_drop);
         findings.extend(directory_problem(&base.join(path), user).map(|m| finding(option, 0, m)));
     }
     findings
@@ -163,24 +169,63 @@ fn directory_problem(path: &Path, user: Option<&Credentials>) -> Option<String> 
         ));
     }
     let user = user?;
+    (!permits(&metadata, user, 0o2)).then(|| {
+        format!(
+            "{}: the master writes it after it drops privileges, and {} cannot write in {}",
+            path.display(),
+            who(user),
+            dir.display()
+        )
+    })
+}
+
+/// Whether `user` has `bit` (0o2 write, 0o1 execute) on a file with `metadata`, by its
+/// mode bits (ACLs aside).
+fn permits(metadata: &std::fs::Metadata, user: &Credentials, bit: u32) -> bool {
     let uid = user.uid.unwrap_or_else(Uid::effective);
     let gid = user.gid.unwrap_or_else(Gid::effective);
+    let in_group =
+        metadata.gid() == gid.as_raw() || user.groups.iter().any(|g| g.as_raw() == metadata.gid());
     let bits = if uid.is_root() {
-        0o2
+        // Root may write anything, and execute what anyone may execute.
+        if bit == 0o2 {
+            return true;
+        }
+        metadata.mode() | metadata.mode() >> 3 | metadata.mode() >> 6
     } else if metadata.uid() == uid.as_raw() {
         metadata.mode() >> 6
-    } else if metadata.gid() == gid.as_raw()
-        || user.groups.iter().any(|g| g.as_raw() == metadata.gid())
-    {
+    } else if in_group {
         metadata.mode() >> 3
     } else {
         metadata.mode()
     };
-    (bits & 0o2 == 0).then(|| {
-        format!(
-            "{}: the master writes it after it drops privileges, and uid {uid} (gid {gid}) cannot write in {}",
-            path.display(),
-            dir.display()
+    bits & bit != 0
+}
+
+/// `uid U (gid G)` of the user dropped to.
+fn who(user: &Credentials) -> String {
+    let uid = user.uid.unwrap_or_else(Uid::effective);
+    let gid = user.gid.unwrap_or_else(Gid::effective);
+    format!("uid {uid} (gid {gid})")
+}
+
+/// The worker program, which the workers exec as the user the master drops to.
+fn program_finding(options: &Options, base: &Path, user: &Credentials) -> Option<Finding> {
+    let program = options.command.first()?;
+    let path = match program.contains('/') {
+        true => base.join(program),
+        false => crate::command::resolve(program).ok()?,
+    };
+    let metadata = std::fs::metadata(&path).ok()?;
+    (!permits(&metadata, user, 0o1)).then(|| {
+        finding(
+            "command",
+            0,
+            format!(
+                "{}: the workers run it as {}, who may not execute it",
+                path.display(),
+                who(user)
+            ),
         )
     })
 }
