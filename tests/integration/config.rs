@@ -52,7 +52,15 @@ fn check_prints_every_value_with_its_source() {
     );
     let (code, stdout, stderr) = check(
         &[("STEWARD_READY", "notify")],
-        &["--config", &file, "--vacuum", "--worker-reload-mercy", "5s"],
+        &[
+            "--print",
+            "--config-only",
+            "--config",
+            &file,
+            "--vacuum",
+            "--worker-reload-mercy",
+            "5s",
+        ],
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
@@ -123,7 +131,7 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
         "app.ini",
         "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum\ncommand = /usr/bin/app\n",
     );
-    let (code, stdout, stderr) = check(&[], &["--config", &file]);
+    let (code, stdout, stderr) = check(&[], &["--print", "--config-only", "--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -312,10 +320,13 @@ fn a_misspelt_flag_is_a_usage_error_with_a_suggestion_not_the_worker_command() {
     assert!(stderr.contains("'--workerz'"), "{stderr}");
 
     // After `--`, or once the command has begun, words that look like flags are its own.
-    let (code, stdout, stderr) = check(&[], &["--", "--weird", "-x"]);
+    let (code, stdout, stderr) = check(&[], &["--print", "--config-only", "--", "--weird", "-x"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "command").starts_with("command = --weird -x "));
-    let (code, stdout, stderr) = check(&[], &["/usr/bin/app", "--port", "8000"]);
+    let (code, stdout, stderr) = check(
+        &[],
+        &["--print", "--config-only", "/usr/bin/app", "--port", "8000"],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "command").starts_with("command = /usr/bin/app --port 8000 "));
 }
@@ -355,7 +366,10 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
         "shop.ini",
         "[uwsgi]\nbase = /srv/%n\nchdir = %(base)/current\npidfile = %d%n.pid\nuid = $(SHOP_USER)\ncommand = /usr/bin/app\n",
     );
-    let (code, stdout, stderr) = check(&[("SHOP_USER", "shop")], &["--config", &file]);
+    let (code, stdout, stderr) = check(
+        &[("SHOP_USER", "shop")],
+        &["--print", "--config-only", "--config", &file],
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "chdir").starts_with("chdir = /srv/shop/current "));
     assert!(
@@ -368,14 +382,25 @@ fn a_uwsgi_ini_has_its_placeholders_magic_and_environment_variables_expanded() {
     );
 }
 
+/// A user, group or program missing here fails the check (ExecStartPre= is the guard of
+/// the start); `--config-only` makes them warnings, for a configuration checked before
+/// the packages that provide them are installed.
 #[test]
-fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set() {
+fn check_refuses_an_unknown_user_or_a_missing_program_naming_where_it_was_set() {
     let dir = TestDir::new("check-names");
     let file = dir.write(
         "app.toml",
-        "command = \"/bin/true\"\nworkers = 2\nuid = \"no-such-user-here\"\n",
+        "listen = \"127.0.0.1:0\"\ncommand = \"/bin/true\"\nuid = \"no-such-user-here\"\n",
     );
-    let (code, stdout, stderr) = check(&[], &["--config", &file]);
+    let (code, _, stderr) = check(&[], &["--config", &file]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: {file}:3: uid: no user named \"no-such-user-here\"\n"
+        )),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = check(&[], &["--config-only", "--print", "--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(line_of(&stdout, "uid").starts_with("uid = no-such-user-here "));
     assert!(
@@ -385,37 +410,40 @@ fn check_warns_of_an_unknown_user_or_a_missing_program_naming_where_it_was_set()
         "{stderr}"
     );
 
-    let (_, _, stderr) = check(
-        &[("STEWARD_CHOWN_SOCKET", "nobody:no-such-group-here")],
+    let listen = ("STEWARD_LISTEN", "127.0.0.1:0");
+    let (code, _, stderr) = check(
+        &[
+            listen,
+            ("STEWARD_CHOWN_SOCKET", "nobody:no-such-group-here"),
+        ],
         &["--", "/bin/true"],
     );
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(
-            "warning: STEWARD_CHOWN_SOCKET: chown-socket: no group named \"no-such-group-here\""
+            "error: STEWARD_CHOWN_SOCKET: chown-socket: no group named \"no-such-group-here\""
         ),
         "{stderr}"
     );
-
     let (_, _, stderr) = check(
-        &[("STEWARD_GID", "no-such-group-here")],
+        &[listen, ("STEWARD_GID", "no-such-group-here")],
         &["--", "/bin/true"],
     );
     assert!(
-        stderr.contains("warning: STEWARD_GID: gid: no group named \"no-such-group-here\""),
+        stderr.contains("error: STEWARD_GID: gid: no group named \"no-such-group-here\""),
         "{stderr}"
     );
-
-    let (code, _, stderr) = check(&[], &["--", "no-such-program-here", "--flag"]);
-    assert_eq!(code, Some(0));
+    let (code, _, stderr) = check(&[listen], &["--", "no-such-program-here", "--flag"]);
+    assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("warning: the command line (after --): worker command \"no-such-program-here\" not found in PATH"),
+        stderr.contains("error: the command line (after --): worker command \"no-such-program-here\" not found in PATH"),
         "{stderr}"
     );
-    let (_, _, stderr) = check(&[], &["--uid", "nobody", "--", "/bin/true"]);
-    assert!(!stderr.contains("warning"), "{stderr}");
+    let (code, _, stderr) = check(&[listen], &["--uid", "nobody", "--", "/bin/true"]);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
     // A relative program is looked up from chdir, as a start does.
-    let (_, _, stderr) = check(&[], &["--chdir", "/usr", "--", "./bin/env"]);
-    assert!(!stderr.contains("warning"), "{stderr}");
+    let (code, _, stderr) = check(&[listen], &["--chdir", "/usr", "--", "./bin/env"]);
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
 }
 
 #[test]

@@ -154,3 +154,23 @@ fn the_master_fifo_takes_uwsgi_commands_and_vacuum_removes_it() {
         "vacuum removes the control socket"
     );
 }
+
+/// Two masters on one FIFO would split the commands between them: the second is
+/// refused, as on the control socket, and the first still takes every command.
+#[test]
+fn a_second_master_on_the_same_fifo_is_refused() {
+    let (_dir, mut first, _control, fifo) = start_controlled("fifo-twice", &[], &[&demo_bin()]);
+    let mut second = Steward::start(&["--master-fifo", &fifo], &[&demo_bin()]);
+    let refused = second.expect_start_failure(&[&format!("cannot create the master FIFO {fifo}")]);
+    assert!(
+        refused.contains("another master reads this FIFO"),
+        "{refused}"
+    );
+    for _ in 0..3 {
+        std::fs::write(&fifo, "s\n").unwrap();
+    }
+    std::fs::write(&fifo, "q\n").unwrap();
+    assert!(first.wait_exit(steward_testkit::DEADLINE).success());
+    let reports = first.log.events("status-report", &[]).len();
+    assert_eq!(reports, 3, "{}", first.log.text());
+}

@@ -3,6 +3,7 @@
 
 mod activation;
 mod chaos;
+mod check;
 mod config;
 mod control;
 mod effects;
@@ -16,6 +17,7 @@ mod security;
 mod soak;
 mod systemd;
 mod upgrade;
+mod uwsgi;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

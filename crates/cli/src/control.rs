@@ -109,19 +109,19 @@ pub fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
     let mut session = Session::open(&args.target, ControlRequest::Reload { chain: args.chain })?;
     let accepted = session.expect("accepting the reload")?;
     if let Some(reason) = accepted.strip_prefix("failed") {
-        eprintln!("steward: reload refused{reason}");
+        crate::output::err_line(format!("steward: reload refused{reason}"));
         return Ok(ExitCode::FAILURE);
     }
-    println!("{accepted}");
+    crate::output::line(&accepted);
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = session.expect("the reload finished")?;
     if outcome.starts_with("ok") {
-        println!("{outcome}");
+        crate::output::line(&outcome);
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("steward: reload {outcome}");
+        crate::output::err_line(format!("steward: reload {outcome}"));
         Ok(ExitCode::FAILURE)
     }
 }
@@ -133,11 +133,11 @@ pub fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
             brutal: args.brutal,
         },
     )?;
-    println!("{}", session.expect("accepting the stop")?);
+    crate::output::line(session.expect("accepting the stop")?);
     if args.wait {
         // The master holds the connection until it exits.
         while session.next()?.is_some() {}
-        println!("stopped");
+        crate::output::line("stopped");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -145,7 +145,7 @@ pub fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut session = Session::open(&args.target, ControlRequest::Status { json: args.json })?;
     while let Some(line) = session.next()? {
-        println!("{line}");
+        crate::output::line(&line);
     }
     Ok(ExitCode::SUCCESS)
 }

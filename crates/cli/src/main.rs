@@ -7,6 +7,7 @@ use anyhow::Context;
 mod check;
 mod control;
 mod generate;
+mod output;
 mod run_args;
 use clap::{CommandFactory, Parser, Subcommand};
 use run_args::RunArgs;
@@ -33,9 +34,10 @@ struct Cli {
 enum Command {
     /// Run the master (the default when no subcommand is given).
     Run(RunArgs),
-    /// Validate the configuration (file, STEWARD_* environment and flags) and print
+    /// Validate the configuration (file, STEWARD_* environment and flags) and what a
+    /// start needs from this machine, reporting every problem at once; `--print` shows
     /// every option with its value and where that came from.
-    Check(RunArgs),
+    Check(check::CheckArgs),
     /// Ask a running master for a graceful (or chain) reload.
     Reload(control::ReloadArgs),
     /// Ask a running master to shut down.
@@ -110,12 +112,12 @@ fn main() -> ExitCode {
         Some(Command::Stop(args)) => control::stop(args),
         Some(Command::Status(args)) => control::status(args),
         Some(Command::ReexecCheck) => {
-            println!("{}", steward_master::reexec_check_answer());
+            output::line(steward_master::reexec_check_answer());
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Generate(args)) => generate::generate(args, Cli::command()),
         Some(Command::Check(args)) if steward_master::CheckReport::requested() => {
-            Ok(check::report(&args))
+            Ok(check::report(&args.run))
         }
         Some(Command::Check(args)) => Ok(check::check(&args)),
         Some(Command::Run(args)) => run_master(args),
@@ -124,7 +126,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("steward: error: {}", describe(&e));
+            output::err_line(format!("steward: error: {}", describe(&e)));
             ExitCode::FAILURE
         }
     }

@@ -273,3 +273,23 @@ pub enum MasterError {
         errno: Errno,
     },
 }
+
+impl MasterError {
+    /// The option whose value this error is about, when it names one: the caller
+    /// knows where that value was written (file:line, variable, flag).
+    pub fn option(&self) -> Option<&str> {
+        match self {
+            MasterError::UnknownUser { option, .. } | MasterError::UnknownGroup { option, .. } => {
+                Some(option)
+            }
+            MasterError::Pidfile { option, .. }
+            | MasterError::Chdir { option, .. }
+            | MasterError::DaemonLog { option, .. }
+            | MasterError::Daemonize { option, .. }
+            | MasterError::DaemonStdio { option, .. } => Some(option),
+            MasterError::ChmodSocket { .. } => Some("chmod-socket"),
+            MasterError::ChownSocket { .. } => Some("chown-socket"),
+            _ => None,
+        }
+    }
+}

@@ -25,7 +25,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use nix::{fcntl::OFlag, sys::stat::Mode};
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg, OFlag},
+    sys::stat::Mode,
+};
 
 use crate::control::ControlRequest;
 
@@ -61,7 +65,9 @@ impl FifoCommand {
 /// One master FIFO, open for reading.
 #[derive(Debug)]
 pub(crate) struct MasterFifo {
-    reader: File,
+    /// Locked for as long as this master reads the FIFO: a second master on the same
+    /// path would take half of the commands, so it is refused, as on the control socket.
+    reader: Flock<File>,
     /// Our own writer: with it open, the reader never sees end-of-file when a client's
     /// `echo` closes, so poll does not spin on POLLHUP between commands.
     _writer: File,
@@ -70,7 +76,7 @@ pub(crate) struct MasterFifo {
 
 impl MasterFifo {
     /// Creates the FIFO at `path` mode 0600 (a stale FIFO is reused, anything else at
-    /// the path is an error) and opens it.
+    /// the path is an error) and opens it; refused while another master reads it.
     pub fn open(path: &Path) -> io::Result<MasterFifo> {
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_fifo() => {}
@@ -90,7 +96,16 @@ impl MasterFifo {
                 .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
                 .open(path)
         };
-        let reader = open(false)?;
+        let reader =
+            Flock::lock(open(false)?, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+                match errno {
+                    Errno::EWOULDBLOCK => io::Error::new(
+                        ErrorKind::AddrInUse,
+                        "another master reads this FIFO (its master-fifo names the same path)",
+                    ),
+                    other => io::Error::from(other),
+                }
+            })?;
         let writer = open(true)?;
         Ok(MasterFifo {
             reader,

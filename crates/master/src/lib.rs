@@ -35,6 +35,7 @@ mod mule;
 mod notify;
 mod output;
 mod pidfile;
+mod preflight;
 mod preload;
 mod privileges;
 mod procname;
@@ -49,6 +50,7 @@ pub use crate::{
     lifecycle::Lifecycle,
     listen::Listener,
     master::Master,
+    preflight::{preflight, Finding},
     preload::{
         AfterRequest, BoxError, Builder, CallError, CallHooks, WorkerContext, WorkerListener,
         WorkerSocket,

@@ -41,50 +41,82 @@ impl ConfigSources {
 
     /// Reads every source and layers them.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        let config = self.layered()?;
-        config
-            .options
-            .validate()
-            .map_err(|error| ConfigError::Invalid { error })?;
-        Ok(config)
+        let checked = self.check();
+        match checked.errors.into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(checked.config),
+        }
     }
 
     /// [`ConfigSources::load`] for a program that embeds the master and forks a closure
     /// (preload mode): no worker command is needed.
     pub fn load_without_command(&self) -> Result<Config, ConfigError> {
-        let config = self.layered()?;
-        config
-            .options
-            .validate_without_command()
-            .map_err(|error| ConfigError::Invalid { error })?;
-        Ok(config)
+        let (config, mut errors) = self.layered();
+        errors.extend(
+            config
+                .options
+                .validate_without_command()
+                .err()
+                .map(|error| ConfigError::Invalid { error }),
+        );
+        match errors.into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(config),
+        }
     }
 
-    fn layered(&self) -> Result<Config, ConfigError> {
+    /// Reads every source as [`ConfigSources::load`] does, but goes on past an error to
+    /// find every one (`steward check` lists them all): the options are what the
+    /// sources say without the values in error.
+    pub fn check(&self) -> Checked {
+        let (config, mut errors) = self.layered();
+        errors.extend(
+            config
+                .options
+                .problems()
+                .into_iter()
+                .map(|error| ConfigError::Invalid { error }),
+        );
+        Checked { config, errors }
+    }
+
+    fn layered(&self) -> (Config, Vec<ConfigError>) {
         let mut config = Config {
             options: Options::new(Vec::new()),
             origins: BTreeMap::new(),
             warnings: Vec::new(),
             file: self.file.clone(),
         };
+        let mut errors = Vec::new();
         if let Some(path) = &self.file {
-            let loaded = crate::files::read(path)?;
-            config.warnings.extend(loaded.warnings);
-            config.layer(&loaded.settings)?;
+            match crate::files::read(path) {
+                Ok(loaded) => {
+                    config.warnings.extend(loaded.warnings);
+                    config.layer(&loaded.settings, &mut errors);
+                }
+                Err(error) => errors.push(error),
+            }
         }
-        let env = env_settings(&self.env, &mut config.warnings)?;
-        config.layer(&env)?;
-        config.layer(&self.cli)?;
-        Ok(config)
+        let env = env_settings(&self.env, &mut config.warnings);
+        config.layer(&env, &mut errors);
+        config.layer(&self.cli, &mut errors);
+        (config, errors)
     }
+}
+
+/// Every source read: the options, and each error found on the way.
+#[derive(Debug)]
+pub struct Checked {
+    /// The options, without the values in error.
+    pub config: Config,
+    /// Every error, in the order of the sources (file, environment, command line),
+    /// then what the options together lack.
+    pub errors: Vec<ConfigError>,
 }
 
 /// `STEWARD_*` variables as settings. A variable that names no option is a warning,
 /// not an error: the environment is shared with other programs.
-fn env_settings(
-    vars: &[(String, String)],
-    warnings: &mut Vec<Warning>,
-) -> Result<Vec<Setting>, ConfigError> {
+fn env_settings(vars: &[(String, String)], warnings: &mut Vec<Warning>) -> Vec<Setting> {
     let mut settings = Vec::new();
     for (var, value) in vars {
         if crate::vars::NOT_OPTIONS.contains(&var.as_str()) || var.starts_with("STEWARD_DEMO_") {
@@ -121,7 +153,7 @@ fn env_settings(
             origin,
         });
     }
-    Ok(settings)
+    settings
 }
 
 /// The options and where each came from.
@@ -162,44 +194,25 @@ impl Config {
 
     /// Applies one source: an option it sets replaces what lower sources said (a list
     /// as a whole); within the source, list values accumulate and a repeated value wins.
-    fn layer(&mut self, settings: &[Setting]) -> Result<(), ConfigError> {
+    fn layer(&mut self, settings: &[Setting], errors: &mut Vec<ConfigError>) {
         let mut touched: HashSet<&str> = HashSet::new();
         for setting in settings {
-            let def = table::lookup(&setting.key).ok_or_else(|| ConfigError::UnknownOption {
-                origin: setting.origin.clone(),
-                key: setting.key.clone(),
-                suggestion: table::suggest(&setting.key),
-            })?;
+            let Some(def) = table::lookup(&setting.key) else {
+                errors.push(ConfigError::UnknownOption {
+                    origin: setting.origin.clone(),
+                    key: setting.key.clone(),
+                    suggestion: table::suggest(&setting.key),
+                });
+                continue;
+            };
             let first = touched.insert(def.key());
             let words = matches!(def.kind(), Kind::Words);
             if first || words {
                 def.clear(&mut self.options);
             }
-            let invalid = |error| ConfigError::InvalidValue {
-                origin: setting.origin.clone(),
-                key: setting.key.clone(),
-                error,
-            };
-            match (&setting.value, def.kind()) {
-                (RawValue::One(value), Kind::Words) => {
-                    for word in value.split_whitespace() {
-                        def.apply(&mut self.options, word).map_err(invalid)?;
-                    }
-                }
-                (RawValue::Many(values), Kind::Words | Kind::List(_)) => {
-                    for value in values {
-                        def.apply(&mut self.options, value).map_err(invalid)?;
-                    }
-                }
-                (RawValue::One(value), _) => {
-                    def.apply(&mut self.options, value).map_err(invalid)?;
-                }
-                (RawValue::Many(_), Kind::Flag | Kind::Value) => {
-                    return Err(ConfigError::NotAList {
-                        origin: setting.origin.clone(),
-                        key: setting.key.clone(),
-                    })
-                }
+            if let Err(error) = self.apply(def, setting) {
+                errors.push(error);
+                continue;
             }
             let origins = self.origins.entry(def.key().to_owned()).or_default();
             if first || !matches!(def.kind(), Kind::List(_)) {
@@ -212,6 +225,34 @@ impl Config {
                 _ => 1,
             };
             origins.extend(std::iter::repeat_n(setting.origin.clone(), values));
+        }
+    }
+
+    /// Applies the value(s) of one setting to its option.
+    fn apply(&mut self, def: &table::OptionDef, setting: &Setting) -> Result<(), ConfigError> {
+        let invalid = |error| ConfigError::InvalidValue {
+            origin: setting.origin.clone(),
+            key: setting.key.clone(),
+            error,
+        };
+        match (&setting.value, def.kind()) {
+            (RawValue::One(value), Kind::Words) => {
+                for word in value.split_whitespace() {
+                    def.apply(&mut self.options, word).map_err(invalid)?;
+                }
+            }
+            (RawValue::Many(values), Kind::Words | Kind::List(_)) => {
+                for value in values {
+                    def.apply(&mut self.options, value).map_err(invalid)?;
+                }
+            }
+            (RawValue::One(value), _) => def.apply(&mut self.options, value).map_err(invalid)?,
+            (RawValue::Many(_), Kind::Flag | Kind::Value) => {
+                return Err(ConfigError::NotAList {
+                    origin: setting.origin.clone(),
+                    key: setting.key.clone(),
+                })
+            }
         }
         Ok(())
     }

@@ -106,6 +106,14 @@ pub enum ConfigError {
         /// Why.
         error: std::io::Error,
     },
+    /// A config file larger than any configuration (a symlink to /dev/zero, a log).
+    #[error("{}: larger than {} MiB: not a configuration (is it the right file?)", path.display(), limit >> 20)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The most a config file may hold, in bytes.
+        limit: u64,
+    },
     /// A config file whose extension names no format.
     #[error("{}: unknown config format: expected a .toml, .yaml, .yml, .json or .ini file", path.display())]
     Format {

@@ -24,11 +24,39 @@ pub(crate) fn read(path: &Path) -> Result<FileSettings, ConfigError> {
             })
         }
     };
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    format(path, &read_capped(path)?)
+}
+
+/// The most a config file may hold. Generous (a big uWSGI file is a few MB), but a
+/// config symlinked to /dev/zero or a log by mistake must not be read for ever.
+pub(crate) const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// The text of `path`, refused beyond [`MAX_CONFIG_BYTES`].
+fn read_capped(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let failed = |error| ConfigError::Read {
         path: path.to_owned(),
         error,
-    })?;
-    format(path, &text)
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_CONFIG_BYTES,
+        });
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is not UTF-8 text (byte {})",
+                error.utf8_error().valid_up_to()
+            ),
+        ))
+    })
 }
 
 /// The 1-based line of byte `offset`.

@@ -26,7 +26,7 @@ mod values;
 pub mod vars;
 
 pub use crate::{
-    config::{Config, ConfigSources},
+    config::{Checked, Config, ConfigSources},
     error::{ConfigError, OptionError},
     listen::{ListenAddr, ListenSpec},
     model::Options,

@@ -218,10 +218,20 @@ impl Options {
     /// Checks what each value alone cannot: that there is a command, a worker, and no
     /// socket name or address twice.
     pub fn validate(&self) -> Result<(), OptionError> {
-        if self.command.is_empty() || self.command[0].is_empty() {
-            return Err(OptionError::NoCommand);
+        match self.problems().into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
-        self.validate_without_command()
+    }
+
+    /// Everything [`Options::validate`] would refuse, not only the first.
+    pub fn problems(&self) -> Vec<OptionError> {
+        let mut problems = Vec::new();
+        if self.command.is_empty() || self.command[0].is_empty() {
+            problems.push(OptionError::NoCommand);
+        }
+        problems.extend(self.validate_without_command().err());
+        problems
     }
 
     /// [`Options::validate`] for a master that forks a closure (preload mode) and so

@@ -2,7 +2,7 @@
 //! environment, the command line and `steward check` all go through it, so a name that
 //! works in one source works in all of them.
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{collections::HashMap, path::PathBuf, sync::OnceLock};
 
 use crate::{parse_duration, OptionError, Options};
 
@@ -810,47 +810,126 @@ pub fn table() -> &'static [OptionDef] {
 
 /// The option called `name` (or with that alias).
 pub fn lookup(name: &str) -> Option<&'static OptionDef> {
-    table()
-        .iter()
-        .find(|def| def.name == name || def.aliases.contains(&name))
+    // An index rather than a scan: a uWSGI file may hold a hundred thousand keys.
+    static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index = HashMap::new();
+        for (at, def) in table().iter().enumerate() {
+            for name in std::iter::once(def.name.as_str()).chain(def.aliases.iter().copied()) {
+                index.entry(name).or_insert(at);
+            }
+        }
+        index
+    });
+    index.get(name).map(|&at| &table()[at])
 }
 
 /// The option name closest to a misspelt one, if one is close enough to be meant.
 pub fn suggest(name: &str) -> Option<&'static str> {
-    table()
+    static NAMES: OnceLock<Vec<(&'static str, Letters)>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        table()
+            .iter()
+            .filter(|def| !def.hidden)
+            .flat_map(|def| std::iter::once(def.name.as_str()).chain(def.aliases.iter().copied()))
+            .map(|name| (name, Letters::of(name)))
+            .collect()
+    });
+    let given: Vec<char> = name.chars().collect();
+    let letters = Letters::of(name);
+    let mut rows = Rows::default();
+    names
         .iter()
-        .filter(|def| !def.hidden)
-        .flat_map(|def| std::iter::once(def.name.as_str()).chain(def.aliases.iter().copied()))
-        .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).clamp(1, 3))
+        .filter_map(|(candidate, candidate_letters)| {
+            let bound = (candidate.len() / 3).clamp(1, 3);
+            if given.len().abs_diff(candidate.len()) > bound {
+                return None;
+            }
+            // An edit changes the letter counts by at most two: most names are ruled
+            // out here, without the quadratic comparison.
+            if letters.difference(candidate_letters) > 2 * bound {
+                return None;
+            }
+            rows.distance_within(&given, candidate, bound)
+                .map(|distance| (distance, *candidate))
+        })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance, with a transposition counting as one edit (`relaod`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in rows[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = best;
+/// How many times each byte value (folded to 32 buckets: `-`, digits and letters stay apart) occurs in a name.
+struct Letters([u8; 32]);
+
+impl Letters {
+    fn of(name: &str) -> Letters {
+        let mut counts = [0u8; 32];
+        for byte in name.bytes() {
+            let bucket = &mut counts[usize::from(byte % 32)];
+            *bucket = bucket.saturating_add(1);
         }
+        Letters(counts)
     }
-    rows[a.len()][b.len()]
+
+    /// The sum of the differences of the counts.
+    fn difference(&self, other: &Letters) -> usize {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .map(|(a, b)| usize::from(a.abs_diff(*b)))
+            .sum()
+    }
+}
+
+/// The three rows of an edit distance computation, kept from one candidate to the next
+/// so that suggesting a name for each of many unknown keys allocates nothing per pair.
+#[derive(Default)]
+struct Rows {
+    before: Vec<usize>,
+    previous: Vec<usize>,
+    current: Vec<usize>,
+    candidate: Vec<char>,
+}
+
+impl Rows {
+    /// The Levenshtein distance of `a` and `b`, with a transposition counting as one
+    /// edit (`relaod`), if it is at most `bound`. Every unknown key of a file is
+    /// compared with every option name, so what cannot be within the bound stops early:
+    /// lengths too far apart, or a row whose every cell is already past it.
+    fn distance_within(&mut self, a: &[char], b: &str, bound: usize) -> Option<usize> {
+        self.candidate.clear();
+        self.candidate.extend(b.chars());
+        let b = &self.candidate;
+        if a.len().abs_diff(b.len()) > bound {
+            return None;
+        }
+        for row in [&mut self.before, &mut self.previous, &mut self.current] {
+            row.clear();
+            row.resize(b.len() + 1, 0);
+        }
+        for (j, cell) in self.previous.iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            self.current[0] = i;
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (self.previous[j] + 1)
+                    .min(self.current[j - 1] + 1)
+                    .min(self.previous[j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    best = best.min(self.before[j - 2] + 1);
+                }
+                self.current[j] = best;
+            }
+            if self.current.iter().all(|&cell| cell > bound) {
+                return None;
+            }
+            std::mem::swap(&mut self.before, &mut self.previous);
+            std::mem::swap(&mut self.previous, &mut self.current);
+        }
+        let distance = self.previous[b.len()];
+        (distance <= bound).then_some(distance)
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,14 @@ pub enum ActionParseError {
         /// The whole action string.
         text: String,
     },
+    /// One of uWSGI's actions that steward has no meaning for, with the reason.
+    #[error("uWSGI's hook action {action:?} is not supported by steward: {reason}")]
+    Refused {
+        /// The action name given.
+        action: String,
+        /// Why steward has no such action.
+        reason: &'static str,
+    },
     /// The action needs an argument and has none.
     #[error("{action}: missing {what}")]
     Missing {
@@ -140,6 +148,28 @@ const SPELLINGS: &[(&str, ReadArg)] = &[
     }),
 ];
 
+/// uWSGI's actions (core/hooks.c) that steward refuses, each with its reason.
+const REFUSED: &[(&str, &str)] = &[
+    (
+        "callint",
+        "there is no registry of integer-returning plugin callbacks: use call:",
+    ),
+    (
+        "callintret",
+        "there is no registry of integer-returning plugin callbacks: use call:",
+    ),
+    ("rpc", "steward has no RPC subsystem"),
+    ("retryrpc", "steward has no RPC subsystem"),
+    (
+        "unix_signal",
+        "steward's signals are fixed (SIGHUP graceful reload, SIGTERM graceful shutdown, \
+         SIGINT and SIGQUIT brutal shutdown, SIGUSR1 status report, SIGUSR2 chain reload, \
+         SIGTTIN and SIGTTOU one worker more or fewer) and there are no master functions \
+         to route a signal to; in a [uwsgi] file, a unix_signal asking for what steward's \
+         signal already does is read as a warning",
+    ),
+];
+
 /// The names of [`SPELLINGS`], as the error for an unknown one lists them.
 fn action_names() -> String {
     let names: Vec<&str> = SPELLINGS.iter().map(|(name, _)| *name).collect();
@@ -157,10 +187,19 @@ impl FromStr for Action {
         if arg.contains('\0') {
             return Err(ActionParseError::Nul(spelling.map_or("action", |s| s.0)));
         }
-        let (action, parse) = spelling.ok_or_else(|| ActionParseError::Unknown {
-            given: name.to_owned(),
-            text: text.to_owned(),
-        })?;
+        let (action, parse) =
+            spelling.ok_or_else(
+                || match REFUSED.iter().find(|(refused, _)| *refused == name) {
+                    Some((action, reason)) => ActionParseError::Refused {
+                        action: (*action).to_owned(),
+                        reason,
+                    },
+                    None => ActionParseError::Unknown {
+                        given: name.to_owned(),
+                        text: text.to_owned(),
+                    },
+                },
+            )?;
         parse(Arg { action, text: arg })
     }
 }

@@ -24,25 +24,56 @@ pub(super) struct Loaded {
 /// jail (`unshare`, `chroot`), checking that each `call:` names one of `callbacks` and
 /// each `alarm:` a declared alarm. The first error is returned, in that order.
 pub(super) fn load(options: &Options, callbacks: &Callbacks) -> Result<Loaded, HookConfigError> {
-    let alarms = alarms(options)?;
+    let (loaded, errors) = load_all(options, callbacks);
+    match errors.into_iter().next() {
+        Some(error) => Err(error),
+        None => Ok(loaded),
+    }
+}
+
+/// [`load`], going on past an error: what parses, and every error in the order
+/// [`load`] meets them (`steward check` lists them all).
+pub(super) fn load_all(options: &Options, callbacks: &Callbacks) -> (Loaded, Vec<HookConfigError>) {
+    let mut errors = Vec::new();
+    let alarms = keep_ok(alarms(options), &mut errors);
     let names = Names {
         callbacks,
         alarms: &alarms,
     };
-    let mut hooks = phase_hooks(options, names)?;
-    hooks.extend(event_commands(options)?);
-    let mut touch = touch_hooks(options, names)?;
-    touch.extend(touch_commands(options)?);
-    Ok(Loaded {
+    let mut hooks = keep_ok(phase_hooks(options, names), &mut errors);
+    hooks.extend(keep_ok(event_commands(options), &mut errors));
+    let mut touch = keep_ok(touch_hooks(options, names), &mut errors);
+    touch.extend(keep_ok(touch_commands(options), &mut errors));
+    let jail = Jail::new(options).unwrap_or_else(|error| {
+        errors.push(error);
+        Jail::default()
+    });
+    let loaded = Loaded {
         hooks,
         touch,
         alarms,
-        jail: Jail::new(options)?,
+        jail,
         timeouts: WaitTimeouts {
             fs: options.wait_for_fs_timeout,
             socket: options.wait_for_socket_timeout,
         },
-    })
+    };
+    (loaded, errors)
+}
+
+/// The values of `results` that parsed; the errors go to `errors`.
+fn keep_ok<T>(
+    results: Vec<Result<T, HookConfigError>>,
+    errors: &mut Vec<HookConfigError>,
+) -> Vec<T> {
+    let mut kept = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => kept.push(value),
+            Err(error) => errors.push(error),
+        }
+    }
+    kept
 }
 
 /// The names an action may refer to: the callbacks and the declared alarms.
@@ -70,7 +101,7 @@ impl Names<'_> {
     }
 }
 
-fn alarms(options: &Options) -> Result<Vec<Alarm>, HookConfigError> {
+fn alarms(options: &Options) -> Vec<Result<Alarm, HookConfigError>> {
     let parse = |(index, text): (usize, &String)| {
         text.parse()
             .map_err(|e: crate::AlarmParseError| HookConfigError::new("alarm", index, text, e))
@@ -79,7 +110,7 @@ fn alarms(options: &Options) -> Result<Vec<Alarm>, HookConfigError> {
 }
 
 /// `hook-<phase> = ACTION`, each with its index among the values of its phase's option.
-fn phase_hooks(options: &Options, names: Names) -> Result<Vec<Hook>, HookConfigError> {
+fn phase_hooks(options: &Options, names: Names) -> Vec<Result<Hook, HookConfigError>> {
     let mut per_phase: BTreeMap<&str, usize> = BTreeMap::new();
     let mut hooks = Vec::new();
     for (phase_name, text) in &options.hooks {
@@ -88,20 +119,22 @@ fn phase_hooks(options: &Options, names: Names) -> Result<Vec<Hook>, HookConfigE
         let index = *count;
         *count += 1;
         let error = |reason| HookConfigError::new(&option, index, text, reason);
-        let phase = usable_phase(phase_name).map_err(error)?;
-        let action = names.action(text).map_err(error)?;
-        hooks.push(Hook {
-            phase,
-            action,
-            option,
-            index,
-        });
+        let hook = usable_phase(phase_name)
+            .and_then(|phase| Ok((phase, names.action(text)?)))
+            .map_err(error)
+            .map(|(phase, action)| Hook {
+                phase,
+                action,
+                option: option.clone(),
+                index,
+            });
+        hooks.push(hook);
     }
-    Ok(hooks)
+    hooks
 }
 
 /// `run-command-on-event = [PHASE ]COMMAND`.
-fn event_commands(options: &Options) -> Result<Vec<Hook>, HookConfigError> {
+fn event_commands(options: &Options) -> Vec<Result<Hook, HookConfigError>> {
     let option = "run-command-on-event";
     let hook = |(index, text): (usize, &String)| {
         let (phase, command) =
@@ -148,7 +181,7 @@ fn event_command(text: &str) -> Result<(Phase, &str), String> {
 }
 
 /// `hook-touch = PATH ACTION`.
-fn touch_hooks(options: &Options, names: Names) -> Result<Vec<TouchHook>, HookConfigError> {
+fn touch_hooks(options: &Options, names: Names) -> Vec<Result<TouchHook, HookConfigError>> {
     let hook = |(index, text): (usize, &String)| {
         let error = |reason| HookConfigError::new("hook-touch", index, text, reason);
         let (path, action) =
@@ -160,7 +193,7 @@ fn touch_hooks(options: &Options, names: Names) -> Result<Vec<TouchHook>, HookCo
 }
 
 /// `run-command-on-touch = PATH COMMAND`.
-fn touch_commands(options: &Options) -> Result<Vec<TouchHook>, HookConfigError> {
+fn touch_commands(options: &Options) -> Vec<Result<TouchHook, HookConfigError>> {
     let hook = |(index, text): (usize, &String)| {
         let (path, command) = path_and_rest(text).ok_or_else(|| {
             HookConfigError::new("run-command-on-touch", index, text, "expected PATH COMMAND")

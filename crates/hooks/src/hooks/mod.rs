@@ -61,6 +61,12 @@ impl Hooks {
         })
     }
 
+    /// Every error [`Hooks::new`] would meet in `options`, not only the first
+    /// (`steward check` lists them all).
+    pub fn problems(options: &Options, callbacks: &Callbacks) -> Vec<HookConfigError> {
+        load::load_all(options, callbacks).1
+    }
+
     /// Parses the hooks of `options` as [`Hooks::new`] would, against this executor's
     /// callbacks, and keeps none of them: a running master checks a re-read
     /// configuration this way, so that a broken hook string fails the reload rather

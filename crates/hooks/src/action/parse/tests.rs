@@ -319,3 +319,17 @@ fn uwsgi_file_and_wait_actions_refuse_what_they_cannot_run() {
         "spinningfifo: missing DATA after the path"
     );
 }
+
+/// uWSGI's actions steward has no meaning for are refused with the reason, not as
+/// unknown names.
+#[test]
+fn uwsgi_actions_steward_refuses_say_why() {
+    assert!(parse_error("unix_signal:15 reap_them_all").starts_with(
+        "uWSGI's hook action \"unix_signal\" is not supported by steward: steward's signals are fixed (SIGHUP graceful reload, SIGTERM graceful shutdown"
+    ));
+    assert_eq!(
+        parse_error("rpc:hello"),
+        "uWSGI's hook action \"rpc\" is not supported by steward: steward has no RPC subsystem"
+    );
+    assert!(parse_error("callint:f 3").contains("use call:"));
+}
