@@ -9,6 +9,7 @@ mod effects;
 mod exit;
 mod faults;
 mod generate;
+mod health;
 mod hooks;
 mod readiness;
 mod security;

@@ -36,6 +36,8 @@ pub const RELOAD_IGNORED: &str = "reload-ignored";
 pub const WORKERS_RESIZED: &str = "workers-resized";
 /// A shutdown began (`mode`: graceful or brutal).
 pub const SHUTDOWN_STARTED: &str = "shutdown-started";
+/// A graceful shutdown waits `delay_ms` (`shutdown-delay`), serving but not ready.
+pub const SHUTDOWN_DELAYED: &str = "shutdown-delayed";
 /// Every worker and mule is gone; the master exits.
 pub const SHUTDOWN_COMPLETE: &str = "shutdown-complete";
 /// A request came through the control socket or a master FIFO (`request`, `from`).

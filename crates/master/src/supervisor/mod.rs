@@ -11,6 +11,7 @@
 //! [`Action::Reexec`] are answered by the loop with the event that tells how they went,
 //! and the supervisor waits for that answer before it decides what depends on it.
 
+mod delay;
 mod generations;
 mod lifecycle;
 mod table;
@@ -38,6 +39,8 @@ pub(crate) struct Settings {
     pub observable: bool,
     /// How long a stopping worker may drain before SIGKILL.
     pub mercy: Duration,
+    /// How long a graceful shutdown keeps serving, not ready, before workers drain.
+    pub shutdown_delay: Duration,
     pub backoff: BackoffPolicy,
     /// pre-app and post-app run around each generation (not when the app loads once in
     /// the master, preload mode, where they run around that load).
@@ -57,6 +60,7 @@ impl Settings {
             ready_timeout: Some(options.ready_timeout).filter(|t| !t.is_zero()),
             observable: sockets,
             mercy: options.worker_reload_mercy,
+            shutdown_delay: options.shutdown_delay,
             backoff: BackoffPolicy {
                 first: options.respawn_backoff,
                 max: options.respawn_backoff_max,
@@ -88,6 +92,8 @@ pub(crate) enum Deadline {
     Mercy(Pid),
     /// A crashed worker is started again.
     Respawn { id: usize, generation: u64 },
+    /// The `shutdown-delay` is over: the graceful shutdown begins.
+    ShutdownDelay,
 }
 
 /// Something that happened, for the supervisor to decide on.
@@ -264,6 +270,8 @@ pub(crate) struct Supervisor {
     /// A question asked of the loop whose answer decides what comes next.
     awaiting: Option<Awaiting>,
     failure: Option<Failure>,
+    /// A graceful shutdown waits out `shutdown-delay` until then (delay.rs).
+    shutdown_at: Option<Instant>,
 }
 
 /// The question the supervisor waits on.
@@ -302,6 +310,7 @@ impl Supervisor {
             accepted_once: Default::default(),
             awaiting: None,
             failure: None,
+            shutdown_at: None,
         }
     }
 
@@ -359,7 +368,7 @@ impl Supervisor {
         let mut out = Vec::new();
         match event {
             Event::Reload { chain, reexec } => self.on_reload(chain, reexec, now, &mut out),
-            Event::Shutdown { graceful } => self.begin_shutdown(graceful, now, &mut out),
+            Event::Shutdown { graceful } => self.shutdown_requested(graceful, now, &mut out),
             Event::Resize { more } => self.resize(more),
             Event::Started {
                 id,

@@ -9,6 +9,8 @@ use steward_options::ReadyMode;
 use super::*;
 use crate::event::Timers;
 
+mod delay;
+
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// The loop, faked: pids are handed out in order, hooks and config reads succeed,
@@ -29,6 +31,7 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
         workers,
         ready,
         mercy: Duration::from_secs(30),
+        shutdown_delay: Duration::ZERO,
         backoff: BackoffPolicy {
             first: MS(100),
             max: Duration::from_secs(10),
