@@ -11,6 +11,7 @@ mod faults;
 mod generate;
 mod health;
 mod hooks;
+mod orphans;
 mod readiness;
 mod security;
 mod soak;

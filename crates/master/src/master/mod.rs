@@ -10,6 +10,7 @@
 
 mod build;
 mod mules;
+mod orphans;
 mod phases;
 mod readiness;
 mod reconfigure;
@@ -93,6 +94,8 @@ pub(crate) enum TimerKey {
     Mule(usize),
     /// Look whether starting workers wait for connections yet (see readiness.rs).
     Probe,
+    /// A process a worker left behind is due for SIGKILL (orphans.rs).
+    Orphans,
 }
 
 /// While workers drain in a shutdown, systemd is asked for more time this often, so its
@@ -156,6 +159,8 @@ pub struct Master {
     probe: readiness::Watch,
     /// Where vacuum reaches the files made before the jail.
     made_root: MadeFilesRoot,
+    /// Children the master did not start (orphans.rs).
+    orphans: orphans::Orphans,
 }
 
 impl Master {
@@ -173,6 +178,7 @@ impl Master {
             crate::startup::master_start(&self.options, &self.hooks, held_pidfile)
                 .inspect_err(|_| self.vacuum_failed_start())?;
         }
+        self.become_subreaper();
         let now = Instant::now();
         // The first WATCHDOG=1 goes out before anything can keep the loop busy.
         self.on_timers(now);
@@ -183,7 +189,7 @@ impl Master {
         };
         self.execute_all(first);
         loop {
-            if self.supervisor.is_done() && !self.mules_running() {
+            if self.supervisor.is_done() && !self.mules_running() && !self.orphans.stopping() {
                 return self.exit();
             }
             let timeout = self.timers.next().map(|deadline| {
@@ -278,6 +284,7 @@ impl Master {
                 TimerKey::UpgradeCheck => self.upgrade_check_timed_out(),
                 TimerKey::Mule(_) => self.mules_due(now),
                 TimerKey::Probe => self.probe_starting(),
+                TimerKey::Orphans => self.kill_late_orphans(now),
             }
         }
         self.schedule_probe(Instant::now());
@@ -307,7 +314,7 @@ impl Master {
     fn reap(&mut self) {
         loop {
             let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
@@ -317,10 +324,14 @@ impl Master {
             if self.supervisor.workers().iter().any(|w| w.pid == pid) {
                 let how = describe_exit(&status);
                 self.dispatch(Event::Exited { pid, how });
-            } else {
+            } else if self.mules.iter().any(|m| m.pid() == Some(pid)) {
                 self.mule_exited(pid, &status);
+            } else {
+                self.orphan_reaped(pid, &status);
             }
         }
+        // What exited may have left children behind: they are reparented here.
+        self.stop_leftovers(Instant::now());
     }
 
     fn on_notify(&mut self, sender: Pid, bytes: &[u8]) {
@@ -377,6 +388,7 @@ impl Master {
                     GenerationHook::PostApp => Phase::PostApp,
                 };
                 let result = self.hooks.run(phase);
+                self.keep_orphans();
                 return vec![Event::HookRan { hook, result }];
             }
             Action::Accepting { id, first_time } => self.run_accepting(id, first_time),
@@ -413,6 +425,7 @@ impl Master {
     fn shutting_down(&mut self, graceful: bool) {
         let now = Instant::now();
         self.stop_mules(graceful, now);
+        self.orphans_at_shutdown(now);
         self.timers.arm(TimerKey::ExtendTimeout, now);
     }
 
