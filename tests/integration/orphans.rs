@@ -149,6 +149,25 @@ fn a_brutal_shutdown_kills_what_workers_left_behind_at_once() {
 }
 
 #[test]
+fn an_orphan_a_running_worker_made_is_stopped_at_the_next_reap_though_hooks_ran() {
+    // A double fork: the child is reparented to steward while the worker runs, before
+    // the generation's post-app phase runs (with no hook in it).
+    let script = "(setsid sleep 1000 & echo \"left\"\"-behind=$!\" >&2); exec sleep 1000";
+    let mut steward = Steward::start(&["--ready", "immediate"], &["/bin/sh", "-c", script]);
+    steward.wait_generation_ready(1);
+    let orphan = left_behind(&steward, 0);
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
+    steward
+        .log
+        .wait_event("orphan-stopping", &[("pid", &orphan.to_string())]);
+    wait_reaped(orphan);
+    assert!(steward.stop().success());
+}
+
+#[test]
 fn a_daemon_a_hook_started_is_left_running() {
     let dir = steward_testkit::TestDir::new("orphan-hook");
     let pidfile = dir.at("daemon.pid");

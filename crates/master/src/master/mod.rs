@@ -387,8 +387,9 @@ impl Master {
                     GenerationHook::PreApp => Phase::PreApp,
                     GenerationHook::PostApp => Phase::PostApp,
                 };
+                let since = orphans::clock_ticks();
                 let result = self.hooks.run(phase);
-                self.keep_orphans();
+                self.keep_orphans(since);
                 return vec![Event::HookRan { hook, result }];
             }
             Action::Accepting { id, first_time } => self.run_accepting(id, first_time),

@@ -4,12 +4,13 @@
 //! here instead of to init, and, as PID 1 of a container, so is every orphan of the pid
 //! namespace. All of them are reaped, so none stays a zombie.
 //!
-//! Which orphans are stopped is told by when they appear. One found after a reap (a
-//! worker, a mule or another orphan exited) was left behind by it: it is stopped as a
-//! worker is, with the worker stop signal and SIGKILL after `worker-reload-mercy`
-//! (SIGKILL at once in a brutal shutdown), and the shutdown waits for it. One found
-//! right after a hook ran (a daemon an `exec:` hook started) is the hook's to keep: it
-//! is reaped when it exits, never stopped, as it was before steward reaped anything.
+//! Which orphans are stopped is told by when they started. One that started while a
+//! hook ran (a daemon an `exec:` hook started) is the hook's to keep: it is reaped when
+//! it exits, never stopped, as it was before steward reaped anything. Any other, found
+//! after a reap (a worker, a mule or another orphan exited), was left behind by a
+//! worker or a mule: it is stopped as a worker is, with the worker stop signal and
+//! SIGKILL after `worker-reload-mercy` (SIGKILL at once in a brutal shutdown), and the
+//! shutdown waits for it.
 //! Reaped orphans cannot be mistaken for another process: a child's pid is not reused
 //! until its parent, here, has reaped it.
 
@@ -22,7 +23,8 @@ use nix::{
         signal::{kill, killpg, Signal},
         wait::WaitStatus,
     },
-    unistd::{getpgid, getpid, gettid, Pid},
+    time::{clock_gettime, ClockId},
+    unistd::{getpgid, getpid, gettid, sysconf, Pid, SysconfVar},
 };
 use tracing::{debug, info, warn};
 
@@ -76,13 +78,18 @@ impl Master {
         if getpid().as_raw() == 1 {
             info!("running as pid 1: every orphan of this pid namespace is reaped here");
         }
-        self.keep_orphans();
+        // What is here already (a re-exec'd image's orphans) is kept.
+        self.keep_orphans(0);
     }
 
-    /// After a hook ran: what it left running is kept (reaped, never stopped).
-    pub(super) fn keep_orphans(&mut self) {
+    /// After a hook ran (it started at `since`, [`clock_ticks`]): the orphans that
+    /// started since are the hook's, kept (reaped, never stopped).
+    pub(super) fn keep_orphans(&mut self, since: u64) {
         for pid in self.unknown_children() {
-            self.orphans.known.entry(pid).or_insert(Orphan::Kept);
+            if !self.orphans.known.contains_key(&pid) && started_at(pid).is_some_and(|t| t >= since)
+            {
+                self.orphans.known.insert(pid, Orphan::Kept);
+            }
         }
     }
 
@@ -223,12 +230,38 @@ fn children() -> Vec<Pid> {
         .collect()
 }
 
-/// The parent pid of `pid`, from /proc/PID/stat (after the command name, which may
-/// hold spaces and parentheses: the last `)` ends it).
-fn parent_of(pid: i32) -> Option<i32> {
+/// Field `n` (1-based, as in proc(5)) of /proc/PID/stat, from the 3rd on (after the
+/// command name, which may hold spaces and parentheses: the last `)` ends it).
+fn stat_field(pid: i32, n: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    after
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
+/// The parent pid of `pid`.
+fn parent_of(pid: i32) -> Option<i32> {
+    stat_field(pid, 4).and_then(|ppid| i32::try_from(ppid).ok())
+}
+
+/// When `pid` started, in clock ticks since boot (proc(5) `starttime`).
+fn started_at(pid: Pid) -> Option<u64> {
+    stat_field(pid.as_raw(), 22)
+}
+
+/// Now, in the clock ticks since boot of [`started_at`]: taken before a hook runs.
+pub(super) fn clock_ticks() -> u64 {
+    let ticks_per_second = sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100, |t| t as u64);
+    clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |now| {
+        now.tv_sec() as u64 * ticks_per_second
+            + now.tv_nsec() as u64 * ticks_per_second / 1_000_000_000
+    })
 }
 
 #[cfg(test)]
@@ -244,6 +277,8 @@ mod tests {
         let pid = Pid::from_raw(child.id() as i32);
         assert!(children().contains(&pid));
         assert_eq!(parent_of(pid.as_raw()), Some(getpid().as_raw()));
+        let started = started_at(pid).unwrap();
+        assert!(started <= clock_ticks() && started + 500 > clock_ticks());
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -39,10 +39,11 @@ pub(super) fn touch_watcher(
 impl Master {
     /// Runs a phase that is not fatal: its failures are logged by the executor.
     pub(super) fn run_phase(&mut self, phase: Phase) {
+        let since = super::orphans::clock_ticks();
         if let Err(e) = self.hooks.run(phase) {
             error!(error = %e, "hook failed");
         }
-        self.keep_orphans();
+        self.keep_orphans(since);
     }
 
     /// pre-app or post-app around the load of the app in the master (preload mode).
@@ -88,6 +89,7 @@ impl Master {
     /// touch hook runs.
     pub(super) fn touches_settled(&mut self) {
         let mut reload = false;
+        let since = super::orphans::clock_ticks();
         for path in std::mem::take(&mut self.touches.changed) {
             if self.options.touch_reload.contains(&path) {
                 info!(path = %path.display(), "touched: reloading");
@@ -95,7 +97,7 @@ impl Master {
             }
             self.hooks.run_touched(&path);
         }
-        self.keep_orphans();
+        self.keep_orphans(since);
         if reload {
             self.begin_reload(self.options.reload_strategy == ReloadStrategy::Chain);
         }
