@@ -41,6 +41,33 @@ fn probes_say_ready_and_alive_while_serving_and_fail_when_steward_is_gone() {
 }
 
 #[test]
+fn a_master_whose_loop_does_not_answer_is_not_alive() {
+    let dir = TestDir::new("health-stopped");
+    let control = dir.at("control.sock");
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--control-socket", &control], &[&demo]);
+    steward.wait_generation_ready(1);
+    // A stopped process still has its socket: connecting works, nothing answers.
+    steward.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let out = steward_client(&[
+        "status",
+        "--alive",
+        "--probe-timeout",
+        "1",
+        "--control-socket",
+        &control,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text, "not alive: no answer within 1 s\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    steward.signal(Signal::SIGCONT);
+    assert_eq!(probe("--alive", &control).0, Some(0));
+    assert!(steward.stop().success());
+}
+
+#[test]
 fn with_a_shutdown_delay_sigterm_reports_not_ready_at_once_and_serves_for_the_delay() {
     let dir = TestDir::new("health-delay");
     let control = dir.at("control.sock");

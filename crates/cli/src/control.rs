@@ -209,9 +209,25 @@ fn probe(args: &StatusArgs) -> anyhow::Result<ExitCode> {
             println!("not {what}: {why}");
             Ok(ExitCode::FAILURE)
         }
+        Err(e) if timed_out(&e) => {
+            println!("not {what}: no answer within {} s", timeout.as_secs());
+            Ok(ExitCode::FAILURE)
+        }
         Err(e) => {
             println!("not {what}: {e:#}");
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Whether `error` is a read or write that ran out of the probe's time.
+fn timed_out(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        })
+    })
 }
