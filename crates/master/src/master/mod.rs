@@ -387,7 +387,7 @@ impl Master {
                     GenerationHook::PreApp => Phase::PreApp,
                     GenerationHook::PostApp => Phase::PostApp,
                 };
-                let since = orphans::clock_ticks();
+                let since = self.hooks_start(phase);
                 let result = self.hooks.run(phase);
                 self.keep_orphans(since);
                 return vec![Event::HookRan { hook, result }];

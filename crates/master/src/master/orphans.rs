@@ -26,6 +26,7 @@ use nix::{
     time::{clock_gettime, ClockId},
     unistd::{getpgid, getpid, gettid, sysconf, Pid, SysconfVar},
 };
+use steward_hooks::Phase;
 use tracing::{debug, info, warn};
 
 use super::{describe_exit, Master, TimerKey};
@@ -79,12 +80,26 @@ impl Master {
             info!("running as pid 1: every orphan of this pid namespace is reaped here");
         }
         // What is here already (a re-exec'd image's orphans) is kept.
-        self.keep_orphans(0);
+        self.keep_orphans(Some(0));
     }
 
-    /// After a hook ran (it started at `since`, [`clock_ticks`]): the orphans that
-    /// started since are the hook's, kept (reaped, never stopped).
-    pub(super) fn keep_orphans(&mut self, since: u64) {
+    /// Before the hooks of `phase` run: when they start (None when the phase has no
+    /// hook: it starts nothing to keep).
+    pub(super) fn hooks_start(&self, phase: Phase) -> Option<u64> {
+        self.hooks.has(phase).then(clock_ticks)
+    }
+
+    /// Before touched files' hooks run: when they start, if there are any.
+    pub(super) fn touch_hooks_start(&self) -> Option<u64> {
+        (!self.hooks.touch_hooks().is_empty()).then(clock_ticks)
+    }
+
+    /// After hooks ran (they started at `since`, [`Master::hooks_start`]): the orphans
+    /// that started since are theirs, kept (reaped, never stopped).
+    pub(super) fn keep_orphans(&mut self, since: Option<u64>) {
+        let Some(since) = since else {
+            return;
+        };
         for pid in self.unknown_children() {
             if !self.orphans.known.contains_key(&pid) && started_at(pid).is_some_and(|t| t >= since)
             {
@@ -253,7 +268,7 @@ fn started_at(pid: Pid) -> Option<u64> {
 }
 
 /// Now, in the clock ticks since boot of [`started_at`]: taken before a hook runs.
-pub(super) fn clock_ticks() -> u64 {
+fn clock_ticks() -> u64 {
     let ticks_per_second = sysconf(SysconfVar::CLK_TCK)
         .ok()
         .flatten()

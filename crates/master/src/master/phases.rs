@@ -39,7 +39,7 @@ pub(super) fn touch_watcher(
 impl Master {
     /// Runs a phase that is not fatal: its failures are logged by the executor.
     pub(super) fn run_phase(&mut self, phase: Phase) {
-        let since = super::orphans::clock_ticks();
+        let since = self.hooks_start(phase);
         if let Err(e) = self.hooks.run(phase) {
             error!(error = %e, "hook failed");
         }
@@ -89,7 +89,7 @@ impl Master {
     /// touch hook runs.
     pub(super) fn touches_settled(&mut self) {
         let mut reload = false;
-        let since = super::orphans::clock_ticks();
+        let since = self.touch_hooks_start();
         for path in std::mem::take(&mut self.touches.changed) {
             if self.options.touch_reload.contains(&path) {
                 info!(path = %path.display(), "touched: reloading");
