@@ -24,7 +24,7 @@ use nix::{
         wait::WaitStatus,
     },
     time::{clock_gettime, ClockId},
-    unistd::{getpgid, getpid, gettid, sysconf, Pid, SysconfVar},
+    unistd::{getpgid, getpid, sysconf, Pid, SysconfVar},
 };
 use steward_hooks::Phase;
 use tracing::{debug, info, warn};
@@ -144,6 +144,10 @@ impl Master {
 
     /// SIGKILL for the orphans past their mercy.
     pub(super) fn kill_late_orphans(&mut self, now: Instant) {
+        // Only children can be waited for: a pid that is not one any more (it was
+        // reaped unseen) must not hold the shutdown.
+        let alive = children();
+        self.orphans.known.retain(|pid, _| alive.contains(pid));
         self.kill_orphans(|kill_at| kill_at <= now);
         self.arm_orphan_kill();
     }
@@ -224,11 +228,16 @@ fn signal_orphan(pid: Pid, signal: Signal) {
 }
 
 /// This thread's children, living or zombie (the master has one thread: its
-/// children), from /proc/self/task/TID/children, or by a scan of /proc where the kernel
-/// lacks that file.
+/// children), from /proc/thread-self/children, or by a scan of /proc where the kernel
+/// lacks that file. None when /proc is another pid namespace's (`unshare = pid` with no
+/// /proc mounted in the jail): its pids are not this namespace's, and signalling them
+/// would hit other processes or none; orphans are then reaped, never stopped.
 fn children() -> Vec<Pid> {
     let me = getpid();
-    let listed = std::fs::read_to_string(format!("/proc/self/task/{}/children", gettid()));
+    if !proc_is_ours(me) {
+        return Vec::new();
+    }
+    let listed = std::fs::read_to_string("/proc/thread-self/children");
     if let Ok(list) = listed {
         return list
             .split_whitespace()
@@ -243,6 +252,11 @@ fn children() -> Vec<Pid> {
         .filter(|pid| parent_of(*pid) == Some(me.as_raw()))
         .map(Pid::from_raw)
         .collect()
+}
+
+/// Whether /proc shows this pid namespace: /proc/self names this process by its pid.
+fn proc_is_ours(me: Pid) -> bool {
+    std::fs::read_link("/proc/self").is_ok_and(|link| link.as_os_str() == me.to_string().as_str())
 }
 
 /// Field `n` (1-based, as in proc(5)) of /proc/PID/stat, from the 3rd on (after the
