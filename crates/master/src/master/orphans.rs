@@ -79,6 +79,9 @@ impl Master {
         if getpid().as_raw() == 1 {
             info!("running as pid 1: every orphan of this pid namespace is reaped here");
         }
+        if !proc_is_ours(getpid()) {
+            warn!("/proc is another pid namespace's (mount proc in the jail): what workers leave behind is reaped, not stopped");
+        }
         // What is here already (a re-exec'd image's orphans) is kept.
         self.keep_orphans(Some(0));
     }
