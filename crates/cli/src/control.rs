@@ -5,6 +5,7 @@ use std::{
     os::unix::net::UnixStream,
     path::PathBuf,
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::{bail, Context};
@@ -51,8 +52,18 @@ pub struct StopArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// One JSON object instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["ready", "alive"])]
     json: bool,
+    /// A readiness probe: exit 0 when a generation serves and no stop was asked for
+    /// (`shutdown-delay` reports not ready at once), else 1.
+    #[arg(long, conflicts_with = "alive")]
+    ready: bool,
+    /// A liveness probe: exit 0 when the master's loop answers, else 1.
+    #[arg(long)]
+    alive: bool,
+    /// How long a probe waits for the answer before it fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    probe_timeout: u64,
     #[command(flatten)]
     target: Target,
 }
@@ -64,6 +75,15 @@ struct Session {
 
 impl Session {
     fn open(target: &Target, request: ControlRequest) -> anyhow::Result<Session> {
+        Session::open_for(target, request, None)
+    }
+
+    /// Opens a session whose reads and writes fail after `timeout`, when given.
+    fn open_for(
+        target: &Target,
+        request: ControlRequest,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Session> {
         let runtime_directory = std::env::var_os("RUNTIME_DIRECTORY");
         let Some(path) = control_socket_path(
             target.control_socket.as_deref(),
@@ -77,6 +97,8 @@ impl Session {
                 path.display()
             )
         })?;
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
         writeln!(stream, "{request}")
             .with_context(|| format!("cannot send to {}", path.display()))?;
         Ok(Session {
@@ -143,9 +165,69 @@ pub fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.ready || args.alive {
+        return probe(&args);
+    }
     let mut session = Session::open(&args.target, ControlRequest::Status { json: args.json })?;
     while let Some(line) = session.next()? {
         crate::output::line(&line);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `status --ready` / `--alive`: one line saying what was found, and the exit code a
+/// probe (Kubernetes exec probe, podman healthcheck) reads. Every failure, an
+/// unreachable master included, is exit 1 with the reason.
+fn probe(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let what = if args.ready { "ready" } else { "alive" };
+    let timeout = Duration::from_secs(args.probe_timeout.max(1));
+    let answer = Session::open_for(
+        &args.target,
+        ControlRequest::Status { json: true },
+        Some(timeout),
+    )
+    .and_then(|mut session| session.expect("the status"));
+    let verdict = answer.and_then(|line| {
+        let status: serde_json::Value =
+            serde_json::from_str(&line).context("the master's status is not JSON")?;
+        let state = status["state"].as_str().unwrap_or("unknown").to_owned();
+        match status["ready"].as_bool() {
+            Some(true) => Ok(Ok(state)),
+            _ if !args.ready => Ok(Ok(state)),
+            _ => Ok(Err(match status["shutdown_in_ms"].as_u64() {
+                Some(ms) => format!("shutting down in {ms} ms"),
+                None => state,
+            })),
+        }
+    });
+    match verdict {
+        Ok(Ok(state)) => {
+            println!("{what}: {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(why)) => {
+            println!("not {what}: {why}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) if timed_out(&e) => {
+            println!("not {what}: no answer within {} s", timeout.as_secs());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            println!("not {what}: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Whether `error` is a read or write that ran out of the probe's time.
+fn timed_out(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        })
+    })
 }

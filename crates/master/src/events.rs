@@ -36,6 +36,15 @@ pub const RELOAD_IGNORED: &str = "reload-ignored";
 pub const WORKERS_RESIZED: &str = "workers-resized";
 /// A shutdown began (`mode`: graceful or brutal).
 pub const SHUTDOWN_STARTED: &str = "shutdown-started";
+/// A process left behind by a worker or mule (reparented to the master, a child
+/// subreaper) is asked to stop (`pid`, `signal`).
+pub const ORPHAN_STOPPING: &str = "orphan-stopping";
+/// It did not stop within the mercy and is killed (`pid`).
+pub const ORPHAN_KILLED: &str = "orphan-killed";
+/// An orphan was reaped (`pid`, `status`).
+pub const ORPHAN_EXITED: &str = "orphan-exited";
+/// A graceful shutdown waits `delay_ms` (`shutdown-delay`), serving but not ready.
+pub const SHUTDOWN_DELAYED: &str = "shutdown-delayed";
 /// Every worker and mule is gone; the master exits.
 pub const SHUTDOWN_COMPLETE: &str = "shutdown-complete";
 /// A request came through the control socket or a master FIFO (`request`, `from`).

@@ -18,6 +18,10 @@ pub(crate) struct StatusReport<'a> {
     pub current: u64,
     pub serving: Option<u64>,
     pub desired: usize,
+    /// Whether a probe should send traffic here (a generation serves, no stop asked).
+    pub ready: bool,
+    /// A shutdown waits out `shutdown-delay`: how long is left of it.
+    pub shutdown_in: Option<Duration>,
     /// The reload under way: its generation and how long it has run.
     pub reloading: Option<(u64, Duration)>,
     pub last_reload: Option<&'a ReloadOutcome>,
@@ -49,6 +53,13 @@ impl StatusReport<'_> {
             self.serving.map_or("none".into(), |g| g.to_string()),
             self.desired
         );
+        if let Some(left) = self.shutdown_in {
+            let _ = write!(
+                text,
+                "\nnot ready: shutting down in {} ms (shutdown-delay), still serving",
+                left.as_millis()
+            );
+        }
         if let Some((generation, elapsed)) = self.reloading {
             let _ = write!(
                 text,
@@ -143,9 +154,12 @@ impl StatusReport<'_> {
             format!(r#"{{"elapsed_ms":{}}}"#, elapsed.as_millis())
         });
         format!(
-            r#"{{"pid":{},"state":"{}","generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"workers":[{}]}}"#,
+            r#"{{"pid":{},"state":"{}","ready":{},"shutdown_in_ms":{},"generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"workers":[{}]}}"#,
             std::process::id(),
             self.lifecycle(),
+            self.ready,
+            self.shutdown_in
+                .map_or("null".into(), |left| left.as_millis().to_string()),
             self.current,
             self.serving.map_or("null".into(), |g| g.to_string()),
             self.desired,

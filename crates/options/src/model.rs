@@ -27,6 +27,9 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// How long a stopping worker may take before it is killed with SIGKILL.
     pub worker_reload_mercy: Duration,
+    /// How long a graceful shutdown keeps serving, reported not ready, before the
+    /// workers are asked to stop: the time a load balancer needs to stop sending.
+    pub shutdown_delay: Duration,
     /// The first delay before a crashed worker is started again; it doubles with each
     /// crash in a row, up to [`Options::respawn_backoff_max`].
     pub respawn_backoff: Duration,
@@ -160,6 +163,7 @@ impl Options {
             worker_stop_signal: StopSignal::default(),
             ready_timeout: Duration::from_secs(60),
             worker_reload_mercy: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             respawn_backoff: Duration::from_millis(100),
             respawn_backoff_max: Duration::from_secs(10),
             respawn_reset_after: Duration::from_secs(10),

@@ -455,6 +455,10 @@ fn build() -> Vec<OptionDef> {
             "The signal that asks a worker to stop gracefully."),
         def!(duration "worker-reload-mercy", worker_reload_mercy, Master, restart: false,
             "How long a stopping worker may drain before it is killed: seconds, or with ms/s/m/h."),
+        def!(duration "shutdown-delay", shutdown_delay, Master, restart: false,
+            "How long a graceful shutdown (SIGTERM, `steward stop`) keeps serving before the \
+             workers drain, reported not ready meanwhile (`steward status --ready` fails), so \
+             that a load balancer stops sending first. 0: drain at once."),
         def!(duration "respawn-backoff", respawn_backoff, Master, restart: false,
             "The first delay before a crashing worker is started again; it doubles per crash in a row."),
         def!(duration "respawn-backoff-max", respawn_backoff_max, Master, restart: false,
@@ -967,6 +971,7 @@ mod tests {
                 (name, _)
                     if name.starts_with("respawn")
                         || name.ends_with("mercy")
+                        || name.ends_with("delay")
                         || name.ends_with("timeout") =>
                 {
                     "3s"

@@ -133,6 +133,7 @@ impl Master {
             held_pidfile,
             files_dir,
             made_root,
+            orphans: Default::default(),
         };
         master.register_sources()?;
         if master.resumed.is_some() {

@@ -10,6 +10,7 @@
 
 mod build;
 mod mules;
+mod orphans;
 mod phases;
 mod readiness;
 mod reconfigure;
@@ -91,6 +92,8 @@ pub(crate) enum TimerKey {
     UpgradeCheck,
     /// Look whether starting workers wait for connections yet (see readiness.rs).
     Probe,
+    /// A process a worker left behind is due for SIGKILL (orphans.rs).
+    Orphans,
 }
 
 /// While workers drain in a shutdown, systemd is asked for more time this often, so its
@@ -156,6 +159,8 @@ pub struct Master {
     probe: readiness::Watch,
     /// Where vacuum reaches the files made before the jail.
     made_root: MadeFilesRoot,
+    /// Children the master did not start (orphans.rs).
+    orphans: orphans::Orphans,
 }
 
 impl Master {
@@ -173,6 +178,7 @@ impl Master {
             crate::startup::master_start(&self.options, &self.hooks, held_pidfile)
                 .inspect_err(|_| self.vacuum_failed_start())?;
         }
+        self.become_subreaper();
         let now = Instant::now();
         // The first WATCHDOG=1 goes out before anything can keep the loop busy.
         self.on_timers(now);
@@ -182,7 +188,7 @@ impl Master {
         };
         self.execute_all(first);
         loop {
-            if self.supervisor.is_done() {
+            if self.supervisor.is_done() && !self.orphans.stopping() {
                 return self.exit();
             }
             let timeout = self.timers.next().map(|deadline| {
@@ -303,6 +309,7 @@ impl Master {
                 TimerKey::TouchSettled => self.touches_settled(),
                 TimerKey::UpgradeCheck => self.upgrade_check_timed_out(),
                 TimerKey::Probe => self.probe_starting(),
+                TimerKey::Orphans => self.kill_late_orphans(now),
             }
         }
         self.schedule_probe(Instant::now());
@@ -332,16 +339,24 @@ impl Master {
     fn reap(&mut self) {
         loop {
             let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
             if self.check_exited(pid, &status) {
                 continue;
             }
-            let how = describe_exit(&status);
-            self.dispatch(Event::Exited { pid, how });
+            let supervised = self.supervisor.workers().iter().any(|w| w.pid == pid)
+                || self.supervisor.mule(pid).is_some();
+            if supervised {
+                let how = describe_exit(&status);
+                self.dispatch(Event::Exited { pid, how });
+            } else {
+                self.orphan_reaped(pid, &status);
+            }
         }
+        // What exited may have left children behind: they are reparented here.
+        self.stop_leftovers(Instant::now());
     }
 
     fn on_notify(&mut self, sender: Pid, bytes: &[u8]) {
@@ -401,7 +416,9 @@ impl Master {
                     GenerationHook::PreApp => Phase::PreApp,
                     GenerationHook::PostApp => Phase::PostApp,
                 };
+                let since = self.hooks_start(phase);
                 let result = self.hooks.run(phase);
+                self.keep_orphans(since);
                 return vec![Event::HookRan { hook, result }];
             }
             Action::Accepting { id, first_time } => self.run_accepting(id, first_time),
@@ -439,10 +456,12 @@ impl Master {
         signal_group(pid, signal);
     }
 
-    /// Beside the workers and mules stopping: systemd is asked for time while they
-    /// drain.
+    /// Beside the workers and mules stopping: what they left behind stops too, and
+    /// systemd is asked for time while they drain.
     fn shutting_down(&mut self) {
-        self.timers.arm(TimerKey::ExtendTimeout, Instant::now());
+        let now = Instant::now();
+        self.orphans_at_shutdown(now);
+        self.timers.arm(TimerKey::ExtendTimeout, now);
     }
 
     /// What ended the first generation, kept as the master's outcome.

@@ -38,10 +38,12 @@ pub(super) fn touch_watcher(
 
 impl Master {
     /// Runs a phase that is not fatal: its failures are logged by the executor.
-    pub(super) fn run_phase(&self, phase: Phase) {
+    pub(super) fn run_phase(&mut self, phase: Phase) {
+        let since = self.hooks_start(phase);
         if let Err(e) = self.hooks.run(phase) {
             error!(error = %e, "hook failed");
         }
+        self.keep_orphans(since);
     }
 
     /// pre-app or post-app around the load of the app in the master (preload mode).
@@ -51,14 +53,14 @@ impl Master {
 
     /// The accepting phases for worker `id`, which just became ready (exec mode; a
     /// forked worker runs them itself, before it serves).
-    pub(super) fn run_accepting(&self, id: usize, first_time: bool) {
+    pub(super) fn run_accepting(&mut self, id: usize, first_time: bool) {
         for phase in super::spawn::accepting_phases(id, first_time) {
             self.run_phase(phase);
         }
     }
 
     /// as-user-atexit, unless skip-atexit.
-    pub(super) fn run_atexit(&self) {
+    pub(super) fn run_atexit(&mut self) {
         if !self.options.skip_atexit {
             self.run_phase(Phase::AsUserAtexit);
         }
@@ -87,6 +89,7 @@ impl Master {
     /// touch hook runs.
     pub(super) fn touches_settled(&mut self) {
         let mut reload = false;
+        let since = self.touch_hooks_start();
         for path in std::mem::take(&mut self.touches.changed) {
             if self.options.touch_reload.contains(&path) {
                 info!(path = %path.display(), "touched: reloading");
@@ -94,6 +97,7 @@ impl Master {
             }
             self.hooks.run_touched(&path);
         }
+        self.keep_orphans(since);
         if reload {
             self.begin_reload(self.options.reload_strategy == ReloadStrategy::Chain);
         }

@@ -42,6 +42,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         ready_timeout: reread.ready_timeout,
         worker_stop_signal: reread.worker_stop_signal,
         worker_reload_mercy: reread.worker_reload_mercy,
+        shutdown_delay: reread.shutdown_delay,
         respawn_backoff: reread.respawn_backoff,
         respawn_backoff_max: reread.respawn_backoff_max,
         respawn_reset_after: reread.respawn_reset_after,

@@ -61,7 +61,9 @@ impl Master {
         };
         info!(event = events::CONTROL_REQUEST, request = %request, from, "control request");
         match request {
-            ControlRequest::Reload { .. } if self.supervisor.is_stopping() => {
+            ControlRequest::Reload { .. }
+                if self.supervisor.is_stopping() || self.supervisor.shutdown_at().is_some() =>
+            {
                 self.answer(connection, "failed: shutting down", true)
             }
             ControlRequest::Reload { chain } => {
@@ -136,6 +138,11 @@ impl Master {
             current: self.supervisor.current(),
             serving: self.supervisor.serving(),
             desired: self.supervisor.desired(),
+            ready: self.supervisor.ready(),
+            shutdown_in: self
+                .supervisor
+                .shutdown_at()
+                .map(|at| at.saturating_duration_since(now)),
             reloading: self
                 .supervisor
                 .reload()

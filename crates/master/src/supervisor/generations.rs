@@ -427,6 +427,7 @@ impl Supervisor {
                 self.respawns.retain(|r| *r != (id, generation));
             }
             Deadline::ReadyTimeout(pid) => self.not_ready_in_time(pid, now, out),
+            Deadline::ShutdownDelay => self.shutdown_delay_over(now, out),
         }
     }
 

@@ -17,6 +17,13 @@ impl Supervisor {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        if self.shutdown_at.is_some() {
+            info!(
+                event = events::RELOAD_IGNORED,
+                "reload ignored: shutting down after the shutdown delay"
+            );
+            return;
+        }
         match self.phase {
             Phase::Stopping { .. } => {
                 info!(

@@ -12,6 +12,7 @@
 //! and the supervisor waits for that answer before it decides what depends on it.
 
 mod children;
+mod delay;
 mod generations;
 mod lifecycle;
 mod mules;
@@ -43,6 +44,8 @@ pub(crate) struct Settings {
     pub observable: bool,
     /// How long a stopping worker may drain before SIGKILL.
     pub mercy: Duration,
+    /// How long a graceful shutdown keeps serving, not ready, before workers drain.
+    pub shutdown_delay: Duration,
     pub backoff: BackoffPolicy,
     /// pre-app and post-app run around each generation (not when the app loads once in
     /// the master, preload mode, where they run around that load).
@@ -62,6 +65,7 @@ impl Settings {
             ready_timeout: Some(options.ready_timeout).filter(|t| !t.is_zero()),
             observable: sockets,
             mercy: options.worker_reload_mercy,
+            shutdown_delay: options.shutdown_delay,
             backoff: BackoffPolicy {
                 first: options.respawn_backoff,
                 max: options.respawn_backoff_max,
@@ -95,6 +99,8 @@ pub(crate) enum Deadline {
     Respawn { id: usize, generation: u64 },
     /// A crashed mule is started again.
     MuleRespawn(usize),
+    /// The `shutdown-delay` is over: the graceful shutdown begins.
+    ShutdownDelay,
 }
 
 /// Something that happened, for the supervisor to decide on.
@@ -281,6 +287,8 @@ pub(crate) struct Supervisor {
     /// A question asked of the loop whose answer decides what comes next.
     awaiting: Option<Awaiting>,
     failure: Option<Failure>,
+    /// A graceful shutdown waits out `shutdown-delay` until then (delay.rs).
+    shutdown_at: Option<Instant>,
 }
 
 /// The question the supervisor waits on.
@@ -320,6 +328,7 @@ impl Supervisor {
             accepted_once: Default::default(),
             awaiting: None,
             failure: None,
+            shutdown_at: None,
         }
     }
 
@@ -386,7 +395,7 @@ impl Supervisor {
         let mut out = Vec::new();
         match event {
             Event::Reload { chain, reexec } => self.on_reload(chain, reexec, now, &mut out),
-            Event::Shutdown { graceful } => self.begin_shutdown(graceful, now, &mut out),
+            Event::Shutdown { graceful } => self.shutdown_requested(graceful, now, &mut out),
             Event::Resize { more } => self.resize(more),
             Event::Started {
                 id,

@@ -9,6 +9,7 @@ use steward_options::ReadyMode;
 use super::*;
 use crate::event::Timers;
 
+mod delay;
 mod mules;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -33,6 +34,7 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
         workers,
         ready,
         mercy: Duration::from_secs(30),
+        shutdown_delay: Duration::ZERO,
         backoff: BackoffPolicy {
             first: MS(100),
             max: Duration::from_secs(10),
