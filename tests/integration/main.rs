@@ -12,6 +12,7 @@ mod faults;
 mod generate;
 mod health;
 mod hooks;
+mod hostile;
 mod orphans;
 mod output;
 mod readiness;

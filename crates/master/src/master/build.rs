@@ -115,6 +115,7 @@ impl Master {
             registry: Registry::new().map_err(MasterError::Poll)?,
             timers: Timers::new(),
             probe: super::readiness::Watch::new(&opened.listeners),
+            ignored: Default::default(),
             outputs: crate::output::Outputs::new(output_identifier(&options, forked)),
             options,
             listeners: opened.listeners,

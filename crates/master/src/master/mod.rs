@@ -9,6 +9,7 @@
 //! - mules.rs, phases.rs, reconfigure.rs, vacuum.rs: as named.
 
 mod build;
+mod ignored;
 mod mules;
 mod orphans;
 mod phases;
@@ -155,6 +156,8 @@ pub struct Master {
     mules: Vec<crate::mule::MuleCommand>,
     /// The workers' stdout/stderr pipes (`worker-output = capture`).
     outputs: crate::output::Outputs,
+    /// Notify datagrams that are not acted on: warned about at a bounded rate.
+    ignored: ignored::Ignored,
     /// Watches starting workers for waiting on their sockets (readiness.rs).
     probe: readiness::Watch,
     /// Where vacuum reaches the files made before the jail.
@@ -247,12 +250,7 @@ impl Master {
     fn on_source(&mut self, token: Token) {
         match token {
             Token::UpgradeCheck => self.read_check_output(),
-            Token::Notify => {
-                let mut datagram = [0u8; NOTIFY_MAX];
-                while let Some((sender, len)) = self.notify.receive(&mut datagram) {
-                    self.on_notify(sender, &datagram[..len]);
-                }
-            }
+            Token::Notify => self.read_notify(),
             Token::Signals => {
                 while let Ok(Some(info)) = self.signals.read_signal() {
                     if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
@@ -336,7 +334,17 @@ impl Master {
         self.dispatch(Event::Reload { chain, reexec });
     }
 
+    fn read_notify(&mut self) {
+        let mut datagram = [0u8; NOTIFY_MAX];
+        while let Some((sender, len)) = self.notify.receive(&mut datagram) {
+            self.on_notify(sender, &datagram[..len]);
+        }
+    }
+
     fn reap(&mut self) {
+        // A worker's last datagrams (STOPPING=1, STATUS=) are read while it is still
+        // known: they may have come after the wake-up that brought its SIGCHLD.
+        self.read_notify();
         loop {
             let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
@@ -349,6 +357,7 @@ impl Master {
             let supervised = self.supervisor.workers().iter().any(|w| w.pid == pid)
                 || self.supervisor.mule(pid).is_some();
             if supervised {
+                self.ignored.worker_exited(pid);
                 let how = describe_exit(&status);
                 self.dispatch(Event::Exited { pid, how });
             } else {
@@ -360,14 +369,21 @@ impl Master {
     }
 
     fn on_notify(&mut self, sender: Pid, bytes: &[u8]) {
+        let now = Instant::now();
         let Some(worker) = self.supervisor.worker_mut(sender) else {
-            warn!(event = events::NOTIFY_IGNORED, pid = %sender, "ignored notify message: the sender is not a worker");
+            if self.ignored.exited_lately(sender) {
+                tracing::debug!(pid = %sender, "notify message from a worker already gone");
+            } else if let Some(suppressed) = self.ignored.may_warn(now) {
+                warn!(event = events::NOTIFY_IGNORED, pid = %sender, suppressed, "ignored notify message: the sender is not a worker");
+            }
             return;
         };
         let message = match Notification::parse(bytes) {
             Ok(message) => message,
             Err(e) => {
-                warn!(event = events::NOTIFY_IGNORED, worker = worker.id, pid = %sender, error = %e, "ignored notify message");
+                if let Some(suppressed) = self.ignored.may_warn(now) {
+                    warn!(event = events::NOTIFY_IGNORED, worker = worker.id, pid = %sender, error = %e, suppressed, "ignored notify message");
+                }
                 return;
             }
         };

@@ -32,17 +32,32 @@ impl Master {
             .iter_mut()
             .flat_map(|f| f.receive())
             .collect();
+        // One warning per read, not per byte: a megabyte written to the FIFO must not
+        // become a million lines of log.
+        let mut unsupported: Vec<u8> = Vec::new();
+        let mut count = 0usize;
         for command in commands {
             match command {
                 FifoCommand::Request(request) => self.on_request(None, request),
                 FifoCommand::StatusReport => self.report_status(),
-                FifoCommand::Unsupported(byte) => warn!(
-                    event = events::FIFO_COMMAND_IGNORED,
-                    command = %char::from(byte).escape_default(),
-                    "master FIFO command not supported by steward; ignored"
-                ),
+                FifoCommand::Unsupported(byte) => {
+                    count += 1;
+                    if unsupported.len() < 8 && !unsupported.contains(&byte) {
+                        unsupported.push(byte);
+                    }
+                }
                 FifoCommand::Ignored => {}
             }
+        }
+        if count > 0 {
+            let command: String = unsupported
+                .iter()
+                .map(|b| char::from(*b).escape_default().to_string())
+                .collect();
+            warn!(
+                event = events::FIFO_COMMAND_IGNORED,
+                command, count, "master FIFO command not supported by steward; ignored"
+            );
         }
     }
 

@@ -1,0 +1,92 @@
+//! The running master under hostile or careless input: floods of notify datagrams and
+//! FIFO bytes are said in a few lines, not one per datagram or byte, and a worker's
+//! last words after its exit are not mistaken for a stranger's.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use steward_testkit::{demo_bin, environ, field, is_event, Steward, TestDir, DEADLINE};
+
+#[test]
+fn a_flood_of_foreign_notify_datagrams_is_said_in_a_few_lines() {
+    let steward = Steward::start(&[], &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.workers(1, 1)[0];
+    let notify = environ(worker)["NOTIFY_SOCKET"].clone();
+    let socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    for _ in 0..2000 {
+        socket.send_to(b"READY=1\n", &notify).unwrap();
+    }
+    // Once the rate's second is over, the next warning carries the count held back.
+    let pid = std::process::id().to_string();
+    let with_count = |l: &str| {
+        is_event(l, "notify-ignored", &[("pid", &pid)])
+            && field(l, "suppressed").parse::<u64>().unwrap_or(0) > 0
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let last = loop {
+        if let Some(line) = steward.log.lines().into_iter().find(|l| with_count(l)) {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warning with a count of held back ones"
+        );
+        socket.send_to(b"READY=1\n", &notify).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let said = steward.log.events("notify-ignored", &[]).len();
+    assert!(said <= 40, "{said} warnings for over 2000 datagrams");
+    let suppressed: u64 = field(&last, "suppressed").parse().unwrap();
+    assert!(suppressed >= 1900, "{said} said, {suppressed} held back");
+    assert_eq!(steward.get("/").unwrap().status, 200);
+}
+
+#[test]
+fn a_megabyte_written_to_the_master_fifo_is_a_few_warnings() {
+    let dir = TestDir::new("fifo-flood");
+    let fifo = dir.at("master.fifo");
+    let steward = Steward::start(&["--master-fifo", &fifo], &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    let junk = vec![b'f'; 1 << 20];
+    std::fs::write(&fifo, &junk).unwrap();
+    let counted = || -> u64 {
+        let warnings = steward
+            .log
+            .events("fifo-command-ignored", &[("command", "f")]);
+        warnings
+            .iter()
+            .map(|l| field(l, "count").parse::<u64>().unwrap())
+            .sum()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while counted() < junk.len() as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} bytes said",
+            counted(),
+            junk.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(counted(), junk.len() as u64);
+    let lines = steward.log.events("fifo-command-ignored", &[]).len();
+    // One per time the FIFO was readable: the writer's pieces, not its bytes.
+    assert!(lines <= 64, "{lines} warnings for one write of 1 MiB");
+}
+
+#[test]
+fn a_workers_stopping_just_before_its_exit_is_no_strangers_message() {
+    let steward = Steward::start(&["--workers", "2"], &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    // The demo says STOPPING=1 and exits on SIGTERM; each reload stops the old workers
+    // that way, and each exit races its datagram.
+    for generation in 2..=6 {
+        steward.signal(Signal::SIGHUP);
+        steward.wait_generation_ready(generation);
+    }
+    steward.signal(Signal::SIGTERM);
+    steward.log.wait_event("shutdown-complete", &[]);
+    let strangers = steward.log.events("notify-ignored", &[]);
+    assert!(strangers.is_empty(), "{strangers:?}");
+}
