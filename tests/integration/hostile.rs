@@ -90,3 +90,17 @@ fn a_workers_stopping_just_before_its_exit_is_no_strangers_message() {
     let strangers = steward.log.events("notify-ignored", &[]);
     assert!(strangers.is_empty(), "{strangers:?}");
 }
+
+#[test]
+fn the_status_report_is_written_for_a_person() {
+    let steward = Steward::start(&[], &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGUSR1);
+    let report = steward.log.wait_event("status-report", &[]);
+    assert_eq!(field(&report, "lifecycle"), "running", "{report}");
+    assert_eq!(field(&report, "serving"), "1", "{report}");
+    assert!(
+        !report.contains("Some(") && !report.contains("Running"),
+        "{report}"
+    );
+}

@@ -38,3 +38,15 @@ pub enum Lifecycle {
         graceful: bool,
     },
 }
+
+/// How the log and `steward status` say it.
+impl std::fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lifecycle::Starting => "starting",
+            Lifecycle::Running => "running",
+            Lifecycle::Stopping { graceful: true } => "stopping",
+            Lifecycle::Stopping { graceful: false } => "stopping brutally",
+        })
+    }
+}

@@ -34,21 +34,12 @@ pub(crate) struct StatusReport<'a> {
 }
 
 impl StatusReport<'_> {
-    fn lifecycle(&self) -> &'static str {
-        match self.lifecycle {
-            Lifecycle::Starting => "starting",
-            Lifecycle::Running => "running",
-            Lifecycle::Stopping { graceful: true } => "stopping",
-            Lifecycle::Stopping { graceful: false } => "stopping brutally",
-        }
-    }
-
     /// Lines for a human.
     pub fn text(&self) -> String {
         let mut text = format!(
             "master pid {} {}, generation {}, serving {}, {} workers wanted",
             std::process::id(),
-            self.lifecycle(),
+            self.lifecycle,
             self.current,
             self.serving.map_or("none".into(), |g| g.to_string()),
             self.desired
@@ -156,7 +147,7 @@ impl StatusReport<'_> {
         format!(
             r#"{{"pid":{},"state":"{}","ready":{},"shutdown_in_ms":{},"generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"workers":[{}]}}"#,
             std::process::id(),
-            self.lifecycle(),
+            self.lifecycle,
             self.ready,
             self.shutdown_in
                 .map_or("null".into(), |left| left.as_millis().to_string()),

@@ -181,9 +181,9 @@ impl Master {
         let serving = self.supervisor.serving();
         info!(
             event = events::STATUS_REPORT,
-            lifecycle = ?self.supervisor.lifecycle(),
+            lifecycle = %self.supervisor.lifecycle(),
             generation = self.supervisor.current(),
-            serving = ?serving,
+            serving = %serving.map_or("none".to_owned(), |g| g.to_string()),
             workers = self.supervisor.desired(),
             processes = self.supervisor.workers().len(),
             "status"
