@@ -50,7 +50,7 @@ fn reload_wait_returns_once_the_new_generation_serves() {
     let json = text(&status.stdout);
     assert!(status.status.success());
     assert!(
-        json.contains(r#""generation":2,"serving":2,"workers_wanted":2"#),
+        json.contains(r#""generation":2,"serving":2,"serving_workers":2,"workers_wanted":2"#),
         "{json}"
     );
     assert!(

@@ -104,3 +104,55 @@ fn the_status_report_is_written_for_a_person() {
         "{report}"
     );
 }
+
+/// Every worker crashing again at each start: status says so (not "running, serving"),
+/// and so does systemd's STATUS=.
+#[test]
+fn a_crash_loop_shows_in_status_and_in_systemds_status() {
+    let dir = TestDir::new("crash-loop");
+    let control = dir.at("control.sock");
+    let systemd = steward_testkit::SystemdSocket::bind("sd-crash-loop");
+    let marker = dir.at("crash");
+    let script = format!("[ -e {marker} ] && exit 3; exec {}", demo_bin());
+    let steward = Steward::start_env(
+        &[("NOTIFY_SOCKET", &systemd.address())],
+        &["--workers", "2", "--control-socket", &control],
+        &["/bin/sh", "-c", &script],
+    );
+    systemd.receive_until("READY=1");
+    std::fs::write(&marker, "").unwrap();
+    for (_, pid) in steward.workers(1, 2) {
+        nix::sys::signal::kill(pid, Signal::SIGKILL).unwrap();
+    }
+    // The first crash is the SIGKILL; the next ones are the loop, with no worker left.
+    loop {
+        let said = systemd.receive().text;
+        if said.contains("times in a row (status 3)") && said.contains("0 of 2 workers ready") {
+            break;
+        }
+    }
+    // Once each slot crashed again at its restart, status shows the loop.
+    let deadline = Instant::now() + DEADLINE;
+    let text = loop {
+        let out = steward_testkit::steward_client(&["status", "--control-socket", &control]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("worker 2 crashed 2 times in a row") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("not serving: no worker is ready"), "{text}");
+    assert!(
+        text.contains("(last: status 3), started again in"),
+        "{text}"
+    );
+    let json = steward_testkit::steward_client(&["status", "--json", "--control-socket", &control]);
+    let json = String::from_utf8_lossy(&json.stdout).into_owned();
+    assert!(json.contains(r#""serving_workers":0"#), "{json}");
+    assert!(json.contains(r#""last_exit":"status 3""#), "{json}");
+    // Fixed: the slots come back, and so does the plain count.
+    std::fs::remove_file(&marker).unwrap();
+    let back = systemd.receive_until("2 workers, generation 1");
+    assert!(!back.is_empty());
+}

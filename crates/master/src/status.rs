@@ -31,6 +31,10 @@ pub(crate) struct StatusReport<'a> {
     pub workers: Vec<&'a Worker>,
     /// For each of `workers` that starts: what it waits for to count as ready.
     pub waiting_for: Vec<Option<String>>,
+    /// Ready workers of the serving generation.
+    pub serving_workers: usize,
+    /// Slots in a crash loop: id, crashes in a row, last exit, time to the next start.
+    pub respawning: Vec<(usize, u32, String, Duration)>,
 }
 
 impl StatusReport<'_> {
@@ -44,6 +48,16 @@ impl StatusReport<'_> {
             self.serving.map_or("none".into(), |g| g.to_string()),
             self.desired
         );
+        if self.serving.is_some() && self.serving_workers == 0 {
+            text.push_str("\nnot serving: no worker is ready; connections wait in the backlog");
+        }
+        for (id, crashes, exit, next) in &self.respawning {
+            let _ = write!(
+                text,
+                "\nworker {id} crashed {crashes} times in a row (last: {exit}), started again in {} ms",
+                next.as_millis()
+            );
+        }
         if let Some(left) = self.shutdown_in {
             let _ = write!(
                 text,
@@ -141,11 +155,22 @@ impl StatusReport<'_> {
                     json_string(reason)
                 ),
             });
+        let respawning: Vec<String> = self
+            .respawning
+            .iter()
+            .map(|(id, crashes, exit, next)| {
+                format!(
+                    r#"{{"id":{id},"crashes_in_a_row":{crashes},"last_exit":{},"starts_in_ms":{}}}"#,
+                    json_string(exit),
+                    next.as_millis()
+                )
+            })
+            .collect();
         let checking = self.checking.map_or("null".into(), |elapsed| {
             format!(r#"{{"elapsed_ms":{}}}"#, elapsed.as_millis())
         });
         format!(
-            r#"{{"pid":{},"state":"{}","ready":{},"shutdown_in_ms":{},"generation":{},"serving":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"workers":[{}]}}"#,
+            r#"{{"pid":{},"state":"{}","ready":{},"shutdown_in_ms":{},"generation":{},"serving":{},"serving_workers":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"respawning":[{}],"workers":[{}]}}"#,
             std::process::id(),
             self.lifecycle,
             self.ready,
@@ -153,7 +178,9 @@ impl StatusReport<'_> {
                 .map_or("null".into(), |left| left.as_millis().to_string()),
             self.current,
             self.serving.map_or("null".into(), |g| g.to_string()),
+            self.serving_workers,
             self.desired,
+            respawning.join(","),
             workers.join(",")
         )
     }

@@ -169,6 +169,15 @@ impl Master {
                 .map(|since| now.saturating_duration_since(since)),
             workers,
             waiting_for,
+            serving_workers: self.supervisor.ready_workers(),
+            respawning: self
+                .supervisor
+                .respawning()
+                .into_iter()
+                .map(|(id, crashes, exit, at)| {
+                    (id, crashes, exit, at.saturating_duration_since(now))
+                })
+                .collect(),
         };
         if json {
             report.json()

@@ -379,15 +379,28 @@ impl Supervisor {
         if self.backoffs.len() < id {
             self.backoffs.resize(id, Default::default());
         }
-        let delay = self.backoffs[id - 1].crashed(generation, lived, self.settings.backoff);
+        let backoff = &mut self.backoffs[id - 1];
+        let delay = backoff.crashed(generation, lived, self.settings.backoff);
+        let streak = backoff.streak;
         warn!(event = events::WORKER_CRASHED, worker = id, generation, pid, status = %how,
-            respawn_in_ms = delay.as_millis() as u64, "worker exited unexpectedly");
+            respawn_in_ms = delay.as_millis() as u64, crashes_in_a_row = streak, "worker exited unexpectedly");
+        backoff.last_exit = Some(how.clone());
         if !delay.is_zero() {
+            backoff.next_start = Some(now + delay);
             self.respawns.push((id, generation));
             out.push(Action::Arm(
                 Deadline::Respawn { id, generation },
                 now + delay,
             ));
+            // systemd's view says the crash loop too, not only "N workers".
+            let status = format!(
+                "generation {generation}: worker {id} crashed {streak} times in a row ({how}), \
+                 started again in {} ms; {} of {} workers ready",
+                delay.as_millis(),
+                self.ready_workers(),
+                self.settings.workers
+            );
+            out.push(Action::Notify(vec![State::Status(status)]));
         }
     }
 
@@ -425,6 +438,9 @@ impl Supervisor {
             Deadline::MuleRespawn(id) => self.mule_respawn_due(id, out),
             Deadline::Respawn { id, generation } => {
                 self.respawns.retain(|r| *r != (id, generation));
+                if let Some(backoff) = self.backoffs.get_mut(id - 1) {
+                    backoff.next_start = None;
+                }
             }
             Deadline::ReadyTimeout(pid) => self.not_ready_in_time(pid, now, out),
             Deadline::ShutdownDelay => self.shutdown_delay_over(now, out),
@@ -512,6 +528,14 @@ impl Supervisor {
         let after = now.saturating_duration_since(worker.started);
         info!(event = events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %pid,
             after_ms = after.as_millis() as u64, by, "worker ready");
+        if worker.respawned && Some(worker.generation) == self.serving {
+            // Out of a crash loop: systemd's view goes back to the plain count.
+            let status = format!(
+                "{} workers, generation {}",
+                self.settings.workers, worker.generation
+            );
+            out.push(Action::Notify(vec![State::Status(status)]));
+        }
         if self.settings.accepting_in_master {
             let id = worker.id;
             let first_time = self.accepted_once.insert(id);

@@ -501,6 +501,29 @@ impl Supervisor {
         }
     }
 
+    /// Ready workers of the serving generation: what takes connections now.
+    pub fn ready_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| Some(w.generation) == self.serving && w.state == WorkerState::Ready)
+            .count()
+    }
+
+    /// Slots waiting out a crash backoff: (id, crashes in a row, last exit, next start).
+    pub fn respawning(&self) -> Vec<(usize, u32, String, Instant)> {
+        let mut slots: Vec<_> = self
+            .respawns
+            .iter()
+            .filter_map(|(id, _)| {
+                let backoff = self.backoffs.get(id - 1)?;
+                let exit = backoff.last_exit.clone().unwrap_or_default();
+                Some((*id, backoff.streak, exit, backoff.next_start?))
+            })
+            .collect();
+        slots.sort_by_key(|slot| slot.0);
+        slots
+    }
+
     /// The reload under way, if any.
     pub fn reload(&self) -> Option<&Reload> {
         match &self.phase {

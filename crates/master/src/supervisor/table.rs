@@ -64,6 +64,10 @@ pub(crate) struct Backoff {
     pub streak: u32,
     /// The generation of the last crash: a start of that generation is a respawn.
     pub crashed_generation: Option<u64>,
+    /// How the last crash ended ("status 3", "signal SIGSEGV"), for `steward status`.
+    pub last_exit: Option<String>,
+    /// When it is started again, while it waits out its backoff.
+    pub next_start: Option<Instant>,
 }
 
 impl Backoff {
