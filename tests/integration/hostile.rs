@@ -156,3 +156,43 @@ fn a_crash_loop_shows_in_status_and_in_systemds_status() {
     let back = systemd.receive_until("2 workers, generation 1");
     assert!(!back.is_empty());
 }
+
+/// systemd may start a service with inheritable (and ambient) capabilities; leaving
+/// root keeps the inheritable ones unless they are cleared, and steward clears both.
+#[test]
+fn leaving_root_clears_the_inheritable_and_ambient_capabilities() {
+    if !steward_testkit::root_or_skip("starts steward with capabilities and drops to nobody") {
+        return;
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args([
+        "--inh-caps=+chown,+net_bind_service",
+        "--ambient-caps=+chown",
+        "--",
+    ])
+    .arg(steward_testkit::steward_bin())
+    .args([
+        "--listen",
+        "127.0.0.1:0",
+        "--uid",
+        "nobody",
+        "--gid",
+        "nogroup",
+        "--",
+    ])
+    .arg(demo_bin());
+    let steward = Steward::spawn(cmd);
+    steward.wait_generation_ready(1);
+    let (_, worker) = steward.workers(1, 1)[0];
+    for pid in [steward.pid(), worker] {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            let value = status
+                .lines()
+                .find_map(|l| l.strip_prefix(set))
+                .unwrap()
+                .trim();
+            assert_eq!(value, "0000000000000000", "{set} of {pid}");
+        }
+    }
+}

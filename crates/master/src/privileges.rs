@@ -84,6 +84,11 @@ impl Credentials {
             (Some(uid), None) => steward_sys::change_user(uid).map_err(failed)?,
             (None, None) => {}
         }
+        // A refusal (a seccomp filter) is not fatal by itself: verify says whether a
+        // capability is left.
+        if let Err(e) = steward_sys::clear_inherited_capabilities() {
+            tracing::debug!(error = %e, "cannot clear the inheritable and ambient capabilities");
+        }
         self.verify(what)?;
         info!(
             event = crate::events::PRIVILEGES_DROPPED,
@@ -118,7 +123,7 @@ impl Credentials {
                 return Err(wrong(format!("Uid is {uids:?}, expected {uid} four times")));
             }
             if !uid.is_root() {
-                for cap in ["CapEff:", "CapPrm:"] {
+                for cap in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
                     let value = field(cap);
                     if value
                         .first()

@@ -36,8 +36,9 @@ pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
     fork::{fork_worker, StopNotice},
     process::{
-        change_group, change_user, detach, drop_privileges, enable_memory_merge, fork_master,
-        lock_memory, set_priority, Detached, Forked, ProcessError,
+        change_group, change_user, clear_inherited_capabilities, detach, drop_privileges,
+        enable_memory_merge, fork_master, lock_memory, set_priority, Detached, Forked,
+        ProcessError,
     },
     spawn::{
         spawn, spawn_unconfirmed, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError,

@@ -31,6 +31,9 @@ pub enum ProcessError {
     /// setgroups(2) failed.
     #[error("setgroups failed: {0}")]
     SetGroups(Errno),
+    /// Clearing the inheritable or ambient capabilities failed.
+    #[error("clearing the inheritable and ambient capabilities failed: {0}")]
+    ClearCapabilities(Errno),
     /// setgid(2) failed.
     #[error("setgid({gid}) failed: {errno}")]
     SetGid {
@@ -91,6 +94,65 @@ pub fn enable_memory_merge() -> Result<(), ProcessError> {
     let result = unsafe { libc::prctl(PR_SET_MEMORY_MERGE, 1 as libc::c_ulong, 0, 0, 0) };
     if result == -1 {
         return Err(ProcessError::MemoryMerge(Errno::last()));
+    }
+    Ok(())
+}
+
+/// The capability header and one 32-bit half of the sets, as capget/capset take them
+/// (linux/capability.h, version 3: two halves for 64 capabilities).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
+
+/// Empties the inheritable and ambient capability sets, which leaving root keeps
+/// (systemd may have filled them): nothing this process execs may gain a capability
+/// from them.
+#[allow(unsafe_code)]
+pub fn clear_inherited_capabilities() -> Result<(), ProcessError> {
+    let fail = || ProcessError::ClearCapabilities(Errno::last());
+    // SAFETY: this prctl takes integers only and reads or writes no memory of ours.
+    let cleared = unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    // EINVAL: a kernel before 4.3, which has no ambient set to clear.
+    if cleared == -1 && Errno::last() != Errno::EINVAL {
+        return Err(fail());
+    }
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes one header and two data structs, which are these, laid out
+    // as the kernel's (repr(C), version 3), and alive for the call.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if got == -1 {
+        return Err(fail());
+    }
+    if data.iter().all(|half| half.inheritable == 0) {
+        // Nothing to clear: no capset, which a seccomp filter may refuse.
+        return Ok(());
+    }
+    for half in &mut data {
+        half.inheritable = 0;
+    }
+    // SAFETY: capset reads the same header and two data structs, alive for the call;
+    // lowering the inheritable set needs no privilege.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if set == -1 {
+        return Err(fail());
     }
     Ok(())
 }
