@@ -196,3 +196,48 @@ fn leaving_root_clears_the_inheritable_and_ambient_capabilities() {
         }
     }
 }
+
+/// Under a process limit, the fork of worker 30 fails: the start fails with one clear
+/// message, every worker already forked is logged and stopped, and the limit was
+/// named before the first fork.
+#[test]
+fn a_fork_refused_at_start_is_a_clean_failure() {
+    if !steward_testkit::root_or_skip("runs steward as nobody under RLIMIT_NPROC") {
+        return;
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["prlimit", "--nproc=30", "--"])
+        .arg(steward_testkit::steward_bin())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "60",
+            "--ready",
+            "immediate",
+            "--",
+        ])
+        .arg(demo_bin());
+    let mut steward = Steward::spawn(cmd);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(1));
+    assert!(steward.log.wait_closed(DEADLINE));
+    let over = steward
+        .log
+        .wait_event("workers-over-limit", &[("name", "RLIMIT_NPROC")]);
+    assert_eq!(field(&over, "limit"), "30", "{over}");
+    let started = steward.log.events("worker-started", &[]).len();
+    let exited = steward.log.events("worker-exited", &[]).len();
+    assert!(started > 0 && started < 60, "{started} started");
+    assert_eq!(exited, started, "every worker started is stopped");
+    let shutdown = steward.log.wait_event("shutdown-started", &[]);
+    assert_eq!(
+        field(&shutdown, "workers"),
+        started.to_string(),
+        "{shutdown}"
+    );
+    let error = steward.log.wait_for(&["steward: error:"]);
+    assert!(error.contains("fork failed: EAGAIN"), "{error}");
+    assert!(!error.contains("exited with"), "{error}");
+    assert_eq!(steward.log.count(&["steward: error:"]), 1);
+}

@@ -95,6 +95,10 @@ pub enum MasterError {
         /// The ready timeout.
         timeout: std::time::Duration,
     },
+    /// A worker of the first generation could not be started (fork or exec failed);
+    /// the text names the worker and the step.
+    #[error("{0}; the workers already started were stopped")]
+    WorkerNotStarted(String),
     /// A worker of the first generation exited before it was ready.
     #[error("worker {id} ({command}) exited with {status} before it was ready")]
     WorkerFailedToStart {

@@ -72,6 +72,9 @@ pub const READY_BEFORE_LISTENING: &str = "ready-before-listening";
 /// Lines of a worker's output were dropped (`over_rate`: past the lines per second
 /// sent on; `refused`: the journal could not take them at once).
 pub const WORKER_OUTPUT_DROPPED: &str = "worker-output-dropped";
+/// More workers are wanted than a limit allows (`workers`, `limit`, `name`:
+/// RLIMIT_NPROC or kernel.pid_max).
+pub const WORKERS_OVER_LIMIT: &str = "workers-over-limit";
 /// A mule was asked to stop (shutdown, re-exec).
 pub const MULE_STOPPING: &str = "mule-stopping";
 /// A mule did not stop within the mercy and was killed.

@@ -176,6 +176,7 @@ impl Master {
     /// was not a requested shutdown.
     pub fn run(mut self) -> Result<(), MasterError> {
         self.log_started();
+        warn_about_worker_count(self.supervisor.desired());
         if self.resumed.is_none() {
             let held_pidfile = self.held_pidfile.take();
             crate::startup::master_start(&self.options, &self.hooks, held_pidfile)
@@ -493,6 +494,7 @@ impl Master {
                 command: self.launch.display(),
                 timeout,
             },
+            Some(Failure::WorkerNotStarted { reason }) => MasterError::WorkerNotStarted(reason),
             Some(Failure::Hook(e)) => e.into(),
             None => return,
         };
@@ -537,6 +539,27 @@ fn source_order(token: Token) -> u8 {
         Token::Touch => 4,
         Token::ControlListener | Token::Control(_) => 5,
         Token::Fifo(_) => 6,
+    }
+}
+
+/// More workers than this user may have processes, or than the system has pids, cannot
+/// all start: said before the first fork, not discovered at the thirtieth.
+fn warn_about_worker_count(workers: usize) {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let processes = getrlimit(Resource::RLIMIT_NPROC)
+        .ok()
+        .map(|(soft, _)| soft)
+        .filter(|soft| *soft != RLIM_INFINITY && !nix::unistd::getuid().is_root());
+    let pid_max: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|text| text.trim().parse().ok());
+    for (limit, name) in [(processes, "RLIMIT_NPROC"), (pid_max, "kernel.pid_max")] {
+        if let Some(limit) = limit.filter(|limit| workers as u64 >= *limit) {
+            warn!(
+                event = events::WORKERS_OVER_LIMIT,
+                workers, limit, name, "{workers} workers cannot all start: {name} is {limit}"
+            );
+        }
     }
 }
 

@@ -24,7 +24,8 @@ impl Master {
     pub(super) fn spawn(&mut self, requests: Vec<SpawnRequest>) -> Vec<Event> {
         let mut events = Vec::with_capacity(requests.len());
         let mut forked: Vec<(SpawnRequest, Unconfirmed)> = Vec::new();
-        for request in requests {
+        let mut requests = requests.into_iter();
+        while let Some(request) = requests.next() {
             let started = match &self.launch {
                 Launch::Exec(_) => self.fork_exec(request),
                 Launch::Fork(_) => self.fork_closure(request).map(|pid| {
@@ -35,7 +36,15 @@ impl Master {
             match started {
                 Ok(Some(child)) => forked.push((request, child)),
                 Ok(None) => {}
-                Err(e) => events.push(failed(request, None, e)),
+                Err(e) => {
+                    // The workers forked before it are told of first (so that a failed
+                    // start stops them, and says so), and no more forks are tried: a
+                    // process limit (EAGAIN) would refuse each of them the same way.
+                    self.confirm(&mut forked, &mut events);
+                    events.push(failed(request, None, e));
+                    let reason = "not started: the fork of an earlier worker failed";
+                    events.extend(requests.by_ref().map(|r| not_started(r, reason)));
+                }
             }
             if forked.len() >= CONFIRM_BATCH {
                 self.confirm(&mut forked, &mut events);
@@ -234,6 +243,15 @@ fn started(request: SpawnRequest, pid: Pid) -> Event {
         id: request.id,
         generation: request.generation,
         pid,
+    }
+}
+
+fn not_started(request: SpawnRequest, reason: &str) -> Event {
+    Event::StartFailed {
+        id: request.id,
+        generation: request.generation,
+        pid: None,
+        how: reason.to_owned(),
     }
 }
 

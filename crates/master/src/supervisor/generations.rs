@@ -43,6 +43,8 @@ struct Failed {
     how: String,
     /// It did not exit: it was killed for not being ready within this.
     not_ready_within: Option<Duration>,
+    /// Its fork or exec failed: `how` is the whole message.
+    not_started: bool,
 }
 
 impl Supervisor {
@@ -289,7 +291,7 @@ impl Supervisor {
     ) {
         self.spawning.retain(|s| *s != (id, generation));
         if self.is_stopping() {
-            warn!(worker = id, generation, error = %how, "worker not started: shutting down");
+            tracing::debug!(worker = id, generation, error = %how, "worker not started: shutting down");
             return;
         }
         let failed = Failed {
@@ -301,6 +303,7 @@ impl Supervisor {
             lived: Duration::ZERO,
             how,
             not_ready_within: None,
+            not_started: true,
         };
         self.worker_failed(failed, now, out);
     }
@@ -329,6 +332,7 @@ impl Supervisor {
             lived: now.saturating_duration_since(worker.started),
             how,
             not_ready_within: None,
+            not_started: false,
         };
         self.worker_failed(failed, now, out);
     }
@@ -345,6 +349,7 @@ impl Supervisor {
             lived,
             how,
             not_ready_within,
+            not_started,
         } = failed;
         let pid = pid.map(Pid::as_raw);
         let bringing_up = generation == self.current && self.serving != Some(self.current);
@@ -356,6 +361,12 @@ impl Supervisor {
                         "worker {id} was not ready within {} (ready-timeout)",
                         seconds(timeout)
                     ),
+                ),
+                None if not_started => (
+                    Failure::WorkerNotStarted {
+                        reason: how.clone(),
+                    },
+                    how,
                 ),
                 None => {
                     let reason = format!("worker {id} exited with {how} before it was ready");
@@ -469,6 +480,7 @@ impl Supervisor {
             lived: now.saturating_duration_since(worker.started),
             how: format!("no readiness within {}", seconds(timeout)),
             not_ready_within: Some(timeout),
+            not_started: false,
         };
         self.kill(pid, now, out);
         self.worker_failed(failed, now, out);

@@ -253,8 +253,11 @@ pub(crate) struct Reload {
 /// Why the master ends with an error rather than a requested shutdown.
 #[derive(Debug)]
 pub(crate) enum Failure {
-    /// A worker of the first generation exited (or could not start) before it was ready.
+    /// A worker of the first generation exited before it was ready.
     WorkerFailedToStart { id: usize, status: String },
+    /// A worker of the first generation could not be forked or exec'd (`reason` says
+    /// which worker and why).
+    WorkerNotStarted { reason: String },
     /// A worker of the first generation was not ready within the ready timeout.
     WorkerNotReady { id: usize, timeout: Duration },
     /// A pre-app or post-app hook of the first generation failed.
