@@ -241,3 +241,40 @@ fn a_fork_refused_at_start_is_a_clean_failure() {
     assert!(!error.contains("exited with"), "{error}");
     assert_eq!(steward.log.count(&["steward: error:"]), 1);
 }
+
+/// A graceful stop with a socket nothing takes over: new connections are refused at
+/// once (not queued through the drain and reset at its end), the request in flight is
+/// answered.
+#[test]
+fn a_stop_refuses_new_connections_at_once_and_finishes_what_is_in_flight() {
+    let log_requests = [("STEWARD_DEMO_LOG_REQUESTS", "1")];
+    let steward = Steward::start_env(&log_requests, &[], &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    let in_flight = steward.request_in_flight(1500);
+    steward.signal(Signal::SIGTERM);
+    steward.log.wait_event("socket-closed", &[]);
+    let refused = std::net::TcpStream::connect(steward.addr()).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(in_flight.join().unwrap().unwrap().status, 200);
+}
+
+/// With a socket systemd handed over, systemd keeps it across the stop: connections
+/// queue for the next start rather than being refused.
+#[test]
+fn a_stop_leaves_a_socket_systemd_handed_over_open() {
+    let activated = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd =
+        steward_testkit::socket_activated(steward_testkit::steward_bin(), &[&activated], &[]);
+    cmd.env("STEWARD_DEMO_LOG_REQUESTS", "1")
+        .args(["--", &demo_bin()]);
+    let mut steward = Steward::spawn(cmd);
+    steward.wait_generation_ready(1);
+    let in_flight = steward.request_in_flight(1500);
+    steward.signal(Signal::SIGTERM);
+    steward.log.wait_event("shutdown-started", &[]);
+    let queued = std::net::TcpStream::connect(activated.local_addr().unwrap());
+    assert!(queued.is_ok(), "{queued:?}");
+    assert_eq!(in_flight.join().unwrap().unwrap().status, 200);
+    assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
+    assert!(steward.log.events("socket-closed", &[]).is_empty());
+}

@@ -75,6 +75,9 @@ pub const WORKER_OUTPUT_DROPPED: &str = "worker-output-dropped";
 /// More workers are wanted than a limit allows (`workers`, `limit`, `name`:
 /// RLIMIT_NPROC or kernel.pid_max).
 pub const WORKERS_OVER_LIMIT: &str = "workers-over-limit";
+/// A stop began and this socket, which nothing takes over, refuses new connections
+/// (`name`, `socket`).
+pub const SOCKET_CLOSED: &str = "socket-closed";
 /// A mule was asked to stop (shutdown, re-exec).
 pub const MULE_STOPPING: &str = "mule-stopping";
 /// A mule did not stop within the mercy and was killed.

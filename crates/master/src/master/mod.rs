@@ -20,7 +20,13 @@ mod spawn;
 mod upgrade;
 mod vacuum;
 
-use std::{collections::VecDeque, fs::File, path::PathBuf, time::Instant};
+use std::{
+    collections::VecDeque,
+    fs::File,
+    os::fd::{AsFd, AsRawFd},
+    path::PathBuf,
+    time::Instant,
+};
 
 use nix::{
     errno::Errno,
@@ -478,7 +484,31 @@ impl Master {
     fn shutting_down(&mut self) {
         let now = Instant::now();
         self.orphans_at_shutdown(now);
+        self.refuse_new_connections();
         self.timers.arm(TimerKey::ExtendTimeout, now);
+    }
+
+    /// Once a stop begins, a socket that nothing will take over (not systemd's by
+    /// activation, not in its fd store) refuses new connections at once, for every
+    /// process that shares it: otherwise they would wait in the backlog through the
+    /// whole drain and be reset at its end. Connections already accepted are served.
+    fn refuse_new_connections(&self) {
+        let fd_store = self.systemd.is_enabled() && steward_systemd::fd_store_capacity() > 0;
+        for listener in &self.listeners {
+            if listener.was_handed_over() || fd_store {
+                continue;
+            }
+            let fd = listener.as_fd().as_raw_fd();
+            match nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read) {
+                Ok(()) => {
+                    info!(event = events::SOCKET_CLOSED, name = %listener.name, socket = %listener.description,
+                    "stopping: the socket refuses new connections")
+                }
+                Err(errno) => {
+                    warn!(name = %listener.name, error = %errno, "cannot close the socket to new connections")
+                }
+            }
+        }
     }
 
     /// What ended the first generation, kept as the master's outcome.
