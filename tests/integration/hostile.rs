@@ -278,3 +278,34 @@ fn a_stop_leaves_a_socket_systemd_handed_over_open() {
     assert_eq!(steward.wait_exit(DEADLINE).code(), Some(0));
     assert!(steward.log.events("socket-closed", &[]).is_empty());
 }
+
+/// 64 idle connections to the control socket (a local user sharing the master's uid)
+/// no longer lock `status` out: the oldest silent one makes room and is told why, and
+/// silent ones are closed after 5 s.
+#[test]
+fn idle_control_connections_cannot_lock_an_operator_out() {
+    use std::io::Read;
+    let dir = TestDir::new("control-flood");
+    let control = dir.at("control.sock");
+    let steward = Steward::start(&["--control-socket", &control], &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    let mut idle: Vec<std::os::unix::net::UnixStream> = (0..64)
+        .map(|_| std::os::unix::net::UnixStream::connect(&control).unwrap())
+        .collect();
+    let status = steward_testkit::steward_client(&["status", "--control-socket", &control]);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let mut told = String::new();
+    idle[0].read_to_string(&mut told).unwrap();
+    assert!(told.contains("too many control connections"), "{told}");
+    // The others are closed once they have said nothing for 5 s.
+    steward
+        .log
+        .wait_event("control-dropped", &[("reason", "no request in time")]);
+    let mut told = String::new();
+    idle[63].read_to_string(&mut told).unwrap();
+    assert!(told.contains("no request within 5 s"), "{told}");
+}

@@ -25,11 +25,15 @@ use std::{
     },
     path::{Path, PathBuf},
     str::FromStr,
+    time::{Duration, Instant},
 };
 
 use tracing::warn;
 
-use crate::event::{Registry, Token};
+use crate::{
+    event::{Registry, Token},
+    events,
+};
 
 /// A request to the master, as a client sends it on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +122,8 @@ struct Connection {
     received: Vec<u8>,
     /// The request has been read; the connection stays only to be answered later.
     answered_later: bool,
+    /// When it was accepted: a request not read by [`REQUEST_TIMEOUT`] after is dropped.
+    opened: Instant,
 }
 
 /// What reading a client gave.
@@ -166,8 +172,12 @@ impl Connection {
 
 /// The longest request line; a client sending more is cut off.
 const MAX_REQUEST: usize = 256;
-/// Clients at once; more are turned away so that a flood cannot exhaust our fds.
+/// Clients at once, so that a flood cannot exhaust our fds. At the limit, a new client
+/// takes the place of the oldest one still silent: whoever holds idle connections
+/// cannot lock an operator out.
 const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send its request line.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The listening control socket and its clients.
 pub(crate) struct ControlServer {
@@ -246,6 +256,7 @@ impl ControlServer {
                 stream,
                 received: Vec::new(),
                 answered_later: true,
+                opened: Instant::now(),
             });
         }
         Ok((server, ids))
@@ -299,13 +310,19 @@ impl ControlServer {
         requests
     }
 
-    /// Accepts every waiting client (beyond [`MAX_CONNECTIONS`], turned away).
+    /// Accepts every waiting client; at [`MAX_CONNECTIONS`] the oldest one that has not
+    /// sent its request makes room (or, when all wait for answers, the new one is
+    /// turned away).
     fn accept(&mut self, registry: &Registry) {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) if self.connections.len() >= MAX_CONNECTIONS => {
+                Ok((stream, _))
+                    if self.connections.len() >= MAX_CONNECTIONS
+                        && !self.drop_oldest_silent(registry) =>
+                {
                     let mut stream = stream;
-                    let _ = stream.write_all(b"error too many control connections\n");
+                    let _ = stream
+                        .write_all(b"error too many control connections waiting for answers\n");
                 }
                 Ok((stream, _)) => {
                     let id = self.next_id + 1;
@@ -318,6 +335,7 @@ impl ControlServer {
                             stream,
                             received: Vec::new(),
                             answered_later: false,
+                            opened: Instant::now(),
                         });
                     }
                 }
@@ -329,6 +347,62 @@ impl ControlServer {
                 }
             }
         }
+    }
+
+    /// Closes the oldest connection that has not sent its request, telling it why;
+    /// whether there was one.
+    fn drop_oldest_silent(&mut self, registry: &Registry) -> bool {
+        let oldest = self
+            .connections
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.answered_later)
+            .min_by_key(|(_, c)| c.opened)
+            .map(|(index, _)| index);
+        let Some(index) = oldest else {
+            return false;
+        };
+        let mut connection = self.connections.swap_remove(index);
+        registry.remove(connection.stream.as_fd());
+        let _ = connection.stream.write_all(
+            b"error closed: too many control connections, and this one sent no request\n",
+        );
+        warn!(
+            event = events::CONTROL_DROPPED,
+            reason = "too many connections",
+            "control client dropped to make room"
+        );
+        true
+    }
+
+    /// When the oldest connection still without its request times out.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.connections
+            .iter()
+            .filter(|c| !c.answered_later)
+            .map(|c| c.opened + REQUEST_TIMEOUT)
+            .min()
+    }
+
+    /// Closes the connections that sent no request within [`REQUEST_TIMEOUT`].
+    pub fn expire(&mut self, registry: &Registry, now: Instant) {
+        self.connections.retain_mut(|c| {
+            if c.answered_later || now < c.opened + REQUEST_TIMEOUT {
+                return true;
+            }
+            registry.remove(c.stream.as_fd());
+            let said = format!(
+                "error no request within {} s; closed\n",
+                REQUEST_TIMEOUT.as_secs()
+            );
+            let _ = c.stream.write_all(said.as_bytes());
+            warn!(
+                event = events::CONTROL_DROPPED,
+                reason = "no request in time",
+                "control client dropped"
+            );
+            false
+        });
     }
 
     /// Writes `line` to the client; with `last`, closes the connection after it.

@@ -78,6 +78,9 @@ pub const WORKERS_OVER_LIMIT: &str = "workers-over-limit";
 /// A stop began and this socket, which nothing takes over, refuses new connections
 /// (`name`, `socket`).
 pub const SOCKET_CLOSED: &str = "socket-closed";
+/// A control client was closed before its request (`reason`: too many connections,
+/// no request in time).
+pub const CONTROL_DROPPED: &str = "control-dropped";
 /// A mule was asked to stop (shutdown, re-exec).
 pub const MULE_STOPPING: &str = "mule-stopping";
 /// A mule did not stop within the mercy and was killed.

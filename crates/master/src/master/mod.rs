@@ -99,6 +99,8 @@ pub(crate) enum TimerKey {
     UpgradeCheck,
     /// Look whether starting workers wait for connections yet (see readiness.rs).
     Probe,
+    /// A control client has not sent its request in time.
+    ControlTimeout,
     /// A process a worker left behind is due for SIGKILL (orphans.rs).
     Orphans,
 }
@@ -314,6 +316,7 @@ impl Master {
                 TimerKey::TouchSettled => self.touches_settled(),
                 TimerKey::UpgradeCheck => self.upgrade_check_timed_out(),
                 TimerKey::Probe => self.probe_starting(),
+                TimerKey::ControlTimeout => self.control_timed_out(),
                 TimerKey::Orphans => self.kill_late_orphans(now),
             }
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::Master;
+use super::{Master, TimerKey};
 use crate::{
     control::{ConnectionId, ControlRequest},
     events,
@@ -22,6 +22,23 @@ impl Master {
         };
         for (connection, request) in requests {
             self.on_request(Some(connection), request);
+        }
+        self.arm_control_timeout();
+    }
+
+    /// Closes the clients that sent no request in time.
+    pub(super) fn control_timed_out(&mut self) {
+        if let Some(control) = self.clients.control.as_mut() {
+            control.expire(&self.registry, std::time::Instant::now());
+        }
+        self.arm_control_timeout();
+    }
+
+    /// Armed while a client has not sent its request: an idle master arms nothing.
+    fn arm_control_timeout(&mut self) {
+        match self.clients.control.as_ref().and_then(|c| c.next_timeout()) {
+            Some(at) => self.timers.arm(TimerKey::ControlTimeout, at),
+            None => self.timers.disarm(TimerKey::ControlTimeout),
         }
     }
 
