@@ -6,6 +6,9 @@
 //! - spawn.rs: forking and exec'ing workers;
 //! - requests.rs: control socket, FIFO, status, reload waiters;
 //! - upgrade.rs: the binary upgrade (check, handover, re-exec) and resuming after it;
+//! - readiness.rs: probing starting workers for waiting on their sockets;
+//! - stopping.rs: what a stop does besides the supervisor's part (sockets, systemd);
+//! - orphans.rs: the child subreaper's leftovers; ignored.rs: unusable notify datagrams;
 //! - mules.rs, phases.rs, reconfigure.rs, vacuum.rs: as named.
 
 mod build;
@@ -17,16 +20,11 @@ mod readiness;
 mod reconfigure;
 mod requests;
 mod spawn;
+mod stopping;
 mod upgrade;
 mod vacuum;
 
-use std::{
-    collections::VecDeque,
-    fs::File,
-    os::fd::{AsFd, AsRawFd},
-    path::PathBuf,
-    time::Instant,
-};
+use std::{collections::VecDeque, fs::File, path::PathBuf, time::Instant};
 
 use nix::{
     errno::Errno,
@@ -105,10 +103,6 @@ pub(crate) enum TimerKey {
     Orphans,
 }
 
-/// While workers drain in a shutdown, systemd is asked for more time this often, so its
-/// stop timeout never cuts a drain shorter than the worker reload mercy.
-const EXTEND_TIMEOUT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// The control socket, the FIFOs, and what their clients wait for.
 #[derive(Debug, Default)]
 struct Clients {
@@ -184,7 +178,7 @@ impl Master {
     /// was not a requested shutdown.
     pub fn run(mut self) -> Result<(), MasterError> {
         self.log_started();
-        warn_about_worker_count(self.supervisor.desired());
+        stopping::warn_about_worker_count(self.supervisor.desired());
         if self.resumed.is_none() {
             let held_pidfile = self.held_pidfile.take();
             crate::startup::master_start(&self.options, &self.hooks, held_pidfile)
@@ -482,38 +476,6 @@ impl Master {
         signal_group(pid, signal);
     }
 
-    /// Beside the workers and mules stopping: what they left behind stops too, and
-    /// systemd is asked for time while they drain.
-    fn shutting_down(&mut self) {
-        let now = Instant::now();
-        self.orphans_at_shutdown(now);
-        self.refuse_new_connections();
-        self.timers.arm(TimerKey::ExtendTimeout, now);
-    }
-
-    /// Once a stop begins, a socket that nothing will take over (not systemd's by
-    /// activation, not in its fd store) refuses new connections at once, for every
-    /// process that shares it: otherwise they would wait in the backlog through the
-    /// whole drain and be reset at its end. Connections already accepted are served.
-    fn refuse_new_connections(&self) {
-        let fd_store = self.systemd.is_enabled() && steward_systemd::fd_store_capacity() > 0;
-        for listener in &self.listeners {
-            if listener.was_handed_over() || fd_store {
-                continue;
-            }
-            let fd = listener.as_fd().as_raw_fd();
-            match nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read) {
-                Ok(()) => {
-                    info!(event = events::SOCKET_CLOSED, name = %listener.name, socket = %listener.description,
-                    "stopping: the socket refuses new connections")
-                }
-                Err(errno) => {
-                    warn!(name = %listener.name, error = %errno, "cannot close the socket to new connections")
-                }
-            }
-        }
-    }
-
     /// What ended the first generation, kept as the master's outcome.
     fn failed(&mut self) {
         let failure = match self.supervisor.take_failure() {
@@ -535,25 +497,6 @@ impl Master {
         self.failure = Some(failure);
     }
 
-    /// Asks systemd for enough time to let the draining workers finish, up to the last
-    /// one's mercy; stops asking once none drains.
-    fn extend_stop_timeout(&mut self, now: Instant) {
-        let (Some(last_kill), true) = (self.supervisor.last_kill(), self.systemd.is_enabled())
-        else {
-            return;
-        };
-        // Until the next extension and a margin for the SIGKILL and the reaping after it.
-        let needed = last_kill
-            .saturating_duration_since(now)
-            .min(EXTEND_TIMEOUT_EVERY)
-            + EXTEND_TIMEOUT_EVERY;
-        self.notify_systemd(&[State::ExtendTimeout {
-            usec: needed.as_micros() as u64,
-        }]);
-        self.timers
-            .arm(TimerKey::ExtendTimeout, now + EXTEND_TIMEOUT_EVERY);
-    }
-
     fn notify_systemd(&self, states: &[State]) {
         if let Err(e) = self.systemd.send(states) {
             warn!(error = %e, "cannot notify systemd");
@@ -572,27 +515,6 @@ fn source_order(token: Token) -> u8 {
         Token::Touch => 4,
         Token::ControlListener | Token::Control(_) => 5,
         Token::Fifo(_) => 6,
-    }
-}
-
-/// More workers than this user may have processes, or than the system has pids, cannot
-/// all start: said before the first fork, not discovered at the thirtieth.
-fn warn_about_worker_count(workers: usize) {
-    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
-    let processes = getrlimit(Resource::RLIMIT_NPROC)
-        .ok()
-        .map(|(soft, _)| soft)
-        .filter(|soft| *soft != RLIM_INFINITY && !nix::unistd::getuid().is_root());
-    let pid_max: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|text| text.trim().parse().ok());
-    for (limit, name) in [(processes, "RLIMIT_NPROC"), (pid_max, "kernel.pid_max")] {
-        if let Some(limit) = limit.filter(|limit| workers as u64 >= *limit) {
-            warn!(
-                event = events::WORKERS_OVER_LIMIT,
-                workers, limit, name, "{workers} workers cannot all start: {name} is {limit}"
-            );
-        }
     }
 }
 
