@@ -1,7 +1,7 @@
 //! The configuration re-read at each reload: the file is read again under the
 //! environment and command line the master started with. What a running master can
 //! change (the workers, their command, readiness, stop signal, mercy, backoff, reload
-//! strategy) applies to the new generation; what it cannot (its uid, its sockets, its
+//! strategy, recycling) applies to the new generation; what it cannot (its uid, its sockets, its
 //! jail...) is logged as needing a restart and keeps its value. An invalid
 //! configuration (a broken hook string too) fails the reload, and the serving generation goes on serving.
 
@@ -49,6 +49,11 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         reload_strategy: reread.reload_strategy,
         worker_output: reread.worker_output,
         preload_check_timeout: reread.preload_check_timeout,
+        max_worker_lifetime: reread.max_worker_lifetime,
+        max_worker_lifetime_delta: reread.max_worker_lifetime_delta,
+        reload_on: reread.reload_on,
+        evil_reload_on: reread.evil_reload_on,
+        memory_check_interval: reread.memory_check_interval,
         ..running.clone()
     };
     (merged, notes)
@@ -192,6 +197,7 @@ mod tests {
                 "worker-stop-signal" => "SIGQUIT",
                 "reload-strategy" => "chain",
                 "worker-output" => "inherit",
+                _ if def.value_name() == "MB" => "7",
                 _ => "7s",
             };
             def.clear(&mut reread);

@@ -39,7 +39,6 @@ pub(super) const UWSGI_ONLY: &[&str] = &[
     "py-autoreload",
     "pyhome",
     "pythonpath",
-    "reload-on-rss",
     "route",
     "single-interpreter",
     "socket-timeout",
@@ -141,6 +140,10 @@ fn unsupported(key: &str) -> String {
             "uWSGI's {key}: a per-request hook runs in the worker: a program embedding \
              steward registers it with Builder::after_request (see Hooks in the README)"
         ),
+        "max-requests" => "uWSGI's max-requests: steward does not see requests; a worker \
+            asks for its own replacement with X_STEWARD_RECYCLE= on NOTIFY_SOCKET (README, \
+            worker contract), and max-worker-lifetime replaces by age"
+            .to_owned(),
         _ => format!("uWSGI option {key:?} is not supported by steward"),
     }
 }
