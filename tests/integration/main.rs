@@ -15,6 +15,7 @@ mod hooks;
 mod orphans;
 mod output;
 mod readiness;
+mod recycling;
 mod security;
 mod soak;
 mod systemd;

@@ -14,6 +14,7 @@ mod orphans;
 mod phases;
 mod readiness;
 mod reconfigure;
+mod recycle;
 mod requests;
 mod spawn;
 mod upgrade;
@@ -371,8 +372,8 @@ impl Master {
                 return;
             }
         };
-        if let Some(status) = message.status {
-            worker.status = Some(status);
+        if let Some(status) = &message.status {
+            worker.status = Some(status.clone());
         }
         if message.stopping {
             tracing::debug!(worker = worker.id, generation = worker.generation, pid = %sender, "worker says it is stopping");
@@ -383,6 +384,7 @@ impl Master {
             }
             self.dispatch(Event::ReadyMessage { pid: sender });
         }
+        self.on_recycle_request(sender, &message);
     }
 
     /// Hands `event` to the supervisor and carries out what it decides.
@@ -437,6 +439,7 @@ impl Master {
             Action::FirstGenerationReady => crate::startup::first_generation_ready(&self.options),
             Action::ShuttingDown { .. } => self.shutting_down(),
             Action::Failed => self.failed(),
+            Action::MeasureMemory { pids, smaps } => return Self::measure_memory(&pids, smaps),
         }
         Vec::new()
     }

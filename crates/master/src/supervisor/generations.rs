@@ -52,8 +52,11 @@ impl Supervisor {
         if self.is_stopping() || self.awaiting.is_some() {
             return;
         }
-        let census = self.census();
+        let mut census = self.census();
         self.retire_replaced(&census, now, out);
+        if self.begin_recycling() {
+            census = self.census();
+        }
         if census.all_ready() && self.serving != Some(self.current) {
             if self.settings.generation_hooks {
                 self.awaiting = Some(Awaiting::Hook(GenerationHook::PostApp));
@@ -85,6 +88,7 @@ impl Supervisor {
             .workers
             .iter()
             .filter(|w| w.generation == self.current && !w.is_stopping())
+            .filter(|w| !w.is_being_replaced())
             .map(|w| (w.id, w.state == WorkerState::Ready));
         let spawning = self
             .spawning
@@ -104,7 +108,8 @@ impl Supervisor {
     /// Asks every worker that is replaced to stop: one above the wanted count, one of
     /// another generation once the current one is ready (in a chain reload, once its
     /// own slot's new worker is), and at once one that is starting or newer than the
-    /// current generation (a reload that was abandoned or superseded).
+    /// current generation (a reload that was abandoned or superseded); a recycled
+    /// worker once its slot's replacement is ready.
     fn retire_replaced(&mut self, census: &Census, now: Instant, out: &mut Vec<Action>) {
         let chain = self
             .reload()
@@ -121,10 +126,12 @@ impl Supervisor {
                             || w.generation > self.current
                             || census.all_ready()
                             || (chain && slot_ready)))
+                    || (w.is_being_replaced() && slot_ready)
             })
             .map(|w| w.pid)
             .collect();
         for pid in replaced {
+            self.log_replaced(pid, now);
             self.retire(pid, now, out);
         }
     }
@@ -259,7 +266,9 @@ impl Supervisor {
             respawned,
             status: None,
             unobservable: false,
+            recycle: None,
         });
+        self.arm_lifetime(id, pid, now, out);
         if self.is_stopping() {
             // Forked in the batch that a shutdown interrupted.
             self.retire(pid, now, out);
@@ -313,6 +322,7 @@ impl Supervisor {
         let worker = self.workers.swap_remove(index);
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
+        out.push(Action::Disarm(Deadline::Lifetime(pid)));
         if let WorkerState::Stopping { killed: false, .. } = worker.state {
             out.push(Action::Disarm(Deadline::Mercy(pid)));
         }
@@ -428,6 +438,8 @@ impl Supervisor {
             }
             Deadline::ReadyTimeout(pid) => self.not_ready_in_time(pid, now, out),
             Deadline::ShutdownDelay => self.shutdown_delay_over(now, out),
+            Deadline::Lifetime(pid) => self.lifetime_over(pid),
+            Deadline::MemoryCheck => self.memory_check_due(now, out),
         }
     }
 

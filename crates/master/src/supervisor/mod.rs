@@ -16,6 +16,7 @@ mod delay;
 mod generations;
 mod lifecycle;
 mod mules;
+mod recycle;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -29,7 +30,8 @@ use steward_systemd::State;
 
 pub(crate) use self::{
     mules::Mules,
-    table::{Backoff, BackoffPolicy, Worker, WorkerState},
+    recycle::{Memory, RecyclePolicy},
+    table::{Backoff, BackoffPolicy, Recycle, Worker, WorkerState},
 };
 
 /// What the supervisor needs to know of the options; a reload may change all of it.
@@ -53,6 +55,8 @@ pub(crate) struct Settings {
     /// The accepting phases run in the master as each worker becomes ready (exec mode;
     /// a forked worker runs them itself).
     pub accepting_in_master: bool,
+    /// When workers are replaced by age or memory (recycle.rs).
+    pub recycle: RecyclePolicy,
 }
 
 impl Settings {
@@ -73,6 +77,7 @@ impl Settings {
             },
             generation_hooks: !app_in_master,
             accepting_in_master: !forked,
+            recycle: RecyclePolicy::new(options),
         }
     }
 }
@@ -101,6 +106,10 @@ pub(crate) enum Deadline {
     MuleRespawn(usize),
     /// The `shutdown-delay` is over: the graceful shutdown begins.
     ShutdownDelay,
+    /// A worker reached its `max-worker-lifetime`: it is replaced.
+    Lifetime(Pid),
+    /// The workers' memory is due to be measured (`memory-check-interval`).
+    MemoryCheck,
 }
 
 /// Something that happened, for the supervisor to decide on.
@@ -157,6 +166,10 @@ pub(crate) enum Event {
     UpgradeChecked(Result<(), String>),
     /// The answer to [`Action::Reexec`] when the exec did not happen.
     ReexecFailed,
+    /// A worker asked to be replaced (`X_STEWARD_RECYCLE=`), saying why.
+    RecycleRequested { pid: Pid, reason: String },
+    /// The answer to [`Action::MeasureMemory`], one per worker still there.
+    Measured { pid: Pid, memory: Memory },
 }
 
 /// Something for the loop to do. See the module doc for the ones that are questions.
@@ -209,6 +222,12 @@ pub(crate) enum Action {
     },
     /// The first generation failed ([`Supervisor::take_failure`] says how): report it.
     Failed,
+    /// Measure these workers' memory with their descendants' (`smaps`: USS and PSS
+    /// too); answered with one [`Event::Measured`] each.
+    MeasureMemory {
+        pids: Vec<Pid>,
+        smaps: bool,
+    },
 }
 
 /// One worker to start.
@@ -289,6 +308,8 @@ pub(crate) struct Supervisor {
     failure: Option<Failure>,
     /// A graceful shutdown waits out `shutdown-delay` until then (delay.rs).
     shutdown_at: Option<Instant>,
+    /// The memory check timer is armed (recycle.rs).
+    memory_check_armed: bool,
 }
 
 /// The question the supervisor waits on.
@@ -329,6 +350,7 @@ impl Supervisor {
             awaiting: None,
             failure: None,
             shutdown_at: None,
+            memory_check_armed: false,
         }
     }
 
@@ -365,6 +387,7 @@ impl Supervisor {
         let mut out = Vec::new();
         self.start_mules(&mut out);
         self.reconcile(now, &mut out);
+        self.arm_memory_check(now, &mut out);
         out
     }
 
@@ -374,6 +397,10 @@ impl Supervisor {
         self.start_mules(&mut out);
         let ready_after = self.ready_timer();
         for worker in &self.workers {
+            if !worker.is_stopping() {
+                // Lifetimes count from the start, not from the re-exec.
+                self.arm_lifetime(worker.id, worker.pid, worker.started, &mut out);
+            }
             match worker.state {
                 WorkerState::Starting => out.extend(ready_after.map(|after| {
                     Action::Arm(Deadline::ReadyAfter(worker.pid), worker.started + after)
@@ -387,6 +414,7 @@ impl Supervisor {
         }
         self.start_reload(chain, now, &mut out);
         self.reconcile(now, &mut out);
+        self.arm_memory_check(now, &mut out);
         out
     }
 
@@ -420,7 +448,10 @@ impl Supervisor {
             Event::ConfigRead(result) => self.config_read(result, &mut out),
             Event::UpgradeChecked(result) => self.upgrade_checked(result, now, &mut out),
             Event::ReexecFailed => self.reexec_failed(now, &mut out),
+            Event::RecycleRequested { pid, reason } => self.recycle_requested(pid, reason, now),
+            Event::Measured { pid, memory } => self.measured(pid, memory, now, &mut out),
         }
+        self.arm_memory_check(now, &mut out);
         self.reconcile(now, &mut out);
         out
     }

@@ -11,6 +11,7 @@ use crate::event::Timers;
 
 mod delay;
 mod mules;
+mod recycle;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -44,6 +45,7 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
         observable: false,
         generation_hooks: true,
         accepting_in_master: true,
+        recycle: RecyclePolicy::default(),
     }
 }
 
