@@ -102,8 +102,9 @@ fn a_leaking_worker_is_replaced_at_reload_on_rss_under_load_with_no_failed_reque
         gap.as_millis()
     );
     assert!(failures.is_empty(), "failed requests: {failures:?}");
-    // Measured at a few ms; the bound leaves room for a loaded 2-core machine.
-    assert!(gap < Duration::from_millis(250), "a gap of {gap:?}");
+    // Measured at 4 ms on a quiet machine; the bound leaves room for a 2-core machine
+    // shared with parallel builds, where any process may stall for a while.
+    assert!(gap < Duration::from_secs(1), "a gap of {gap:?}");
     assert!(outcomes.len() > 50, "too little load: {}", outcomes.len());
     assert!(steward.stop().success());
 }
@@ -123,25 +124,70 @@ fn lifetimes_with_a_delta_spread_the_replacements() {
         &[&demo],
     );
     steward.wait_generation_ready(1);
-    let mut times = Vec::new();
-    for id in ["1", "2", "3"] {
+    let mut due_at = Vec::new();
+    for (id, lifetime) in [("1", 1.6), ("2", 2.2), ("3", 2.8)] {
+        let fields = [("worker", id), ("generation", "1")];
+        let started = log_time_of_day(&steward.log.wait_event("worker-started", &fields));
         // When each came due: the replacements themselves go one at a time, so a slow
         // start may hold the next one back further.
-        let due = steward
-            .log
-            .wait_event("worker-recycle-due", &[("worker", id), ("generation", "1")]);
+        let due = steward.log.wait_event("worker-recycle-due", &fields);
         assert!(field(&due, "reason").contains("lifetime"), "{due}");
-        times.push(log_time_of_day(&due));
+        let lived = log_time_of_day(&due) - started;
+        // Never early; late only as much as a loaded machine delays a timer.
+        assert!(
+            lived >= lifetime - 0.01,
+            "worker {id} due after {lived:.3}s, before its {lifetime}s"
+        );
+        due_at.push(log_time_of_day(&due));
         let pid = field(&due, "pid");
         replaced_gap_free(&steward, id, &pid);
     }
-    eprintln!("lifetime replacements at {times:?}");
-    for pair in times.windows(2) {
-        let apart = pair[1] - pair[0];
-        assert!(
-            (0.4..1.0).contains(&apart),
-            "replacements {apart:.3}s apart, not spread by the 600 ms delta: {times:?}"
-        );
+    eprintln!("lifetime replacements due at {due_at:?}");
+    assert!(
+        due_at.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{due_at:?}"
+    );
+    assert!(steward.stop().success());
+}
+
+#[test]
+fn a_worker_that_stops_sending_watchdog_is_aborted_and_replaced() {
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--workers", "1", "--worker-watchdog", "400ms"], &[&demo]);
+    steward.wait_generation_ready(1);
+    let pid = steward.workers(1, 1)[0].1;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("its environment");
+    let environ = String::from_utf8_lossy(&environ);
+    for wanted in [
+        "WATCHDOG_USEC=400000".to_owned(),
+        format!("WATCHDOG_PID={pid}"),
+    ] {
+        assert!(environ.split('\0').any(|v| v == wanted), "no {wanted}");
     }
+    // Served for three intervals, fed by its heartbeats.
+    let until = std::time::Instant::now() + Duration::from_millis(1200);
+    while std::time::Instant::now() < until {
+        assert_eq!(steward.get("/").expect("served").status, 200);
+    }
+    assert!(steward.log.events("worker-watchdog", &[]).is_empty());
+
+    let wedged_at = steward.log.len();
+    let _ = steward.get("/notify?state=STATUS=handling%20a%20slow%20query");
+    assert_eq!(steward.get("/wedge").expect("wedged").status, 200);
+    let pid = pid.to_string();
+    let (caught, record) =
+        steward
+            .log
+            .wait_event_from(wedged_at, "worker-watchdog", &[("pid", &pid)]);
+    assert!(record.contains("handling a slow query"), "{record}");
+    let exited = steward
+        .log
+        .wait_event_from(caught, "worker-exited", &[("pid", &pid)])
+        .1;
+    assert!(exited.contains("SIGABRT"), "{exited}");
+    let (_, ready) = steward
+        .log
+        .wait_event_from(caught, "worker-ready", &[("worker", "1")]);
+    assert_ne!(field(&ready, "pid"), pid);
     assert!(steward.stop().success());
 }

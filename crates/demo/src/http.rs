@@ -237,6 +237,12 @@ fn answer(req: &Request, shared: &Shared) -> (u16, String) {
             },
             None => (400, "bad request: /notify?state=TEXT\n".into()),
         },
+        ("GET", "/wedge") => {
+            shared
+                .wedged
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            (200, "heartbeats stopped\n".into())
+        }
         ("GET", "/leak") => match param("mb").and_then(|mb| mb.parse::<usize>().ok()) {
             Some(mb) => {
                 let held = shared.leak(mb);

@@ -33,7 +33,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::exit::die;
 use crate::listener::Listener;
-use crate::shared::{notify, Shared};
+use crate::shared::{notify, start_heartbeat, Shared};
 
 struct Options {
     listen: Vec<String>,
@@ -133,6 +133,7 @@ fn main() {
     let shared = Arc::new(shared);
     serve::boot(opts.boot, &sigfd, &shared);
     announce(&opts, &listeners, &shared);
+    start_heartbeat(&shared);
     serve::serve(&listeners, &sigfd, &shared);
     serve::drain(listeners, &sigfd, &shared)
 }

@@ -8,7 +8,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::process;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     served: AtomicU64,
     /// What `GET /leak` allocated and keeps, to stand for a leaking app.
     leaked: Mutex<Vec<Vec<u8>>>,
+    /// `GET /wedge`: the heartbeats stop, as if the worker hung.
+    pub wedged: AtomicBool,
 }
 
 impl Shared {
@@ -60,6 +62,7 @@ impl Shared {
             max_requests: None,
             served: AtomicU64::new(0),
             leaked: Mutex::new(Vec::new()),
+            wedged: AtomicBool::new(false),
         }
     }
 
@@ -141,6 +144,30 @@ impl Drop for ConnGuard {
             self.0.all_done.notify_all();
         }
     }
+}
+
+/// Sends WATCHDOG=1 every half interval while the master asks for heartbeats, the way
+/// sd_watchdog_enabled() reads WATCHDOG_USEC and WATCHDOG_PID, until `/wedge`.
+pub(crate) fn start_heartbeat(shared: &Arc<Shared>) {
+    let usec = env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let for_us = env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_none_or(|pid| pid == process::id());
+    let Some(usec) = usec.filter(|usec| *usec > 0 && for_us) else {
+        return;
+    };
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || {
+        while !shared.wedged.load(Ordering::Relaxed) {
+            if let Err(e) = notify(b"WATCHDOG=1") {
+                log!("steward-demo: cannot send WATCHDOG=1: {e}");
+            }
+            std::thread::sleep(Duration::from_micros(usec / 2));
+        }
+    });
 }
 
 /// Sends one datagram to the master's `NOTIFY_SOCKET` (a path or `@abstract`).

@@ -105,4 +105,7 @@ pub const WORKER_RECYCLING: &str = "worker-recycling";
 pub const WORKER_RECYCLED: &str = "worker-recycled";
 /// A worker passed an `evil-reload-on-*` limit and is killed at once (`reason`).
 pub const WORKER_MEMORY_KILLED: &str = "worker-memory-killed";
+/// The watchdog caught a worker (`worker-watchdog`): silent too long, or it sent
+/// WATCHDOG=trigger (`reason`, `last_status`); it gets SIGABRT, then SIGKILL.
+pub const WORKER_WATCHDOG: &str = "worker-watchdog";
 pub use steward_hooks::events::{ALARM_RAISED, HOOK_FAILED, HOOK_RUN};

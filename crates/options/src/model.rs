@@ -162,6 +162,9 @@ pub struct Options {
     pub evil_reload_on: MemoryLimits,
     /// How often the workers' memory is measured, when a limit is set.
     pub memory_check_interval: Duration,
+    /// A worker silent this long (no WATCHDOG=1) is aborted and replaced
+    /// (`worker-watchdog`; zero: no watchdog).
+    pub worker_watchdog: Duration,
 }
 
 /// Memory limits of a worker with its descendants, in megabytes (zero: no limit), as
@@ -259,6 +262,7 @@ impl Options {
             reload_on: MemoryLimits::default(),
             evil_reload_on: MemoryLimits::default(),
             memory_check_interval: Duration::from_secs(1),
+            worker_watchdog: Duration::ZERO,
         }
     }
 

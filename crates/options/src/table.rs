@@ -976,6 +976,7 @@ mod tests {
                     if name.starts_with("respawn")
                         || name.starts_with("max-worker-lifetime")
                         || name.ends_with("interval")
+                        || name.ends_with("watchdog")
                         || name.ends_with("mercy")
                         || name.ends_with("delay")
                         || name.ends_with("timeout") =>

@@ -384,7 +384,7 @@ impl Master {
             }
             self.dispatch(Event::ReadyMessage { pid: sender });
         }
-        self.on_recycle_request(sender, &message);
+        self.on_lifecycle_fields(sender, &message);
     }
 
     /// Hands `event` to the supervisor and carries out what it decides.
@@ -411,6 +411,7 @@ impl Master {
             Action::StartMule(id) => return vec![self.start_mule(id)],
             Action::Stop(pid) => self.stop_child(pid),
             Action::Kill(pid) => signal_group(pid, Signal::SIGKILL),
+            Action::Abort(pid) => recycle::abort(pid),
             Action::Arm(deadline, at) => self.timers.arm(TimerKey::Supervisor(deadline), at),
             Action::Disarm(deadline) => self.timers.disarm(TimerKey::Supervisor(deadline)),
             Action::RunHook(hook) => {
@@ -426,7 +427,7 @@ impl Master {
             Action::Accepting { id, first_time } => self.run_accepting(id, first_time),
             Action::Atexit => self.run_atexit(),
             Action::Notify(states) => self.notify_systemd(&states),
-            Action::ReadConfig => return vec![Event::ConfigRead(self.reread_config())],
+            Action::ReadConfig => return vec![Event::ConfigRead(Box::new(self.reread_config()))],
             Action::StartUpgradeCheck => return self.begin_upgrade(),
             Action::KillUpgradeCheck => self.kill_upgrade_check(),
             Action::Reexec { chain } => {

@@ -54,6 +54,7 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         reload_on: reread.reload_on,
         evil_reload_on: reread.evil_reload_on,
         memory_check_interval: reread.memory_check_interval,
+        worker_watchdog: reread.worker_watchdog,
         ..running.clone()
     };
     (merged, notes)
@@ -117,10 +118,13 @@ impl Master {
             note.log();
         }
         // A forked worker (preload mode) runs no command.
-        if options.command != self.options.command && matches!(self.launch, Launch::Exec(_)) {
+        let changed = options.command != self.options.command
+            || options.worker_watchdog != self.options.worker_watchdog;
+        if changed && matches!(self.launch, Launch::Exec(_)) {
             let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
             self.launch = Launch::Exec(
                 WorkerCommand::new(&options.command, &fd_names, self.notify.path())
+                    .map(|command| command.with_watchdog(super::recycle::watchdog_of(&options)))
                     .map_err(|e| format!("invalid configuration: {e}"))?,
             );
         }

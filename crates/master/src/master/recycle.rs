@@ -1,6 +1,7 @@
-//! What the loop does for recycling (the decisions are in supervisor/recycle.rs): it
-//! reads a worker's request to be replaced from its notify datagrams, and measures
-//! the workers' memory from /proc.
+//! What the loop does for recycling and the worker watchdog (the decisions are in
+//! supervisor/recycle.rs and watchdog.rs): it reads a worker's request to be replaced
+//! and its heartbeats from its notify datagrams, measures the workers' memory from
+//! /proc, and aborts a worker the watchdog caught.
 //!
 //! A worker's memory is the sum over the worker and its descendants (walked through
 //! /proc/PID/task/TID/children), since a worker that forks its own helpers or
@@ -11,7 +12,10 @@
 
 use std::{fs, sync::OnceLock};
 
-use nix::unistd::{sysconf, Pid, SysconfVar};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::{sysconf, Pid, SysconfVar},
+};
 use steward_systemd::Notification;
 
 use super::Master;
@@ -22,12 +26,28 @@ use crate::supervisor::{Event, Memory};
 /// application fields, which systemd itself ignores.
 pub(crate) const RECYCLE_FIELD: &str = "X_STEWARD_RECYCLE";
 
+/// `worker-watchdog`, if set.
+pub(super) fn watchdog_of(options: &steward_options::Options) -> Option<std::time::Duration> {
+    Some(options.worker_watchdog).filter(|d| !d.is_zero())
+}
+
 /// The most processes one worker's measure looks at (the worker and descendants).
 const MAX_PROCESSES: usize = 256;
 
 impl Master {
-    /// The replacement `message` from `sender` asks for, if it asks.
-    pub(super) fn on_recycle_request(&mut self, sender: nix::unistd::Pid, message: &Notification) {
+    /// What `message` from worker `sender` says of its lifecycle: a heartbeat
+    /// (WATCHDOG=1), that it is wedged (WATCHDOG=trigger), that it wants replacing.
+    pub(super) fn on_lifecycle_fields(&mut self, sender: Pid, message: &Notification) {
+        if message.watchdog {
+            self.dispatch(Event::Heartbeat { pid: sender });
+        }
+        if message
+            .other
+            .iter()
+            .any(|(k, v)| k == "WATCHDOG" && v == "trigger")
+        {
+            self.dispatch(Event::WatchdogTrigger { pid: sender });
+        }
         let asked = message.other.iter().rev().find(|(k, _)| k == RECYCLE_FIELD);
         if let Some((_, reason)) = asked {
             self.dispatch(Event::RecycleRequested {
@@ -45,6 +65,16 @@ impl Master {
                 Some(Event::Measured { pid, memory })
             })
             .collect()
+    }
+}
+
+/// SIGABRT for the worker alone: its children are not the ones caught, and a core of
+/// each would only bury the one that matters. SIGKILL to the group follows.
+pub(super) fn abort(pid: Pid) {
+    if let Err(errno) = kill(pid, Signal::SIGABRT) {
+        if errno != nix::errno::Errno::ESRCH {
+            tracing::warn!(pid = %pid, error = %errno, "cannot abort worker");
+        }
     }
 }
 

@@ -323,6 +323,7 @@ impl Supervisor {
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
         out.push(Action::Disarm(Deadline::Lifetime(pid)));
+        out.push(Action::Disarm(Deadline::Heartbeat(pid)));
         if let WorkerState::Stopping { killed: false, .. } = worker.state {
             out.push(Action::Disarm(Deadline::Mercy(pid)));
         }
@@ -440,6 +441,7 @@ impl Supervisor {
             Deadline::ShutdownDelay => self.shutdown_delay_over(now, out),
             Deadline::Lifetime(pid) => self.lifetime_over(pid),
             Deadline::MemoryCheck => self.memory_check_due(now, out),
+            Deadline::Heartbeat(pid) => self.heartbeat_missed(pid, now, out),
         }
     }
 
@@ -521,6 +523,9 @@ impl Supervisor {
         };
         worker.state = WorkerState::Ready;
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
+        if let Some(every) = self.settings.watchdog {
+            out.push(Action::Arm(Deadline::Heartbeat(pid), now + every));
+        }
         let after = now.saturating_duration_since(worker.started);
         info!(event = events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %pid,
             after_ms = after.as_millis() as u64, by, "worker ready");

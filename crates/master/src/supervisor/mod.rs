@@ -20,6 +20,7 @@ mod recycle;
 mod table;
 #[cfg(test)]
 mod tests;
+mod watchdog;
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,8 @@ pub(crate) struct Settings {
     pub accepting_in_master: bool,
     /// When workers are replaced by age or memory (recycle.rs).
     pub recycle: RecyclePolicy,
+    /// `worker-watchdog`: a ready worker silent this long is aborted (watchdog.rs).
+    pub watchdog: Option<Duration>,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
             generation_hooks: !app_in_master,
             accepting_in_master: !forked,
             recycle: RecyclePolicy::new(options),
+            watchdog: Some(options.worker_watchdog).filter(|d| !d.is_zero()),
         }
     }
 }
@@ -110,6 +114,8 @@ pub(crate) enum Deadline {
     Lifetime(Pid),
     /// The workers' memory is due to be measured (`memory-check-interval`).
     MemoryCheck,
+    /// A ready worker sent no WATCHDOG=1 for `worker-watchdog`.
+    Heartbeat(Pid),
 }
 
 /// Something that happened, for the supervisor to decide on.
@@ -160,7 +166,7 @@ pub(crate) enum Event {
     },
     /// The answer to [`Action::ReadConfig`]: the settings for the new generation, or why
     /// the configuration is unusable.
-    ConfigRead(Result<Settings, String>),
+    ConfigRead(Box<Result<Settings, String>>),
     /// The answer to [`Action::StartUpgradeCheck`], possibly much later: the new binary
     /// may be exec'd (Ok), or why not.
     UpgradeChecked(Result<(), String>),
@@ -170,6 +176,10 @@ pub(crate) enum Event {
     RecycleRequested { pid: Pid, reason: String },
     /// The answer to [`Action::MeasureMemory`], one per worker still there.
     Measured { pid: Pid, memory: Memory },
+    /// `WATCHDOG=1` from this pid.
+    Heartbeat { pid: Pid },
+    /// `WATCHDOG=trigger` from this pid: it says it is wedged.
+    WatchdogTrigger { pid: Pid },
 }
 
 /// Something for the loop to do. See the module doc for the ones that are questions.
@@ -183,6 +193,8 @@ pub(crate) enum Action {
     StartMule(usize),
     /// Ask the worker or mule (its process group) to stop with its stop signal.
     Stop(Pid),
+    /// SIGABRT for the worker itself (not its group): the watchdog caught it.
+    Abort(Pid),
     /// SIGKILL the worker's or mule's process group.
     Kill(Pid),
     Arm(Deadline, Instant),
@@ -445,11 +457,15 @@ impl Supervisor {
             Event::Unobservable { pid } => self.unobservable(pid, now, &mut out),
             Event::Timer(deadline) => self.timer(deadline, now, &mut out),
             Event::HookRan { hook, result } => self.hook_ran(hook, result, now, &mut out),
-            Event::ConfigRead(result) => self.config_read(result, &mut out),
+            Event::ConfigRead(result) => self.config_read(*result, &mut out),
             Event::UpgradeChecked(result) => self.upgrade_checked(result, now, &mut out),
             Event::ReexecFailed => self.reexec_failed(now, &mut out),
             Event::RecycleRequested { pid, reason } => self.recycle_requested(pid, reason, now),
             Event::Measured { pid, memory } => self.measured(pid, memory, now, &mut out),
+            Event::Heartbeat { pid } => self.heartbeat(pid, now, &mut out),
+            Event::WatchdogTrigger { pid } => {
+                self.watchdog_fired(pid, "it sent WATCHDOG=trigger".into(), now, &mut out)
+            }
         }
         self.arm_memory_check(now, &mut out);
         self.reconcile(now, &mut out);

@@ -16,7 +16,6 @@ pub(super) const UWSGI_ONLY: &[&str] = &[
     "die-on-term",
     "disable-logging",
     "enable-threads",
-    "harakiri",
     "home",
     "http",
     "http-timeout",
@@ -77,6 +76,18 @@ pub(super) fn setting(
         ));
         out.settings
             .push(Setting::one("listen-backlog", value, origin.clone()));
+        return;
+    }
+    if key == "harakiri" {
+        warn(format!(
+            "uWSGI's harakiri = {value} kills a worker stuck in one request for {value} s; \
+             steward cannot see requests: read as worker-watchdog = {value}, which aborts a \
+             ready worker that sends no WATCHDOG=1 heartbeat on NOTIFY_SOCKET for {value} s \
+             (per heartbeat, not per request): a worker that never sends one is aborted \
+             every {value} s"
+        ));
+        out.settings
+            .push(Setting::one("worker-watchdog", value, origin.clone()));
         return;
     }
     if key == "log-master" {
