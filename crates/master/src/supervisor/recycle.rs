@@ -224,6 +224,8 @@ impl Supervisor {
         if let Some(over) = memory.over(&policy.evil) {
             warn!(event = events::WORKER_MEMORY_KILLED, worker = worker.id, generation = worker.generation,
                 pid = %pid, reason = %over, "worker over an evil-reload-on limit; killing it");
+            let status = format!("worker {} (pid {pid}) killed: {over}", worker.id);
+            out.push(Action::Notify(vec![steward_systemd::State::Status(status)]));
             self.kill(pid, now, out);
         } else if let Some(over) = memory.over(&policy.reload_on) {
             self.mark_for_recycling(pid, over);

@@ -8,6 +8,7 @@
 use std::time::Instant;
 
 use nix::unistd::Pid;
+use steward_systemd::State;
 use tracing::warn;
 
 use super::{Action, Deadline, Supervisor, WorkerState};
@@ -59,6 +60,12 @@ impl Supervisor {
         warn!(event = events::WORKER_WATCHDOG, worker = worker.id, generation = worker.generation,
             pid = %pid, reason = %reason, last_status = worker.status.as_deref().unwrap_or(""),
             "worker caught by the watchdog; aborting it");
+        // systemctl status says it too: an operator looks there first.
+        let status = format!(
+            "worker {} (pid {pid}) aborted by the watchdog: {reason}",
+            worker.id
+        );
+        out.push(Action::Notify(vec![State::Status(status)]));
         out.push(Action::Disarm(Deadline::Heartbeat(pid)));
         self.abort(pid, now, out);
     }

@@ -56,7 +56,13 @@ fn watchdog_trigger_aborts_at_once_and_a_starting_worker_is_not_watched() {
     let mut fake = watched(1);
     let worker = fake.pids(1, "ready")[0];
     fake.send(Event::WatchdogTrigger { pid: worker });
-    assert_eq!(aborts(&fake.take_done()), vec![worker]);
+    let done = fake.take_done();
+    assert_eq!(aborts(&done), vec![worker]);
+    let told = done.iter().any(|a| {
+        matches!(a, Action::Notify(states)
+            if matches!(&states[..], [State::Status(s)] if s.contains("WATCHDOG=trigger")))
+    });
+    assert!(told, "systemd's STATUS says why: {done:?}");
     let replacement = fake.pids(1, "starting")[0];
     fake.advance(Duration::from_secs(10));
     assert!(
