@@ -498,6 +498,21 @@ mod tests {
         assert_eq!(&out[..2], b"0\0");
     }
 
+    /// WATCHDOG_PID= joins the environment before its terminating null, beside
+    /// LISTEN_PID=, waiting for the child's pid.
+    #[test]
+    fn a_pid_variable_is_one_more_entry_of_the_environment() {
+        let env = [("A".into(), "1".into())];
+        let plan = ExecPlan::new("/bin/true".as_ref(), &["true".into()], &env, true)
+            .unwrap()
+            .with_pid_var("WATCHDOG_PID");
+        assert_eq!(plan.envp_ptrs.len(), 4);
+        assert!(plan.envp_ptrs[3].is_null());
+        let (prefix, slot) = plan.other_pid.as_ref().unwrap();
+        assert_eq!(&slot[..*prefix], b"WATCHDOG_PID=");
+        assert_eq!(plan.envp_ptrs[2], slot.as_ptr().cast());
+    }
+
     /// The child's failure travels through the report pipe: the step and its errno
     /// come back to the caller, and the child is reaped. (The child makes only
     /// async-signal-safe calls, so forking from the threaded test harness is sound.)
