@@ -52,6 +52,9 @@ impl Supervisor {
         };
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
+        // A stopping worker is neither recycled nor watched any more.
+        out.push(Action::Disarm(Deadline::Lifetime(pid)));
+        out.push(Action::Disarm(Deadline::Heartbeat(pid)));
         out.push(signal);
         out.push(Action::Arm(Deadline::Mercy(pid), kill_at));
     }

@@ -66,7 +66,6 @@ impl Supervisor {
             worker.id
         );
         out.push(Action::Notify(vec![State::Status(status)]));
-        out.push(Action::Disarm(Deadline::Heartbeat(pid)));
         self.abort(pid, now, out);
     }
 }
