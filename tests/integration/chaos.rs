@@ -21,22 +21,22 @@ pub fn soak() -> bool {
 }
 
 /// One request's fate: when it ran, and the error if it failed.
-struct Outcome {
-    start: Instant,
-    end: Instant,
-    error: Option<String>,
+pub(crate) struct Outcome {
+    pub start: Instant,
+    pub end: Instant,
+    pub error: Option<String>,
 }
 
 /// Client threads that each send `path` on a new connection, one after the other,
 /// recording every request, until stopped.
-struct Recorder {
+pub(crate) struct Recorder {
     stop: Arc<AtomicBool>,
     outcomes: Arc<Mutex<Vec<Outcome>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Recorder {
-    fn start(port: u16, clients: usize, path: &'static str) -> Recorder {
+    pub fn start(port: u16, clients: usize, path: &'static str) -> Recorder {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Arc::new(Mutex::new(Vec::new()));
@@ -64,7 +64,7 @@ impl Recorder {
         }
     }
 
-    fn finish(self) -> Vec<Outcome> {
+    pub fn finish(self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             thread.join().unwrap();
@@ -74,7 +74,7 @@ impl Recorder {
 }
 
 /// Seconds since midnight UTC of a log line's timestamp (`2026-01-02T03:04:05.123456Z`).
-fn log_time_of_day(line: &str) -> f64 {
+pub(crate) fn log_time_of_day(line: &str) -> f64 {
     let time = line
         .split_whitespace()
         .next()

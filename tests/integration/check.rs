@@ -17,14 +17,14 @@ fn check_reports_every_error_and_warning_at_once() {
     let dir = TestDir::new("check-all");
     let file = dir.write(
         "app.ini",
-        "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:0\nprocesses = many\nharakiri = 30\nready = sometimes\n\
+        "[uwsgi]\nmodule = app:wsgi\nsocket = 127.0.0.1:0\nprocesses = many\nthunder-lock = true\nready = sometimes\n\
          hook-asap = mkdri:/run/x\nhook-as-root = unix_signal:2 grace_them_all\n",
     );
     let (code, stdout, stderr) = check(&["--config", &file]);
     assert_eq!(code, Some(1), "{stdout}");
     for expected in [
         format!("steward: warning: {file}:2: uWSGI option \"module\" is not supported"),
-        format!("steward: warning: {file}:5: uWSGI option \"harakiri\" is not supported"),
+        format!("steward: warning: {file}:5: uWSGI option \"thunder-lock\" is not supported"),
         format!("steward: error: {file}:4: processes: invalid number \"many\""),
         format!("steward: error: {file}:6: ready: invalid readiness mode"),
         "steward: error: no worker command given".to_owned(),
@@ -114,7 +114,7 @@ fn check_prints_the_configuration_only_when_asked() {
     let dir = TestDir::new("check-print");
     let file = dir.write(
         "app.ini",
-        "[uwsgi]\nsocket = 127.0.0.1:0\nharakiri = 30\ncommand = /bin/true\n",
+        "[uwsgi]\nsocket = 127.0.0.1:0\nthunder-lock = true\ncommand = /bin/true\n",
     );
     let (code, stdout, stderr) = check(&["--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");

@@ -129,7 +129,7 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
     let dir = TestDir::new("check-uwsgi");
     let file = dir.write(
         "app.ini",
-        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nharakiri = 30\nvacuum\ncommand = /usr/bin/app\n",
+        "[uwsgi]\nmodule = app.wsgi:application\nhttp-socket = 127.0.0.1:8000\nprocesses = 4\nlisten = 256\nthunder-lock = true\nvacuum\ncommand = /usr/bin/app\n",
     );
     let (code, stdout, stderr) = check(&[], &["--print", "--config-only", "--config", &file]);
     assert_eq!(code, Some(0), "{stderr}");
@@ -141,7 +141,7 @@ fn check_lists_each_unsupported_uwsgi_option_as_a_warning() {
     );
     assert!(
         stderr.contains(&format!(
-            "warning: {file}:6: uWSGI option \"harakiri\" is not supported by steward; ignored"
+            "warning: {file}:6: uWSGI option \"thunder-lock\" is not supported by steward; ignored"
         )),
         "{stderr}"
     );

@@ -16,6 +16,7 @@ mod hostile;
 mod orphans;
 mod output;
 mod readiness;
+mod recycling;
 mod security;
 mod soak;
 mod systemd;

@@ -205,6 +205,12 @@ fn parse_head(head: &[u8]) -> Option<(Request, u64)> {
 }
 
 fn route(req: &Request, shared: &Shared) -> (u16, String) {
+    let answer = answer(req, shared);
+    shared.count_request();
+    answer
+}
+
+fn answer(req: &Request, shared: &Shared) -> (u16, String) {
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let param = |key: &str| {
         query
@@ -230,6 +236,19 @@ fn route(req: &Request, shared: &Shared) -> (u16, String) {
                 Err(e) => (502, format!("notify failed: {e}\n")),
             },
             None => (400, "bad request: /notify?state=TEXT\n".into()),
+        },
+        ("GET", "/wedge") => {
+            shared
+                .wedged
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            (200, "heartbeats stopped\n".into())
+        }
+        ("GET", "/leak") => match param("mb").and_then(|mb| mb.parse::<usize>().ok()) {
+            Some(mb) => {
+                let held = shared.leak(mb);
+                (200, format!("holding {held} MB\n"))
+            }
+            None => (400, "bad request: /leak?mb=N\n".into()),
         },
         _ => (404, "not found\n".into()),
     }

@@ -33,22 +33,24 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::exit::die;
 use crate::listener::Listener;
-use crate::shared::{notify, Shared};
+use crate::shared::{notify, start_heartbeat, Shared};
 
 struct Options {
     listen: Vec<String>,
     boot: Duration,
     notify: bool,
+    max_requests: Option<u64>,
 }
 
 const USAGE: &str =
-    "usage: steward-demo [--listen HOST:PORT | --listen unix:PATH]... [--boot-ms N] [--no-notify]";
+    "usage: steward-demo [--listen HOST:PORT | --listen unix:PATH]... [--boot-ms N] [--no-notify] [--max-requests N]";
 
 fn parse_args() -> Options {
     let mut opts = Options {
         listen: Vec::new(),
         boot: Duration::ZERO,
         notify: true,
+        max_requests: None,
     };
     let mut args = env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -72,6 +74,13 @@ fn parse_args() -> Options {
                 opts.boot = Duration::from_millis(ms);
             }
             "--no-notify" => opts.notify = false,
+            "--max-requests" => {
+                let v = value();
+                let n = v
+                    .parse()
+                    .unwrap_or_else(|_| die(2, format!("--max-requests: not a number: {v}")));
+                opts.max_requests = Some(n);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 process::exit(0)
@@ -119,9 +128,12 @@ fn main() {
     let listeners = listener::listeners(&opts.listen, &startup_fds, USAGE);
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .unwrap_or_else(|e| die(1, format!("signalfd: {e}")));
-    let shared = Arc::new(Shared::from_env(startup_fds));
+    let mut shared = Shared::from_env(startup_fds);
+    shared.max_requests = opts.max_requests;
+    let shared = Arc::new(shared);
     serve::boot(opts.boot, &sigfd, &shared);
     announce(&opts, &listeners, &shared);
+    start_heartbeat(&shared);
     serve::serve(&listeners, &sigfd, &shared);
     serve::drain(listeners, &sigfd, &shared)
 }

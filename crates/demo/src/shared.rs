@@ -8,6 +8,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::process;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,13 @@ pub(crate) struct Shared {
     /// Number of live connection threads; `all_done` fires when it hits 0.
     active: Mutex<usize>,
     all_done: Condvar,
+    /// `--max-requests`: after this many, ask the master for a replacement.
+    pub max_requests: Option<u64>,
+    served: AtomicU64,
+    /// What `GET /leak` allocated and keeps, to stand for a leaking app.
+    leaked: Mutex<Vec<Vec<u8>>>,
+    /// `GET /wedge`: the heartbeats stop, as if the worker hung.
+    pub wedged: AtomicBool,
 }
 
 impl Shared {
@@ -51,7 +59,32 @@ impl Shared {
             stop_at: OnceLock::new(),
             active: Mutex::new(0),
             all_done: Condvar::new(),
+            max_requests: None,
+            served: AtomicU64::new(0),
+            leaked: Mutex::new(Vec::new()),
+            wedged: AtomicBool::new(false),
         }
+    }
+
+    /// Counts a request answered; the `--max-requests`th asks the master, once, for a
+    /// replacement (gunicorn's max_requests, without the gap: this worker serves on
+    /// until the replacement is ready and the master asks it to stop).
+    pub fn count_request(&self) {
+        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_requests == Some(served) {
+            let datagram = format!("X_STEWARD_RECYCLE=after {served} requests");
+            if let Err(e) = notify(datagram.as_bytes()) {
+                log!("steward-demo: cannot ask for a replacement: {e}");
+            }
+        }
+    }
+
+    /// Allocates `mb` more megabytes, touched so that they are resident, and keeps
+    /// them; returns how many it holds.
+    pub fn leak(&self, mb: usize) -> usize {
+        let mut leaked = self.leaked.lock().unwrap_or_else(PoisonError::into_inner);
+        leaked.push(vec![1u8; mb * 1024 * 1024]);
+        leaked.iter().map(|chunk| chunk.len() / (1024 * 1024)).sum()
     }
 
     pub fn stop_at(&self) -> Option<Instant> {
@@ -111,6 +144,30 @@ impl Drop for ConnGuard {
             self.0.all_done.notify_all();
         }
     }
+}
+
+/// Sends WATCHDOG=1 every half interval while the master asks for heartbeats, the way
+/// sd_watchdog_enabled() reads WATCHDOG_USEC and WATCHDOG_PID, until `/wedge`.
+pub(crate) fn start_heartbeat(shared: &Arc<Shared>) {
+    let usec = env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let for_us = env::var("WATCHDOG_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .is_none_or(|pid| pid == process::id());
+    let Some(usec) = usec.filter(|usec| *usec > 0 && for_us) else {
+        return;
+    };
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || {
+        while !shared.wedged.load(Ordering::Relaxed) {
+            if let Err(e) = notify(b"WATCHDOG=1") {
+                log!("steward-demo: cannot send WATCHDOG=1: {e}");
+            }
+            std::thread::sleep(Duration::from_micros(usec / 2));
+        }
+    });
 }
 
 /// Sends one datagram to the master's `NOTIFY_SOCKET` (a path or `@abstract`).

@@ -29,6 +29,8 @@ pub(crate) struct WorkerCommand {
     argv: Vec<OsString>,
     shared_env: Vec<(OsString, OsString)>,
     with_sockets: bool,
+    /// `worker-watchdog`: WATCHDOG_USEC and WATCHDOG_PID for each worker.
+    watchdog: Option<std::time::Duration>,
     /// For messages: the command as the user wrote it.
     pub display: String,
 }
@@ -49,8 +51,16 @@ impl WorkerCommand {
             argv: command.iter().map(OsString::from).collect(),
             shared_env,
             with_sockets: !fd_names.is_empty(),
+            watchdog: None,
             display: command.join(" "),
         })
+    }
+
+    /// Gives each worker `WATCHDOG_USEC` and `WATCHDOG_PID` (its own pid), as systemd
+    /// gives them to a service, when `watchdog` is set.
+    pub fn with_watchdog(mut self, watchdog: Option<std::time::Duration>) -> Self {
+        self.watchdog = watchdog;
+        self
     }
 
     /// The plan for worker `id` of `generation`, with `title` as its argv[0] if given
@@ -67,12 +77,17 @@ impl WorkerCommand {
         }
         let mut env = self.shared_env.clone();
         env.extend(own_worker_env(id, generation));
-        Ok(ExecPlan::new(
-            &self.program,
-            &argv,
-            &env,
-            self.with_sockets,
-        )?)
+        if let Some(watchdog) = self.watchdog {
+            env.push((
+                "WATCHDOG_USEC".into(),
+                watchdog.as_micros().to_string().into(),
+            ));
+        }
+        let plan = ExecPlan::new(&self.program, &argv, &env, self.with_sockets)?;
+        Ok(match self.watchdog {
+            Some(_) => plan.with_pid_var("WATCHDOG_PID"),
+            None => plan,
+        })
     }
 }
 

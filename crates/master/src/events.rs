@@ -105,4 +105,16 @@ pub const CONFIG_WARNING: &str = "config-warning";
 /// A configured socket was replaced by one handed over by the service manager
 /// (`name`, `configured`, `socket`).
 pub const SOCKET_INHERITED: &str = "socket-inherited";
+/// A worker is due to be replaced (`worker`, `generation`, `pid`, `reason`: its
+/// lifetime, a memory limit, its own request); its replacement starts in its turn.
+pub const WORKER_RECYCLE_DUE: &str = "worker-recycle-due";
+/// A replacement for a worker due to be replaced is started; the old one serves on.
+pub const WORKER_RECYCLING: &str = "worker-recycling";
+/// The replacement is ready: the replaced worker is asked to stop (`reason`, `lived_ms`).
+pub const WORKER_RECYCLED: &str = "worker-recycled";
+/// A worker passed an `evil-reload-on-*` limit and is killed at once (`reason`).
+pub const WORKER_MEMORY_KILLED: &str = "worker-memory-killed";
+/// The watchdog caught a worker (`worker-watchdog`): silent too long, or it sent
+/// WATCHDOG=trigger (`reason`, `last_status`); it gets SIGABRT, then SIGKILL.
+pub const WORKER_WATCHDOG: &str = "worker-watchdog";
 pub use steward_hooks::events::{ALARM_RAISED, HOOK_FAILED, HOOK_RUN};

@@ -4,6 +4,15 @@ use std::{fmt::Write as _, time::Duration};
 
 use crate::{control::json_string, supervisor::Worker, Lifecycle};
 
+/// Why a worker is to be replaced, for the text status: "; replaced (rss ...)".
+fn recycle_text(worker: &Worker) -> String {
+    match &worker.recycle {
+        Some(r) if r.begun => format!("; its replacement starts ({})", r.reason),
+        Some(r) => format!("; to be replaced ({})", r.reason),
+        None => String::new(),
+    }
+}
+
 /// How the last reload ended.
 #[derive(Debug, Clone)]
 pub(crate) struct ReloadOutcome {
@@ -97,7 +106,7 @@ impl StatusReport<'_> {
         for (w, waiting) in self.workers.iter().zip(&self.waiting_for) {
             let _ = write!(
                 text,
-                "\nworker {} generation {} pid {} {} for {} ms{}{}",
+                "\nworker {} generation {} pid {} {} for {} ms{}{}{}",
                 w.id,
                 w.generation,
                 w.pid,
@@ -108,7 +117,8 @@ impl StatusReport<'_> {
                     .map_or(String::new(), |s| format!(", waiting for {s}")),
                 w.status
                     .as_deref()
-                    .map_or(String::new(), |s| format!(": {s}"))
+                    .map_or(String::new(), |s| format!(": {s}")),
+                recycle_text(w)
             );
         }
         text
@@ -122,14 +132,19 @@ impl StatusReport<'_> {
             .zip(&self.waiting_for)
             .map(|(w, waiting)| {
                 format!(
-                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"waiting_for":{},"status":{}}}"#,
+                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"waiting_for":{},"status":{},"recycle":{}}}"#,
                     w.id,
                     w.generation,
                     w.pid,
                     w.state.name(),
                     w.started.elapsed().as_millis(),
                     waiting.as_deref().map_or("null".into(), json_string),
-                    w.status.as_deref().map_or("null".into(), json_string)
+                    w.status.as_deref().map_or("null".into(), json_string),
+                    w.recycle.as_ref().map_or("null".into(), |r| format!(
+                        r#"{{"reason":{},"replacement_started":{}}}"#,
+                        json_string(&r.reason),
+                        r.begun
+                    ))
                 )
             })
             .collect();

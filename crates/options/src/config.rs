@@ -462,7 +462,7 @@ mod tests {
     fn file_then_env_then_cli() {
         let file = crate::files::tests::TempFile::new(
             "layers.ini",
-            "[uwsgi]\ncommand = /bin/app\nworkers = 2\ntouch-reload = /a\ntouch-reload = /b\nready = notify\nvacuum = true\nharakiri = 20\n",
+            "[uwsgi]\ncommand = /bin/app\nworkers = 2\ntouch-reload = /a\ntouch-reload = /b\nready = notify\nvacuum = true\nthunder-lock = true\n",
         );
         let at = |line| Origin::File {
             path: file.path.clone(),

@@ -29,7 +29,7 @@ pub use crate::{
     config::{Checked, Config, ConfigSources},
     error::{ConfigError, OptionError},
     listen::{ListenAddr, ListenSpec},
-    model::Options,
+    model::{MemoryLimits, Options},
     setting::{Origin, RawValue, Setting, Warning},
     values::{
         parse_duration, LogPattern, LogTarget, ReadyMode, ReloadStrategy, StopSignal, WorkerOutput,

@@ -150,6 +150,47 @@ pub struct Options {
     pub unshare: Vec<String>,
     /// Auxiliary processes run beside the workers, without the sockets (`mule`, repeatable).
     pub mule: Vec<String>,
+    /// A worker is replaced once it has lived this long (`max-worker-lifetime`; zero:
+    /// never).
+    pub max_worker_lifetime: Duration,
+    /// Worker N lives N times this longer (`max-worker-lifetime-delta`, uWSGI's
+    /// meaning), so that workers started together are not replaced together.
+    pub max_worker_lifetime_delta: Duration,
+    /// A worker past one of these is replaced, a new one ready first (`reload-on-*`).
+    pub reload_on: MemoryLimits,
+    /// A worker past one of these is killed at once (`evil-reload-on-*`).
+    pub evil_reload_on: MemoryLimits,
+    /// How often the workers' memory is measured, when a limit is set.
+    pub memory_check_interval: Duration,
+    /// A worker silent this long (no WATCHDOG=1) is aborted and replaced
+    /// (`worker-watchdog`; zero: no watchdog).
+    pub worker_watchdog: Duration,
+}
+
+/// Memory limits of a worker with its descendants, in megabytes (zero: no limit), as
+/// uWSGI counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryLimits {
+    /// Resident set size.
+    pub rss: u64,
+    /// Address space (virtual size): uWSGI's `as`.
+    pub vsz: u64,
+    /// Unique set size: private pages only (smaps_rollup).
+    pub uss: u64,
+    /// Proportional set size: shared pages divided among their users (smaps_rollup).
+    pub pss: u64,
+}
+
+impl MemoryLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.rss > 0 || self.vsz > 0 || self.uss > 0 || self.pss > 0
+    }
+
+    /// Whether USS or PSS is limited: those need smaps_rollup, dearer to read.
+    pub fn needs_smaps(&self) -> bool {
+        self.uss > 0 || self.pss > 0
+    }
 }
 
 impl Options {
@@ -216,6 +257,12 @@ impl Options {
             chroot: None,
             unshare: Vec::new(),
             mule: Vec::new(),
+            max_worker_lifetime: Duration::ZERO,
+            max_worker_lifetime_delta: Duration::ZERO,
+            reload_on: MemoryLimits::default(),
+            evil_reload_on: MemoryLimits::default(),
+            memory_check_interval: Duration::from_secs(1),
+            worker_watchdog: Duration::ZERO,
         }
     }
 

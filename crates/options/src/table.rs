@@ -345,6 +345,8 @@ macro_rules! def {
     };
 }
 
+mod lifecycle;
+
 fn base(name: &str, group: Group, restart: bool, help: &str) -> OptionDef {
     OptionDef {
         name: name.to_owned(),
@@ -690,6 +692,7 @@ fn build() -> Vec<OptionDef> {
         def!(strings "mule", mule, "COMMAND", Newline, Hooks, restart: true,
             "An auxiliary process run beside the workers, without the sockets; repeatable."),
     ];
+    table.extend(lifecycle::options());
     for phase in HOOK_PHASES {
         table.push(OptionDef {
             kind: Kind::List(ListSeparator::Newline),
@@ -968,8 +971,12 @@ mod tests {
                 ("worker-output", _) => "inherit",
                 ("env", _) => "SHOP_MODE=a=b",
                 ("chmod-socket", _) => "660",
+                _ if def.value_name() == "MB" => "512",
                 (name, _)
                     if name.starts_with("respawn")
+                        || name.starts_with("max-worker-lifetime")
+                        || name.ends_with("interval")
+                        || name.ends_with("watchdog")
                         || name.ends_with("mercy")
                         || name.ends_with("delay")
                         || name.ends_with("timeout") =>

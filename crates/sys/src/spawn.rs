@@ -138,6 +138,8 @@ pub struct ExecPlan {
     /// `LISTEN_PID=` followed by room for the digits and a NUL; the child writes its own
     /// pid here, because only the child knows it and it may not allocate.
     listen_pid: Option<Box<[u8; 32]>>,
+    /// Another `NAME=` slot for the child's pid (`WATCHDOG_PID=`), the same way.
+    other_pid: Option<(usize, Box<[u8; 64]>)>,
     /// Room for the temporary duplicates of the sockets in the child.
     scratch_fds: Vec<RawFd>,
 }
@@ -190,8 +192,24 @@ impl ExecPlan {
             argv_ptrs,
             envp_ptrs,
             listen_pid,
+            other_pid: None,
             scratch_fds: Vec::new(),
         })
+    }
+
+    /// Adds `name=<the child's pid>` to the environment (systemd's `WATCHDOG_PID`),
+    /// written by the child as LISTEN_PID is. `name` is at most 40 bytes.
+    pub fn with_pid_var(mut self, name: &str) -> Self {
+        let mut slot = Box::new([0u8; 64]);
+        let prefix = name.len().min(40);
+        slot[..prefix].copy_from_slice(&name.as_bytes()[..prefix]);
+        slot[prefix] = b'=';
+        // Before the terminating null pointer; the slot's bytes stay where they are
+        // when the box moves into the plan.
+        let end = self.envp_ptrs.len() - 1;
+        self.envp_ptrs.insert(end, slot.as_ptr().cast());
+        self.other_pid = Some((prefix + 1, slot));
+        self
     }
 }
 
@@ -442,6 +460,9 @@ fn set_up_exec_child(
             getpid().as_raw() as u32,
         );
     }
+    if let Some((prefix, slot)) = plan.other_pid.as_mut() {
+        write_decimal(&mut slot[*prefix..], getpid().as_raw() as u32);
+    }
     Ok(())
 }
 
@@ -475,6 +496,21 @@ mod tests {
         assert_eq!(&out[..8], b"4194304\0");
         write_decimal(&mut out, 0);
         assert_eq!(&out[..2], b"0\0");
+    }
+
+    /// WATCHDOG_PID= joins the environment before its terminating null, beside
+    /// LISTEN_PID=, waiting for the child's pid.
+    #[test]
+    fn a_pid_variable_is_one_more_entry_of_the_environment() {
+        let env = [("A".into(), "1".into())];
+        let plan = ExecPlan::new("/bin/true".as_ref(), &["true".into()], &env, true)
+            .unwrap()
+            .with_pid_var("WATCHDOG_PID");
+        assert_eq!(plan.envp_ptrs.len(), 4);
+        assert!(plan.envp_ptrs[3].is_null());
+        let (prefix, slot) = plan.other_pid.as_ref().unwrap();
+        assert_eq!(&slot[..*prefix], b"WATCHDOG_PID=");
+        assert_eq!(plan.envp_ptrs[2], slot.as_ptr().cast());
     }
 
     /// The child's failure travels through the report pipe: the step and its errno

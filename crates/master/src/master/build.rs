@@ -90,7 +90,10 @@ impl Master {
                 let fd_names: Vec<String> =
                     opened.listeners.iter().map(|l| l.name.clone()).collect();
                 let notify = opened.notify.path();
-                Launch::Exec(WorkerCommand::new(&options.command, &fd_names, notify)?)
+                Launch::Exec(
+                    WorkerCommand::new(&options.command, &fd_names, notify)?
+                        .with_watchdog(super::recycle::watchdog_of(&options)),
+                )
             }
         };
         let forked = matches!(launch, Launch::Fork(_));

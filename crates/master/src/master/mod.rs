@@ -18,6 +18,7 @@ mod orphans;
 mod phases;
 mod readiness;
 mod reconfigure;
+mod recycle;
 mod requests;
 mod spawn;
 mod stopping;
@@ -391,8 +392,8 @@ impl Master {
                 return;
             }
         };
-        if let Some(status) = message.status {
-            worker.status = Some(status);
+        if let Some(status) = &message.status {
+            worker.status = Some(status.clone());
         }
         if message.stopping {
             tracing::debug!(worker = worker.id, generation = worker.generation, pid = %sender, "worker says it is stopping");
@@ -403,6 +404,7 @@ impl Master {
             }
             self.dispatch(Event::ReadyMessage { pid: sender });
         }
+        self.on_lifecycle_fields(sender, &message);
     }
 
     /// Hands `event` to the supervisor and carries out what it decides.
@@ -429,6 +431,7 @@ impl Master {
             Action::StartMule(id) => return vec![self.start_mule(id)],
             Action::Stop(pid) => self.stop_child(pid),
             Action::Kill(pid) => signal_group(pid, Signal::SIGKILL),
+            Action::Abort(pid) => recycle::abort(pid),
             Action::Arm(deadline, at) => self.timers.arm(TimerKey::Supervisor(deadline), at),
             Action::Disarm(deadline) => self.timers.disarm(TimerKey::Supervisor(deadline)),
             Action::RunHook(hook) => {
@@ -444,7 +447,7 @@ impl Master {
             Action::Accepting { id, first_time } => self.run_accepting(id, first_time),
             Action::Atexit => self.run_atexit(),
             Action::Notify(states) => self.notify_systemd(&states),
-            Action::ReadConfig => return vec![Event::ConfigRead(self.reread_config())],
+            Action::ReadConfig => return vec![Event::ConfigRead(Box::new(self.reread_config()))],
             Action::StartUpgradeCheck => return self.begin_upgrade(),
             Action::KillUpgradeCheck => self.kill_upgrade_check(),
             Action::Reexec { chain } => {
@@ -457,6 +460,7 @@ impl Master {
             Action::FirstGenerationReady => crate::startup::first_generation_ready(&self.options),
             Action::ShuttingDown { .. } => self.shutting_down(),
             Action::Failed => self.failed(),
+            Action::MeasureMemory { pids, smaps } => return Self::measure_memory(&pids, smaps),
         }
         Vec::new()
     }

@@ -1,7 +1,7 @@
 //! The configuration re-read at each reload: the file is read again under the
 //! environment and command line the master started with. What a running master can
 //! change (the workers, their command, readiness, stop signal, mercy, backoff, reload
-//! strategy) applies to the new generation; what it cannot (its uid, its sockets, its
+//! strategy, recycling) applies to the new generation; what it cannot (its uid, its sockets, its
 //! jail...) is logged as needing a restart and keeps its value. An invalid
 //! configuration (a broken hook string too) fails the reload, and the serving generation goes on serving.
 
@@ -49,6 +49,12 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         reload_strategy: reread.reload_strategy,
         worker_output: reread.worker_output,
         preload_check_timeout: reread.preload_check_timeout,
+        max_worker_lifetime: reread.max_worker_lifetime,
+        max_worker_lifetime_delta: reread.max_worker_lifetime_delta,
+        reload_on: reread.reload_on,
+        evil_reload_on: reread.evil_reload_on,
+        memory_check_interval: reread.memory_check_interval,
+        worker_watchdog: reread.worker_watchdog,
         ..running.clone()
     };
     (merged, notes)
@@ -112,10 +118,13 @@ impl Master {
             note.log();
         }
         // A forked worker (preload mode) runs no command.
-        if options.command != self.options.command && matches!(self.launch, Launch::Exec(_)) {
+        let changed = options.command != self.options.command
+            || options.worker_watchdog != self.options.worker_watchdog;
+        if changed && matches!(self.launch, Launch::Exec(_)) {
             let fd_names: Vec<String> = self.listeners.iter().map(|l| l.name.clone()).collect();
             self.launch = Launch::Exec(
                 WorkerCommand::new(&options.command, &fd_names, self.notify.path())
+                    .map(|command| command.with_watchdog(super::recycle::watchdog_of(&options)))
                     .map_err(|e| format!("invalid configuration: {e}"))?,
             );
         }
@@ -192,6 +201,7 @@ mod tests {
                 "worker-stop-signal" => "SIGQUIT",
                 "reload-strategy" => "chain",
                 "worker-output" => "inherit",
+                _ if def.value_name() == "MB" => "7",
                 _ => "7s",
             };
             def.clear(&mut reread);

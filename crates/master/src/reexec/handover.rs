@@ -97,6 +97,7 @@ impl HandedWorker {
             respawned: self.respawned,
             status: None,
             unobservable: false,
+            recycle: None,
         }
     }
 }
@@ -360,6 +361,7 @@ pub(crate) mod tests {
                 respawned: true,
                 status: None,
                 unobservable: false,
+                recycle: None,
             };
             let adopted = HandedWorker::of(&worker, now).adopt(now);
             assert_eq!(adopted.state, state);

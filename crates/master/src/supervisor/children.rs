@@ -1,13 +1,16 @@
-//! Stopping a supervised child, worker or mule, the same way: the stop signal, then
-//! SIGKILL when the mercy runs out.
+//! Stopping a supervised child, worker or mule, the same way: the stop signal (or
+//! SIGABRT for a worker the watchdog caught), then SIGKILL when the mercy runs out.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 use tracing::warn;
 
 use super::{Action, Deadline, Supervisor, WorkerState};
 use crate::events;
+
+/// How long an aborted worker may take to dump its core before SIGKILL (at most).
+pub(super) const ABORT_MERCY: Duration = Duration::from_secs(5);
 
 impl Supervisor {
     /// The state of the worker or mule `pid`.
@@ -25,6 +28,18 @@ impl Supervisor {
     /// Asks child `pid` to stop; SIGKILL follows after the mercy.
     pub(super) fn retire(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
         let kill_at = now + self.settings.mercy;
+        self.stop_with(pid, Action::Stop(pid), kill_at, out);
+    }
+
+    /// SIGABRT for child `pid` (a core dump, where enabled, shows where it was stuck);
+    /// SIGKILL follows after a short mercy: it is wedged, not draining.
+    pub(super) fn abort(&mut self, pid: Pid, now: Instant, out: &mut Vec<Action>) {
+        let kill_at = now + self.settings.mercy.min(ABORT_MERCY);
+        self.stop_with(pid, Action::Abort(pid), kill_at, out);
+    }
+
+    /// `signal` (a Stop or an Abort) for child `pid`, then SIGKILL at `kill_at`.
+    fn stop_with(&mut self, pid: Pid, signal: Action, kill_at: Instant, out: &mut Vec<Action>) {
         let Some(state) = self.child_state(pid) else {
             return;
         };
@@ -37,7 +52,10 @@ impl Supervisor {
         };
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
-        out.push(Action::Stop(pid));
+        // A stopping worker is neither recycled nor watched any more.
+        out.push(Action::Disarm(Deadline::Lifetime(pid)));
+        out.push(Action::Disarm(Deadline::Heartbeat(pid)));
+        out.push(signal);
         out.push(Action::Arm(Deadline::Mercy(pid), kill_at));
     }
 

@@ -54,8 +54,11 @@ impl Supervisor {
         if self.is_stopping() || self.awaiting.is_some() {
             return;
         }
-        let census = self.census();
+        let mut census = self.census();
         self.retire_replaced(&census, now, out);
+        if self.begin_recycling() {
+            census = self.census();
+        }
         if census.all_ready() && self.serving != Some(self.current) {
             if self.settings.generation_hooks {
                 self.awaiting = Some(Awaiting::Hook(GenerationHook::PostApp));
@@ -87,6 +90,7 @@ impl Supervisor {
             .workers
             .iter()
             .filter(|w| w.generation == self.current && !w.is_stopping())
+            .filter(|w| !w.is_being_replaced())
             .map(|w| (w.id, w.state == WorkerState::Ready));
         let spawning = self
             .spawning
@@ -106,7 +110,8 @@ impl Supervisor {
     /// Asks every worker that is replaced to stop: one above the wanted count, one of
     /// another generation once the current one is ready (in a chain reload, once its
     /// own slot's new worker is), and at once one that is starting or newer than the
-    /// current generation (a reload that was abandoned or superseded).
+    /// current generation (a reload that was abandoned or superseded); a recycled
+    /// worker once its slot's replacement is ready.
     fn retire_replaced(&mut self, census: &Census, now: Instant, out: &mut Vec<Action>) {
         let chain = self
             .reload()
@@ -123,10 +128,12 @@ impl Supervisor {
                             || w.generation > self.current
                             || census.all_ready()
                             || (chain && slot_ready)))
+                    || (w.is_being_replaced() && slot_ready)
             })
             .map(|w| w.pid)
             .collect();
         for pid in replaced {
+            self.log_replaced(pid, now);
             self.retire(pid, now, out);
         }
     }
@@ -261,7 +268,9 @@ impl Supervisor {
             respawned,
             status: None,
             unobservable: false,
+            recycle: None,
         });
+        self.arm_lifetime(id, pid, now, out);
         if self.is_stopping() {
             // Forked in the batch that a shutdown interrupted.
             self.retire(pid, now, out);
@@ -316,6 +325,8 @@ impl Supervisor {
         let worker = self.workers.swap_remove(index);
         out.push(Action::Disarm(Deadline::ReadyAfter(pid)));
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
+        out.push(Action::Disarm(Deadline::Lifetime(pid)));
+        out.push(Action::Disarm(Deadline::Heartbeat(pid)));
         if let WorkerState::Stopping { killed: false, .. } = worker.state {
             out.push(Action::Disarm(Deadline::Mercy(pid)));
         }
@@ -455,6 +466,9 @@ impl Supervisor {
             }
             Deadline::ReadyTimeout(pid) => self.not_ready_in_time(pid, now, out),
             Deadline::ShutdownDelay => self.shutdown_delay_over(now, out),
+            Deadline::Lifetime(pid) => self.lifetime_over(pid),
+            Deadline::MemoryCheck => self.memory_check_due(now, out),
+            Deadline::Heartbeat(pid) => self.heartbeat_missed(pid, now, out),
         }
     }
 
@@ -537,6 +551,9 @@ impl Supervisor {
         };
         worker.state = WorkerState::Ready;
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
+        if let Some(every) = self.settings.watchdog {
+            out.push(Action::Arm(Deadline::Heartbeat(pid), now + every));
+        }
         let after = now.saturating_duration_since(worker.started);
         info!(event = events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %pid,
             after_ms = after.as_millis() as u64, by, "worker ready");

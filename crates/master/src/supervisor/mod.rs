@@ -16,9 +16,11 @@ mod delay;
 mod generations;
 mod lifecycle;
 mod mules;
+mod recycle;
 mod table;
 #[cfg(test)]
 mod tests;
+mod watchdog;
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,8 @@ use steward_systemd::State;
 
 pub(crate) use self::{
     mules::Mules,
-    table::{Backoff, BackoffPolicy, Worker, WorkerState},
+    recycle::{Memory, RecyclePolicy},
+    table::{Backoff, BackoffPolicy, Recycle, Worker, WorkerState},
 };
 
 /// What the supervisor needs to know of the options; a reload may change all of it.
@@ -53,6 +56,10 @@ pub(crate) struct Settings {
     /// The accepting phases run in the master as each worker becomes ready (exec mode;
     /// a forked worker runs them itself).
     pub accepting_in_master: bool,
+    /// When workers are replaced by age or memory (recycle.rs).
+    pub recycle: RecyclePolicy,
+    /// `worker-watchdog`: a ready worker silent this long is aborted (watchdog.rs).
+    pub watchdog: Option<Duration>,
 }
 
 impl Settings {
@@ -73,6 +80,8 @@ impl Settings {
             },
             generation_hooks: !app_in_master,
             accepting_in_master: !forked,
+            recycle: RecyclePolicy::new(options),
+            watchdog: Some(options.worker_watchdog).filter(|d| !d.is_zero()),
         }
     }
 }
@@ -101,6 +110,12 @@ pub(crate) enum Deadline {
     MuleRespawn(usize),
     /// The `shutdown-delay` is over: the graceful shutdown begins.
     ShutdownDelay,
+    /// A worker reached its `max-worker-lifetime`: it is replaced.
+    Lifetime(Pid),
+    /// The workers' memory is due to be measured (`memory-check-interval`).
+    MemoryCheck,
+    /// A ready worker sent no WATCHDOG=1 for `worker-watchdog`.
+    Heartbeat(Pid),
 }
 
 /// Something that happened, for the supervisor to decide on.
@@ -151,12 +166,20 @@ pub(crate) enum Event {
     },
     /// The answer to [`Action::ReadConfig`]: the settings for the new generation, or why
     /// the configuration is unusable.
-    ConfigRead(Result<Settings, String>),
+    ConfigRead(Box<Result<Settings, String>>),
     /// The answer to [`Action::StartUpgradeCheck`], possibly much later: the new binary
     /// may be exec'd (Ok), or why not.
     UpgradeChecked(Result<(), String>),
     /// The answer to [`Action::Reexec`] when the exec did not happen.
     ReexecFailed,
+    /// A worker asked to be replaced (`X_STEWARD_RECYCLE=`), saying why.
+    RecycleRequested { pid: Pid, reason: String },
+    /// The answer to [`Action::MeasureMemory`], one per worker still there.
+    Measured { pid: Pid, memory: Memory },
+    /// `WATCHDOG=1` from this pid.
+    Heartbeat { pid: Pid },
+    /// `WATCHDOG=trigger` from this pid: it says it is wedged.
+    WatchdogTrigger { pid: Pid },
 }
 
 /// Something for the loop to do. See the module doc for the ones that are questions.
@@ -170,6 +193,8 @@ pub(crate) enum Action {
     StartMule(usize),
     /// Ask the worker or mule (its process group) to stop with its stop signal.
     Stop(Pid),
+    /// SIGABRT for the worker itself (not its group): the watchdog caught it.
+    Abort(Pid),
     /// SIGKILL the worker's or mule's process group.
     Kill(Pid),
     Arm(Deadline, Instant),
@@ -209,6 +234,12 @@ pub(crate) enum Action {
     },
     /// The first generation failed ([`Supervisor::take_failure`] says how): report it.
     Failed,
+    /// Measure these workers' memory with their descendants' (`smaps`: USS and PSS
+    /// too); answered with one [`Event::Measured`] each.
+    MeasureMemory {
+        pids: Vec<Pid>,
+        smaps: bool,
+    },
 }
 
 /// One worker to start.
@@ -292,6 +323,8 @@ pub(crate) struct Supervisor {
     failure: Option<Failure>,
     /// A graceful shutdown waits out `shutdown-delay` until then (delay.rs).
     shutdown_at: Option<Instant>,
+    /// The memory check timer is armed (recycle.rs).
+    memory_check_armed: bool,
 }
 
 /// The question the supervisor waits on.
@@ -332,6 +365,7 @@ impl Supervisor {
             awaiting: None,
             failure: None,
             shutdown_at: None,
+            memory_check_armed: false,
         }
     }
 
@@ -368,6 +402,7 @@ impl Supervisor {
         let mut out = Vec::new();
         self.start_mules(&mut out);
         self.reconcile(now, &mut out);
+        self.arm_memory_check(now, &mut out);
         out
     }
 
@@ -377,6 +412,10 @@ impl Supervisor {
         self.start_mules(&mut out);
         let ready_after = self.ready_timer();
         for worker in &self.workers {
+            if !worker.is_stopping() {
+                // Lifetimes count from the start, not from the re-exec.
+                self.arm_lifetime(worker.id, worker.pid, worker.started, &mut out);
+            }
             match worker.state {
                 WorkerState::Starting => out.extend(ready_after.map(|after| {
                     Action::Arm(Deadline::ReadyAfter(worker.pid), worker.started + after)
@@ -390,6 +429,7 @@ impl Supervisor {
         }
         self.start_reload(chain, now, &mut out);
         self.reconcile(now, &mut out);
+        self.arm_memory_check(now, &mut out);
         out
     }
 
@@ -420,10 +460,17 @@ impl Supervisor {
             Event::Unobservable { pid } => self.unobservable(pid, now, &mut out),
             Event::Timer(deadline) => self.timer(deadline, now, &mut out),
             Event::HookRan { hook, result } => self.hook_ran(hook, result, now, &mut out),
-            Event::ConfigRead(result) => self.config_read(result, &mut out),
+            Event::ConfigRead(result) => self.config_read(*result, &mut out),
             Event::UpgradeChecked(result) => self.upgrade_checked(result, now, &mut out),
             Event::ReexecFailed => self.reexec_failed(now, &mut out),
+            Event::RecycleRequested { pid, reason } => self.recycle_requested(pid, reason, now),
+            Event::Measured { pid, memory } => self.measured(pid, memory, now, &mut out),
+            Event::Heartbeat { pid } => self.heartbeat(pid, now, &mut out),
+            Event::WatchdogTrigger { pid } => {
+                self.watchdog_fired(pid, "it sent WATCHDOG=trigger".into(), now, &mut out)
+            }
         }
+        self.arm_memory_check(now, &mut out);
         self.reconcile(now, &mut out);
         out
     }

@@ -40,11 +40,28 @@ pub(crate) struct Worker {
     pub status: Option<String>,
     /// Whether it waits for connections cannot be seen: time alive stands in.
     pub unobservable: bool,
+    /// It is to be replaced (recycle.rs): why, and whether its replacement was started.
+    pub recycle: Option<Recycle>,
+}
+
+/// Why a worker is replaced, and how far that went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recycle {
+    /// "lifetime 3600s", "rss 512 MB > 500 MB", what the worker said...
+    pub reason: String,
+    /// Its replacement was asked for: it no longer counts as its slot's worker, and
+    /// it stops once the replacement is ready.
+    pub begun: bool,
 }
 
 impl Worker {
     pub fn is_stopping(&self) -> bool {
         matches!(self.state, WorkerState::Stopping { .. })
+    }
+
+    /// Its replacement was started: it serves only until that one is ready.
+    pub fn is_being_replaced(&self) -> bool {
+        self.recycle.as_ref().is_some_and(|r| r.begun)
     }
 }
 

@@ -47,7 +47,7 @@ fn repeated_keys_accumulate_in_order() {
 #[test]
 fn uwsgi_names_are_translated_and_unsupported_ones_warned_about() {
     let file = read(
-        "[uwsgi]\nmodule = app:wsgi\nprocesses = 4\nlisten = 128\nsocket = :8000\nharakiri = 30\nmaster = true\nvacuum = true\n",
+        "[uwsgi]\nmodule = app:wsgi\nprocesses = 4\nlisten = 128\nsocket = :8000\nthunder-lock = true\nmaster = true\nvacuum = true\n",
     )
     .unwrap();
     let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
@@ -57,13 +57,30 @@ fn uwsgi_names_are_translated_and_unsupported_ones_warned_about() {
             "/etc/app.ini:2: uWSGI option \"module\" is not supported by steward; ignored",
             "/etc/app.ini:4: uWSGI's listen = 128 is the socket backlog: read as listen-backlog = 128",
             "/etc/app.ini:5: uWSGI's socket = :8000 is read as listen = 0.0.0.0:8000: the workers get the bound socket and speak their own protocol on it",
-            "/etc/app.ini:6: uWSGI option \"harakiri\" is not supported by steward; ignored",
+            "/etc/app.ini:6: uWSGI option \"thunder-lock\" is not supported by steward; ignored",
             "/etc/app.ini:7: uWSGI's master: steward is always a master; ignored",
         ]
     );
     let set: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
     assert_eq!(set, ["processes", "listen-backlog", "listen", "vacuum"]);
     assert_eq!(file.settings[2].origin, at(5));
+}
+
+/// harakiri is per request in uWSGI; steward's nearest is the per-heartbeat watchdog,
+/// and the warning says how they differ.
+#[test]
+fn harakiri_is_read_as_the_worker_watchdog_with_a_warning() {
+    let file = read("[uwsgi]\nharakiri = 30\n").unwrap();
+    let warning = file.warnings[0].to_string();
+    assert!(
+        warning.contains("read as worker-watchdog = 30"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("per heartbeat, not per request"),
+        "{warning}"
+    );
+    assert_eq!(file.settings[0].key, "worker-watchdog");
 }
 
 /// uWSGI's after-request hooks are C symbols run in the worker: the warning says

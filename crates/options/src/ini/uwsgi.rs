@@ -16,7 +16,6 @@ pub(super) const UWSGI_ONLY: &[&str] = &[
     "die-on-term",
     "disable-logging",
     "enable-threads",
-    "harakiri",
     "home",
     "http",
     "http-timeout",
@@ -39,7 +38,6 @@ pub(super) const UWSGI_ONLY: &[&str] = &[
     "py-autoreload",
     "pyhome",
     "pythonpath",
-    "reload-on-rss",
     "route",
     "single-interpreter",
     "socket-timeout",
@@ -78,6 +76,18 @@ pub(super) fn setting(
         ));
         out.settings
             .push(Setting::one("listen-backlog", value, origin.clone()));
+        return;
+    }
+    if key == "harakiri" {
+        warn(format!(
+            "uWSGI's harakiri = {value} kills a worker stuck in one request for {value} s; \
+             steward cannot see requests: read as worker-watchdog = {value}, which aborts a \
+             ready worker that sends no WATCHDOG=1 heartbeat on NOTIFY_SOCKET for {value} s \
+             (per heartbeat, not per request): a worker that never sends one is aborted \
+             every {value} s"
+        ));
+        out.settings
+            .push(Setting::one("worker-watchdog", value, origin.clone()));
         return;
     }
     if key == "log-master" {
@@ -141,6 +151,10 @@ fn unsupported(key: &str) -> String {
             "uWSGI's {key}: a per-request hook runs in the worker: a program embedding \
              steward registers it with Builder::after_request (see Hooks in the README)"
         ),
+        "max-requests" => "uWSGI's max-requests: steward does not see requests; a worker \
+            asks for its own replacement with X_STEWARD_RECYCLE= on NOTIFY_SOCKET (README, \
+            worker contract), and max-worker-lifetime replaces by age"
+            .to_owned(),
         _ => format!("uWSGI option {key:?} is not supported by steward"),
     }
 }

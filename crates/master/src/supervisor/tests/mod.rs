@@ -11,6 +11,8 @@ use crate::event::Timers;
 
 mod delay;
 mod mules;
+mod recycle;
+mod watchdog;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -44,6 +46,8 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
         observable: false,
         generation_hooks: true,
         accepting_in_master: true,
+        recycle: RecyclePolicy::default(),
+        watchdog: None,
     }
 }
 
@@ -121,9 +125,9 @@ impl FakeLoop {
             }],
             Action::ReadConfig => {
                 let settings = self.supervisor.settings().clone();
-                vec![Event::ConfigRead(
+                vec![Event::ConfigRead(Box::new(
                     self.config.take().unwrap_or(Ok(settings)),
-                )]
+                ))]
             }
             _ => Vec::new(),
         }
