@@ -551,9 +551,6 @@ impl Supervisor {
         };
         worker.state = WorkerState::Ready;
         out.push(Action::Disarm(Deadline::ReadyTimeout(pid)));
-        if let Some(every) = self.settings.watchdog {
-            out.push(Action::Arm(Deadline::Heartbeat(pid), now + every));
-        }
         let after = now.saturating_duration_since(worker.started);
         info!(event = events::WORKER_READY, worker = worker.id, generation = worker.generation, pid = %pid,
             after_ms = after.as_millis() as u64, by, "worker ready");

@@ -1,6 +1,9 @@
 //! `worker-watchdog`: harakiri for any program. A ready worker must send WATCHDOG=1
 //! within every interval (it gets WATCHDOG_USEC and WATCHDOG_PID as from systemd, so
-//! one that feeds systemd's watchdog already does); one that falls silent, or sends
+//! one that feeds systemd's watchdog already does), from its first one on: a program
+//! that never sends one does not speak the protocol and is never aborted for it (a
+//! uWSGI file's `harakiri` must not kill every app that never heard of WATCHDOG=1).
+//! One that falls silent, or sends
 //! WATCHDOG=trigger, is logged with the last STATUS= it sent, aborted (SIGABRT: a
 //! core dump shows where it hung), killed after a short mercy (children.rs), and its
 //! slot started again. Starting workers have the ready timeout instead.

@@ -83,8 +83,8 @@ pub(super) fn setting(
             "uWSGI's harakiri = {value} kills a worker stuck in one request for {value} s; \
              steward cannot see requests: read as worker-watchdog = {value}, which aborts a \
              ready worker that sends no WATCHDOG=1 heartbeat on NOTIFY_SOCKET for {value} s \
-             (per heartbeat, not per request): a worker that never sends one is aborted \
-             every {value} s"
+             (per heartbeat, not per request), from its first heartbeat on: a worker \
+             that never sends one is not watched"
         ));
         out.settings
             .push(Setting::one("worker-watchdog", value, origin.clone()));

@@ -68,7 +68,8 @@ pub(super) fn options() -> Vec<OptionDef> {
             "How often the workers' memory is measured when a reload-on limit is set."),
         def!(duration "worker-watchdog", worker_watchdog, Master, restart: false,
             "Each worker gets WATCHDOG_USEC and WATCHDOG_PID as systemd gives them; a ready \
-             worker silent this long (no WATCHDOG=1), or one sending WATCHDOG=trigger, gets \
-             SIGABRT, SIGKILL after a short mercy, and is replaced. 0: no watchdog."),
+             worker silent this long after a first WATCHDOG=1, or one sending \
+             WATCHDOG=trigger, gets SIGABRT, SIGKILL after a short mercy, and is replaced. \
+             0: no watchdog."),
     ]
 }

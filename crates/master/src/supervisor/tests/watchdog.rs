@@ -29,6 +29,8 @@ fn heartbeats_keep_a_worker_and_silence_aborts_kills_and_replaces_it() {
     let [quiet, beating] = fake.pids(1, "ready")[..] else {
         panic!("two workers")
     };
+    // Watched from the first heartbeat on: both send one, then one falls silent.
+    fake.send(Event::Heartbeat { pid: quiet });
     for _ in 0..3 {
         fake.advance(MS(1_500));
         fake.send(Event::Heartbeat { pid: beating });
@@ -70,6 +72,7 @@ fn watchdog_trigger_aborts_at_once_and_a_starting_worker_is_not_watched() {
         "ready-timeout's business"
     );
     fake.send(Event::ReadyMessage { pid: replacement });
+    fake.send(Event::Heartbeat { pid: replacement });
     fake.advance(MS(2_100));
     assert_eq!(aborts(&fake.take_done()), vec![replacement]);
 }
@@ -82,5 +85,12 @@ fn without_the_option_no_heartbeat_is_awaited() {
     fake.send(Event::WatchdogTrigger {
         pid: fake.pids(1, "ready")[0],
     });
+    assert!(aborts(&fake.take_done()).is_empty());
+}
+
+#[test]
+fn a_worker_that_never_sends_watchdog_1_is_not_watched() {
+    let mut fake = watched(1);
+    fake.advance(MS(60_000));
     assert!(aborts(&fake.take_done()).is_empty());
 }
