@@ -1,0 +1,194 @@
+//! `steward emperor DIR`: vassals (steward masters over the demo worker) started,
+//! reloaded, refused, stopped and restarted as their files come, change and go.
+
+use std::process::Command;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use steward_testkit::{demo_bin, field, listening, steward_bin, wait_gone, Steward, TestDir};
+
+use crate::Load;
+
+/// A vassal's configuration: the demo worker on a port of its own.
+fn vassal(workers: usize) -> String {
+    format!(
+        "listen = [\"127.0.0.1:0\"]\nworkers = {workers}\ncommand = [\"{}\"]\n",
+        demo_bin()
+    )
+}
+
+/// `steward emperor DIR` with a short restart throttle.
+fn emperor(dir: &TestDir, extra: &[&str]) -> Steward {
+    let mut cmd = Command::new(steward_bin());
+    cmd.args(["emperor", &dir.at(""), "--emperor-throttle", "100"])
+        .args(extra);
+    Steward::spawn(cmd)
+}
+
+/// The pid and port of vassal `name`'s master started at or after log line `from`,
+/// once it is ready.
+fn vassal_ready(emperor: &Steward, from: usize, name: &str) -> (Pid, u16) {
+    let (_, started) = emperor
+        .log
+        .wait_event_from(from, "vassal-started", &[("vassal", name)]);
+    let pid = field(&started, "pid");
+    let (_, master) = emperor
+        .log
+        .wait_event_from(from, "master-started", &[("pid", &pid)]);
+    emperor
+        .log
+        .wait_event_from(from, "vassal-ready", &[("vassal", name), ("pid", &pid)]);
+    let port = listening(&master)[0]
+        .1
+        .strip_prefix("127.0.0.1:")
+        .unwrap()
+        .parse()
+        .unwrap();
+    (Pid::from_raw(pid.parse().unwrap()), port)
+}
+
+/// Waits for vassal `name` to be ready again after a reload asked at log line `from`.
+fn reloaded(emperor: &Steward, from: usize, name: &str) {
+    let (at, _) = emperor
+        .log
+        .wait_event_from(from, "vassal-reloading", &[("vassal", name)]);
+    emperor
+        .log
+        .wait_event_from(at, "vassal-ready", &[("vassal", name)]);
+}
+
+#[test]
+fn vassals_follow_their_files_under_load_without_a_failed_request() {
+    let dir = TestDir::new("emperor-files");
+    dir.write("a.toml", &vassal(2));
+    dir.write("b.toml", &vassal(1));
+    let mut emperor = emperor(&dir, &[]);
+    let (a_pid, a_port) = vassal_ready(&emperor, 0, "a.toml");
+    let (b_pid, b_port) = vassal_ready(&emperor, 0, "b.toml");
+    emperor.log.wait_event("emperor-ready", &[]);
+    let (load_a, load_b) = (Load::start(a_port), Load::start(b_port));
+
+    // Touched: a graceful reload of the same master.
+    let from = emperor.log.len();
+    let file = std::fs::File::options()
+        .append(true)
+        .open(dir.at("a.toml"))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(file);
+    reloaded(&emperor, from, "a.toml");
+
+    // Edited: reloaded with the new text (three workers).
+    let from = emperor.log.len();
+    dir.write("b.toml", &vassal(3));
+    reloaded(&emperor, from, "b.toml");
+    emperor
+        .log
+        .wait_event_from(from, "generation-ready", &[("workers", "3")]);
+
+    // Broken: refused with file:line, and b serves on.
+    let from = emperor.log.len();
+    dir.write("b.toml", &format!("{}workers = \"many\"\n", vassal(3)));
+    let (_, refused) = emperor
+        .log
+        .wait_event_from(from, "vassal-refused", &[("vassal", "b.toml")]);
+    assert!(refused.contains("b.toml:4"), "{refused}");
+
+    // Added and removed while the others serve.
+    let from = emperor.log.len();
+    dir.write(
+        "c.yaml",
+        &format!(
+            "listen: [\"127.0.0.1:0\"]\nworkers: 1\ncommand: [\"{}\"]\n",
+            demo_bin()
+        ),
+    );
+    let (c_pid, c_port) = vassal_ready(&emperor, from, "c.yaml");
+    assert_eq!(
+        steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, c_port).into(), "/")
+            .unwrap()
+            .status,
+        200
+    );
+    std::fs::remove_file(dir.at("c.yaml")).unwrap();
+    emperor
+        .log
+        .wait_event_from(from, "vassal-exited", &[("vassal", "c.yaml")]);
+    wait_gone(c_pid);
+
+    let (sent_a, failed_a) = load_a.finish();
+    let (sent_b, failed_b) = load_b.finish();
+    assert!(
+        failed_a.is_empty(),
+        "{} of {sent_a} to a failed: {failed_a:?}",
+        failed_a.len()
+    );
+    assert!(
+        failed_b.is_empty(),
+        "{} of {sent_b} to b failed: {failed_b:?}",
+        failed_b.len()
+    );
+    assert!(
+        sent_a > 50 && sent_b > 50,
+        "too little load: {sent_a}, {sent_b}"
+    );
+    // Neither master was replaced: reloads are in place.
+    assert_eq!(
+        emperor
+            .log
+            .events("vassal-started", &[("vassal", "a.toml")])
+            .len(),
+        1
+    );
+    assert_eq!(
+        emperor
+            .log
+            .events("vassal-started", &[("vassal", "b.toml")])
+            .len(),
+        1
+    );
+
+    assert!(emperor.stop().success());
+    emperor.log.wait_event("emperor-stopped", &[]);
+    wait_gone(a_pid);
+    wait_gone(b_pid);
+}
+
+#[test]
+fn a_dying_vassal_is_restarted_with_backoff_and_reported() {
+    let dir = TestDir::new("emperor-deaths");
+    dir.write("a.toml", &vassal(1));
+    let mut emperor = emperor(&dir, &[]);
+    let (pid, _) = vassal_ready(&emperor, 0, "a.toml");
+    kill(pid, Signal::SIGKILL).unwrap();
+    let (from, died) = emperor
+        .log
+        .wait_event_from(0, "vassal-died", &[("vassal", "a.toml")]);
+    assert_eq!(field(&died, "restart_in_ms"), "100");
+    let (pid, _) = vassal_ready(&emperor, from, "a.toml");
+
+    // A configuration whose worker exits at once: the reload it causes fails and the
+    // vassal serves on; killed, it starts with it, and dies again and again.
+    let from = emperor.log.len();
+    std::fs::write(
+        dir.at("a.toml"),
+        "listen = [\"127.0.0.1:0\"]\ncommand = [\"/bin/false\"]\n",
+    )
+    .unwrap();
+    emperor.log.wait_event_from(from, "reload-failed", &[]);
+    kill(pid, Signal::SIGKILL).unwrap();
+    let (_, keeps) =
+        emperor
+            .log
+            .wait_event_from(from, "vassal-keeps-dying", &[("vassal", "a.toml")]);
+    assert_eq!(field(&keeps, "deaths"), "3");
+    let waits: Vec<String> = emperor
+        .log
+        .events("vassal-died", &[("vassal", "a.toml")])
+        .iter()
+        .map(|l| field(l, "restart_in_ms"))
+        .collect();
+    assert_eq!(waits[..4], ["100", "100", "200", "400"], "{waits:?}");
+    wait_gone(pid);
+    assert!(emperor.stop().success());
+}
