@@ -192,3 +192,117 @@ fn a_dying_vassal_is_restarted_with_backoff_and_reported() {
     wait_gone(pid);
     assert!(emperor.stop().success());
 }
+
+/// `hook-PHASE = exec:...` lines that append "PHASE PID-OF-THE-HOOK'S-RUNNER EXTRA" to
+/// `record` (the shell's parent is the process that runs the hook).
+fn recording_hooks(record: &str, phases: &[(&str, &str)]) -> String {
+    phases
+        .iter()
+        .map(|(phase, extra)| {
+            format!("hook-{phase} = ['exec:echo {phase} $PPID {extra} >> {record}']\n")
+        })
+        .collect()
+}
+
+/// The lines recorded for `phase`: each the runner's pid and the extra words.
+fn recorded(record: &str, phase: &str) -> Vec<String> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{phase} ")))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn emperor_and_vassal_phases_run_in_the_right_process() {
+    let dir = TestDir::new("emperor-phases");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let record = dir.at("record");
+    let emperor_config = dir.write(
+        "emperor.toml",
+        &recording_hooks(
+            &record,
+            &[
+                ("emperor-start", ""),
+                ("as-emperor-before-vassal", "$UWSGI_VASSAL_CONFIG"),
+                (
+                    "as-emperor",
+                    "$UWSGI_VASSAL_PID $UWSGI_VASSAL_CONFIG $UWSGI_VASSAL_UID",
+                ),
+            ],
+        ),
+    );
+    let config = format!(
+        "{}{}",
+        vassal(1),
+        recording_hooks(
+            &record,
+            &[
+                ("as-vassal", "$STEWARD_VASSAL"),
+                ("as-vassal-before-drop", ""),
+                ("emperor-reload", ""),
+                ("emperor-stop", ""),
+            ],
+        )
+    );
+    std::fs::write(vassals.join("a.toml"), &config).unwrap();
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .args(["--config", &emperor_config]);
+    let mut emperor = Steward::spawn(cmd);
+    let (pid, _) = vassal_ready(&emperor, 0, "a.toml");
+    let (emperor_pid, pid) = (emperor.pid().to_string(), pid.to_string());
+    let a = vassals.join("a.toml").to_str().unwrap().to_owned();
+    let uid = nix::unistd::geteuid().to_string();
+
+    assert_eq!(recorded(&record, "emperor-start"), [emperor_pid.as_str()]);
+    assert_eq!(
+        recorded(&record, "as-emperor-before-vassal"),
+        [format!("{emperor_pid} {a}")]
+    );
+    assert_eq!(
+        recorded(&record, "as-emperor"),
+        [format!("{emperor_pid} {pid} {a} {uid}")]
+    );
+    assert_eq!(recorded(&record, "as-vassal"), [format!("{pid} a.toml")]);
+    assert_eq!(recorded(&record, "as-vassal-before-drop"), [pid.as_str()]);
+
+    // The emperor's SIGHUP (a touched file), then its SIGTERM, reach the vassal's hooks.
+    let from = emperor.log.len();
+    std::fs::write(vassals.join("a.toml"), &config).unwrap();
+    reloaded(&emperor, from, "a.toml");
+    assert_eq!(recorded(&record, "emperor-reload"), [pid.as_str()]);
+    assert!(emperor.stop().success());
+    assert_eq!(recorded(&record, "emperor-stop"), [pid.as_str()]);
+}
+
+#[test]
+fn a_vassal_notices_its_emperors_death_at_once_and_stops() {
+    let dir = TestDir::new("emperor-lost");
+    let record = dir.at("record");
+    dir.write(
+        "a.toml",
+        &format!(
+            "{}{}",
+            vassal(1),
+            recording_hooks(&record, &[("emperor-lost", "")])
+        ),
+    );
+    let emperor = emperor(&dir, &[]);
+    let (pid, port) = vassal_ready(&emperor, 0, "a.toml");
+    let from = emperor.log.len();
+    emperor.signal(Signal::SIGKILL);
+    // The vassal still writes to the same stderr: its records reach the log.
+    emperor.log.wait_event_from(
+        from,
+        "emperor-lost",
+        &[("emperor", &emperor.pid().to_string())],
+    );
+    emperor.log.wait_event_from(from, "shutdown-complete", &[]);
+    wait_gone(pid);
+    assert_eq!(recorded(&record, "emperor-lost"), [pid.to_string()]);
+    assert!(steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, port).into(), "/").is_err());
+}
