@@ -5,7 +5,9 @@ use std::process::Command;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use steward_testkit::{demo_bin, field, listening, steward_bin, wait_gone, Steward, TestDir};
+use steward_testkit::{
+    demo_bin, field, listening, steward_bin, steward_client, wait_gone, Steward, TestDir,
+};
 
 use crate::Load;
 
@@ -305,4 +307,82 @@ fn a_vassal_notices_its_emperors_death_at_once_and_stops() {
     wait_gone(pid);
     assert_eq!(recorded(&record, "emperor-lost"), [pid.to_string()]);
     assert!(steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, port).into(), "/").is_err());
+}
+
+#[test]
+fn status_of_an_emperor_lists_its_vassals_each_with_a_control_socket_of_its_own() {
+    let dir = TestDir::new("emperor-status");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    std::fs::write(vassals.join("a.toml"), vassal(2)).unwrap();
+    std::fs::write(
+        vassals.join("b.ini"),
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nprocesses = many\n",
+    )
+    .unwrap();
+    // Under systemd: RuntimeDirectory= gives the emperor's control socket, and each
+    // vassal one of its own inside it.
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .env("RUNTIME_DIRECTORY", &*dir);
+    let mut emperor = Steward::spawn(cmd);
+    let (pid, _) = vassal_ready(&emperor, 0, "a.toml");
+    let (_, refused) = emperor
+        .log
+        .wait_event_from(0, "vassal-refused", &[("vassal", "b.ini")]);
+    assert!(refused.contains("b.ini:3"), "{refused}");
+    emperor.log.wait_event("emperor-ready", &[]);
+
+    let status = steward_client(&["status", "--control-socket", &dir.at("control.sock")]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    assert!(text.contains("2 vassals: 1 ready, 1 refused"), "{text}");
+    assert!(
+        text.contains(&format!("vassal a.toml pid {pid} ready")),
+        "{text}"
+    );
+    assert!(text.contains("vassal b.ini pid - refused"), "{text}");
+    let json = steward_client(&[
+        "status",
+        "--json",
+        "--control-socket",
+        &dir.at("control.sock"),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["vassals"][0]["pid"], pid.as_raw());
+    assert_eq!(json["ready"], true);
+    let ready = steward_client(&[
+        "status",
+        "--ready",
+        "--control-socket",
+        &dir.at("control.sock"),
+    ]);
+    assert!(ready.status.success(), "{ready:?}");
+
+    // `steward reload --wait` (the pre-253 unit's ExecReload=) returns once every
+    // vassal is ready again.
+    let from = emperor.log.len();
+    let reload = steward_client(&[
+        "reload",
+        "--wait",
+        "--control-socket",
+        &dir.at("control.sock"),
+    ]);
+    assert!(reload.status.success(), "{reload:?}");
+    assert!(
+        String::from_utf8_lossy(&reload.stdout).contains("ok 2 vassals: 1 ready, 1 refused"),
+        "{reload:?}"
+    );
+    let (at, _) = emperor
+        .log
+        .wait_event_from(from, "vassal-reloading", &[("vassal", "a.toml")]);
+    let ready = emperor.log.event_position("emperor-ready", &[]);
+    assert!(emperor.log.events("emperor-ready", &[]).len() == 2 && ready < Some(at));
+
+    let own = dir.join("vassal.a.toml").join("control.sock");
+    let status = steward_client(&["status", "--control-socket", own.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("running, generation 2"), "{text}");
+    assert!(emperor.stop().success());
 }

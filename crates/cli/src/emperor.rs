@@ -21,6 +21,10 @@ pub struct EmperorArgs {
     /// death in a row (up to a minute).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     emperor_throttle: u64,
+    /// The control socket `steward status` asks; default
+    /// `$RUNTIME_DIRECTORY/control.sock`, as in a systemd unit with `RuntimeDirectory=`.
+    #[arg(long, value_name = "PATH", env = "STEWARD_CONTROL_SOCKET")]
+    control_socket: Option<PathBuf>,
 }
 
 /// Runs the emperor until SIGTERM, SIGINT or SIGQUIT and every vassal is gone.
@@ -36,6 +40,10 @@ pub fn emperor(args: EmperorArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot resolve {}", args.dir.display()))?,
         steward: std::env::current_exe().context("cannot find the steward binary")?,
         throttle: Duration::from_millis(args.emperor_throttle),
+        control: steward_master::control_socket_path(
+            args.control_socket.as_deref(),
+            std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
+        ),
         hooks,
     };
     crate::init_logging(true);

@@ -53,6 +53,8 @@ pub struct Settings {
     pub steward: PathBuf,
     /// The wait before a dead vassal is started again, doubled at each death in a row.
     pub throttle: Duration,
+    /// The control socket `steward status` asks, if any.
+    pub control: Option<PathBuf>,
     /// The emperor's own hooks (emperor-start, as-emperor-before-vassal, as-emperor).
     pub hooks: steward_hooks::Hooks,
 }
@@ -71,6 +73,14 @@ pub enum EmperorError {
     /// A descriptor of the loop (epoll, signalfd, notify socket) could not be set up.
     #[error("cannot set up the emperor's loop: {0}")]
     Setup(#[from] std::io::Error),
+    /// The control socket cannot be bound.
+    #[error("cannot bind the control socket {}: {source}", path.display())]
+    Control {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A fatal hook failed.
     #[error(transparent)]
     Hook(#[from] steward_hooks::HookError),

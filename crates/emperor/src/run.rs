@@ -4,7 +4,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    os::{fd::AsFd, unix::net::UnixDatagram},
+    os::{
+        fd::AsFd,
+        unix::net::{UnixDatagram, UnixListener},
+    },
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -29,6 +32,7 @@ use crate::{
     EmperorError, Settings,
 };
 
+mod control;
 mod notify;
 mod ops;
 
@@ -39,6 +43,9 @@ const SETTLE: Duration = Duration::from_millis(100);
 const SIGNALS: u64 = 0;
 const DIRECTORY: u64 = 1;
 const NOTIFY: u64 = 2;
+const CONTROL: u64 = 3;
+/// Control clients' tokens are above this.
+const FIRST_CLIENT: u64 = 100;
 
 /// How the emperor is stopping, once it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +66,12 @@ pub struct Emperor {
     notify: UnixDatagram,
     notify_path: PathBuf,
     signals: SignalFd,
+    /// The control socket (`steward status`), when it has a path.
+    control: Option<UnixListener>,
+    clients: BTreeMap<u64, control::Client>,
+    /// Control clients waiting for a reload's end (answered) or the exit (closed).
+    waiters: Vec<std::os::unix::net::UnixStream>,
+    next_client: u64,
     epoll: Epoll,
     upstream: Notifier,
     stopping: Option<Stop>,
@@ -86,12 +99,21 @@ impl Emperor {
             .map_err(std::io::Error::from)?;
         let watch = DirWatch::new(&settings.dir)?;
         let (notify, notify_path) = notify::bind()?;
+        let control = match &settings.control {
+            Some(path) => Some(control::bind(path).map_err(|source| EmperorError::Control {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(std::io::Error::from)?;
-        for (fd, token) in [
+        let mut sources = vec![
             (signals.as_fd(), SIGNALS),
             (watch.fd(), DIRECTORY),
             (notify.as_fd(), NOTIFY),
-        ] {
+        ];
+        sources.extend(control.as_ref().map(|c| (c.as_fd(), CONTROL)));
+        for (fd, token) in sources {
             epoll
                 .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
                 .map_err(std::io::Error::from)?;
@@ -106,6 +128,10 @@ impl Emperor {
             notify,
             notify_path,
             signals,
+            control,
+            clients: BTreeMap::new(),
+            waiters: Vec::new(),
+            next_client: 0,
             epoll,
             stopping: None,
             ready_sent: false,
@@ -150,7 +176,9 @@ impl Emperor {
                 match event.data() {
                     SIGNALS => self.on_signals(),
                     DIRECTORY => self.on_directory(),
-                    _ => self.on_notify(),
+                    NOTIFY => self.on_notify(),
+                    CONTROL => self.on_control(),
+                    client => self.on_client(client),
                 }
             }
             for timer in self.timers.due(Instant::now()) {
@@ -158,6 +186,14 @@ impl Emperor {
             }
         }
         let _ = std::fs::remove_file(&self.notify_path);
+        if let Some(path) = self
+            .settings
+            .control
+            .as_ref()
+            .filter(|_| self.control.is_some())
+        {
+            let _ = std::fs::remove_file(path);
+        }
         info!(event = events::EMPEROR_STOPPED, "every vassal is gone");
         Ok(())
     }
@@ -220,6 +256,7 @@ impl Emperor {
             self.ready_sent = true;
             info!(event = events::EMPEROR_READY, status = %status, "emperor ready");
             states.push(State::Ready);
+            self.answer_waiters(&status);
         }
         if status != self.last_status {
             self.last_status.clone_from(&status);

@@ -58,14 +58,20 @@ impl Emperor {
         }
         std::env::set_var("UWSGI_VASSAL_CONFIG", &config);
         self.run_phase(Phase::AsEmperorBeforeVassal);
-        let spawned = Command::new(&self.settings.steward)
+        let mut command = Command::new(&self.settings.steward);
+        command
             .arg("--config")
             .arg(&config)
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env(vars::EMPEROR_PID, std::process::id().to_string())
             .env(vars::VASSAL, name)
-            .stdin(Stdio::null())
-            .spawn();
+            // The emperor's control socket is its own, not every vassal's.
+            .env_remove("STEWARD_CONTROL_SOCKET")
+            .stdin(Stdio::null());
+        if let Some(dir) = vassal_runtime_dir(name) {
+            command.env("RUNTIME_DIRECTORY", dir);
+        }
+        let spawned = command.spawn();
         let vassal = self.vassals.get_mut(name).expect("looked up above");
         let pid = match spawned {
             Ok(child) => Pid::from_raw(child.id() as i32),
@@ -232,6 +238,22 @@ impl Emperor {
                 error!(event = events::VASSAL_KEEPS_DYING, vassal = %name, deaths, "vassal keeps dying; restarts are throttled");
             }
             self.timers.arm(Timer::Restart(name), now + wait);
+        }
+    }
+}
+
+/// Under systemd (RUNTIME_DIRECTORY=), each vassal gets a runtime directory of its own
+/// inside the emperor's, `vassal.NAME`: its default control socket (`control.sock`) and
+/// notify files do not collide with the emperor's or another vassal's.
+fn vassal_runtime_dir(name: &str) -> Option<std::path::PathBuf> {
+    let runtime = std::env::var_os("RUNTIME_DIRECTORY")?;
+    let first = std::path::PathBuf::from(runtime.to_str()?.split(':').next()?);
+    let dir = first.join(format!("vassal.{name}"));
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            warn!(vassal = %name, dir = %dir.display(), error = %e, "cannot make the vassal's runtime directory");
+            None
         }
     }
 }
