@@ -386,3 +386,32 @@ fn status_of_an_emperor_lists_its_vassals_each_with_a_control_socket_of_its_own(
     assert!(text.contains("running, generation 2"), "{text}");
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn emperor_in_a_uwsgi_ini_starts_an_emperor() {
+    let dir = TestDir::new("emperor-ini");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    std::fs::write(vassals.join("a.toml"), vassal(1)).unwrap();
+    let ini = dir.write(
+        "emperor.ini",
+        &format!(
+            "[uwsgi]\nemperor = {}\nemperor-throttle = 150\n",
+            vassals.display()
+        ),
+    );
+    let mut cmd = Command::new(steward_bin());
+    cmd.args(["--config", &ini])
+        .env("STEWARD_EMPEROR_THROTTLE", "150");
+    let mut emperor = Steward::spawn(cmd);
+    let (pid, _) = vassal_ready(&emperor, 0, "a.toml");
+    kill(pid, Signal::SIGKILL).unwrap();
+    let (from, died) = emperor
+        .log
+        .wait_event_from(0, "vassal-died", &[("vassal", "a.toml")]);
+    assert_eq!(field(&died, "restart_in_ms"), "150");
+    // Not passed down: the vassal is a master, not an emperor of its own.
+    vassal_ready(&emperor, from, "a.toml");
+    assert_eq!(emperor.log.events("emperor-started", &[]).len(), 1);
+    assert!(emperor.stop().success());
+}

@@ -60,6 +60,9 @@ enum Command {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut sources = args.sources();
+    if let Some(config) = emperor::requested(&sources) {
+        return emperor::run(&config).map(drop);
+    }
     let config = sources.load()?;
     // `chdir` moves the master: a reload must still find the file it started with.
     if let Some(file) = &mut sources.file {

@@ -65,9 +65,13 @@ impl Emperor {
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env(vars::EMPEROR_PID, std::process::id().to_string())
             .env(vars::VASSAL, name)
-            // The emperor's control socket is its own, not every vassal's.
-            .env_remove("STEWARD_CONTROL_SOCKET")
             .stdin(Stdio::null());
+        // The emperor's own settings, if given by environment, are not the vassals':
+        // each would bind the emperor's control socket, or be an emperor itself.
+        for name in ["CONFIG", "CONTROL_SOCKET", "EMPEROR", "EMPEROR_THROTTLE"] {
+            command.env_remove(format!("STEWARD_{name}"));
+        }
+        command.stdin(Stdio::null());
         if let Some(dir) = vassal_runtime_dir(name) {
             command.env("RUNTIME_DIRECTORY", dir);
         }
