@@ -58,20 +58,13 @@ impl Emperor {
         }
         std::env::set_var("UWSGI_VASSAL_CONFIG", &config);
         self.run_phase(Phase::AsEmperorBeforeVassal);
-        let mut command = Command::new(&self.settings.steward);
+        let mut command = self.steward();
         command
             .arg("--config")
             .arg(&config)
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env(vars::EMPEROR_PID, std::process::id().to_string())
-            .env(vars::VASSAL, name)
-            .stdin(Stdio::null());
-        // The emperor's own settings, if given by environment, are not the vassals':
-        // each would bind the emperor's control socket, or be an emperor itself.
-        for name in ["CONFIG", "CONTROL_SOCKET", "EMPEROR", "EMPEROR_THROTTLE"] {
-            command.env_remove(format!("STEWARD_{name}"));
-        }
-        command.stdin(Stdio::null());
+            .env(vars::VASSAL, name);
         if let Some(dir) = vassal_runtime_dir(name) {
             command.env("RUNTIME_DIRECTORY", dir);
         }
@@ -108,10 +101,10 @@ impl Emperor {
     /// `steward check --quiet --config FILE`: what it prints on failure names the file
     /// and line. It takes a few milliseconds, during which the loop waits.
     fn check(&self, name: &str) -> Result<(), String> {
-        let output = Command::new(&self.settings.steward)
+        let output = self
+            .steward()
             .args(["check", "--quiet", "--config"])
             .arg(self.watch.path(name))
-            .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run steward check: {e}"))?;
         if output.status.success() {
@@ -270,6 +263,18 @@ fn ask_stop(vassal: &mut Vassal, pid: Pid, signal: Signal) {
 }
 
 impl Emperor {
+    /// The steward binary, for a vassal or its check: stdin from /dev/null, and the
+    /// emperor's own settings, if given by environment, taken out: they are not the
+    /// vassals' (each would bind the emperor's control socket, or be an emperor itself).
+    fn steward(&self) -> Command {
+        let mut command = Command::new(&self.settings.steward);
+        command.stdin(Stdio::null());
+        for name in ["CONFIG", "CONTROL_SOCKET", "EMPEROR", "EMPEROR_THROTTLE"] {
+            command.env_remove(format!("STEWARD_{name}"));
+        }
+        command
+    }
+
     /// Runs a phase of the emperor's own hooks; none of them is fatal, so a failure is
     /// logged by the executor and the vassal's start goes on.
     fn run_phase(&self, phase: Phase) {
