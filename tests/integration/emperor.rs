@@ -415,3 +415,24 @@ fn emperor_in_a_uwsgi_ini_starts_an_emperor() {
     assert_eq!(emperor.log.events("emperor-started", &[]).len(), 1);
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn a_vassal_in_a_pid_namespace_of_its_own_is_seen_ready() {
+    if !steward_testkit::root_or_skip("unshares a pid namespace") {
+        return;
+    }
+    let dir = TestDir::new("emperor-pidns");
+    dir.write("a.toml", &format!("{}unshare = \"pid,mount\"\n", vassal(1)));
+    let mut emperor = emperor(&dir, &[]);
+    let (_, started) = emperor
+        .log
+        .wait_event_from(0, "vassal-started", &[("vassal", "a.toml")]);
+    // Its master is pid 1 in there; its READY=1 comes from a child of the vassal's pid.
+    emperor.log.wait_event("master-started", &[("pid", "1")]);
+    emperor.log.wait_event(
+        "vassal-ready",
+        &[("vassal", "a.toml"), ("pid", &field(&started, "pid"))],
+    );
+    emperor.log.wait_event("emperor-ready", &[]);
+    assert!(emperor.stop().success());
+}

@@ -40,6 +40,14 @@ pub(crate) fn watch_emperor() -> bool {
     let Some(emperor) = emperor() else {
         return false;
     };
+    // 0: the master runs in a pid namespace of its own (`unshare = pid`); its parent is
+    // steward's outer process, not the emperor, whose death it cannot see from here.
+    if getppid().as_raw() == 0 {
+        tracing::warn!(
+            "in a pid namespace of its own, the vassal cannot watch for its emperor's death"
+        );
+        return false;
+    }
     if let Err(e) = prctl::set_pdeathsig(EMPEROR_LOST) {
         tracing::warn!(error = %e, "cannot ask for the emperor's death signal");
     }
@@ -52,7 +60,9 @@ pub(crate) fn phase_for(signal: Signal, sender: Pid) -> Option<Phase> {
     match signal {
         Signal::SIGTERM if sender == emperor => Some(Phase::EmperorStop),
         Signal::SIGHUP if sender == emperor => Some(Phase::EmperorReload),
-        s if s == EMPEROR_LOST && getppid() != emperor => Some(Phase::EmperorLost),
+        s if s == EMPEROR_LOST && ![emperor.as_raw(), 0].contains(&getppid().as_raw()) => {
+            Some(Phase::EmperorLost)
+        }
         _ => None,
     }
 }

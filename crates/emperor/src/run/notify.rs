@@ -74,11 +74,17 @@ impl Emperor {
 
     fn notified(&mut self, sender: Pid, notification: &Notification) {
         let now = Instant::now();
-        let Some(vassal) = self.vassal_by_pid(sender) else {
+        // A vassal with `unshare = pid` runs its master as a child of the process the
+        // emperor started (steward's outer process, outside the namespace).
+        let vassal_pid = match self.vassal_by_pid(sender) {
+            Some(_) => sender,
+            None => parent_of(sender).unwrap_or(sender),
+        };
+        let Some(vassal) = self.vassal_by_pid(vassal_pid) else {
             return;
         };
         if let Some(status) = &notification.status {
-            info!(event = events::VASSAL_STATUS, vassal = %vassal.name, pid = %sender, status = %status, "vassal status");
+            info!(event = events::VASSAL_STATUS, vassal = %vassal.name, pid = %vassal_pid, status = %status, "vassal status");
             vassal.status = Some(status.clone());
         }
         if notification.stopping {
@@ -89,7 +95,29 @@ impl Emperor {
         if notification.ready && vassal.state != VassalState::Stopping {
             vassal.set_state(VassalState::Ready, now);
             vassal.deaths = 0;
-            info!(event = events::VASSAL_READY, vassal = %vassal.name, pid = %sender, "vassal ready");
+            info!(event = events::VASSAL_READY, vassal = %vassal.name, pid = %vassal_pid, "vassal ready");
         }
+    }
+}
+
+/// The parent of `pid`, from /proc/PID/stat (the field after the parenthesised name,
+/// which may itself hold spaces and parentheses).
+fn parent_of(pid: Pid) -> Option<Pid> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ppid = after_name.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Pid::from_raw(ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_of_this_process_is_read_from_proc() {
+        assert_eq!(
+            parent_of(nix::unistd::getpid()),
+            Some(nix::unistd::getppid())
+        );
     }
 }
