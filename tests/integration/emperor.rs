@@ -436,3 +436,26 @@ fn a_vassal_in_a_pid_namespace_of_its_own_is_seen_ready() {
     emperor.log.wait_event("emperor-ready", &[]);
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn a_failing_as_vassal_hook_is_fatal_to_the_vassal_only() {
+    let dir = TestDir::new("emperor-as-vassal-fatal");
+    dir.write("a.toml", &vassal(1));
+    dir.write(
+        "b.toml",
+        &format!("{}hook-as-vassal = ['exec:exit 3']\n", vassal(1)),
+    );
+    let mut emperor = emperor(&dir, &[]);
+    let (_, died) = emperor
+        .log
+        .wait_event_from(0, "vassal-died", &[("vassal", "b.toml")]);
+    assert!(died.contains("status=exit status 1"), "{died}");
+    emperor
+        .log
+        .wait_for(&["b.toml:4: hook-as-vassal", "exit status 3"]);
+    // The other vassal is not disturbed.
+    let (_, a_port) = vassal_ready(&emperor, 0, "a.toml");
+    let addr = (std::net::Ipv4Addr::LOCALHOST, a_port).into();
+    assert_eq!(steward_testkit::get(addr, "/").unwrap().status, 200);
+    assert!(emperor.stop().success());
+}
