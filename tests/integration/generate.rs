@@ -33,6 +33,7 @@ fn the_man_pages_document_every_subcommand_and_the_options() {
         pages,
         [
             "steward-check.1",
+            "steward-emperor.1",
             "steward-reload.1",
             "steward-run.1",
             "steward-status.1",

@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod control;
 mod effects;
+mod emperor;
 mod exit;
 mod faults;
 mod generate;

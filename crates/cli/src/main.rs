@@ -6,6 +6,7 @@ use anyhow::Context;
 
 mod check;
 mod control;
+mod emperor;
 mod generate;
 mod output;
 mod run_args;
@@ -42,6 +43,10 @@ enum Command {
     Reload(control::ReloadArgs),
     /// Ask a running master to shut down.
     Stop(control::StopArgs),
+    /// Run an emperor: one steward master (a vassal) per configuration file of a
+    /// directory, started, reloaded and stopped as the files are added, changed and
+    /// removed.
+    Emperor(emperor::EmperorArgs),
     /// Show a running master's workers and its last reload.
     Status(control::StatusArgs),
     /// Print the re-exec handover protocol this binary reads: a running master asks
@@ -55,6 +60,9 @@ enum Command {
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut sources = args.sources();
+    if let Some(config) = emperor::requested(&sources) {
+        return emperor::run(&config).map(drop);
+    }
     let config = sources.load()?;
     // `chdir` moves the master: a reload must still find the file it started with.
     if let Some(file) = &mut sources.file {
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Check(args)) => Ok(check::check(&args)),
         Some(Command::Run(args)) => run_master(args),
+        Some(Command::Emperor(args)) => emperor::emperor(args),
         None => run_master(cli.run),
     };
     match outcome {

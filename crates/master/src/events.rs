@@ -47,6 +47,9 @@ pub const ORPHAN_EXITED: &str = "orphan-exited";
 pub const SHUTDOWN_DELAYED: &str = "shutdown-delayed";
 /// Every worker and mule is gone; the master exits.
 pub const SHUTDOWN_COMPLETE: &str = "shutdown-complete";
+/// A vassal's emperor died (PR_SET_PDEATHSIG): emperor-lost runs, then a graceful
+/// shutdown (`emperor`, the pid).
+pub const EMPEROR_LOST: &str = "emperor-lost";
 /// A request came through the control socket or a master FIFO (`request`, `from`).
 pub const CONTROL_REQUEST: &str = "control-request";
 /// A status report (SIGUSR1, FIFO `s`): one record for the master...

@@ -43,6 +43,7 @@ mod reexec;
 mod startup;
 mod status;
 mod supervisor;
+mod vassal;
 
 pub use crate::{
     control::{control_socket_path, ControlRequest, UnknownRequest},

@@ -60,6 +60,9 @@ pub(crate) fn asap(
     original_argv: &[OsString],
 ) -> Result<Credentials, MasterError> {
     if !resumed {
+        if crate::vassal::emperor().is_some() {
+            hooks.run(Phase::AsVassal)?;
+        }
         hooks.run(Phase::Asap)?;
     }
     if let Some(dir) = &options.chdir {
@@ -294,6 +297,9 @@ pub(crate) fn as_root(
     }
     if !resumed {
         hooks.run(Phase::AsRoot)?;
+        if crate::vassal::emperor().is_some() {
+            hooks.run(Phase::AsVassalBeforeDrop)?;
+        }
     }
     Ok(held)
 }

@@ -132,6 +132,11 @@ pub struct Options {
     pub control_socket: Option<PathBuf>,
     /// uWSGI-compatible master FIFOs (`master-fifo`, repeatable).
     pub master_fifo: Vec<PathBuf>,
+    /// Run as an emperor over this directory of vassal configurations (`emperor`).
+    pub emperor: Option<PathBuf>,
+    /// The wait before a dead vassal starts again, doubled per death in a row
+    /// (`emperor-throttle`).
+    pub emperor_throttle: Duration,
 
     /// Hooks in the order given: `hook-<phase> = ACTION` as (phase name, action text).
     /// Parsed and checked by steward-hooks.
@@ -249,6 +254,8 @@ impl Options {
             skip_atexit_teardown: false,
             control_socket: None,
             master_fifo: Vec::new(),
+            emperor: None,
+            emperor_throttle: Duration::from_secs(1),
             hooks: Vec::new(),
             hook_touch: Vec::new(),
             run_command_on_touch: Vec::new(),

@@ -529,6 +529,28 @@ fn build() -> Vec<OptionDef> {
              $RUNTIME_DIRECTORY/control.sock under systemd, else none."),
         def!(paths "master-fifo", master_fifo, Master, restart: true,
             "A uWSGI-style master FIFO (`echo r > FIFO` reloads); repeatable."),
+        def!(path "emperor", emperor, Master, restart: true,
+            "Run as an emperor: one steward master (a vassal) per config file of this \
+             directory, as `steward emperor DIR`."),
+        OptionDef {
+            value_name: "MS",
+            // A bare number is milliseconds, uWSGI's unit for this option.
+            apply: |o, _, v| {
+                o.emperor_throttle = match v.trim().parse::<u64>() {
+                    Ok(ms) => std::time::Duration::from_millis(ms),
+                    Err(_) => parse_duration(v)?,
+                };
+                Ok(())
+            },
+            show: |o, _| vec![show_duration(o.emperor_throttle)],
+            ..base(
+                "emperor-throttle",
+                Group::Master,
+                true,
+                "Emperor: the wait before a vassal that died starts again, doubled at each \
+                 death in a row, up to a minute; a bare number is milliseconds (uWSGI's unit).",
+            )
+        },
         def!(paths "touch-reload", touch_reload, Process, restart: true,
             "Reload gracefully when this file or directory is modified or touched; repeatable."),
         OptionDef {
@@ -972,6 +994,7 @@ mod tests {
                 ("env", _) => "SHOP_MODE=a=b",
                 ("chmod-socket", _) => "660",
                 _ if def.value_name() == "MB" => "512",
+                ("emperor-throttle", _) => "3s",
                 (name, _)
                     if name.starts_with("respawn")
                         || name.starts_with("max-worker-lifetime")

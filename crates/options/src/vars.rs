@@ -22,6 +22,12 @@ pub const REEXEC_KEPT: &str = "STEWARD_REEXEC_KEPT";
 /// From a master to the checks of the binary it may re-exec into: answer with a JSON
 /// report on stdout rather than text for a person.
 pub const CHECK_REPORT: &str = "STEWARD_CHECK_REPORT";
+/// From an emperor to each vassal: the emperor's pid. The vassal runs `emperor-stop` and
+/// `emperor-reload` on a stop or reload signal sent by this pid, and `emperor-lost` when
+/// this process dies.
+pub const EMPEROR_PID: &str = "STEWARD_EMPEROR_PID";
+/// From an emperor to each vassal: the vassal's name (its configuration file's name).
+pub const VASSAL: &str = "STEWARD_VASSAL";
 
 /// Every variable above: `STEWARD_*` names that are not options.
 pub const NOT_OPTIONS: &[&str] = &[
@@ -34,4 +40,6 @@ pub const NOT_OPTIONS: &[&str] = &[
     REEXEC_CHECK,
     REEXEC_KEPT,
     CHECK_REPORT,
+    EMPEROR_PID,
+    VASSAL,
 ];

@@ -218,18 +218,12 @@ fn usable_phase(name: &str) -> Result<Phase, String> {
         Phase::AsGateway => Err(format!(
             "phase {name} is not applicable: steward has no gateways"
         )),
-        Phase::EmperorStart
-        | Phase::EmperorStop
-        | Phase::EmperorReload
-        | Phase::EmperorLost
-        | Phase::AsOnDemandVassal
-        | Phase::AsOnConfigVassal
-        | Phase::AsEmperorBeforeVassal
-        | Phase::AsVassalBeforeDrop
-        | Phase::AsEmperorSetns
-        | Phase::AsVassal
-        | Phase::AsEmperor => Err(format!(
-            "phase {name} needs emperor mode, which steward does not have"
+        Phase::AsOnDemandVassal | Phase::AsOnConfigVassal => Err(format!(
+            "phase {name} needs on-demand vassals, which steward's emperor does not have"
+        )),
+        Phase::AsEmperorSetns => Err(format!(
+            "phase {name} needs vassals in their own namespaces, which steward's emperor \
+             does not start"
         )),
         _ => Ok(phase),
     }

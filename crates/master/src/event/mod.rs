@@ -25,6 +25,8 @@ pub(crate) fn handled_signals() -> SigSet {
         Signal::SIGTTIN,
         Signal::SIGTTOU,
         Signal::SIGCHLD,
+        // In a vassal, the emperor's death (PR_SET_PDEATHSIG); ignored by default anyway.
+        crate::vassal::EMPEROR_LOST,
     ]
     .into_iter()
     .collect()

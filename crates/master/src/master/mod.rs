@@ -194,6 +194,9 @@ impl Master {
             None => self.supervisor.begin(now),
         };
         self.execute_all(first);
+        if crate::vassal::watch_emperor() {
+            self.emperor_lost();
+        }
         loop {
             if self.supervisor.is_done() && !self.orphans.stopping() {
                 return self.exit();
@@ -258,6 +261,7 @@ impl Master {
             Token::Signals => {
                 while let Ok(Some(info)) = self.signals.read_signal() {
                     if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                        self.on_emperor_signal(signal, Pid::from_raw(info.ssi_pid as i32));
                         self.on_signal(signal);
                     }
                 }

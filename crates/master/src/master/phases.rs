@@ -103,3 +103,32 @@ impl Master {
         }
     }
 }
+
+impl Master {
+    /// In a vassal: `emperor-stop` or `emperor-reload` when the emperor sent SIGTERM or
+    /// SIGHUP (before the shutdown or reload runs), and the emperor's death.
+    pub(super) fn on_emperor_signal(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        sender: nix::unistd::Pid,
+    ) {
+        match crate::vassal::phase_for(signal, sender) {
+            Some(Phase::EmperorLost) => self.emperor_lost(),
+            Some(phase) => self.run_phase(phase),
+            None => {}
+        }
+    }
+
+    /// The emperor is gone: emperor-lost, then a graceful shutdown (crate::vassal says
+    /// why this rule).
+    pub(super) fn emperor_lost(&mut self) {
+        let emperor = crate::vassal::emperor().map(|p| p.as_raw()).unwrap_or(0);
+        tracing::warn!(
+            event = crate::events::EMPEROR_LOST,
+            emperor,
+            "lost the emperor; stopping gracefully"
+        );
+        self.run_phase(Phase::EmperorLost);
+        self.dispatch(crate::supervisor::Event::Shutdown { graceful: true });
+    }
+}
