@@ -132,6 +132,10 @@ pub struct Options {
     pub control_socket: Option<PathBuf>,
     /// uWSGI-compatible master FIFOs (`master-fifo`, repeatable).
     pub master_fifo: Vec<PathBuf>,
+    /// The stats server's address (`stats`, uWSGI's), if any.
+    pub stats: Option<crate::StatsAddr>,
+    /// The stats address answers HTTP: `/` the JSON, `/metrics` Prometheus (`stats-http`).
+    pub stats_http: bool,
 
     /// Hooks in the order given: `hook-<phase> = ACTION` as (phase name, action text).
     /// Parsed and checked by steward-hooks.
@@ -208,6 +212,8 @@ impl Options {
             skip_atexit_teardown: false,
             control_socket: None,
             master_fifo: Vec::new(),
+            stats: None,
+            stats_http: false,
             hooks: Vec::new(),
             hook_touch: Vec::new(),
             run_command_on_touch: Vec::new(),

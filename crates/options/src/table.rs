@@ -304,6 +304,19 @@ macro_rules! def {
             ..base($name, Group::Process, true, $help)
         }
     };
+    (target_like $name:literal, $field:ident, $value_name:literal, $group:ident, restart: $restart:expr, $help:literal) => {
+        OptionDef {
+            kind: Kind::Value,
+            value_name: $value_name,
+            apply: |o, _, v| {
+                o.$field = Some(v.trim().parse()?);
+                Ok(())
+            },
+            clear: no_clear,
+            show: |o, _| o.$field.iter().map(ToString::to_string).collect(),
+            ..base($name, Group::$group, $restart, $help)
+        }
+    };
     (duration $name:literal, $field:ident, $group:ident, restart: $restart:expr, $help:literal) => {
         OptionDef {
             kind: Kind::Value,
@@ -527,6 +540,13 @@ fn build() -> Vec<OptionDef> {
              $RUNTIME_DIRECTORY/control.sock under systemd, else none."),
         def!(paths "master-fifo", master_fifo, Master, restart: true,
             "A uWSGI-style master FIFO (`echo r > FIFO` reloads); repeatable."),
+        def!(target_like "stats", stats, "ADDR", Master, restart: true,
+            "The stats server, as uWSGI's: each connection gets one JSON document of the \
+             master and its workers (uwsgitop reads it). HOST:PORT (:PORT is 127.0.0.1), \
+             unix:PATH (mode 0600) or fd:NAME (a socket systemd hands over)."),
+        def!(flag "stats-http", stats_http, Master, restart: true,
+            "The stats address answers HTTP: GET / the JSON document, GET /metrics the \
+             Prometheus text format."),
         def!(paths "touch-reload", touch_reload, Process, restart: true,
             "Reload gracefully when this file or directory is modified or touched; repeatable."),
         OptionDef {
@@ -968,6 +988,7 @@ mod tests {
                 ("worker-output", _) => "inherit",
                 ("env", _) => "SHOP_MODE=a=b",
                 ("chmod-socket", _) => "660",
+                ("stats", _) => "127.0.0.1:1717",
                 (name, _)
                     if name.starts_with("respawn")
                         || name.ends_with("mercy")
