@@ -17,6 +17,7 @@ mod output;
 mod readiness;
 mod security;
 mod soak;
+mod stats;
 mod systemd;
 mod upgrade;
 mod uwsgi;

@@ -1,0 +1,273 @@
+//! The stats server as its clients see it: uwsgitop on a terminal, the JSON and the
+//! Prometheus text over HTTP (promtool checks the metrics), a unix socket only its
+//! user can open, and clients that try to hold the master (a thousand idle
+//! connections, garbage, slow readers).
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    os::unix::{fs::PermissionsExt, net::UnixStream},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use nix::sys::signal::{kill, Signal};
+use serde_json::Value;
+use steward_testkit::{demo_bin, get, steward_client, Steward, Terminal, TestDir, DEADLINE};
+
+fn stats_http(workers: &str) -> (Steward, SocketAddr) {
+    let demo = demo_bin();
+    let args = [
+        "--workers",
+        workers,
+        "--stats",
+        "127.0.0.1:0",
+        "--stats-http",
+    ];
+    let steward = Steward::start(&args, &[&demo]);
+    let addr = steward.stats_address().parse().unwrap();
+    steward.wait_generation_ready(1);
+    (steward, addr)
+}
+
+fn json(addr: SocketAddr) -> Value {
+    let response = get(addr, "/").unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    serde_json::from_str(&response.body).unwrap()
+}
+
+fn metrics(addr: SocketAddr) -> String {
+    let response = get(addr, "/metrics").unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body
+}
+
+/// The value of the sample written exactly as `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    std::env::var_os("READINESS_TEST_VENV")
+        .map_or_else(|| "/var/cache/steward-test-venv".into(), PathBuf::from)
+        .join("bin")
+        .join(name)
+}
+
+#[test]
+fn uwsgitop_shows_every_worker_of_a_running_steward() {
+    let uwsgitop = venv_bin("uwsgitop");
+    if !uwsgitop.exists() || !Terminal::available() {
+        eprintln!(
+            "skipped: no uwsgitop at {} or no tmux (.ci/run installs both)",
+            uwsgitop.display()
+        );
+        return;
+    }
+    let demo = demo_bin();
+    let steward = Steward::start(&["--workers", "3", "--stats", "127.0.0.1:0"], &[&demo]);
+    let stats = steward.stats_address();
+    steward.wait_generation_ready(1);
+    let workers = steward.workers(1, 3);
+    let terminal = Terminal::start("uwsgitop", 150, 12, &[uwsgitop.to_str().unwrap(), &stats]);
+    let rows = |screen: &str| {
+        workers.iter().all(|(id, pid)| {
+            screen.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.len() > 7
+                    && words[0] == id.to_string()
+                    && words[2] == pid.to_string()
+                    && words[7] == "idle"
+            })
+        })
+    };
+    let screen = terminal.wait_for("a row per worker", rows);
+    eprintln!("uwsgitop:\n{screen}");
+    assert!(screen.starts_with("uwsgi-steward-"), "{screen}");
+    assert!(
+        screen.contains(&format!("masterpid: {}", steward.pid())),
+        "{screen}"
+    );
+    assert!(screen.contains("WID") && screen.contains("RSS") && screen.contains("ReSpwn"));
+    terminal.keys(&["q"]);
+    terminal.wait_for("uwsgitop to quit", |_| terminal.exited());
+}
+
+#[test]
+fn stats_http_serves_the_json_and_metrics_that_promtool_accepts() {
+    let (mut steward, addr) = stats_http("2");
+    let workers = steward.workers(1, 2);
+    let doc = json(addr);
+    let pids: Vec<i64> = doc["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        pids,
+        workers
+            .iter()
+            .map(|(_, p)| i64::from(p.as_raw()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(doc["pid"], i64::from(steward.pid().as_raw()));
+    assert_eq!(doc["workers"][0]["status"], "idle");
+    assert!(doc["workers"][0]["rss"].as_u64().unwrap() > 0);
+    assert_eq!(doc["steward"]["schema"], 1);
+    assert_eq!(doc["steward"]["sockets"][0]["queue"], 0);
+    assert!(doc["steward"]["sockets"][0]["backlog"].as_u64().unwrap() > 0);
+    assert!(doc.get("environ").is_none() && !doc.to_string().contains("PATH="));
+
+    // A crash, then a reload: both are counted.
+    kill(workers[0].1, Signal::SIGKILL).unwrap();
+    steward.log.wait_event("worker-crashed", &[("worker", "1")]);
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
+    let text = metrics(addr);
+    assert_eq!(sample(&text, r#"steward_workers{state="ready"}"#), 2.0);
+    assert_eq!(
+        sample(&text, r#"steward_worker_restarts_total{cause="signal"}"#),
+        1.0
+    );
+    assert_eq!(sample(&text, r#"steward_reloads_total{outcome="ok"}"#), 1.0);
+    assert_eq!(sample(&text, "steward_reload_duration_seconds_count"), 1.0);
+    let socket = format!(
+        r#"{{socket="listen0",address="127.0.0.1:{}"}}"#,
+        steward.port()
+    );
+    assert_eq!(
+        sample(&text, &format!("steward_listen_queue_length{socket}")),
+        0.0
+    );
+    assert_eq!(
+        sample(&text, &format!("steward_listen_queue_max_length{socket}")),
+        1024.0
+    );
+    assert!(sample(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(sample(&text, "process_open_fds") > 3.0);
+    promtool_accepts(&text);
+
+    assert_eq!(get(addr, "/nothing").unwrap().status, 404);
+    assert!(steward.stop().success());
+}
+
+/// `promtool check metrics` (Debian's prometheus) reads `text` without a complaint.
+fn promtool_accepts(text: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("skipped promtool: not installed (.ci/run installs Debian's prometheus)");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}
+
+#[test]
+fn a_unix_stats_socket_is_its_users_only_and_answers_each_connection_once() {
+    let dir = TestDir::new("stats-unix");
+    let path = dir.at("stats.sock");
+    let control = dir.at("control.sock");
+    let demo = demo_bin();
+    let stats = format!("unix:{path}");
+    let args = ["--stats", &stats, "--control-socket", &control];
+    let mut steward = Steward::start(&args, &[&demo]);
+    assert_eq!(steward.stats_address(), stats);
+    steward.wait_generation_ready(1);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for _ in 0..2 {
+        let mut text = String::new();
+        UnixStream::connect(&path)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["workers"].as_array().unwrap().len(), 1);
+    }
+    // steward status --json is the same document, versioned.
+    let out = steward_client(&["status", "--json", "--control-socket", &control]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["schema"], 1);
+    assert_eq!(status["workers"][0]["state"], "ready");
+    assert!(status["workers"][0]["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(steward.stop().success());
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the stats socket is left behind"
+    );
+}
+
+#[test]
+fn a_thousand_idle_connections_garbage_and_slow_readers_do_not_hold_the_master() {
+    let (mut steward, addr) = stats_http("1");
+    let rss = |addr| sample(&metrics(addr), "process_resident_memory_bytes");
+    let before = rss(addr);
+    // A thousand connections that never send anything.
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // Garbage, and a request larger than any the server reads.
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(b"\x00\x01\x02 not http\r\n\r\n").unwrap();
+    let mut huge = TcpStream::connect(addr).unwrap();
+    let _ = huge.write_all(&[b'x'; 64 * 1024]);
+    // Slow readers: ask and never read.
+    let slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Still served, at once: the workers and the stats.
+    assert_eq!(steward.get("/").unwrap().status, 200);
+    let after = rss(addr);
+    assert!(
+        after - before < 8e6,
+        "the master grew from {before} to {after} bytes"
+    );
+    let mut answer = String::new();
+    garbage.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = garbage.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    // The idle ones are closed: by the cap as newer ones came, or by the timeout.
+    let mut last = idle.into_iter().last().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(last.read(&mut [0u8; 16]).unwrap_or(0), 0);
+    drop((slow, huge));
+    assert!(steward.stop().success());
+}
