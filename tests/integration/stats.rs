@@ -271,3 +271,81 @@ fn a_thousand_idle_connections_garbage_and_slow_readers_do_not_hold_the_master()
     drop((slow, huge));
     assert!(steward.stop().success());
 }
+
+#[test]
+fn steward_top_shows_the_workers_and_reloads_and_resizes_on_keys() {
+    if !Terminal::available() {
+        eprintln!("skipped: no tmux (.ci/run installs it)");
+        return;
+    }
+    let dir = TestDir::new("stats-top");
+    let control = dir.at("control.sock");
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--workers", "2", "--control-socket", &control], &[&demo]);
+    steward.wait_generation_ready(1);
+    let workers = steward.workers(1, 2);
+    let bin = steward_testkit::steward_bin();
+    let command = [
+        bin.to_str().unwrap(),
+        "top",
+        "--interval",
+        "0.2",
+        "--control-socket",
+        &control,
+    ];
+    let top = Terminal::start("top", 130, 14, &command);
+    let row = |screen: &str, id: &str, generation: &str, pid: Option<String>| {
+        screen.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.len() >= 8
+                && words[0] == id
+                && words[1] == generation
+                && pid.as_ref().is_none_or(|p| words[2] == p)
+                && words[3] == "ready"
+        })
+    };
+    let screen = top.wait_for("both workers", |s| {
+        workers
+            .iter()
+            .all(|(id, pid)| row(s, &id.to_string(), "1", Some(pid.to_string())))
+    });
+    assert!(
+        screen.contains(&format!("pid {} — running — generation 1", steward.pid())),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("listen queue: 127.0.0.1:") && screen.contains("0/1024"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("ID   GEN   PID      STATE      AGE        RSS       CPU%   RESTARTS"),
+        "{screen}"
+    );
+
+    top.keys(&["+"]);
+    top.wait_for("a third worker", |s| {
+        s.contains("workers +1: ok workers=3") && row(s, "3", "1", None)
+    });
+    top.keys(&["r"]);
+    let screen = top.wait_for("the reload", |s| {
+        s.contains("last reload: generation 2 ok in")
+    });
+    steward
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
+    eprintln!("steward top:\n{screen}");
+    top.keys(&["-"]);
+    top.wait_for("one worker fewer", |s| {
+        s.contains("workers -1: ok workers=2")
+    });
+    top.keys(&["c"]);
+    top.wait_for("the chain reload", |s| {
+        s.contains("last reload: generation 3 ok in")
+    });
+    steward
+        .log
+        .wait_event("reload-complete", &[("generation", "3")]);
+    top.keys(&["q"]);
+    top.wait_for("steward top to quit", |_| top.exited());
+    assert!(steward.stop().success());
+}

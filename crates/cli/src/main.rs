@@ -9,6 +9,7 @@ mod control;
 mod generate;
 mod output;
 mod run_args;
+mod top;
 use clap::{CommandFactory, Parser, Subcommand};
 use run_args::RunArgs;
 use steward_master::Master;
@@ -44,6 +45,9 @@ enum Command {
     Stop(control::StopArgs),
     /// Show a running master's workers and its last reload.
     Status(control::StatusArgs),
+    /// A live view of a running master: its workers (state, age, RSS, CPU, restarts),
+    /// listen queues and last reload; keys reload, chain-reload, add or remove a worker.
+    Top(top::TopArgs),
     /// Print the re-exec handover protocol this binary reads: a running master asks
     /// before it re-execs into a new binary.
     #[command(hide = true)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Some(Command::Reload(args)) => control::reload(args),
         Some(Command::Stop(args)) => control::stop(args),
         Some(Command::Status(args)) => control::status(args),
+        Some(Command::Top(args)) => top::top(args),
         Some(Command::ReexecCheck) => {
             output::line(steward_master::reexec_check_answer());
             Ok(ExitCode::SUCCESS)
