@@ -159,6 +159,9 @@ fn stats_http_serves_the_json_and_metrics_that_promtool_accepts() {
     promtool_accepts(&text);
 
     assert_eq!(get(addr, "/nothing").unwrap().status, 404);
+    let ready = get(addr, "/ready").unwrap();
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    assert_eq!(get(addr, "/alive").unwrap().status, 200);
     assert!(steward.stop().success());
 }
 
@@ -348,4 +351,34 @@ fn steward_top_shows_the_workers_and_reloads_and_resizes_on_keys() {
     top.keys(&["q"]);
     top.wait_for("steward top to quit", |_| top.exited());
     assert!(steward.stop().success());
+}
+
+#[test]
+fn a_uwsgi_ini_stats_line_opens_the_stats_server_and_check_refuses_a_bad_one() {
+    let dir = TestDir::new("stats-ini");
+    let ini = dir.at("app.ini");
+    std::fs::write(
+        &ini,
+        "[uwsgi]\nprocesses = 2\nstats = 127.0.0.1:0\nstats-http = true\n",
+    )
+    .unwrap();
+    let demo = demo_bin();
+    let mut steward = Steward::start(&["--config", &ini], &[&demo]);
+    let addr: SocketAddr = steward.stats_address().parse().unwrap();
+    steward.wait_generation_ready(1);
+    assert_eq!(
+        sample(&metrics(addr), r#"steward_workers{state="ready"}"#),
+        2.0
+    );
+    assert!(steward.stop().success());
+
+    std::fs::write(&ini, "[uwsgi]\nstats = localhost:1717\n").unwrap();
+    let out = steward_client(&["check", "--config", &ini, "--", &demo]);
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("app.ini:2") && said.contains("invalid stats address \"localhost:1717\""),
+        "{said}"
+    );
 }

@@ -24,16 +24,25 @@ struct Renderer<'a> {
 }
 
 impl Render for Renderer<'_> {
-    fn render(&mut self, asked: Asked) -> Vec<u8> {
+    fn render(&mut self, asked: Asked) -> (u16, Vec<u8>) {
+        // The probes read the supervisor only: no /proc, whatever their rate.
+        let ready = self.master.supervisor.ready();
+        match asked {
+            Asked::Alive => return (200, b"alive\n".to_vec()),
+            Asked::Ready if ready => return (200, b"ready\n".to_vec()),
+            Asked::Ready => return (503, b"not ready\n".to_vec()),
+            Asked::Json | Asked::Metrics => {}
+        }
         let status = self
             .status
             .get_or_insert_with(|| self.master.status_document());
-        match asked {
-            Asked::Json => crate::stats::uwsgi::document(status)
+        let body = match asked {
+            Asked::Metrics => crate::stats::prometheus::text(status).into_bytes(),
+            _ => crate::stats::uwsgi::document(status)
                 .to_string()
                 .into_bytes(),
-            Asked::Metrics => crate::stats::prometheus::text(status).into_bytes(),
-        }
+        };
+        (200, body)
     }
 }
 

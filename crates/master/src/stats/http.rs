@@ -28,6 +28,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Request> {
     Some(match path {
         "/" => Request::Get(Asked::Json),
         "/metrics" => Request::Get(Asked::Metrics),
+        "/ready" => Request::Get(Asked::Ready),
+        "/alive" => Request::Get(Asked::Alive),
         _ => Request::Refused(404),
     })
 }
@@ -36,23 +38,18 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The whole response: the document asked for, or an error status.
-pub(crate) fn response(body: Result<Vec<u8>, u16>) -> Vec<u8> {
-    let (status, content_type, body) = match body {
-        Ok(body) => {
-            // The JSON document starts with '{'; the metrics never do.
-            let kind = if body.first() == Some(&b'{') {
-                "application/json"
-            } else {
-                "text/plain; version=0.0.4; charset=utf-8"
-            };
-            (200, kind, body)
-        }
-        Err(status) => (
-            status,
-            "text/plain; charset=utf-8",
-            format!("{}\n", reason(status)).into_bytes(),
-        ),
+/// The whole response: `status` and `body` (none for an error: its reason instead).
+pub(crate) fn response(status: u16, body: Vec<u8>) -> Vec<u8> {
+    let content_type = match body.first() {
+        Some(b'{') => "application/json",
+        // The metrics start with their first HELP line.
+        Some(b'#') => "text/plain; version=0.0.4; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    };
+    let body = if body.is_empty() {
+        format!("{}\n", reason(status)).into_bytes()
+    } else {
+        body
     };
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -69,6 +66,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        503 => "Service Unavailable",
         405 => "Method Not Allowed",
         _ => "Request Header Fields Too Large",
     }
@@ -105,10 +103,10 @@ mod tests {
 
     #[test]
     fn a_response_says_its_length_and_closes() {
-        let text = String::from_utf8(response(Ok(b"{}".to_vec()))).unwrap();
+        let text = String::from_utf8(response(200, b"{}".to_vec())).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"));
         assert!(text.contains("Content-Length: 2\r\nConnection: close\r\n\r\n{}"));
-        let text = String::from_utf8(response(Err(404))).unwrap();
+        let text = String::from_utf8(response(404, Vec::new())).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found"));
     }
 }

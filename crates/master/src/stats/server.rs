@@ -45,6 +45,10 @@ pub(crate) enum Asked {
     Json,
     /// The Prometheus text format.
     Metrics,
+    /// A readiness probe: 200 when a generation serves and no stop is asked, else 503.
+    Ready,
+    /// A liveness probe: 200 whenever the loop answers.
+    Alive,
 }
 
 #[derive(Debug)]
@@ -104,7 +108,8 @@ pub(crate) struct StatsServer {
 
 /// What a ready stats connection needs from the master.
 pub(crate) trait Render {
-    fn render(&mut self, asked: Asked) -> Vec<u8>;
+    /// The status code and the body.
+    fn render(&mut self, asked: Asked) -> (u16, Vec<u8>);
 }
 
 impl StatsServer {
@@ -206,7 +211,7 @@ impl StatsServer {
                 }
                 continue;
             }
-            connection.answer = Some((render.render(Asked::Json), 0));
+            connection.answer = Some((render.render(Asked::Json).1, 0));
             self.keep_writing(registry, id, connection);
         }
     }
@@ -227,11 +232,11 @@ impl StatsServer {
                 }
                 Some(Err(())) => return,
                 Some(Ok(request)) => {
-                    let body = match request {
-                        Request::Get(asked) => Ok(render.render(asked)),
-                        Request::Refused(status) => Err(status),
+                    let (status, body) = match request {
+                        Request::Get(asked) => render.render(asked),
+                        Request::Refused(status) => (status, Vec::new()),
                     };
-                    connection.answer = Some((http::response(body), 0));
+                    connection.answer = Some((http::response(status, body), 0));
                 }
             }
         }
