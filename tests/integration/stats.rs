@@ -382,3 +382,32 @@ fn a_uwsgi_ini_stats_line_opens_the_stats_server_and_check_refuses_a_bad_one() {
         "{said}"
     );
 }
+
+#[test]
+fn the_stats_socket_can_come_from_systemd_by_name() {
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stats = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = stats.local_addr().unwrap();
+    let bin = steward_testkit::steward_bin();
+    let mut cmd = steward_testkit::socket_activated(&bin, &[&web, &stats], &["web", "stats"]);
+    cmd.args([
+        "--listen",
+        "web=127.0.0.1:0",
+        "--stats",
+        "fd:stats",
+        "--stats-http",
+        "--",
+    ]);
+    cmd.arg(demo_bin());
+    let mut steward = Steward::spawn(cmd);
+    drop((web, stats));
+    assert_eq!(steward.stats_address(), addr.to_string());
+    steward.wait_generation_ready(1);
+    // The stats socket is not one of the workers' sockets.
+    assert_eq!(steward.listening().len(), 1);
+    assert_eq!(
+        sample(&metrics(addr), r#"steward_workers{state="ready"}"#),
+        1.0
+    );
+    assert!(steward.stop().success());
+}
