@@ -6,7 +6,10 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    os::unix::{fs::PermissionsExt, net::UnixStream},
+    os::unix::{
+        fs::{MetadataExt, PermissionsExt},
+        net::UnixStream,
+    },
     path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
@@ -410,4 +413,33 @@ fn the_stats_socket_can_come_from_systemd_by_name() {
         1.0
     );
     assert!(steward.stop().success());
+}
+
+#[test]
+fn a_unix_stats_socket_belongs_to_the_user_the_master_becomes() {
+    if !steward_testkit::root_or_skip("switches uid and gid") {
+        return;
+    }
+    let dir = TestDir::new("stats-uid");
+    let path = dir.at("stats.sock");
+    let stats = format!("unix:{path}");
+    let args = ["--uid", "nobody", "--gid", "nogroup", "--stats", &stats];
+    let steward = Steward::start(&args, &[&demo_bin()]);
+    steward.wait_generation_ready(1);
+    let meta = std::fs::symlink_metadata(&path).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (65534, 65534, 0o600)
+    );
+    let mut text = String::new();
+    UnixStream::connect(&path)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (doc["uid"].as_u64(), doc["gid"].as_u64()),
+        (Some(65534), Some(65534))
+    );
+    drop(steward);
 }

@@ -273,6 +273,8 @@ fn jail_and_drop(
     let mut owned: Vec<&Path> = vec![opened.notify.path()];
     owned.extend(opened.clients.control.as_ref().map(|c| c.path()));
     owned.extend(opened.clients.fifos.iter().map(|f| f.path()));
+    // The stats unix socket is the master's user's, as the control socket is.
+    owned.extend(opened.clients.stats.server.as_ref().and_then(|s| s.path()));
     let started = (|| {
         startup::give_to_final_user(credentials, &owned, resumed)?;
         startup::jail(hooks, jail, resumed)?;
