@@ -443,3 +443,40 @@ fn a_unix_stats_socket_belongs_to_the_user_the_master_becomes() {
     );
     drop(steward);
 }
+
+#[test]
+fn a_worker_killed_after_its_mercy_is_counted_as_killed() {
+    let args = [
+        "--ready",
+        "immediate",
+        "--worker-reload-mercy",
+        "300ms",
+        "--stats",
+        "127.0.0.1:0",
+        "--stats-http",
+    ];
+    // A worker that ignores the stop signal.
+    let worker = ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"];
+    let mut steward = Steward::start(&args, &worker);
+    let addr: SocketAddr = steward.stats_address().parse().unwrap();
+    steward.wait_generation_ready(1);
+    steward.signal(Signal::SIGHUP);
+    steward
+        .log
+        .wait_event("worker-killed", &[("generation", "1")]);
+    steward
+        .log
+        .wait_event("reload-complete", &[("generation", "2")]);
+    let text = metrics(addr);
+    assert_eq!(
+        sample(&text, r#"steward_worker_restarts_total{cause="killed"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, r#"steward_worker_restarts_total{cause="crash"}"#),
+        0.0
+    );
+    assert_eq!(sample(&text, r#"steward_reloads_total{outcome="ok"}"#), 1.0);
+    // Its successor ignores SIGTERM too: the stop kills it after the mercy.
+    assert!(steward.stop().success());
+}
