@@ -38,6 +38,7 @@ fn the_man_pages_document_every_subcommand_and_the_options() {
             "steward-run.1",
             "steward-status.1",
             "steward-stop.1",
+            "steward-top.1",
             "steward.1"
         ],
         "hidden subcommands (generate, reexec-check) get no page"

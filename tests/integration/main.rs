@@ -20,6 +20,7 @@ mod readiness;
 mod recycling;
 mod security;
 mod soak;
+mod stats;
 mod systemd;
 mod upgrade;
 mod uwsgi;

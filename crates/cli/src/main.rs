@@ -10,6 +10,7 @@ mod emperor;
 mod generate;
 mod output;
 mod run_args;
+mod top;
 use clap::{CommandFactory, Parser, Subcommand};
 use run_args::RunArgs;
 use steward_master::Master;
@@ -49,6 +50,9 @@ enum Command {
     Emperor(emperor::EmperorArgs),
     /// Show a running master's workers and its last reload.
     Status(control::StatusArgs),
+    /// A live view of a running master: its workers (state, age, RSS, CPU, restarts),
+    /// listen queues and last reload; keys reload, chain-reload, add or remove a worker.
+    Top(top::TopArgs),
     /// Print the re-exec handover protocol this binary reads: a running master asks
     /// before it re-execs into a new binary.
     #[command(hide = true)]
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
         Some(Command::Reload(args)) => control::reload(args),
         Some(Command::Stop(args)) => control::stop(args),
         Some(Command::Status(args)) => control::status(args),
+        Some(Command::Top(args)) => top::top(args),
         Some(Command::ReexecCheck) => {
             output::line(steward_master::reexec_check_answer());
             Ok(ExitCode::SUCCESS)

@@ -117,6 +117,14 @@ pub enum MasterError {
         /// What failed.
         source: io::Error,
     },
+    /// The stats server's socket could not be opened.
+    #[error("cannot open the stats socket {addr}: {source}")]
+    StatsSocket {
+        /// The `stats` address.
+        addr: String,
+        /// What failed.
+        source: io::Error,
+    },
     /// A master FIFO could not be created or opened.
     #[error("cannot create the master FIFO {path}: {source}")]
     MasterFifo {

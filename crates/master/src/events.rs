@@ -6,7 +6,7 @@
 //! `generation`, `pid`, `mule`), named the same on every event.
 
 /// The loop is about to start: `pid`, `listen` (NAME=ADDRESS of each bound socket),
-/// `workers`, `command`, `ready`, `control`.
+/// `workers`, `command`, `ready`, `control`, `stats` (where the stats server listens).
 pub const MASTER_STARTED: &str = "master-started";
 /// A worker was forked (and, in exec mode, its exec confirmed).
 pub const WORKER_STARTED: &str = "worker-started";

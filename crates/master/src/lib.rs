@@ -41,6 +41,7 @@ mod privileges;
 mod procname;
 mod reexec;
 mod startup;
+pub mod stats;
 mod status;
 mod supervisor;
 mod vassal;

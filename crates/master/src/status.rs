@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use crate::{control::json_string, supervisor::Worker, Lifecycle};
+use crate::{supervisor::Worker, Lifecycle};
 
 /// Why a worker is to be replaced, for the text status: "; replaced (rss ...)".
 fn recycle_text(worker: &Worker) -> String {
@@ -27,8 +27,6 @@ pub(crate) struct StatusReport<'a> {
     pub current: u64,
     pub serving: Option<u64>,
     pub desired: usize,
-    /// Whether a probe should send traffic here (a generation serves, no stop asked).
-    pub ready: bool,
     /// A shutdown waits out `shutdown-delay`: how long is left of it.
     pub shutdown_in: Option<Duration>,
     /// The reload under way: its generation and how long it has run.
@@ -44,6 +42,16 @@ pub(crate) struct StatusReport<'a> {
     pub serving_workers: usize,
     /// Slots in a crash loop: id, crashes in a row, last exit, time to the next start.
     pub respawning: Vec<(usize, u32, String, Duration)>,
+}
+
+/// How `steward status` calls the master's lifecycle.
+pub(crate) fn lifecycle_name(lifecycle: Lifecycle) -> &'static str {
+    match lifecycle {
+        Lifecycle::Starting => "starting",
+        Lifecycle::Running => "running",
+        Lifecycle::Stopping { graceful: true } => "stopping",
+        Lifecycle::Stopping { graceful: false } => "stopping brutally",
+    }
 }
 
 impl StatusReport<'_> {
@@ -122,81 +130,5 @@ impl StatusReport<'_> {
             );
         }
         text
-    }
-
-    /// One JSON object for a program.
-    pub fn json(&self) -> String {
-        let workers: Vec<String> = self
-            .workers
-            .iter()
-            .zip(&self.waiting_for)
-            .map(|(w, waiting)| {
-                format!(
-                    r#"{{"id":{},"generation":{},"pid":{},"state":"{}","age_ms":{},"waiting_for":{},"status":{},"recycle":{}}}"#,
-                    w.id,
-                    w.generation,
-                    w.pid,
-                    w.state.name(),
-                    w.started.elapsed().as_millis(),
-                    waiting.as_deref().map_or("null".into(), json_string),
-                    w.status.as_deref().map_or("null".into(), json_string),
-                    w.recycle.as_ref().map_or("null".into(), |r| format!(
-                        r#"{{"reason":{},"replacement_started":{}}}"#,
-                        json_string(&r.reason),
-                        r.begun
-                    ))
-                )
-            })
-            .collect();
-        let reloading = self
-            .reloading
-            .map_or("null".into(), |(generation, elapsed)| {
-                format!(
-                    r#"{{"generation":{generation},"elapsed_ms":{}}}"#,
-                    elapsed.as_millis()
-                )
-            });
-        let last_reload = self
-            .last_reload
-            .map_or("null".into(), |last| match &last.result {
-                Ok(took) => format!(
-                    r#"{{"generation":{},"ok":true,"elapsed_ms":{}}}"#,
-                    last.generation,
-                    took.as_millis()
-                ),
-                Err(reason) => format!(
-                    r#"{{"generation":{},"ok":false,"error":{}}}"#,
-                    last.generation,
-                    json_string(reason)
-                ),
-            });
-        let respawning: Vec<String> = self
-            .respawning
-            .iter()
-            .map(|(id, crashes, exit, next)| {
-                format!(
-                    r#"{{"id":{id},"crashes_in_a_row":{crashes},"last_exit":{},"starts_in_ms":{}}}"#,
-                    json_string(exit),
-                    next.as_millis()
-                )
-            })
-            .collect();
-        let checking = self.checking.map_or("null".into(), |elapsed| {
-            format!(r#"{{"elapsed_ms":{}}}"#, elapsed.as_millis())
-        });
-        format!(
-            r#"{{"pid":{},"state":"{}","ready":{},"shutdown_in_ms":{},"generation":{},"serving":{},"serving_workers":{},"workers_wanted":{},"reloading":{reloading},"checking_binary":{checking},"last_reload":{last_reload},"respawning":[{}],"workers":[{}]}}"#,
-            std::process::id(),
-            self.lifecycle,
-            self.ready,
-            self.shutdown_in
-                .map_or("null".into(), |left| left.as_millis().to_string()),
-            self.current,
-            self.serving.map_or("null".into(), |g| g.to_string()),
-            self.serving_workers,
-            self.desired,
-            respawning.join(","),
-            workers.join(",")
-        )
     }
 }

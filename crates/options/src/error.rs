@@ -5,6 +5,14 @@ use crate::Origin;
 /// A value that does not parse or an option set that does not hold together.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OptionError {
+    /// A `stats` value that is not `HOST:PORT`, `:PORT`, `unix:PATH` or `fd:NAME`.
+    #[error("invalid stats address {value:?}: {reason}")]
+    Stats {
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A `--listen` value that is not `[NAME=]HOST:PORT`, `[NAME=][V6]:PORT` or `[NAME=]unix:PATH`.
     #[error("invalid listen address {value:?}: {reason}")]
     Listen {

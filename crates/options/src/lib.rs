@@ -21,6 +21,7 @@ mod ini;
 mod listen;
 mod model;
 mod setting;
+mod stats;
 pub mod table;
 mod values;
 pub mod vars;
@@ -31,6 +32,7 @@ pub use crate::{
     listen::{ListenAddr, ListenSpec},
     model::{MemoryLimits, Options},
     setting::{Origin, RawValue, Setting, Warning},
+    stats::StatsAddr,
     values::{
         parse_duration, LogPattern, LogTarget, ReadyMode, ReloadStrategy, StopSignal, WorkerOutput,
     },

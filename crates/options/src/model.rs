@@ -137,6 +137,10 @@ pub struct Options {
     /// The wait before a dead vassal starts again, doubled per death in a row
     /// (`emperor-throttle`).
     pub emperor_throttle: Duration,
+    /// The stats server's address (`stats`, uWSGI's), if any.
+    pub stats: Option<crate::StatsAddr>,
+    /// The stats address answers HTTP: `/` the JSON, `/metrics` Prometheus (`stats-http`).
+    pub stats_http: bool,
 
     /// Hooks in the order given: `hook-<phase> = ACTION` as (phase name, action text).
     /// Parsed and checked by steward-hooks.
@@ -256,6 +260,8 @@ impl Options {
             master_fifo: Vec::new(),
             emperor: None,
             emperor_throttle: Duration::from_secs(1),
+            stats: None,
+            stats_http: false,
             hooks: Vec::new(),
             hook_touch: Vec::new(),
             run_command_on_touch: Vec::new(),

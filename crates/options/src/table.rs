@@ -304,6 +304,19 @@ macro_rules! def {
             ..base($name, Group::Process, true, $help)
         }
     };
+    (target_like $name:literal, $field:ident, $value_name:literal, $group:ident, restart: $restart:expr, $help:literal) => {
+        OptionDef {
+            kind: Kind::Value,
+            value_name: $value_name,
+            apply: |o, _, v| {
+                o.$field = Some(v.trim().parse()?);
+                Ok(())
+            },
+            clear: no_clear,
+            show: |o, _| o.$field.iter().map(ToString::to_string).collect(),
+            ..base($name, Group::$group, $restart, $help)
+        }
+    };
     (duration $name:literal, $field:ident, $group:ident, restart: $restart:expr, $help:literal) => {
         OptionDef {
             kind: Kind::Value,
@@ -551,6 +564,13 @@ fn build() -> Vec<OptionDef> {
                  death in a row, up to a minute; a bare number is milliseconds (uWSGI's unit).",
             )
         },
+        def!(target_like "stats", stats, "ADDR", Master, restart: true,
+            "The stats server, as uWSGI's: each connection gets one JSON document of the \
+             master and its workers (uwsgitop reads it). HOST:PORT (:PORT is 127.0.0.1), \
+             unix:PATH (mode 0600) or fd:NAME (a socket systemd hands over)."),
+        def!(flag "stats-http", stats_http, Master, restart: true,
+            "The stats address answers HTTP: GET / the JSON document, GET /metrics the \
+             Prometheus text format."),
         def!(paths "touch-reload", touch_reload, Process, restart: true,
             "Reload gracefully when this file or directory is modified or touched; repeatable."),
         OptionDef {
@@ -995,6 +1015,7 @@ mod tests {
                 ("chmod-socket", _) => "660",
                 _ if def.value_name() == "MB" => "512",
                 ("emperor-throttle", _) => "3s",
+                ("stats", _) => "127.0.0.1:1717",
                 (name, _)
                     if name.starts_with("respawn")
                         || name.starts_with("max-worker-lifetime")

@@ -31,6 +31,7 @@ mod fds;
 mod fork;
 mod process;
 mod spawn;
+mod tcp;
 
 pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
@@ -44,4 +45,5 @@ pub use crate::{
         spawn, spawn_unconfirmed, ChildFds, ChildStage, ExecPlan, PlanError, SpawnError,
         Unconfirmed,
     },
+    tcp::{accept_queue, AcceptQueue},
 };

@@ -30,6 +30,7 @@ mod log;
 mod process;
 mod steward;
 mod systemd;
+mod terminal;
 
 pub use crate::{
     bins::{built, demo_bin, reload_wait, steward_bin, steward_client, steward_with_a_leaked_fd},
@@ -39,4 +40,5 @@ pub use crate::{
     process::{children_of, environ, is_gone, is_root, root_or_skip, wait_gone},
     steward::{listening, Steward, DEADLINE},
     systemd::{hand_over, socket_activated, Notification, SystemdSocket},
+    terminal::Terminal,
 };

@@ -124,6 +124,15 @@ impl Steward {
             .unwrap_or_else(|| panic!("no socket named {name} in {listening:?}"))
     }
 
+    /// Where the stats server listens, as `master-started` says (`stats` field):
+    /// `127.0.0.1:41234` or `unix:PATH`.
+    pub fn stats_address(&self) -> String {
+        let record = self.log.wait_event("master-started", &[]);
+        let stats = crate::field(&record, "stats");
+        assert_ne!(stats, "none", "no stats server in {record:?}");
+        stats
+    }
+
     /// The port of the master's first TCP socket on 127.0.0.1.
     pub fn port(&self) -> u16 {
         let listening = self.listening();

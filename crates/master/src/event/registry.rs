@@ -29,6 +29,10 @@ pub(crate) enum Token {
     UpgradeCheck,
     /// The stdout/stderr pipe in slot N of the workers' output.
     WorkerOutput(usize),
+    /// The stats server's listener.
+    StatsListener,
+    /// A stats client: its request being read or its answer written.
+    Stats(u64),
 }
 
 /// The kind of a token, in the top byte of the epoll data; its index below.
@@ -46,6 +50,8 @@ impl Token {
             Token::Touch => (5, 0),
             Token::UpgradeCheck => (6, 0),
             Token::WorkerOutput(n) => (7, n as u64 & INDEX_MASK),
+            Token::StatsListener => (8, 0),
+            Token::Stats(id) => (9, id & INDEX_MASK),
         };
         (kind << KIND_SHIFT) | index
     }
@@ -61,6 +67,8 @@ impl Token {
             5 => Token::Touch,
             6 => Token::UpgradeCheck,
             7 => Token::WorkerOutput(index as usize),
+            8 => Token::StatsListener,
+            9 => Token::Stats(index),
             _ => return None,
         })
     }
@@ -88,6 +96,13 @@ impl Registry {
     /// or until the last descriptor of its open file closes.
     pub fn add(&self, fd: BorrowedFd<'_>, token: Token) -> Result<(), Errno> {
         let event = EpollEvent::new(EpollFlags::EPOLLIN, token.encode());
+        self.epoll.add(fd, event)
+    }
+
+    /// Watches `fd` for room to write (and hang-up) under `token`: a client whose
+    /// answer did not fit in its socket's buffer at once.
+    pub fn add_output(&self, fd: BorrowedFd<'_>, token: Token) -> Result<(), Errno> {
+        let event = EpollEvent::new(EpollFlags::EPOLLOUT, token.encode());
         self.epoll.add(fd, event)
     }
 
@@ -140,6 +155,8 @@ mod tests {
             Token::Touch,
             Token::UpgradeCheck,
             Token::WorkerOutput(1023),
+            Token::StatsListener,
+            Token::Stats(99),
         ];
         for token in tokens {
             assert_eq!(Token::decode(token.encode()), Some(token));

@@ -162,6 +162,9 @@ impl Master {
         if let Some(watcher) = &self.touches.watcher {
             add(watcher.as_fd(), Token::Touch)?;
         }
+        if let Some(stats) = &self.clients.stats.server {
+            add(stats.listener_fd(), Token::StatsListener)?;
+        }
         Ok(())
     }
 
@@ -234,7 +237,7 @@ struct Opened {
 
 impl Opened {
     fn open(options: &Options, handover: Option<&Handover>) -> Result<Opened, MasterError> {
-        let listeners = open_listeners(options, handover)?;
+        let (listeners, stats_fd) = open_listeners(options, handover)?;
         let notify = match handover.and_then(|h| h.notify.clone()) {
             Some(HandedSocket { fd, path }) => NotifySocket::adopt(fd, path)?,
             None => NotifySocket::bind()?,
@@ -246,7 +249,8 @@ impl Opened {
         if handover.is_none() {
             store_sockets(&systemd, &listeners);
         }
-        let clients = open_clients(options, handover)?;
+        let mut clients = open_clients(options, handover)?;
+        clients.stats.server = open_stats(options, stats_fd, handover.is_some())?;
         Ok(Opened {
             listeners,
             notify,
@@ -273,6 +277,8 @@ fn jail_and_drop(
     let mut owned: Vec<&Path> = vec![opened.notify.path()];
     owned.extend(opened.clients.control.as_ref().map(|c| c.path()));
     owned.extend(opened.clients.fifos.iter().map(|f| f.path()));
+    // The stats unix socket is the master's user's, as the control socket is.
+    owned.extend(opened.clients.stats.server.as_ref().and_then(|s| s.path()));
     let started = (|| {
         startup::give_to_final_user(credentials, &owned, resumed)?;
         startup::jail(hooks, jail, resumed)?;
@@ -347,19 +353,16 @@ fn set_environment(options: &Options) {
 }
 
 /// The listening sockets: handed over by the previous image, or from socket activation
-/// and bound.
+/// and bound; and the socket systemd handed over for `stats = fd:NAME`.
 fn open_listeners(
     options: &Options,
     handover: Option<&Handover>,
-) -> Result<Vec<Listener>, MasterError> {
+) -> Result<(Vec<Listener>, Option<std::os::fd::OwnedFd>), MasterError> {
     if let Some(handover) = handover {
-        return handover
-            .listeners
-            .iter()
-            .map(HandedListener::adopt)
-            .collect();
+        let listeners = handover.listeners.iter().map(HandedListener::adopt);
+        return Ok((listeners.collect::<Result<_, _>>()?, None));
     }
-    let inherited = match steward_systemd::take_listen_fds()? {
+    let mut inherited = match steward_systemd::take_listen_fds()? {
         Activation::Sockets(sockets) => sockets,
         Activation::Absent => Vec::new(),
         Activation::NotForThisProcess { listen_pid } => {
@@ -369,7 +372,37 @@ fn open_listeners(
             Vec::new()
         }
     };
-    listeners(options, inherited)
+    let stats_fd = match &options.stats {
+        Some(steward_options::StatsAddr::Named(name)) => inherited
+            .iter()
+            .position(|s| s.name.as_ref() == Some(name))
+            .map(|at| inherited.remove(at).fd),
+        _ => None,
+    };
+    Ok((listeners(options, inherited)?, stats_fd))
+}
+
+/// The stats server, when `stats` is set. A re-exec'd master that cannot open it (a
+/// systemd socket is not handed over across the exec) serves on without it.
+fn open_stats(
+    options: &Options,
+    inherited: Option<std::os::fd::OwnedFd>,
+    resumed: bool,
+) -> Result<Option<crate::stats::server::StatsServer>, MasterError> {
+    let Some(addr) = &options.stats else {
+        return Ok(None);
+    };
+    match crate::stats::server::StatsServer::open(addr, options.stats_http, inherited) {
+        Ok(server) => Ok(Some(server)),
+        Err(e) if resumed => {
+            warn!(error = %e, stats = %addr, "after re-exec: no stats server");
+            Ok(None)
+        }
+        Err(source) => Err(MasterError::StatsSocket {
+            addr: addr.to_string(),
+            source,
+        }),
+    }
 }
 
 /// The control socket (with the clients a previous image handed over, still waiting

@@ -21,6 +21,7 @@ mod reconfigure;
 mod recycle;
 mod requests;
 mod spawn;
+mod stats;
 mod stopping;
 mod upgrade;
 mod vacuum;
@@ -102,6 +103,8 @@ pub(crate) enum TimerKey {
     ControlTimeout,
     /// A process a worker left behind is due for SIGKILL (orphans.rs).
     Orphans,
+    /// A stats connection is due to be closed (master/stats.rs).
+    Stats,
 }
 
 /// The control socket, the FIFOs, and what their clients wait for.
@@ -113,6 +116,8 @@ struct Clients {
     /// later one (a reload that supersedes theirs answers for it).
     reload_waiters: Vec<(crate::control::ConnectionId, u64)>,
     last_reload: Option<ReloadOutcome>,
+    /// The stats server and counters (stats/, master/stats.rs).
+    stats: crate::stats::Stats,
 }
 
 /// Touched files not acted on yet (see phases.rs).
@@ -231,6 +236,7 @@ impl Master {
             command = %self.launch.display(),
             ready = %self.options.ready,
             control = %control.map_or("none".into(), |c| c.path().display().to_string()),
+            stats = %self.clients.stats.server.as_ref().map_or("none", |s| s.description.as_str()),
             "master started"
         );
     }
@@ -239,6 +245,7 @@ impl Master {
     fn exit(mut self) -> Result<(), MasterError> {
         self.run_atexit();
         info!(event = events::SHUTDOWN_COMPLETE, "shutdown complete");
+        self.remove_stats_socket();
         if self.options.skip_atexit_teardown {
             // No teardown: no vacuum, no destructor run. Only the notify socket,
             // steward's private runtime file, is removed.
@@ -272,6 +279,7 @@ impl Master {
             Token::ControlListener | Token::Control(_) => self.on_control(),
             Token::Fifo(_) => self.on_fifos(),
             Token::WorkerOutput(slot) => self.on_output(slot),
+            Token::StatsListener | Token::Stats(_) => self.on_stats(token),
         }
     }
 
@@ -317,6 +325,7 @@ impl Master {
                 TimerKey::Probe => self.probe_starting(),
                 TimerKey::ControlTimeout => self.control_timed_out(),
                 TimerKey::Orphans => self.kill_late_orphans(now),
+                TimerKey::Stats => self.expire_stats(now),
             }
         }
         self.schedule_probe(Instant::now());
@@ -367,6 +376,7 @@ impl Master {
                 || self.supervisor.mule(pid).is_some();
             if supervised {
                 self.ignored.worker_exited(pid);
+                self.count_exit(&status);
                 let how = describe_exit(&status);
                 self.dispatch(Event::Exited { pid, how });
             } else {
@@ -434,7 +444,10 @@ impl Master {
             Action::Spawn(workers) => return self.spawn(workers),
             Action::StartMule(id) => return vec![self.start_mule(id)],
             Action::Stop(pid) => self.stop_child(pid),
-            Action::Kill(pid) => signal_group(pid, Signal::SIGKILL),
+            Action::Kill(pid) => {
+                self.clients.stats.counters.killed_at_mercy();
+                signal_group(pid, Signal::SIGKILL)
+            }
             Action::Abort(pid) => recycle::abort(pid),
             Action::Arm(deadline, at) => self.timers.arm(TimerKey::Supervisor(deadline), at),
             Action::Disarm(deadline) => self.timers.disarm(TimerKey::Supervisor(deadline)),
@@ -523,6 +536,7 @@ fn source_order(token: Token) -> u8 {
         Token::Touch => 4,
         Token::ControlListener | Token::Control(_) => 5,
         Token::Fifo(_) => 6,
+        Token::StatsListener | Token::Stats(_) => 7,
     }
 }
 

@@ -148,6 +148,7 @@ impl Master {
                 control.answer(id, &line, true);
             }
         }
+        self.clients.stats.counters.reload_finished(&result);
         self.clients.last_reload = Some(ReloadOutcome { generation, result });
     }
 
@@ -159,6 +160,9 @@ impl Master {
 
     /// The state of the master and of every worker, as text lines or one JSON object.
     fn status(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string(&self.status_document()).unwrap_or_default();
+        }
         let now = Instant::now();
         let workers = self.sorted_workers();
         let waiting_for = workers
@@ -170,7 +174,6 @@ impl Master {
             current: self.supervisor.current(),
             serving: self.supervisor.serving(),
             desired: self.supervisor.desired(),
-            ready: self.supervisor.ready(),
             shutdown_in: self
                 .supervisor
                 .shutdown_at()
@@ -196,11 +199,7 @@ impl Master {
                 })
                 .collect(),
         };
-        if json {
-            report.json()
-        } else {
-            report.text()
-        }
+        report.text()
     }
 
     pub(super) fn report_status(&self) {

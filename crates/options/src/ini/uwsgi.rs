@@ -42,7 +42,6 @@ pub(super) const UWSGI_ONLY: &[&str] = &[
     "single-interpreter",
     "socket-timeout",
     "static-map",
-    "stats",
     "strict",
     "threads",
     "thunder-lock",
