@@ -141,6 +141,19 @@ impl Probe {
     /// simply not counted when it is a descendant. `Denied` only when nothing was seen
     /// waiting and some look was refused.
     pub fn check(&self, pid: Pid) -> Observation {
+        self.look(pid, false)
+    }
+
+    /// [`Probe::check`], and when nothing was seen waiting, whether a process holding
+    /// the socket holds a connection accepted from it ([`How::Accepted`]): a server busy
+    /// serving. This reads the namespace's connection tables (`/proc/PID/net/tcp`,
+    /// `tcp6`, `unix`), whose size grows with the host's connections, so a caller asks
+    /// for it seldom (the master: every half second of a start), not at every look.
+    pub fn check_serving(&self, pid: Pid) -> Observation {
+        self.look(pid, true)
+    }
+
+    fn look(&self, pid: Pid, serving: bool) -> Observation {
         let mut scratch = proc::Scratch::new();
         let mut pending = vec![pid];
         let mut children = Vec::new();
@@ -168,6 +181,7 @@ impl Probe {
             }
         }
         // Only when no wait was seen: this reads the namespace's connection tables.
+        let holder = holder.filter(|_| serving);
         if let Some(holder) = holder.filter(|_| net::holds_accepted(pid, &self.inodes, &held)) {
             return Observation::Waiting {
                 pid: holder,

@@ -22,18 +22,38 @@ struct Row {
 /// connection accepted from one of `listening`, as `pid`'s network namespace shows them.
 pub(crate) fn holds_accepted(pid: Pid, listening: &[u64], held: &[u64]) -> bool {
     let held: HashSet<u64> = held.iter().copied().collect();
+    let keep = |inode: u64| listening.contains(&inode) || held.contains(&inode);
+    let rows = |table, parse| rows(pid, table, parse, &keep);
     ["tcp", "tcp6"]
         .into_iter()
-        .any(|table| matches(&rows(pid, table, tcp_row), listening, &held, tcp_same))
-        || matches(&rows(pid, "unix", unix_row), listening, &held, |a, b| {
-            a == b
-        })
+        .any(|table| matches(&rows(table, tcp_row), listening, &held, tcp_same))
+        || matches(&rows("unix", unix_row), listening, &held, |a, b| a == b)
 }
 
-fn rows(pid: Pid, table: &str, parse: fn(&str) -> Option<Row>) -> Vec<Row> {
-    std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))
-        .map(|text| text.lines().skip(1).filter_map(parse).collect())
-        .unwrap_or_default()
+/// The rows of one table that matter: those of the listening sockets and of the held
+/// ones. Read a line at a time into one buffer: a busy host's table is megabytes, and
+/// the master must not hold a copy of it.
+fn rows(
+    pid: Pid,
+    table: &str,
+    parse: fn(&str) -> Option<Row>,
+    keep: &dyn Fn(u64) -> bool,
+) -> Vec<Row> {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/net/{table}")) else {
+        return Vec::new();
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = String::new();
+    let mut rows = Vec::new();
+    let _ = reader.read_line(&mut line); // the header
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return rows,
+            Ok(_) => rows.extend(parse(&line).filter(|row| keep(row.inode))),
+        }
+    }
 }
 
 fn matches(

@@ -337,7 +337,7 @@ fn a_busy_server_holding_an_accepted_connection_is_seen() {
     // Out of accept, into sleep: only the accepted connection shows it serves.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match server.probe.check(server.pid()) {
+        match server.probe.check_serving(server.pid()) {
             Observation::Waiting {
                 how: How::Accepted, ..
             } => break,

@@ -19,6 +19,11 @@ use crate::{listen::Listener, supervisor::Event, supervisor::WorkerState};
 /// moment the new worker waits for connections (with up to [`PROBE_BUDGET`] starting).
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 
+/// Every this many passes (half a second), a look also asks whether a worker holds a
+/// connection it accepted (a busy server, seldom caught waiting): that look reads the
+/// host's connection tables, too costly for every pass.
+const SERVING_EVERY: u64 = 25;
+
 /// Workers looked at per pass, at most. A look costs about 40 µs, so a pass stays near
 /// 2.5 ms and the loop keeps serving signals and clients while 1,024 workers start; each
 /// of them is then looked at every ceil(starting / budget) passes, in turn.
@@ -35,6 +40,8 @@ pub(super) struct Watch {
     /// Where the next pass starts among the starting workers, when more than
     /// [`PROBE_BUDGET`] start.
     cursor: usize,
+    /// Passes so far: every [`SERVING_EVERY`]th also looks for accepted connections.
+    passes: u64,
 }
 
 impl Watch {
@@ -48,6 +55,7 @@ impl Watch {
             denied_said: false,
             early_ready_said: false,
             cursor: 0,
+            passes: 0,
         }
     }
 }
@@ -99,11 +107,18 @@ impl Master {
             .copied()
             .collect();
         self.probe.cursor = start + turn.len();
+        self.probe.passes += 1;
+        let serving = self.probe.passes % SERVING_EVERY == 0;
         for pid in turn {
             let Some(probe) = &self.probe.probe else {
                 return;
             };
-            match probe.check(pid) {
+            let seen = if serving {
+                probe.check_serving(pid)
+            } else {
+                probe.check(pid)
+            };
+            match seen {
                 Observation::Waiting { pid: waiter, how } => {
                     if waiter != pid {
                         info!(pid = %pid, descendant = %waiter, how = %how, "a descendant of the worker waits for connections");
