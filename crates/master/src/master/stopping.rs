@@ -31,10 +31,14 @@ impl Master {
     /// activation, not in its fd store) refuses new connections at once, for every
     /// process that shares it: otherwise they would wait in the backlog through the
     /// whole drain and be reset at its end. Connections already accepted are served.
+    /// TCP only: a unix listening socket shut down this way wedges some event loops
+    /// (tokio's accept, in a forked worker, never saw its stop after it), so those
+    /// keep queueing until the socket's last holder exits.
     fn refuse_new_connections(&self) {
         let fd_store = self.systemd.is_enabled() && steward_systemd::fd_store_capacity() > 0;
         for listener in &self.listeners {
-            if listener.was_handed_over() || fd_store {
+            let unix = listener.description.starts_with("unix:");
+            if listener.was_handed_over() || fd_store || unix {
                 continue;
             }
             let fd = listener.as_fd().as_raw_fd();
