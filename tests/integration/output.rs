@@ -3,7 +3,7 @@
 //! that cannot stall the master, `ready = log:REGEX`, and `worker-output = inherit`.
 
 use nix::{sys::signal::Signal, unistd::Pid};
-use steward_testkit::{demo_bin, field, steward_client, Steward, TestDir};
+use steward_testkit::{demo_bin, field, rss_kb, steward_client, Steward, TestDir};
 
 /// The target of descriptor `fd` of `pid`.
 fn fd_target(pid: Pid, fd: u32) -> String {
@@ -11,15 +11,6 @@ fn fd_target(pid: Pid, fd: u32) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-fn rss_kb(pid: Pid) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }
 
 #[test]

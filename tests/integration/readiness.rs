@@ -189,7 +189,14 @@ fn go_server() -> Option<PathBuf> {
 /// --preload its arbiter says READY=1 before its worker has imported the app, and
 /// `auto` would believe it early; with --preload (what the README says to use) the
 /// import comes first, and its READY=1 is true.
-fn gunicorn_command(gunicorn: &Path, preload: bool) -> Vec<String> {
+/// None (said) when gunicorn is not installed.
+fn gunicorn_command(preload: bool) -> Option<Vec<String>> {
+    let gunicorn = venv().join("bin/gunicorn");
+    if !gunicorn.exists() {
+        let at = gunicorn.display();
+        eprintln!("skipped: no gunicorn at {at} (.ci/run installs it)");
+        return None;
+    }
     let servers = servers();
     let mut command = vec![gunicorn.to_str().unwrap()];
     if preload {
@@ -197,35 +204,23 @@ fn gunicorn_command(gunicorn: &Path, preload: bool) -> Vec<String> {
     }
     command.extend(["--workers", "1", "--chdir", servers.to_str().unwrap()]);
     command.extend(["--graceful-timeout", "20", "wsgi_app:app"]);
-    command.into_iter().map(String::from).collect()
+    Some(command.into_iter().map(String::from).collect())
 }
 
 #[test]
 fn gunicorn_preloaded_reading_listen_fds_reloads_without_a_gap() {
-    let gunicorn = venv().join("bin/gunicorn");
-    if !gunicorn.exists() {
-        eprintln!(
-            "skipped: no gunicorn at {} (.ci/run installs it)",
-            gunicorn.display()
-        );
+    let Some(command) = gunicorn_command(true) else {
         return;
-    }
-    let command = gunicorn_command(&gunicorn, true);
+    };
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     reloads_wait_for(&[], &command, |_| false);
 }
 
 #[test]
 fn gunicorn_under_auto_is_named_for_its_early_ready() {
-    let gunicorn = venv().join("bin/gunicorn");
-    if !gunicorn.exists() {
-        eprintln!(
-            "skipped: no gunicorn at {} (.ci/run installs it)",
-            gunicorn.display()
-        );
+    let Some(command) = gunicorn_command(false) else {
         return;
-    }
-    let command = gunicorn_command(&gunicorn, false);
+    };
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     let steward = Steward::start_env(&[("BOOT_MS", "2000")], &[], &command);
     let early = steward.log.wait_event("ready-before-listening", &[]);

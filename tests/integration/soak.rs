@@ -6,19 +6,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use steward_testkit::{children_of, demo_bin, Steward};
+use steward_testkit::{children_of, demo_bin, rss_kb, Steward};
 
 use crate::chaos::soak;
-
-/// Resident memory of a process, in kB.
-fn rss_kb(pid: nix::unistd::Pid) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
 
 /// The master's open descriptors: how many, and how many are sockets.
 fn fds(pid: nix::unistd::Pid) -> (usize, usize) {

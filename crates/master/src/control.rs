@@ -196,30 +196,36 @@ impl fmt::Debug for ControlServer {
     }
 }
 
-impl ControlServer {
-    /// Binds `path` mode 0600, replacing a stale socket left by a dead master but never
-    /// one a live master still accepts on.
-    pub fn bind(path: &Path) -> io::Result<ControlServer> {
-        match std::fs::symlink_metadata(path) {
-            Ok(_) if UnixStream::connect(path).is_ok() => {
-                return Err(io::Error::new(
-                    ErrorKind::AddrInUse,
-                    "another master is listening there",
-                ))
-            }
-            Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
-                std::fs::remove_file(path)?
-            }
-            Ok(_) => {
-                return Err(io::Error::new(
-                    ErrorKind::AlreadyExists,
-                    "the path exists and is not a socket",
-                ))
-            }
-            Err(_) => {}
+/// Binds a unix socket at `path`, mode 0600, replacing a stale socket left by a dead
+/// master but never one a live master still accepts on, nor a file that is no socket.
+pub(crate) fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) if UnixStream::connect(path).is_ok() => {
+            return Err(io::Error::new(
+                ErrorKind::AddrInUse,
+                "another master is listening there",
+            ))
         }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            std::fs::remove_file(path)?
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            ))
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+impl ControlServer {
+    /// Binds `path` mode 0600 ([`bind_private`]).
+    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        let listener = bind_private(path)?;
         listener.set_nonblocking(true)?;
         Ok(ControlServer {
             listener,

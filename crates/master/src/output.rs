@@ -102,15 +102,7 @@ impl Outputs {
         let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
         // Only the master's end: the worker's stays blocking, as programs expect.
         fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-        let pipe = Pipe {
-            read,
-            writer: None,
-            partial: Vec::new(),
-            window_start: None,
-            lines_in_window: 0,
-            over_rate: 0,
-            refused: 0,
-        };
+        let pipe = Pipe::new(read);
         let slot = match self.pipes.iter().position(Option::is_none) {
             Some(free) => {
                 self.pipes[free] = Some(pipe);
@@ -196,6 +188,18 @@ impl Outputs {
 }
 
 impl Pipe {
+    fn new(read: OwnedFd) -> Pipe {
+        Pipe {
+            read,
+            writer: None,
+            partial: Vec::new(),
+            window_start: None,
+            lines_in_window: 0,
+            over_rate: 0,
+            refused: 0,
+        }
+    }
+
     /// Appends `bytes` and takes out each complete line (a piece of [`LINE_MAX`] of
     /// a longer one counts as one).
     fn take_lines(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
@@ -336,16 +340,7 @@ mod tests {
     use super::*;
 
     fn pipe() -> Pipe {
-        let (read, _) = pipe2(OFlag::O_CLOEXEC).unwrap();
-        Pipe {
-            read,
-            writer: None,
-            partial: Vec::new(),
-            window_start: None,
-            lines_in_window: 0,
-            over_rate: 0,
-            refused: 0,
-        }
+        Pipe::new(pipe2(OFlag::O_CLOEXEC).unwrap().0)
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use crate::{
     dir::{socket_path, TestDir},
     http::{get, Client, Response},
     log::{field, is_event, record_fields, Log},
-    process::{children_of, environ, is_gone, is_root, root_or_skip, wait_gone},
+    process::{children_of, environ, is_gone, is_root, root_or_skip, rss_kb, wait_gone},
     steward::{listening, Steward, DEADLINE},
     systemd::{hand_over, socket_activated, Notification, SystemdSocket},
     terminal::Terminal,

@@ -60,6 +60,16 @@ pub fn environ(pid: Pid) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// Resident memory of a process, in kB (VmRSS).
+pub fn rss_kb(pid: Pid) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
 /// Whether the tests run as root.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

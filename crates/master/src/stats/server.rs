@@ -13,10 +13,7 @@ use std::{
     net::{TcpListener, TcpStream},
     os::{
         fd::{AsFd, BorrowedFd, OwnedFd},
-        unix::{
-            fs::PermissionsExt,
-            net::{UnixListener, UnixStream},
-        },
+        unix::net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -305,27 +302,7 @@ fn read_request(connection: &mut Connection) -> Option<Result<Request, ()>> {
 }
 
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) if UnixStream::connect(path).is_ok() => {
-            return Err(io::Error::new(
-                ErrorKind::AddrInUse,
-                "something is listening there",
-            ))
-        }
-        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
-            std::fs::remove_file(path)?
-        }
-        Ok(_) => {
-            return Err(io::Error::new(
-                ErrorKind::AlreadyExists,
-                "the path exists and is not a socket",
-            ))
-        }
-        Err(_) => {}
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    crate::control::bind_private(path)
 }
 
 fn from_inherited(fd: OwnedFd) -> io::Result<Listening> {
