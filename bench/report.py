@@ -168,14 +168,17 @@ def unmodified_section(runs):
 
 Real servers that never send READY=1 (`tests/servers/`), each with an app that takes
 {facts["boot_ms"]} ms to start, {facts["workers"]} workers, under steward's default readiness mode
-(gunicorn: `ready = listening`, see the README), {facts["reloads"]} SIGHUP reloads under
+(gunicorn with `--preload`, see the README), {facts["reloads"]} SIGHUP reloads under
 {facts["connections"]} closed-loop connections, {len(runs)} run(s) on {", ".join(sorted({r["date"] for r in runs}))}
 (`bench.py unmodified`). Max gap: the longest time in which no request at all was
 answered. Own start-up: the server alone, spawned on a socket at fd 3, to its first
 answer (median of 3). Completion includes the 4 new workers starting at once beside
-the serving ones on this 2-core machine, which a lone start-up does not pay (Node's
-start-up here is a busy loop: 4 of them share 2 cores). The last row is uvicorn under
-another master, for comparison.
+the serving ones on this 2-core machine while the load keeps it busy, which a lone
+start-up does not pay: the interpreters' imports are CPU-bound (Node's start-up here is
+a busy loop, 4 of them on 2 cores), Go's start-up is not, and there the new generation
+is seen ready as soon as a lone one would be, so what steward adds is within the noise
+(its look runs every 20 ms). The last row is uvicorn under another master, gunicorn
+with its UvicornWorker reloaded by SIGHUP, for comparison.
 
 {unmodified_table(runs)}"""
 
