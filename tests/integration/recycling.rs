@@ -191,3 +191,68 @@ fn a_worker_that_stops_sending_watchdog_is_aborted_and_replaced() {
     assert_ne!(field(&ready, "pid"), pid);
     assert!(steward.stop().success());
 }
+
+/// `cheaper`: a worker that answers one request at a time (200 ms each) under six
+/// clients leaves connections waiting in the listen queue, so workers are added up to
+/// `workers`; once the load stops, idle ones are retired down to `cheaper`.
+#[test]
+fn cheaper_follows_the_listen_queue_up_and_down() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let serial = "import socket, time\n\
+        s = socket.socket(fileno=3)\n\
+        while True:\n\
+        \x20   c, _ = s.accept(); c.recv(4096); time.sleep(0.2)\n\
+        \x20   c.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'); c.close()\n";
+    let steward = steward_testkit::Steward::start(
+        &[
+            "--workers",
+            "3",
+            "--cheaper",
+            "1",
+            "--cheaper-overload",
+            "300ms",
+            "--cheaper-idle",
+            "1s",
+            "--worker-reload-mercy",
+            "1s",
+        ],
+        &["/usr/bin/python3", "-c", serial],
+    );
+    steward.wait_generation_ready(1);
+    assert_eq!(
+        steward.worker_pids(1).len(),
+        1,
+        "cheaper-initial defaults to cheaper"
+    );
+    let addr = steward.addr();
+    let loaded = std::sync::Arc::new(AtomicBool::new(true));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let loaded = loaded.clone();
+            std::thread::spawn(move || {
+                while loaded.load(Ordering::Relaxed) {
+                    let _ = steward_testkit::get(addr, "/");
+                }
+            })
+        })
+        .collect();
+    steward.log.wait_event("cheaper", &[("decision", "more")]);
+    steward
+        .log
+        .wait_event("workers-resized", &[("workers", "3")]);
+    loaded.store(false, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let fewer = steward
+        .log
+        .wait_event("cheaper", &[("decision", "fewer"), ("workers", "2")]);
+    assert_eq!(steward_testkit::field(&fewer, "queued"), "0", "{fewer}");
+    steward
+        .log
+        .wait_event("workers-resized", &[("workers", "1")]);
+    let refused = steward
+        .log
+        .events("cheaper", &[("decision", "fewer"), ("workers", "1")]);
+    assert!(refused.is_empty(), "never below cheaper: {refused:?}");
+}

@@ -84,6 +84,9 @@ pub const SOCKET_CLOSED: &str = "socket-closed";
 /// A control client was closed before its request (`reason`: too many connections,
 /// no request in time).
 pub const CONTROL_DROPPED: &str = "control-dropped";
+/// `cheaper` changed the worker count (`decision`: more or fewer, `queued`, `workers`,
+/// `step`).
+pub const CHEAPER: &str = "cheaper";
 /// A mule was asked to stop (shutdown, re-exec).
 pub const MULE_STOPPING: &str = "mule-stopping";
 /// A mule did not stop within the mercy and was killed.

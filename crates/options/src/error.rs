@@ -44,6 +44,14 @@ pub enum OptionError {
         /// Why the regex crate refused it.
         reason: String,
     },
+    /// `cheaper` asks for more workers at the least than `workers` allows at the most.
+    #[error("cheaper = {cheaper} is more than workers = {workers}: cheaper is the fewest workers, workers the most")]
+    CheaperAboveWorkers {
+        /// The fewest.
+        cheaper: usize,
+        /// The most.
+        workers: usize,
+    },
     /// A worker output mode other than `capture` or `inherit`.
     #[error("invalid worker output {0:?}: expected capture or inherit")]
     WorkerOutput(String),

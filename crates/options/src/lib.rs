@@ -30,7 +30,7 @@ pub use crate::{
     config::{Checked, Config, ConfigSources},
     error::{ConfigError, OptionError},
     listen::{ListenAddr, ListenSpec},
-    model::{MemoryLimits, Options},
+    model::{Cheaper, MemoryLimits, Options},
     setting::{Origin, RawValue, Setting, Warning},
     stats::StatsAddr,
     values::{

@@ -171,6 +171,12 @@ pub struct Options {
     pub evil_reload_on: MemoryLimits,
     /// How often the workers' memory is measured, when a limit is set.
     pub memory_check_interval: Duration,
+    /// The adaptive worker count (`cheaper`, `cheaper-initial`, `cheaper-step`).
+    pub cheaper: Cheaper,
+    /// With cheaper: how long connections must wait before more workers start.
+    pub cheaper_overload: Duration,
+    /// With cheaper: how long the queue must stay empty before a worker is retired.
+    pub cheaper_idle: Duration,
     /// A worker silent this long (no WATCHDOG=1) is aborted and replaced
     /// (`worker-watchdog`; zero: no watchdog).
     pub worker_watchdog: Duration,
@@ -275,6 +281,9 @@ impl Options {
             reload_on: MemoryLimits::default(),
             evil_reload_on: MemoryLimits::default(),
             memory_check_interval: Duration::from_secs(1),
+            cheaper: Cheaper::default(),
+            cheaper_overload: Duration::from_secs(1),
+            cheaper_idle: Duration::from_secs(10),
             worker_watchdog: Duration::ZERO,
         }
     }
@@ -303,6 +312,12 @@ impl Options {
     pub fn validate_without_command(&self) -> Result<(), OptionError> {
         if self.workers == 0 {
             return Err(OptionError::NoWorkers);
+        }
+        if self.cheaper.min > self.workers {
+            return Err(OptionError::CheaperAboveWorkers {
+                cheaper: self.cheaper.min,
+                workers: self.workers,
+            });
         }
         if self.ready.log_pattern().is_some() && self.worker_output == WorkerOutput::Inherit {
             return Err(OptionError::ReadyLogWithoutOutput);
@@ -397,5 +412,24 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
         ];
         assert_eq!(o.validate(), Ok(()));
+    }
+}
+
+/// uWSGI's `cheaper` family: how many workers run follows the listen queue, between
+/// `min` and `workers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cheaper {
+    /// The fewest workers (`cheaper`); 0: the count is fixed at `workers`.
+    pub min: usize,
+    /// How many run at start (`cheaper-initial`); 0: `min`.
+    pub initial: usize,
+    /// How many are added at a time (`cheaper-step`); 0: one.
+    pub step: usize,
+}
+
+impl Cheaper {
+    /// Whether the worker count adapts.
+    pub fn enabled(&self) -> bool {
+        self.min > 0
     }
 }

@@ -1014,6 +1014,7 @@ mod tests {
                 ("env", _) => "SHOP_MODE=a=b",
                 ("chmod-socket", _) => "660",
                 _ if def.value_name() == "MB" => "512",
+                _ if def.value_name() == "N" && def.name().starts_with("cheaper") => "2",
                 ("emperor-throttle", _) => "3s",
                 ("stats", _) => "127.0.0.1:1717",
                 (name, _)
@@ -1021,6 +1022,8 @@ mod tests {
                         || name.starts_with("max-worker-lifetime")
                         || name.ends_with("interval")
                         || name.ends_with("watchdog")
+                        || name == "cheaper-overload"
+                        || name == "cheaper-idle"
                         || name.ends_with("mercy")
                         || name.ends_with("delay")
                         || name.ends_with("timeout") =>

@@ -119,6 +119,7 @@ impl Master {
             timers: Timers::new(),
             probe: super::readiness::Watch::new(&opened.listeners),
             ignored: Default::default(),
+            load: Default::default(),
             outputs: crate::output::Outputs::new(output_identifier(&options, forked)),
             options,
             listeners: opened.listeners,

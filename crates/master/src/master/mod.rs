@@ -12,6 +12,7 @@
 //! - mules.rs, phases.rs, reconfigure.rs, vacuum.rs: as named.
 
 mod build;
+mod cheaper;
 mod ignored;
 mod mules;
 mod orphans;
@@ -105,6 +106,8 @@ pub(crate) enum TimerKey {
     Orphans,
     /// A stats connection is due to be closed (master/stats.rs).
     Stats,
+    /// `cheaper`: read the listen queues (cheaper.rs).
+    Cheaper,
 }
 
 /// The control socket, the FIFOs, and what their clients wait for.
@@ -164,6 +167,8 @@ pub struct Master {
     mules: Vec<crate::mule::MuleCommand>,
     /// The workers' stdout/stderr pipes (`worker-output = capture`).
     outputs: crate::output::Outputs,
+    /// What the listen queue has been doing, for `cheaper` (cheaper.rs).
+    load: cheaper::Load,
     /// Notify datagrams that are not acted on: warned about at a bounded rate.
     ignored: ignored::Ignored,
     /// Watches starting workers for waiting on their sockets (readiness.rs).
@@ -194,6 +199,7 @@ impl Master {
         let now = Instant::now();
         // The first WATCHDOG=1 goes out before anything can keep the loop busy.
         self.on_timers(now);
+        self.arm_cheaper(now);
         let first = match self.resumed {
             Some(chain) => self.supervisor.resume_reload(chain, now),
             None => self.supervisor.begin(now),
@@ -326,6 +332,7 @@ impl Master {
                 TimerKey::ControlTimeout => self.control_timed_out(),
                 TimerKey::Orphans => self.kill_late_orphans(now),
                 TimerKey::Stats => self.expire_stats(now),
+                TimerKey::Cheaper => self.cheaper_tick(now),
             }
         }
         self.schedule_probe(Instant::now());

@@ -55,6 +55,9 @@ pub(crate) fn merge_reloaded(running: &Options, reread: Options) -> (Options, Ve
         evil_reload_on: reread.evil_reload_on,
         memory_check_interval: reread.memory_check_interval,
         worker_watchdog: reread.worker_watchdog,
+        cheaper: reread.cheaper,
+        cheaper_overload: reread.cheaper_overload,
+        cheaper_idle: reread.cheaper_idle,
         ..running.clone()
     };
     (merged, notes)
@@ -202,6 +205,7 @@ mod tests {
                 "reload-strategy" => "chain",
                 "worker-output" => "inherit",
                 _ if def.value_name() == "MB" => "7",
+                _ if def.value_name() == "N" => "2",
                 _ => "7s",
             };
             def.clear(&mut reread);

@@ -86,7 +86,13 @@ impl Supervisor {
         }
         self.awaiting = None;
         match result {
-            Ok(settings) => self.settings = settings,
+            Ok(mut settings) => {
+                // An adaptive count keeps where the load took it, within the new bounds.
+                if let Some((min, max)) = settings.bounds {
+                    settings.workers = self.settings.workers.clamp(min, max);
+                }
+                self.settings = settings
+            }
             Err(reason) if self.serving.is_some() => self.abort_reload(reason, out),
             // The first generation is still starting: it goes on with what it has.
             Err(reason) => {
@@ -151,25 +157,26 @@ impl Supervisor {
         if self.is_stopping() {
             return;
         }
-        if more {
-            self.settings.workers += 1;
-            info!(
-                event = events::WORKERS_RESIZED,
-                workers = self.settings.workers,
-                "one worker more"
-            );
-        } else if self.settings.workers > 1 {
-            self.settings.workers -= 1;
-            info!(
-                event = events::WORKERS_RESIZED,
-                workers = self.settings.workers,
-                "one worker fewer"
-            );
-        } else {
+        // Never below one worker; with cheaper, within its bounds.
+        let (min, max) = self.settings.bounds.unwrap_or((1, usize::MAX));
+        let workers = self.settings.workers;
+        if more && workers >= max {
             warn!(
                 event = events::RESIZE_REFUSED,
-                workers = 1,
-                "not going below one worker"
+                workers, "not going above {max} workers"
+            );
+        } else if !more && workers <= min.max(1) {
+            warn!(
+                event = events::RESIZE_REFUSED,
+                workers, "not going below {workers} worker(s)"
+            );
+        } else {
+            self.settings.workers = if more { workers + 1 } else { workers - 1 };
+            info!(
+                event = events::WORKERS_RESIZED,
+                workers = self.settings.workers,
+                "one worker {}",
+                if more { "more" } else { "fewer" }
             );
         }
     }

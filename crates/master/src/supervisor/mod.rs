@@ -60,14 +60,25 @@ pub(crate) struct Settings {
     pub recycle: RecyclePolicy,
     /// `worker-watchdog`: a ready worker silent this long is aborted (watchdog.rs).
     pub watchdog: Option<Duration>,
+    /// `cheaper`: the worker count moves between these (fewest, most); None: fixed.
+    pub bounds: Option<(usize, usize)>,
 }
 
 impl Settings {
     /// The settings of `options`; `forked` when workers are forked (preload mode), with
     /// `app_in_master` when the app is loaded once in the master.
     pub fn new(options: &Options, forked: bool, app_in_master: bool, sockets: bool) -> Settings {
+        let cheaper = options.cheaper;
+        let bounds = cheaper
+            .enabled()
+            .then(|| (cheaper.min.min(options.workers), options.workers));
+        let workers = match bounds {
+            Some((min, max)) => cheaper.initial.max(min).min(max),
+            None => options.workers,
+        };
         Settings {
-            workers: options.workers,
+            workers,
+            bounds,
             ready: options.ready.clone(),
             ready_timeout: Some(options.ready_timeout).filter(|t| !t.is_zero()),
             observable: sockets,

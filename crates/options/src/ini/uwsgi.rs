@@ -12,7 +12,6 @@ use crate::{setting::FileSettings, table, Options, Origin, Setting, Warning};
 pub(super) const UWSGI_ONLY: &[&str] = &[
     "buffer-size",
     "callable",
-    "cheaper",
     "die-on-term",
     "disable-logging",
     "enable-threads",

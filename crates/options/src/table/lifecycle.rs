@@ -20,8 +20,48 @@ macro_rules! megabytes {
     };
 }
 
+/// A count of workers; 0 where it means "off" or "the default".
+macro_rules! count {
+    ($name:literal, $field:ident, $help:literal) => {
+        OptionDef {
+            kind: Kind::Value,
+            value_name: "N",
+            apply: |o, _, v| {
+                o.cheaper.$field = number(v, "a number of workers")?;
+                Ok(())
+            },
+            clear: no_clear,
+            show: |o, _| vec![o.cheaper.$field.to_string()],
+            ..base($name, Group::Master, false, $help)
+        }
+    };
+}
+
 pub(super) fn options() -> Vec<OptionDef> {
     vec![
+        count!(
+            "cheaper",
+            min,
+            "Adaptive worker count (uWSGI's cheaper): never fewer than this many workers, \
+             never more than `workers`; more are started while connections wait in the \
+             listen queue, idle ones retired. 0: off, `workers` always run."
+        ),
+        count!(
+            "cheaper-initial",
+            initial,
+            "With cheaper: how many workers to start with (default: the cheaper minimum)."
+        ),
+        count!(
+            "cheaper-step",
+            step,
+            "With cheaper: how many workers to add at a time (default 1)."
+        ),
+        def!(duration "cheaper-overload", cheaper_overload, Master, restart: false,
+            "With cheaper: how long connections must keep waiting in the listen queue \
+             before more workers start."),
+        def!(duration "cheaper-idle", cheaper_idle, Master, restart: false,
+            "With cheaper: how long the listen queue must stay empty before one worker \
+             above the minimum is retired (one per such period)."),
         def!(duration "max-worker-lifetime", max_worker_lifetime, Master, restart: false,
             "Replace a worker once it has lived this long (seconds, or with ms/s/m/h; 0: \
              never). The replacement is started and ready before the old one is asked to stop."),

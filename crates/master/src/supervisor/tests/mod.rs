@@ -48,6 +48,7 @@ fn settings(workers: usize, ready: ReadyMode) -> Settings {
         accepting_in_master: true,
         recycle: RecyclePolicy::default(),
         watchdog: None,
+        bounds: None,
     }
 }
 
@@ -552,4 +553,18 @@ fn notify_mode_ignores_listening() {
     assert!(!fake.supervisor.wants_listening_observed());
     fake.send(Event::Listening { pid, how: "accept" });
     assert_eq!(fake.supervisor.serving(), None);
+}
+
+#[test]
+fn with_cheaper_bounds_resizes_stay_within_them() {
+    let mut fake = FakeLoop::new(Settings {
+        bounds: Some((2, 3)),
+        ..settings(2, ReadyMode::Notify)
+    });
+    fake.ready_all(1);
+    fake.send(Event::Resize { more: false });
+    assert_eq!(fake.supervisor.desired(), 2, "not below cheaper");
+    fake.send(Event::Resize { more: true });
+    fake.send(Event::Resize { more: true });
+    assert_eq!(fake.supervisor.desired(), 3, "not above workers");
 }
