@@ -455,11 +455,17 @@ fn a_worker_killed_after_its_mercy_is_counted_as_killed() {
         "127.0.0.1:0",
         "--stats-http",
     ];
-    // A worker that ignores the stop signal.
-    let worker = ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"];
+    // A worker that ignores the stop signal, and says so once it does (with ready =
+    // immediate, a reload at once could otherwise come before its trap).
+    let worker = [
+        "/bin/sh",
+        "-c",
+        "trap '' TERM; echo ignoring TERM; while :; do sleep 0.1; done",
+    ];
     let mut steward = Steward::start(&args, &worker);
     let addr: SocketAddr = steward.stats_address().parse().unwrap();
     steward.wait_generation_ready(1);
+    steward.log.wait_for(&["]: ignoring TERM"]);
     steward.signal(Signal::SIGHUP);
     steward
         .log
