@@ -132,8 +132,10 @@ def run_reload(name, command, trigger, period_ms, log_path, boot_ms=BOOT_MS):
     log = open(log_path, "w")
     env = dict(os.environ, BOOT_MS=str(boot_ms), REQ_MS=str(REQ_MS))
     load_before = loadavg()
+    # A session of its own: whatever the system leaves behind in its process group
+    # (gunicorn's workers after a SIGINT) is killed with it at the end.
     master = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                              env=env, cwd=HERE)
+                              env=env, cwd=HERE, start_new_session=True)
     try:
         wait_http(port)
         client = subprocess.run(
@@ -154,6 +156,10 @@ def run_reload(name, command, trigger, period_ms, log_path, boot_ms=BOOT_MS):
         except subprocess.TimeoutExpired:
             master.kill()
             master.wait()
+        try:
+            os.killpg(master.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         log.close()
 
 
