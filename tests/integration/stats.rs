@@ -212,12 +212,7 @@ fn a_unix_stats_socket_is_its_users_only_and_answers_each_connection_once() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     for _ in 0..2 {
-        let mut text = String::new();
-        UnixStream::connect(&path)
-            .unwrap()
-            .read_to_string(&mut text)
-            .unwrap();
-        let doc: Value = serde_json::from_str(&text).unwrap();
+        let doc = unix_document(&path);
         assert_eq!(doc["workers"].as_array().unwrap().len(), 1);
     }
     // steward status --json is the same document, versioned.
@@ -431,12 +426,7 @@ fn a_unix_stats_socket_belongs_to_the_user_the_master_becomes() {
         (meta.uid(), meta.gid(), meta.mode() & 0o777),
         (65534, 65534, 0o600)
     );
-    let mut text = String::new();
-    UnixStream::connect(&path)
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let doc: Value = serde_json::from_str(&text).unwrap();
+    let doc = unix_document(&path);
     assert_eq!(
         (doc["uid"].as_u64(), doc["gid"].as_u64()),
         (Some(65534), Some(65534))
@@ -485,4 +475,14 @@ fn a_worker_killed_after_its_mercy_is_counted_as_killed() {
     assert_eq!(sample(&text, r#"steward_reloads_total{outcome="ok"}"#), 1.0);
     // Its successor ignores SIGTERM too: the stop kills it after the mercy.
     assert!(steward.stop().success());
+}
+
+/// The one JSON document a unix stats socket gives a new connection.
+fn unix_document(path: &str) -> Value {
+    let mut text = String::new();
+    UnixStream::connect(path)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
 }
