@@ -462,3 +462,87 @@ fn a_failing_as_vassal_hook_is_fatal_to_the_vassal_only() {
     assert_eq!(steward_testkit::get(addr, "/").unwrap().status, 200);
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn one_vassal_is_reloaded_stopped_and_asked_by_name_through_its_emperor() {
+    let dir = TestDir::new("emperor-one");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    std::fs::write(vassals.join("a.toml"), vassal(2)).unwrap();
+    std::fs::write(vassals.join("b.toml"), vassal(1)).unwrap();
+    // Outside systemd: the vassals' control sockets go beside the emperor's.
+    let control = dir.at("emperor.sock");
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor").arg(&vassals).args([
+        "--emperor-throttle",
+        "100",
+        "--control-socket",
+        &control,
+    ]);
+    let mut emperor = Steward::spawn(cmd);
+    let (_, a_port) = vassal_ready(&emperor, 0, "a.toml");
+    let (b_pid, b_port) = vassal_ready(&emperor, 0, "b.toml");
+    emperor.log.wait_event("emperor-ready", &[]);
+    let to = |name: &str, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--control-socket", &control, "--vassal", name]);
+        steward_client(&all)
+    };
+
+    // The vassal's own master answers: its workers, its generation.
+    let status = to("a.toml", &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    assert!(text.contains("running, generation 1"), "{text}");
+
+    // Reloaded alone, and waited for: a serves generation 2, b still its first.
+    let load = Load::start(a_port);
+    let reload = to("a.toml", &["reload", "--wait"]);
+    assert!(reload.status.success(), "{reload:?}");
+    let (sent, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}",
+        failed.len()
+    );
+    let a = steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, a_port).into(), "/").unwrap();
+    assert_eq!(a.generation(), 2, "{}", a.body);
+    let b = steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, b_port).into(), "/").unwrap();
+    assert_eq!(b.generation(), 1, "{}", b.body);
+
+    // Stopped by name: gone when `--wait` returns, and not restarted until its file
+    // changes, which starts it once.
+    let from = emperor.log.len();
+    let stop = to("b.toml", &["stop", "--wait"]);
+    assert!(stop.status.success(), "{stop:?}");
+    wait_gone(b_pid);
+    let listed = steward_client(&["status", "--control-socket", &control]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("vassal b.toml pid - stopped"), "{text}");
+    let asked = to("b.toml", &["status"]);
+    assert!(!asked.status.success());
+    assert!(
+        String::from_utf8_lossy(&asked.stderr).contains("vassal b.toml is not running (stopped)"),
+        "{asked:?}"
+    );
+    std::fs::write(vassals.join("b.toml"), vassal(1)).unwrap();
+    vassal_ready(&emperor, from, "b.toml");
+    let starts = emperor.log.lines()[from..]
+        .iter()
+        .filter(|l| l.contains("event=\"vassal-started\"") && field(l, "vassal") == "b.toml")
+        .count();
+    assert_eq!(starts, 1, "restarted before its file changed");
+
+    // A name the emperor does not know is said so.
+    let unknown = to("c.toml", &["reload"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no vassal named \"c.toml\""),
+        "{unknown:?}"
+    );
+    assert!(emperor.stop().success());
+    assert!(
+        !dir.join("vassal.a.toml").exists(),
+        "runtime directories are left behind"
+    );
+}

@@ -3,7 +3,7 @@
 use std::{
     io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
 };
@@ -19,6 +19,42 @@ pub struct Target {
     /// systemd unit with `RuntimeDirectory=`.
     #[arg(long, value_name = "PATH", env = "STEWARD_CONTROL_SOCKET")]
     control_socket: Option<PathBuf>,
+    /// Act on one vassal of the emperor at the control socket: NAME is its file name
+    /// in the vassal directory, as `steward status` lists it.
+    #[arg(long, value_name = "NAME")]
+    vassal: Option<String>,
+}
+
+impl Target {
+    /// The control socket given, or the default one.
+    fn given_socket(&self) -> anyhow::Result<PathBuf> {
+        let runtime_directory = std::env::var_os("RUNTIME_DIRECTORY");
+        control_socket_path(self.control_socket.as_deref(), runtime_directory.as_deref())
+            .context("no control socket: give --control-socket PATH or set STEWARD_CONTROL_SOCKET (RUNTIME_DIRECTORY is not set either)")
+    }
+
+    /// The control socket of the master to talk to: the one given, or with `--vassal`
+    /// that vassal's master's, which its emperor at the given socket knows.
+    pub fn socket(&self) -> anyhow::Result<PathBuf> {
+        let given = self.given_socket()?;
+        let Some(name) = &self.vassal else {
+            return Ok(given);
+        };
+        let answer = ask_line(&given, &format!("vassal-socket {name}"), None)?;
+        match answer.strip_prefix("socket ") {
+            Some(path) => Ok(PathBuf::from(path)),
+            None => bail!(
+                "the emperor at {} gave no socket: {answer}",
+                given.display()
+            ),
+        }
+    }
+}
+
+/// Sends `line` to the control socket at `path` and returns the first answer line.
+fn ask_line(path: &Path, line: &str, timeout: Option<Duration>) -> anyhow::Result<String> {
+    let mut session = Session::connect(path, line, timeout)?;
+    session.expect("answering")
 }
 
 /// `steward reload`.
@@ -84,14 +120,11 @@ impl Session {
         request: ControlRequest,
         timeout: Option<Duration>,
     ) -> anyhow::Result<Session> {
-        let runtime_directory = std::env::var_os("RUNTIME_DIRECTORY");
-        let Some(path) = control_socket_path(
-            target.control_socket.as_deref(),
-            runtime_directory.as_deref(),
-        ) else {
-            bail!("no control socket: give --control-socket PATH or set STEWARD_CONTROL_SOCKET (RUNTIME_DIRECTORY is not set either)");
-        };
-        let mut stream = UnixStream::connect(&path).with_context(|| {
+        Session::connect(&target.socket()?, &request.to_string(), timeout)
+    }
+
+    fn connect(path: &Path, line: &str, timeout: Option<Duration>) -> anyhow::Result<Session> {
+        let mut stream = UnixStream::connect(path).with_context(|| {
             format!(
                 "cannot reach the master at {}; is it running?",
                 path.display()
@@ -99,8 +132,7 @@ impl Session {
         })?;
         stream.set_read_timeout(timeout)?;
         stream.set_write_timeout(timeout)?;
-        writeln!(stream, "{request}")
-            .with_context(|| format!("cannot send to {}", path.display()))?;
+        writeln!(stream, "{line}").with_context(|| format!("cannot send to {}", path.display()))?;
         Ok(Session {
             lines: BufReader::new(stream).lines(),
         })
@@ -149,12 +181,24 @@ pub fn reload(args: ReloadArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn stop(args: StopArgs) -> anyhow::Result<ExitCode> {
-    let mut session = Session::open(
-        &args.target,
-        ControlRequest::Stop {
-            brutal: args.brutal,
-        },
-    )?;
+    let mut session = match &args.target.vassal {
+        // The emperor stops it: stopped by its own master, it would be restarted.
+        Some(name) => {
+            let verb = if args.brutal {
+                "vassal-kill"
+            } else {
+                "vassal-stop"
+            };
+            let emperor = args.target.given_socket()?;
+            Session::connect(&emperor, &format!("{verb} {name}"), None)?
+        }
+        None => Session::open(
+            &args.target,
+            ControlRequest::Stop {
+                brutal: args.brutal,
+            },
+        )?,
+    };
     crate::output::line(session.expect("accepting the stop")?);
     if args.wait {
         // The master holds the connection until it exits.

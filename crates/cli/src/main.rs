@@ -76,6 +76,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     // A daemon's stderr becomes its log file: no terminal colours in it.
     let detaches = config.options.daemonize.is_some() || config.options.daemonize2.is_some();
     init_logging(!detaches);
+    // Vassals share their emperor's stderr: each line says whose it is. (The journal
+    // gets VASSAL= instead.)
+    let _vassal = std::env::var(steward_options::vars::VASSAL)
+        .ok()
+        .map(|name| tracing::info_span!("vassal", name = %name).entered());
     for warning in &config.warnings {
         tracing::warn!(event = steward_master::events::CONFIG_WARNING, "{warning}");
     }
@@ -95,6 +100,7 @@ fn init_logging(colours_on_a_terminal: bool) {
 
     let filter = tracing_subscriber::EnvFilter::try_from_env(steward_options::vars::LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let vassal = std::env::var(steward_options::vars::VASSAL).ok();
     let journal = steward_systemd::stderr_is_journal()
         .then(|| {
             steward_systemd::JournalLayer::connect(
@@ -103,7 +109,11 @@ fn init_logging(colours_on_a_terminal: bool) {
             )
             .ok()
         })
-        .flatten();
+        .flatten()
+        .map(|layer| match &vassal {
+            Some(name) => layer.with_field("VASSAL", name),
+            None => layer,
+        });
     let _ = LOGS_TO_JOURNAL.set(journal.is_some());
     let stderr = journal.is_none().then(|| {
         tracing_subscriber::fmt::layer()

@@ -71,6 +71,8 @@ pub struct Emperor {
     clients: BTreeMap<u64, control::Client>,
     /// Control clients waiting for a reload's end (answered) or the exit (closed).
     waiters: Vec<std::os::unix::net::UnixStream>,
+    /// `steward stop --vassal NAME --wait` clients, closed when that vassal is gone.
+    stop_waiters: Vec<(String, std::os::unix::net::UnixStream)>,
     next_client: u64,
     epoll: Epoll,
     upstream: Notifier,
@@ -131,6 +133,7 @@ impl Emperor {
             control,
             clients: BTreeMap::new(),
             waiters: Vec::new(),
+            stop_waiters: Vec::new(),
             next_client: 0,
             epoll,
             stopping: None,

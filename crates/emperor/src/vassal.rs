@@ -24,6 +24,8 @@ pub enum VassalState {
     Waiting,
     /// Its configuration was refused; not running, started when the file changes.
     Refused,
+    /// Stopped by `steward stop --vassal`; started when its file changes.
+    Stopped,
 }
 
 impl VassalState {
@@ -36,6 +38,7 @@ impl VassalState {
             VassalState::Stopping => "stopping",
             VassalState::Waiting => "waiting",
             VassalState::Refused => "refused",
+            VassalState::Stopped => "stopped",
         }
     }
 }
@@ -56,6 +59,10 @@ pub(crate) struct Vassal {
     pub restarts: u32,
     pub since: Instant,
     pub status: Option<String>,
+    /// Where its master's control socket is, as it told (`X_STEWARD_CONTROL_SOCKET=`).
+    pub control: Option<PathBuf>,
+    /// Stopped by `steward stop --vassal`: not started again until its file changes.
+    pub held: bool,
 }
 
 impl Vassal {
@@ -70,6 +77,8 @@ impl Vassal {
             restarts: 0,
             since: now,
             status: None,
+            control: None,
+            held: false,
         }
     }
 

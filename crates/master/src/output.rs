@@ -87,7 +87,13 @@ impl Outputs {
             .then(|| {
                 JournalSender::connect(std::path::Path::new(steward_systemd::JOURNAL_SOCKET)).ok()
             })
-            .flatten();
+            .flatten()
+            .map(
+                |sender| match std::env::var(steward_options::vars::VASSAL) {
+                    Ok(name) => sender.with_field("VASSAL", &name),
+                    Err(_) => sender,
+                },
+            );
         Outputs {
             pipes: Vec::new(),
             sink: journal.map_or(Sink::Stderr, Sink::Journal),
@@ -327,9 +333,16 @@ fn write_to_stderr(writer: Option<Writer>, priority: u8, message: &str) -> io::R
         4 => "warning: ",
         _ => "",
     };
+    // A vassal's workers share the emperor's stderr with every other vassal's.
+    static VASSAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let vassal = VASSAL.get_or_init(|| {
+        std::env::var(steward_options::vars::VASSAL).map_or(String::new(), |name| name + " ")
+    });
     let line = match writer {
-        Some(Writer { id, pid, .. }) => format!("worker {id} [{pid}]: {level}{message}\n"),
-        None => format!("worker: {level}{message}\n"),
+        Some(Writer { id, pid, .. }) => {
+            format!("{vassal}worker {id} [{pid}]: {level}{message}\n")
+        }
+        None => format!("{vassal}worker: {level}{message}\n"),
     };
     // One write per line: a daemon's stderr may be a datagram socket (udp:HOST:PORT).
     io::stderr().write_all(line.as_bytes())

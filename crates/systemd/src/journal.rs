@@ -22,6 +22,7 @@ pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 pub struct JournalLayer {
     socket: UnixDatagram,
     identifier: String,
+    fixed: Vec<(String, String)>,
 }
 
 impl JournalLayer {
@@ -33,7 +34,15 @@ impl JournalLayer {
         Ok(JournalLayer {
             socket,
             identifier: identifier.to_owned(),
+            fixed: Vec::new(),
         })
+    }
+
+    /// Adds `name=value` to every record: `VASSAL=` in an emperor's vassal, so that
+    /// `journalctl VASSAL=app.toml` finds one vassal's story.
+    pub fn with_field(mut self, name: &str, value: &str) -> JournalLayer {
+        self.fixed.push((name.to_owned(), value.to_owned()));
+        self
     }
 }
 
@@ -43,6 +52,7 @@ impl JournalLayer {
 #[derive(Debug)]
 pub struct JournalSender {
     socket: UnixDatagram,
+    fixed: Vec<(String, String)>,
 }
 
 impl JournalSender {
@@ -51,7 +61,16 @@ impl JournalSender {
         let socket = UnixDatagram::unbound()?;
         socket.connect(path)?;
         socket.set_nonblocking(true)?;
-        Ok(JournalSender { socket })
+        Ok(JournalSender {
+            socket,
+            fixed: Vec::new(),
+        })
+    }
+
+    /// Adds `name=value` to every record, as [`JournalLayer::with_field`].
+    pub fn with_field(mut self, name: &str, value: &str) -> JournalSender {
+        self.fixed.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// Sends one record: `MESSAGE=message` and `fields` (journal field names).
@@ -59,6 +78,9 @@ impl JournalSender {
         let mut record = Vec::with_capacity(message.len() + 160);
         push_field(&mut record, "MESSAGE", message);
         for (name, value) in fields {
+            push_field(&mut record, name, value);
+        }
+        for (name, value) in &self.fixed {
             push_field(&mut record, name, value);
         }
         self.socket.send(&record).map(drop)
@@ -97,6 +119,8 @@ fn journal_name(field: &str, about_a_worker: bool) -> String {
         "worker" => "WORKER_ID".to_owned(),
         "generation" => "GENERATION".to_owned(),
         "pid" if about_a_worker => "WORKER_PID".to_owned(),
+        // The emperor's events about a vassal share the field its vassal's records get.
+        "vassal" => "VASSAL".to_owned(),
         // Journal field names are upper-case letters, digits and underscores, and those
         // starting with `_` are the journal's own.
         other => {
@@ -160,7 +184,10 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let record = encode_record(&self.identifier, event.metadata().level(), &fields);
+        let mut record = encode_record(&self.identifier, event.metadata().level(), &fields);
+        for (name, value) in &self.fixed {
+            push_field(&mut record, name, value);
+        }
         // A lost log record must not stop the master; journald being away is rare and
         // would show in systemctl status anyway.
         let _ = self.socket.send(&record);
@@ -206,6 +233,33 @@ mod tests {
         let record = String::from_utf8(encode_record("steward", &Level::WARN, &master)).unwrap();
         assert!(record.contains("\nSTEWARD_PID=1\n"), "{record}");
         assert!(record.contains("\nPRIORITY=4\n"), "{record}");
+    }
+
+    #[test]
+    fn a_vassal_field_goes_on_every_record_and_names_the_emperors_events_too() {
+        let dir = std::env::temp_dir().join(format!("steward-journal-v-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("socket");
+        let journal = UnixDatagram::bind(&path).unwrap();
+        let layer = JournalLayer::connect(&path, "steward")
+            .unwrap()
+            .with_field("VASSAL", "app.toml");
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || tracing::info!("master started"));
+        let sender = JournalSender::connect(&path)
+            .unwrap()
+            .with_field("VASSAL", "app.toml");
+        sender
+            .send("a worker's line", &[("WORKER_ID", "1")])
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..2 {
+            let n = journal.recv(&mut buf).unwrap();
+            let record = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(record.ends_with("\nVASSAL=app.toml\n"), "{record:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(journal_name("vassal", false), "VASSAL");
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod service;
 pub use crate::{
     activation::{parse_activation, take_listen_fds, Activation, ActivationError, InheritedSocket},
     journal::{JournalLayer, JournalSender, JOURNAL_SOCKET},
-    notify::{Notification, Notifier, NotifyError, State},
+    notify::{Notification, Notifier, NotifyError, State, CONTROL_SOCKET_FIELD},
     service::{
         fd_store_capacity, is_journal_stream, parse_watchdog, stderr_is_journal, watchdog_interval,
     },

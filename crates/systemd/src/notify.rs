@@ -109,7 +109,14 @@ pub enum State {
         /// The name they come back under in LISTEN_FDNAMES.
         name: String,
     },
+    /// `X_STEWARD_CONTROL_SOCKET=PATH`: a vassal tells its emperor where its control
+    /// socket is, so that `steward reload --vassal NAME` finds it. An application field
+    /// (`X_` prefix) in the sd_notify convention: systemd ignores it.
+    ControlSocket(std::path::PathBuf),
 }
+
+/// The notify field of [`State::ControlSocket`].
+pub const CONTROL_SOCKET_FIELD: &str = "X_STEWARD_CONTROL_SOCKET";
 
 impl State {
     /// `RELOADING=1` stamped with the present CLOCK_MONOTONIC time.
@@ -145,6 +152,12 @@ impl State {
                 State::FdStore { name } => {
                     datagram.push_str("FDSTORE=1\nFDNAME=");
                     datagram.push_str(&name.replace(['\n', ':'], "_"));
+                    datagram.push('\n');
+                }
+                State::ControlSocket(path) => {
+                    datagram.push_str(CONTROL_SOCKET_FIELD);
+                    datagram.push('=');
+                    datagram.push_str(&path.to_string_lossy().replace('\n', " "));
                     datagram.push('\n');
                 }
             }

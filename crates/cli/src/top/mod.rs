@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, Context};
 use clap::Args;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use steward_master::{control_socket_path, stats::Status, ControlRequest};
+use steward_master::{stats::Status, ControlRequest};
 
 /// `steward top`.
 #[derive(Debug, Args)]
@@ -25,9 +25,8 @@ pub struct TopArgs {
     /// How often the view is refreshed.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
     interval: f64,
-    /// The master's control socket; default `$RUNTIME_DIRECTORY/control.sock`.
-    #[arg(long, value_name = "PATH", env = "STEWARD_CONTROL_SOCKET")]
-    control_socket: Option<PathBuf>,
+    #[command(flatten)]
+    target: crate::control::Target,
 }
 
 /// What the view shows: the last document, what the last key did, CPU use between the
@@ -74,12 +73,7 @@ impl Model {
 }
 
 pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
-    let runtime_directory = std::env::var_os("RUNTIME_DIRECTORY");
-    let Some(socket) =
-        control_socket_path(args.control_socket.as_deref(), runtime_directory.as_deref())
-    else {
-        bail!("no control socket: give --control-socket PATH or set STEWARD_CONTROL_SOCKET (RUNTIME_DIRECTORY is not set either)");
-    };
+    let socket = args.target.socket()?;
     // Fail before taking the terminal when there is no master to watch.
     let first = fetch(&socket).context("steward top")?;
     let interval = Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));

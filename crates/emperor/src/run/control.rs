@@ -1,7 +1,9 @@
 //! The emperor's control socket, the master's protocol: `status` (text or `json`) lists
 //! the vassals; `reload` reloads every vassal and, for `steward reload --wait`, answers
 //! `ok` once all are ready again; `stop` stops them all, the connection held until the
-//! emperor exits (`steward stop --wait`). Requests are read without blocking the loop:
+//! emperor exits (`steward stop --wait`). One vassal: `vassal-socket NAME` says where
+//! its master's control socket is (the client goes on there), `vassal-stop NAME` and
+//! `vassal-kill NAME` stop it until its file changes. Requests are read without blocking the loop:
 //! a connection stays until its line has come (at most [`LINE_MAX`] bytes).
 
 use std::{
@@ -102,12 +104,53 @@ impl Emperor {
                 // Held open until the emperor exits: `steward stop --wait`.
                 return self.waiters.push(client.stream);
             }
-            Some(other) => {
-                format!("error an emperor answers status, reload and stop, not {other:?}\n")
-            }
+            Some(other) => match self.vassal_request(other) {
+                Some(Ok(answer)) if other.starts_with("vassal-stop ") => {
+                    answer_and(&mut client.stream, &format!("{answer}\n"));
+                    let name = other.split_once(' ').map_or("", |(_, n)| n).trim();
+                    // Held open until that vassal is gone: `stop --vassal NAME --wait`.
+                    return self.stop_waiters.push((name.to_owned(), client.stream));
+                }
+                Some(Ok(answer)) => format!("{answer}\n"),
+                Some(Err(error)) => format!("error {error}\n"),
+                None => format!("error an emperor answers status, reload, stop, vassal-socket NAME, vassal-stop NAME and vassal-kill NAME, not {other:?}\n"),
+            },
             None => return,
         };
         answer_and(&mut client.stream, &answer);
+    }
+
+    /// The requests about one vassal, NAME being the rest of the line (a file name may
+    /// hold spaces): `vassal-socket NAME` answers `socket PATH`, its master's control
+    /// socket, where `steward reload/status/top --vassal NAME` go on; `vassal-stop` and
+    /// `vassal-kill` stop it gracefully or brutally until its file changes.
+    fn vassal_request(&mut self, line: &str) -> Option<Result<String, String>> {
+        let (verb, name) = line.split_once(' ')?;
+        let name = name.trim();
+        Some(match verb {
+            "vassal-socket" => self.vassal_socket(name),
+            "vassal-stop" => self.stop_one(name, false),
+            "vassal-kill" => self.stop_one(name, true),
+            _ => return None,
+        })
+    }
+
+    fn vassal_socket(&self, name: &str) -> Result<String, String> {
+        let vassal = self
+            .vassals
+            .get(name)
+            .ok_or_else(|| super::ops::no_vassal(name))?;
+        match (&vassal.control, vassal.pid) {
+            (Some(path), Some(_)) => Ok(format!("socket {}", path.display())),
+            (None, Some(_)) => Err(format!("vassal {name} has no control socket (yet): it makes one when the emperor has one, or when its config names `control-socket`")),
+            (_, None) => Err(format!("vassal {name} is not running ({})", vassal.state.name())),
+        }
+    }
+
+    /// Closes the connections of `stop --vassal NAME --wait`: NAME is gone.
+    pub(super) fn stopped_waiters(&mut self, name: &str) {
+        self.stop_waiters
+            .retain(|(waiting_for, _)| waiting_for != name);
     }
 
     /// The emperor is ready again after a reload: each `reload --wait` hears it.

@@ -87,6 +87,13 @@ impl Emperor {
             info!(event = events::VASSAL_STATUS, vassal = %vassal.name, pid = %vassal_pid, status = %status, "vassal status");
             vassal.status = Some(status.clone());
         }
+        if let Some((_, path)) = notification
+            .other
+            .iter()
+            .find(|(key, _)| key == steward_systemd::CONTROL_SOCKET_FIELD)
+        {
+            vassal.control = Some(PathBuf::from(path));
+        }
         if notification.stopping {
             vassal.set_state(VassalState::Stopping, now);
         } else if notification.reloading {

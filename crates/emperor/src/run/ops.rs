@@ -1,6 +1,7 @@
 //! What the emperor does to vassals: check, start, reload, stop, reap, restart.
 
 use std::{
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Instant,
 };
@@ -42,6 +43,7 @@ impl Emperor {
         }
         if let Some(vassal) = self.vassals.get_mut(name) {
             vassal.restarts += 1;
+            vassal.held = false;
         }
         self.start(name, now);
     }
@@ -65,7 +67,7 @@ impl Emperor {
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env(vars::EMPEROR_PID, std::process::id().to_string())
             .env(vars::VASSAL, name);
-        if let Some(dir) = vassal_runtime_dir(name) {
+        if let Some(dir) = self.vassal_runtime_dir(name) {
             command.env("RUNTIME_DIRECTORY", dir);
         }
         let spawned = command.spawn();
@@ -142,10 +144,31 @@ impl Emperor {
         };
         match vassal.pid {
             Some(pid) => ask_stop(vassal, pid, Signal::SIGTERM),
-            None => {
-                self.vassals.remove(name);
-            }
+            None => self.forget(name),
         }
+    }
+
+    /// `steward stop --vassal NAME`: that vassal stops (gracefully, or brutally) and
+    /// stays stopped until its file changes. The answer, or why not.
+    pub(super) fn stop_one(&mut self, name: &str, brutal: bool) -> Result<String, String> {
+        let vassal = self.vassals.get_mut(name).ok_or_else(|| no_vassal(name))?;
+        let Some(pid) = vassal.pid else {
+            return Err(format!(
+                "vassal {name} is not running ({})",
+                vassal.state.name()
+            ));
+        };
+        vassal.held = true;
+        self.timers.disarm(&Timer::Restart(name.to_owned()));
+        let signal = if brutal {
+            Signal::SIGINT
+        } else {
+            Signal::SIGTERM
+        };
+        ask_stop(vassal, pid, signal);
+        Ok(format!(
+            "stopping vassal {name} (pid {pid}); it starts again when its file changes"
+        ))
     }
 
     /// SIGHUP to the emperor: every running vassal reloads; READY=1 (with RELOADING=1
@@ -215,11 +238,16 @@ impl Emperor {
                 continue;
             };
             vassal.pid = None;
+            vassal.control = None;
             let name = vassal.name.clone();
             if vassal.stop_asked || stopping {
                 info!(event = events::VASSAL_EXITED, vassal = %name, pid = %pid, status = %text, "vassal exited");
+                let held = vassal.held;
+                self.stopped_waiters(&name);
                 if stopping || !self.watch.path(&name).is_file() {
-                    self.vassals.remove(&name);
+                    self.forget(&name);
+                } else if held {
+                    vassal_stopped(self.vassals.get_mut(&name), now);
                 } else {
                     // Removed and put back before it was gone: it starts again.
                     self.restart(&name, now);
@@ -239,18 +267,45 @@ impl Emperor {
     }
 }
 
-/// Under systemd (RUNTIME_DIRECTORY=), each vassal gets a runtime directory of its own
-/// inside the emperor's, `vassal.NAME`: its default control socket (`control.sock`) and
-/// notify files do not collide with the emperor's or another vassal's.
-fn vassal_runtime_dir(name: &str) -> Option<std::path::PathBuf> {
-    let runtime = std::env::var_os("RUNTIME_DIRECTORY")?;
-    let first = std::path::PathBuf::from(runtime.to_str()?.split(':').next()?);
-    let dir = first.join(format!("vassal.{name}"));
-    match std::fs::create_dir_all(&dir) {
-        Ok(()) => Some(dir),
-        Err(e) => {
-            warn!(vassal = %name, dir = %dir.display(), error = %e, "cannot make the vassal's runtime directory");
-            None
+/// A stopped vassal asked to stay down (`steward stop --vassal`).
+fn vassal_stopped(vassal: Option<&mut Vassal>, now: Instant) {
+    if let Some(vassal) = vassal {
+        vassal.set_state(VassalState::Stopped, now);
+    }
+}
+
+impl Emperor {
+    /// The directory that holds the emperor's runtime files: its control socket's, or
+    /// under systemd RUNTIME_DIRECTORY (where the control socket is by default).
+    fn runtime_dir(&self) -> Option<PathBuf> {
+        if let Some(parent) = self.settings.control.as_deref().and_then(Path::parent) {
+            return Some(parent.to_owned());
+        }
+        let runtime = std::env::var_os("RUNTIME_DIRECTORY")?;
+        Some(PathBuf::from(runtime.to_str()?.split(':').next()?))
+    }
+
+    /// Each vassal gets a runtime directory of its own beside the emperor's files,
+    /// `vassal.NAME`: its default control socket (`control.sock`, which `steward reload
+    /// --vassal NAME` reaches) and notify files do not collide with the emperor's or
+    /// another vassal's.
+    fn vassal_runtime_dir(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.runtime_dir()?.join(format!("vassal.{name}"));
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(dir),
+            Err(e) => {
+                warn!(vassal = %name, dir = %dir.display(), error = %e, "cannot make the vassal's runtime directory");
+                None
+            }
+        }
+    }
+
+    /// A vassal whose file is gone leaves the table, and its runtime directory goes
+    /// (its master leaves its control socket behind, as any master without `vacuum`).
+    pub(super) fn forget(&mut self, name: &str) {
+        self.vassals.remove(name);
+        if let Some(dir) = self.runtime_dir() {
+            let _ = std::fs::remove_dir_all(dir.join(format!("vassal.{name}")));
         }
     }
 }
@@ -282,4 +337,9 @@ impl Emperor {
             error!(error = %e, "hook failed");
         }
     }
+}
+
+/// The error for a vassal name the emperor does not know.
+pub(super) fn no_vassal(name: &str) -> String {
+    format!("no vassal named {name:?} (the names are the file names in the vassal directory; `steward status` lists them)")
 }

@@ -252,6 +252,7 @@ impl Opened {
         }
         let mut clients = open_clients(options, handover)?;
         clients.stats.server = open_stats(options, stats_fd, handover.is_some())?;
+        tell_emperor_the_control_socket(&systemd, clients.control.as_ref());
         Ok(Opened {
             listeners,
             notify,
@@ -455,6 +456,14 @@ fn take_signals() -> Result<SignalFd, MasterError> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(MasterError::Signals)?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(MasterError::Signals)
+}
+
+/// A vassal's emperor learns where its control socket is (`steward reload --vassal`
+/// connects there); after a re-exec too, as the path may have changed.
+fn tell_emperor_the_control_socket(systemd: &Notifier, control: Option<&ControlServer>) {
+    if let (Some(_), Some(control)) = (crate::vassal::emperor(), control) {
+        let _ = systemd.send(&[State::ControlSocket(control.path().to_owned())]);
+    }
 }
 
 /// Hands the sockets steward bound itself to systemd's fd store (when the unit has one),
