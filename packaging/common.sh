@@ -46,13 +46,14 @@ pkg_target_dir() {
 # PKG_STEWARD_BIN and PKG_DEMO_BIN to the binaries.
 pkg_build() {
   local target steward
-  for unit in steward@.service steward@.socket hardening.conf pre-253/steward@.service; do
+  for unit in steward@.service steward@.socket steward-emperor.service hardening.conf \
+    pre-253/steward@.service pre-253/steward-emperor.service; do
     [ -f "$REPO_DIR/systemd/$unit" ] || { pkg_log "missing systemd/$unit"; return 1; }
   done
-  local service=$REPO_DIR/systemd/steward@.service
+  local units=$REPO_DIR/systemd
   case ${STEWARD_PKG_SYSTEMD:-} in
   "") ;;
-  pre-253) service=$REPO_DIR/systemd/pre-253/steward@.service ;;
+  pre-253) units=$REPO_DIR/systemd/pre-253 ;;
   *)
     pkg_log "STEWARD_PKG_SYSTEMD=${STEWARD_PKG_SYSTEMD}: expected pre-253 or nothing"
     return 1
@@ -66,7 +67,8 @@ pkg_build() {
   mkdir -p "$GENERATED_DIR/man" "$GENERATED_DIR/completions" "$GENERATED_DIR/units"
   # The units the package installs: Type=notify-reload (systemd >= 253), or with
   # STEWARD_PKG_SYSTEMD=pre-253 the Type=notify variant for older systemd (Debian 12).
-  cp "$service" "$REPO_DIR/systemd/steward@.socket" "$GENERATED_DIR/units/"
+  cp "$units/steward@.service" "$units/steward-emperor.service" "$REPO_DIR/systemd/steward@.socket" \
+    "$GENERATED_DIR/units/"
   "$steward" generate man "$GENERATED_DIR/man"
   local shell
   for shell in bash zsh fish; do
