@@ -256,3 +256,41 @@ fn cheaper_follows_the_listen_queue_up_and_down() {
         .events("cheaper", &[("decision", "fewer"), ("workers", "1")]);
     assert!(refused.is_empty(), "never below cheaper: {refused:?}");
 }
+
+#[test]
+fn cheaper_switched_on_and_off_by_a_reload_takes_effect_at_once() {
+    let dir = steward_testkit::TestDir::new("cheaper-reload");
+    let fixed = format!(
+        "listen = [\"127.0.0.1:0\"]\nworkers = 3\ncommand = [\"{}\"]\n",
+        demo_bin()
+    );
+    dir.write("app.toml", &fixed);
+    let mut cmd = std::process::Command::new(steward_testkit::steward_bin());
+    cmd.args(["--config", &dir.at("app.toml")]);
+    let steward = Steward::spawn(cmd);
+    steward.wait_generation_ready(1);
+    assert_eq!(steward.worker_pids(1).len(), 3);
+
+    // On: an idle queue retires workers down to the minimum, with no restart.
+    dir.write(
+        "app.toml",
+        &format!("{fixed}cheaper = 1\ncheaper-idle = \"300ms\"\n"),
+    );
+    let from = steward.log.len();
+    steward.signal(nix::sys::signal::Signal::SIGHUP);
+    steward
+        .log
+        .wait_event_from(from, "cheaper", &[("decision", "fewer")]);
+    steward
+        .log
+        .wait_event_from(from, "workers-resized", &[("workers", "1")]);
+
+    // Off again: back to `workers`, not the count cheaper left.
+    dir.write("app.toml", &fixed);
+    let from = steward.log.len();
+    steward.signal(nix::sys::signal::Signal::SIGHUP);
+    let (_, ready) = steward
+        .log
+        .wait_event_from(from, "generation-ready", &[("generation", "3")]);
+    assert_eq!(field(&ready, "workers"), "3", "{ready}");
+}

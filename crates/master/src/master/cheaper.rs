@@ -34,8 +34,13 @@ impl Master {
     /// Arms the next reading while cheaper is on; nothing otherwise.
     pub(super) fn arm_cheaper(&mut self, now: Instant) {
         if self.supervisor.settings().bounds.is_some() {
-            self.timers.arm(TimerKey::Cheaper, now + TICK);
+            self.arm_cheaper_at(now);
         }
+    }
+
+    /// Arms the next reading (cheaper on in settings not applied yet: a reload's).
+    pub(super) fn arm_cheaper_at(&mut self, now: Instant) {
+        self.timers.arm(TimerKey::Cheaper, now + TICK);
     }
 
     /// Reads the queues and decides: more workers, one fewer, or nothing.

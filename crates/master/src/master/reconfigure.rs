@@ -131,20 +131,14 @@ impl Master {
                     .map_err(|e| format!("invalid configuration: {e}"))?,
             );
         }
-        let workers = if options.workers != self.options.workers {
-            options.workers
-        } else {
-            settings.workers
-        };
-        settings = Settings {
-            workers,
-            ..Settings::new(
-                &options,
-                matches!(self.launch, Launch::Fork(_)),
-                self.launch.reexecs_on_reload(),
-                !self.listeners.is_empty(),
-            )
-        };
+        let reread = Settings::new(
+            &options,
+            matches!(self.launch, Launch::Fork(_)),
+            self.launch.reexecs_on_reload(),
+            !self.listeners.is_empty(),
+        );
+        let workers = workers_after_reload(&settings, &reread, self.options.workers, &options);
+        settings = Settings { workers, ..reread };
         info!(
             workers,
             command = %self.launch.display(),
@@ -152,13 +146,60 @@ impl Master {
             "configuration read again"
         );
         self.options = options;
+        // Switched on by this reload: the queue readings start (a tick finding cheaper
+        // off again stops them).
+        if settings.bounds.is_some() {
+            self.arm_cheaper_at(std::time::Instant::now());
+        }
         Ok(settings)
+    }
+}
+
+/// How many workers a reload keeps: `workers` when it changed, or when cheaper was
+/// switched off (cheaper's count was its own); else the running count (SIGTTIN/SIGTTOU
+/// and cheaper moved it), within cheaper's new bounds when it is on.
+fn workers_after_reload(
+    running: &Settings,
+    reread: &Settings,
+    workers_before: usize,
+    options: &Options,
+) -> usize {
+    let cheaper_switched_off = running.bounds.is_some() && reread.bounds.is_none();
+    let count = if options.workers != workers_before || cheaper_switched_off {
+        options.workers
+    } else {
+        running.workers
+    };
+    match reread.bounds {
+        Some((min, max)) => count.clamp(min, max),
+        None => count,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_count_within_what_cheaper_allows_now() {
+        let mut options = Options::new(vec!["/bin/app".into()]);
+        options.workers = 4;
+        let fixed = Settings::new(&options, false, false, true);
+        let mut running = fixed.clone();
+        running.workers = 5; // a SIGTTIN
+        assert_eq!(workers_after_reload(&running, &fixed, 4, &options), 5);
+
+        let mut cheap = options.clone();
+        cheap.cheaper.min = 1;
+        let bounded = Settings::new(&cheap, false, false, true);
+        assert_eq!(bounded.bounds, Some((1, 4)));
+        // Switched on: the running 5 comes within the bounds; cheaper then decides.
+        assert_eq!(workers_after_reload(&running, &bounded, 4, &cheap), 4);
+        // Switched off while cheaper ran 1: back to `workers`.
+        let mut cheaper_ran = bounded.clone();
+        cheaper_ran.workers = 1;
+        assert_eq!(workers_after_reload(&cheaper_ran, &fixed, 4, &options), 4);
+    }
 
     #[test]
     fn what_may_change_changes_and_the_rest_is_kept_and_named() {
