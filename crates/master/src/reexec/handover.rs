@@ -17,7 +17,7 @@ use tracing::warn;
 use super::{legacy, REEXEC_VARIABLE};
 use crate::{
     listen::Listener,
-    supervisor::{Worker, WorkerState},
+    supervisor::{Recycle, Worker, WorkerState},
     MasterError,
 };
 
@@ -48,6 +48,18 @@ pub(crate) struct HandedWorker {
     pub state: HandedState,
     pub age: Duration,
     pub respawned: bool,
+    /// Due for replacement (a worker asks once: lost, it would not be asked again).
+    /// Absent in what a binary before it wrote; ignored by such a binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle: Option<HandedRecycle>,
+}
+
+/// A worker's pending replacement, crossing the exec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HandedRecycle {
+    pub reason: String,
+    /// Its replacement was started already (it is among the handed workers).
+    pub begun: bool,
 }
 
 impl HandedWorker {
@@ -71,6 +83,10 @@ impl HandedWorker {
             state,
             age: now.saturating_duration_since(worker.started),
             respawned: worker.respawned,
+            recycle: worker.recycle.as_ref().map(|r| HandedRecycle {
+                reason: r.reason.clone(),
+                begun: r.begun,
+            }),
         }
     }
 
@@ -97,7 +113,10 @@ impl HandedWorker {
             respawned: self.respawned,
             status: None,
             unobservable: false,
-            recycle: None,
+            recycle: self.recycle.map(|r| Recycle {
+                reason: r.reason,
+                begun: r.begun,
+            }),
         }
     }
 }
@@ -270,6 +289,10 @@ pub(crate) mod tests {
             state,
             age: Duration::from_millis(1500),
             respawned: id % 2 == 0,
+            recycle: (id == 2).then(|| HandedRecycle {
+                reason: "rss 600 MB > 512 MB".into(),
+                begun: false,
+            }),
         };
         Handover {
             pid: 42,
@@ -361,9 +384,20 @@ pub(crate) mod tests {
                 respawned: true,
                 status: None,
                 unobservable: false,
-                recycle: None,
+                recycle: Some(Recycle {
+                    reason: "asked: 1000 requests".into(),
+                    begun: true,
+                }),
             };
             let adopted = HandedWorker::of(&worker, now).adopt(now);
+            let recycle = adopted
+                .recycle
+                .as_ref()
+                .expect("the pending recycle is kept");
+            assert_eq!(
+                (recycle.reason.as_str(), recycle.begun),
+                ("asked: 1000 requests", true)
+            );
             assert_eq!(adopted.state, state);
             assert_eq!(adopted.started, worker.started);
             assert_eq!(
