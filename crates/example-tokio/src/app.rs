@@ -17,11 +17,16 @@
 //! hook). WORD is `hello`, or the word in the file `EXAMPLE_GREETING_FILE` names,
 //! read by the load: configuration that a reload reads again.
 //! `GET /slow?ms=N` answers the same after N milliseconds.
+//!
+//! With `worker-watchdog` (`STEWARD_WORKER_WATCHDOG`), each worker finds WATCHDOG_USEC
+//! and WATCHDOG_PID as an exec'd one does, and sends WATCHDOG=1 at half the interval
+//! (`WorkerContext::watchdog`); `GET /wedge` stops its heartbeats, as a wedged worker's
+//! would stop, and the master aborts and replaces it.
 
 use std::{
     process::ExitCode,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -37,6 +42,9 @@ use tracing::warn;
 
 /// Requests this worker has answered, counted by the after-request hook.
 static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// Set by `GET /wedge`: no more heartbeats.
+static WEDGED: AtomicBool = AtomicBool::new(false);
 
 /// How long a stopping worker lets in-flight requests finish.
 const DRAIN_FOR: Duration = Duration::from_secs(25);
@@ -133,9 +141,8 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
         let listener = Incoming::new(listener.socket)?;
         // The stop notice is a pipe that becomes readable when SIGTERM arrives.
         let stop = tokio::net::unix::pipe::Receiver::from_owned_fd(ctx.stop().fd()?)?;
-        let after_request = ctx.after_request_hooks();
         ctx.ready()?;
-        let in_flight = accept_until_stop(&listener, &stop, &identity, &after_request).await;
+        let in_flight = accept_until_stop(&listener, &stop, &identity, &ctx).await;
         // Stop accepting (connections still queued go to the next generation, which
         // shares the socket), then let what is in flight finish.
         drop(listener);
@@ -147,7 +154,7 @@ fn serve(app: &App, mut ctx: WorkerContext) -> Result<(), BoxError> {
 /// The first part of every answer: who answers, and what it was handed.
 fn identity(app: &App, ctx: &WorkerContext) -> String {
     format!(
-        "greeting={} version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={}",
+        "greeting={} version={} worker={} generation={} pid={} master={} loaded_by={} ballast_mib={} listen_pid={} listen_fds={} watchdog_usec={} watchdog_pid={}",
         app.greeting,
         app.version,
         ctx.id(),
@@ -158,21 +165,38 @@ fn identity(app: &App, ctx: &WorkerContext) -> String {
         app.ballast.len() >> 20,
         std::env::var("LISTEN_PID").unwrap_or_default(),
         std::env::var("LISTEN_FDS").unwrap_or_default(),
+        std::env::var("WATCHDOG_USEC").unwrap_or_default(),
+        std::env::var("WATCHDOG_PID").unwrap_or_default(),
     )
 }
 
-/// Answers each connection in a task of its own until the stop notice is readable;
-/// returns the tasks still running.
+/// Half the WATCHDOG_USEC given to this process, if one was (systemd's advice).
+fn heartbeat_interval() -> Option<Duration> {
+    let pid: u32 = std::env::var("WATCHDOG_PID").ok()?.parse().ok()?;
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (pid == std::process::id() && usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Answers each connection in a task of its own until the stop notice is readable,
+/// sending heartbeats when asked for; returns the tasks still running.
 async fn accept_until_stop(
     listener: &Incoming,
     stop: &tokio::net::unix::pipe::Receiver,
     identity: &Arc<String>,
-    after_request: &AfterRequest,
+    ctx: &WorkerContext,
 ) -> JoinSet<()> {
+    let after_request: AfterRequest = ctx.after_request_hooks();
+    let every = heartbeat_interval();
+    let mut heartbeat = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     let mut in_flight = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.readable() => return in_flight,
+            _ = heartbeat.tick(), if every.is_some() && !WEDGED.load(Ordering::SeqCst) => {
+                if let Err(e) = ctx.watchdog() {
+                    warn!(error = %e, "cannot send the heartbeat");
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok(connection) => {
                     let (identity, after_request) = (Arc::clone(identity), after_request.clone());
@@ -260,6 +284,10 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = match path.split_once('?') {
         None if path == "/" => ("200 OK", String::new()),
+        None if path == "/wedge" => {
+            WEDGED.store(true, Ordering::SeqCst);
+            ("200 OK", "heartbeats stopped\n".to_owned())
+        }
         Some(("/slow", query)) => match query.strip_prefix("ms=").map(str::parse::<u64>) {
             Some(Ok(ms)) => {
                 tracing::info!(ms, "slow request started");

@@ -528,3 +528,39 @@ fn sigterm_while_the_new_image_loads_for_its_check_exits_zero_and_ends_the_check
         .log()
         .contains("shutdown: stopping the new binary's check"));
 }
+
+#[test]
+fn a_forked_worker_feeds_the_worker_watchdog_and_is_replaced_when_it_stops() {
+    let example = Example::start(
+        EXAMPLE.as_ref(),
+        &[
+            ("STEWARD_WORKERS", "1"),
+            ("STEWARD_READY", "notify"),
+            ("STEWARD_WORKER_WATCHDOG", "600ms"),
+        ],
+    );
+    example.wait_generation_ready(1);
+    // What an exec'd worker gets, a forked one gets too.
+    let first = example.get("/");
+    assert_eq!(first["watchdog_usec"], "600000");
+    assert_eq!(first["watchdog_pid"], first["pid"]);
+    // Its heartbeats (WorkerContext::watchdog) made it watched: when they stop, it is
+    // aborted and replaced in the same slot.
+    http_get(example.port(), "/wedge").expect("the wedge request is answered");
+    example.wait_log("worker caught by the watchdog", 1);
+    let log = example.log();
+    let caught: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("worker caught by the watchdog"))
+        .collect();
+    // The wedged worker, once: fed, it had not been caught before.
+    assert_eq!(caught.len(), 1, "{caught:?}");
+    assert!(
+        caught[0].contains(&format!("pid={} ", first["pid"])),
+        "{caught:?}"
+    );
+    let replacement = example.get_until("a new worker", |a| a["pid"] != first["pid"]);
+    assert_eq!(replacement["worker"], "1");
+    assert_eq!(replacement["watchdog_pid"], replacement["pid"]);
+    assert_eq!(example.stop().code(), Some(0));
+}

@@ -340,6 +340,10 @@ impl ForkLaunch {
         if socket_count > 0 {
             std::env::set_var("LISTEN_PID", std::process::id().to_string());
         }
+        if let Some(watchdog) = worker.watchdog {
+            std::env::set_var("WATCHDOG_USEC", watchdog.as_micros().to_string());
+            std::env::set_var("WATCHDOG_PID", std::process::id().to_string());
+        }
 
         let mut listeners = Vec::with_capacity(socket_count);
         for (fd, name) in (3..).zip(worker.fd_names) {
@@ -378,6 +382,8 @@ pub(crate) struct WorkerIdentity<'a> {
     pub title: Option<&'a str>,
     pub fd_names: &'a [String],
     pub notify_socket: &'a Path,
+    /// `worker-watchdog`: WATCHDOG_USEC for the worker, as an exec'd one gets it.
+    pub watchdog: Option<std::time::Duration>,
 }
 
 fn adopt_listener(fd: RawFd, name: &str) -> io::Result<WorkerListener> {
@@ -519,6 +525,13 @@ impl WorkerContext {
     /// `ready = notify` or `auto` the previous generation may stop from then on.
     pub fn ready(&self) -> io::Result<()> {
         self.notifier.send(&[State::Ready])
+    }
+
+    /// Sends `WATCHDOG=1`: with `worker-watchdog`, a worker watched from its first
+    /// heartbeat on is aborted and replaced when none comes for the interval
+    /// (`WATCHDOG_USEC` in its environment; send at half of it, as for systemd).
+    pub fn watchdog(&self) -> io::Result<()> {
+        self.notifier.send(&[State::Watchdog])
     }
 
     /// Sends `STATUS=text`, shown by `steward status` for this worker.

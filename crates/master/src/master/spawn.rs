@@ -173,6 +173,7 @@ impl Master {
             title: title.as_deref(),
             fd_names: &fd_names,
             notify_socket: self.notify.path(),
+            watchdog: super::recycle::watchdog_of(&self.options),
         };
         let fork = &*fork;
         let hooks = &self.hooks;
