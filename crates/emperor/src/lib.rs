@@ -28,12 +28,14 @@ mod dir;
 pub mod events;
 mod run;
 mod timers;
+mod tyrant;
 mod vassal;
 
 use std::{path::PathBuf, time::Duration};
 
 pub use crate::{
     run::Emperor,
+    tyrant::Tyrant,
     vassal::{is_vassal_config, VassalState},
 };
 
@@ -57,6 +59,12 @@ pub struct Settings {
     pub control: Option<PathBuf>,
     /// The emperor's own hooks (emperor-start, as-emperor-before-vassal, as-emperor).
     pub hooks: steward_hooks::Hooks,
+    /// Tyrant mode (`emperor-tyrant`): each vassal runs as its file's owner.
+    pub tyrant: Option<Tyrant>,
+    /// Files every vassal reads before its own (`vassals-inherit`), absolute.
+    pub inherit: Vec<PathBuf>,
+    /// Files every vassal reads after its own (`vassals-include`), absolute.
+    pub include: Vec<PathBuf>,
 }
 
 /// Why the emperor could not run.

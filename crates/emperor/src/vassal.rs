@@ -56,6 +56,8 @@ pub(crate) struct Vassal {
     pub restarts: u32,
     pub since: Instant,
     pub status: Option<String>,
+    /// Tyrant mode: the file's owner it was started as.
+    pub owner: Option<crate::tyrant::Owner>,
 }
 
 impl Vassal {
@@ -70,6 +72,7 @@ impl Vassal {
             restarts: 0,
             since: now,
             status: None,
+            owner: None,
         }
     }
 

@@ -17,19 +17,21 @@ use steward_systemd::Notification;
 use tracing::info;
 
 use super::Emperor;
-use crate::{events, vassal::VassalState};
+use crate::{events, tyrant::reachable_by_anyone, vassal::VassalState};
 
 /// The largest notify message systemd accepts.
 const NOTIFY_MAX: usize = 4096;
 
 /// Binds the notify socket in the runtime directory (RUNTIME_DIRECTORY, XDG_RUNTIME_DIR
-/// or the temporary directory), as a path: every notify client reaches paths.
-pub(super) fn bind() -> std::io::Result<(UnixDatagram, PathBuf)> {
+/// or the temporary directory), as a path: every notify client reaches paths. In tyrant
+/// mode, vassals run as other users: a directory they cannot reach (XDG_RUNTIME_DIR is
+/// its owner's only) is passed over.
+pub(super) fn bind(tyrant: bool) -> std::io::Result<(UnixDatagram, PathBuf)> {
     let dir = ["RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
         .into_iter()
         .filter_map(std::env::var_os)
         .map(PathBuf::from)
-        .find(|p| p.is_absolute() && p.is_dir())
+        .find(|p| p.is_absolute() && p.is_dir() && (!tyrant || reachable_by_anyone(p)))
         .unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("steward-emperor.{}.notify", std::process::id()));
     // Only a dead process with our pid can have left it.

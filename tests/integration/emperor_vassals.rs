@@ -1,0 +1,105 @@
+//! What an emperor gives every vassal: tyrant mode (each vassal runs as its file's
+//! owner), the templates of `vassals-inherit`/`vassals-include`, and the
+//! `as-emperor-setns` hooks run inside a vassal's namespaces.
+
+use std::{os::unix::fs::PermissionsExt, process::Command};
+
+use nix::unistd::{chown, Pid, User};
+use steward_testkit::{field, root_or_skip, steward_bin, Steward, TestDir};
+
+use crate::emperor::{vassal, vassal_ready};
+
+/// The real, effective, saved and filesystem uids of `pid`, from /proc.
+fn uids(pid: Pid) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line["Uid:".len()..]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The pid of the worker that answered `GET /` on `port` ("hello from worker 1
+/// generation 1 pid 123").
+fn worker_pid(port: u16) -> Pid {
+    let response = steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, port).into(), "/").unwrap();
+    assert_eq!(response.status, 200);
+    let pid = response.body.split_whitespace().last().unwrap();
+    Pid::from_raw(pid.parse().unwrap())
+}
+
+fn owned_by(path: &str, user: &User) {
+    chown(path, Some(user.uid), Some(user.gid)).unwrap();
+}
+
+#[test]
+fn a_tyrants_vassals_run_as_their_files_owners_and_no_one_else() {
+    if !root_or_skip("chowns vassal files to other users and drops to them") {
+        return;
+    }
+    let nobody = User::from_name("nobody").unwrap().unwrap();
+    let daemon = User::from_name("daemon").unwrap().unwrap();
+    let dir = TestDir::new("emperor-tyrant");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let at = |name: &str| vassals.join(name).to_str().unwrap().to_owned();
+    std::fs::write(at("a.toml"), vassal(1)).unwrap();
+    owned_by(&at("a.toml"), &nobody);
+    std::fs::write(at("b.toml"), format!("{}uid = \"root\"\n", vassal(1))).unwrap();
+    owned_by(&at("b.toml"), &nobody);
+    // Root's own file: no vassal runs as root in tyrant mode.
+    std::fs::write(at("c.toml"), vassal(1)).unwrap();
+    let record = dir.at("record");
+    let config = dir.write(
+        "emperor.toml",
+        &format!(
+            "emperor-tyrant = true\nemperor-throttle = 100\n\
+             hook-as-emperor = ['exec:echo $UWSGI_VASSAL_UID $UWSGI_VASSAL_GID >> {record}']\n"
+        ),
+    );
+    // The emperor's usual place for its notify socket is private to root here: the
+    // vassals, dropped to their owners, could not reach it.
+    let private = dir.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .args(["--config", &config])
+        .env("XDG_RUNTIME_DIR", &private);
+    let mut emperor = Steward::spawn(cmd);
+
+    let (pid, port) = vassal_ready(&emperor, 0, "a.toml");
+    let n = nobody.uid.to_string();
+    assert_eq!(uids(pid), [n.as_str(); 4].join(" "));
+    assert_eq!(uids(worker_pid(port)), [n.as_str(); 4].join(" "));
+    let started = emperor.log.wait_event("emperor-started", &[]);
+    assert!(!field(&started, "notify").starts_with(private.to_str().unwrap()));
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap().trim(),
+        format!("{} {}", nobody.uid, nobody.gid)
+    );
+
+    let (_, refused) = emperor
+        .log
+        .wait_event_from(0, "vassal-refused", &[("vassal", "b.toml")]);
+    assert!(refused.contains("b.toml:4"), "{refused}");
+    assert!(refused.contains("uid 0"), "{refused}");
+    let (_, refused) = emperor
+        .log
+        .wait_event_from(0, "vassal-refused", &[("vassal", "c.toml")]);
+    assert!(refused.contains("owned by uid 0"), "{refused}");
+
+    // Given to another user, the vassal starts again as that user.
+    let from = emperor.log.len();
+    owned_by(&at("a.toml"), &daemon);
+    emperor
+        .log
+        .wait_event_from(from, "vassal-owner-changed", &[("vassal", "a.toml")]);
+    let (new_pid, port) = vassal_ready(&emperor, from, "a.toml");
+    steward_testkit::wait_gone(pid);
+    let d = daemon.uid.to_string();
+    assert_eq!(uids(new_pid), [d.as_str(); 4].join(" "));
+    assert_eq!(uids(worker_pid(port)), [d.as_str(); 4].join(" "));
+    assert!(emperor.stop().success());
+}
