@@ -103,3 +103,79 @@ fn a_tyrants_vassals_run_as_their_files_owners_and_no_one_else() {
     assert_eq!(uids(worker_pid(port)), [d.as_str(); 4].join(" "));
     assert!(emperor.stop().success());
 }
+
+/// The `master-started` record of vassal `name`'s master started at or after log line
+/// `from`, once the vassal is ready.
+fn vassal_master(emperor: &Steward, from: usize, name: &str) -> String {
+    let (_, started) = emperor
+        .log
+        .wait_event_from(from, "vassal-started", &[("vassal", name)]);
+    let pid = field(&started, "pid");
+    let (_, master) = emperor
+        .log
+        .wait_event_from(from, "master-started", &[("pid", &pid)]);
+    emperor
+        .log
+        .wait_event_from(from, "vassal-ready", &[("vassal", name), ("pid", &pid)]);
+    master
+}
+
+#[test]
+fn every_vassal_reads_the_emperors_templates_around_its_own_file() {
+    let dir = TestDir::new("emperor-templates");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let record = dir.at("record");
+    let base = dir.write("base.toml", "workers = 2\n");
+    let extra = dir.write(
+        "extra.ini",
+        &format!("[uwsgi]\nhook-as-vassal = exec:echo included $STEWARD_VASSAL >> {record}\n"),
+    );
+    // a.toml says nothing of workers: the template's; b.toml overrides it.
+    std::fs::write(
+        vassals.join("a.toml"),
+        format!(
+            "listen = [\"127.0.0.1:0\"]\ncommand = [\"{}\"]\n",
+            steward_testkit::demo_bin()
+        ),
+    )
+    .unwrap();
+    std::fs::write(vassals.join("b.toml"), vassal(1)).unwrap();
+    // uWSGI's spelling, in the emperor's ini.
+    let ini = dir.write(
+        "emperor.ini",
+        &format!(
+            "[uwsgi]\nemperor = {}\nvassals-inherit = {base}\nvassals-include = {extra}\n",
+            vassals.display()
+        ),
+    );
+    let mut cmd = Command::new(steward_bin());
+    cmd.args(["--config", &ini]);
+    let mut emperor = Steward::spawn(cmd);
+    assert_eq!(field(&vassal_master(&emperor, 0, "a.toml"), "workers"), "2");
+    assert_eq!(field(&vassal_master(&emperor, 0, "b.toml"), "workers"), "1");
+    let mut included: Vec<String> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    included.sort();
+    assert_eq!(included, ["included a.toml", "included b.toml"]);
+
+    // A template is read again at the vassal's reload (it is not watched itself).
+    std::fs::write(&base, "workers = 3\n").unwrap();
+    let from = emperor.log.len();
+    let file = std::fs::File::options()
+        .append(true)
+        .open(vassals.join("a.toml"))
+        .unwrap();
+    file.set_modified(std::time::SystemTime::now()).unwrap();
+    drop(file);
+    emperor
+        .log
+        .wait_event_from(from, "vassal-reloading", &[("vassal", "a.toml")]);
+    emperor
+        .log
+        .wait_event_from(from, "generation-ready", &[("workers", "3")]);
+    assert!(emperor.stop().success());
+}
