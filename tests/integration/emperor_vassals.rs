@@ -179,3 +179,80 @@ fn every_vassal_reads_the_emperors_templates_around_its_own_file() {
         .wait_event_from(from, "generation-ready", &[("workers", "3")]);
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn as_emperor_setns_hooks_run_inside_a_vassals_own_namespaces_only() {
+    if !root_or_skip("unshares namespaces") {
+        return;
+    }
+    let dir = TestDir::new("emperor-setns");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    std::fs::write(
+        vassals.join("a.toml"),
+        format!(
+            "{}unshare = \"uts\"\nhook-in-jail = ['hostname:steward-vassal-a']\n",
+            vassal(1)
+        ),
+    )
+    .unwrap();
+    // No namespace of its own: nothing to enter, the hooks do not run for it.
+    std::fs::write(vassals.join("b.toml"), vassal(1)).unwrap();
+    // Its master is pid 1 of its own pid namespace.
+    std::fs::write(
+        vassals.join("c.toml"),
+        format!("{}unshare = \"pid,mount\"\n", vassal(1)),
+    )
+    .unwrap();
+    // Each vassal's hooks write to a record of its own (uWSGI's UWSGI_VASSAL_CONFIG).
+    let record = dir.at("record");
+    let to = format!(">> {record}.$(basename $UWSGI_VASSAL_CONFIG)");
+    let config = dir.write(
+        "emperor.toml",
+        &format!(
+            "hook-as-emperor-setns = [\
+             'uts exec:echo $UWSGI_VASSAL_PID $(hostname) $(readlink /proc/self/ns/uts) {to}', \
+             'exec:echo all $(hostname) $(readlink /proc/self/ns/pid) {to}']\n"
+        ),
+    );
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor").arg(&vassals).args(["--config", &config]);
+    let mut emperor = Steward::spawn(cmd);
+    let (a, _) = vassal_ready(&emperor, 0, "a.toml");
+    let (at, ran) = emperor
+        .log
+        .wait_event_from(0, "vassal-setns", &[("vassal", "a.toml")]);
+    assert_eq!(field(&ran, "namespaces"), "uts");
+    emperor
+        .log
+        .wait_event_from(at + 1, "vassal-setns", &[("vassal", "a.toml")]);
+    let (_, ran) = emperor
+        .log
+        .wait_event_from(0, "vassal-setns", &[("vassal", "c.toml")]);
+    assert_eq!(field(&ran, "namespaces"), "pid,mnt");
+    let c = field(&ran, "pid");
+    // Every vassal's READY=1 handled, setns hooks included.
+    emperor.log.wait_event("emperor-ready", &[]);
+
+    let ns = |pid: &str, kind: &str| {
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+        link.display().to_string()
+    };
+    assert_ne!(ns(&a.to_string(), "uts"), ns("self", "uts"));
+    assert_ne!(ns(&c, "pid"), ns("self", "pid"));
+    let host = nix::unistd::gethostname().unwrap();
+    let host = host.to_str().unwrap();
+    assert_ne!(host, "steward-vassal-a");
+    let read = |name: &str| std::fs::read_to_string(format!("{record}.{name}")).unwrap();
+    assert_eq!(
+        read("a.toml"),
+        format!(
+            "{a} steward-vassal-a {}\nall steward-vassal-a {}\n",
+            ns(&a.to_string(), "uts"),
+            ns("self", "pid")
+        )
+    );
+    assert_eq!(read("c.toml"), format!("all {host} {}\n", ns(&c, "pid")));
+    assert!(!std::path::Path::new(&format!("{record}.b.toml")).exists());
+    assert!(emperor.stop().success());
+}

@@ -28,6 +28,12 @@ pub const VASSAL_REFUSED: &str = "vassal-refused";
 /// Tyrant mode: a running vassal's file has a new owner; the vassal is stopped and
 /// started again as that owner (`vassal`, `pid`).
 pub const VASSAL_OWNER_CHANGED: &str = "vassal-owner-changed";
+/// The `as-emperor-setns` hooks ran in a vassal's namespaces, once it was ready after a
+/// start (`vassal`, `pid` of its master, `namespaces` entered, `action`).
+pub const VASSAL_SETNS: &str = "vassal-setns";
+/// An `as-emperor-setns` hook could not enter a vassal's namespaces, or failed there
+/// (`vassal`, `pid`, `error`).
+pub const VASSAL_SETNS_FAILED: &str = "vassal-setns-failed";
 /// A vassal could not be started (`vassal`, `error`).
 pub const VASSAL_SPAWN_FAILED: &str = "vassal-spawn-failed";
 /// A vassal sent STATUS= (`vassal`, `status`).

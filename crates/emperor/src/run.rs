@@ -36,6 +36,7 @@ mod command;
 mod control;
 mod notify;
 mod ops;
+mod setns;
 
 /// How long the directory must be quiet before the emperor acts on a change: one save
 /// is several events (create, write, close, attributes), maybe read apart.

@@ -95,9 +95,15 @@ impl Emperor {
             vassal.set_state(VassalState::Reloading, now);
         }
         if notification.ready && vassal.state != VassalState::Stopping {
+            let started = vassal.state == VassalState::Starting;
             vassal.set_state(VassalState::Ready, now);
             vassal.deaths = 0;
             info!(event = events::VASSAL_READY, vassal = %vassal.name, pid = %vassal_pid, "vassal ready");
+            if started {
+                // Its namespaces exist now; the sender is the master inside them.
+                let (name, owner) = (vassal.name.clone(), vassal.owner);
+                self.run_setns_hooks(&name, sender, owner);
+            }
         }
     }
 }
