@@ -18,6 +18,13 @@
 //! a vassal: it runs `emperor-stop`/`emperor-reload` on a stop or reload signal from that
 //! pid, and notices the emperor's death at once (PR_SET_PDEATHSIG).
 //!
+//! What every vassal gets from the emperor's own configuration: `vassals-inherit` and
+//! `vassals-include` files read before and after its own (handed down in
+//! `STEWARD_VASSAL_INHERIT`/`STEWARD_VASSAL_INCLUDE`, so read again at its reloads);
+//! in tyrant mode (`emperor-tyrant`) the credentials of its file's owner, dropped to
+//! before the exec, a root-owned file or one asking for another user being refused;
+//! and `as-emperor-setns` hooks run inside its own namespaces once it is ready.
+//!
 //! It is a crate of its own, not a module of steward-master: it supervises whole
 //! masters from the outside (spawn, signal, reap, notify), and needs none of the
 //! master's internals; keeping it apart keeps the master's loop unchanged.
