@@ -104,6 +104,45 @@ fn a_tyrants_vassals_run_as_their_files_owners_and_no_one_else() {
     assert!(emperor.stop().success());
 }
 
+#[test]
+fn a_tyrants_vassal_under_systemd_has_its_own_control_socket_and_sees_the_emperor_die() {
+    if !root_or_skip("chowns a vassal file to nobody and drops to it") {
+        return;
+    }
+    let nobody = User::from_name("nobody").unwrap().unwrap();
+    let dir = TestDir::new("emperor-tyrant-runtime");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let a = vassals.join("a.toml");
+    std::fs::write(&a, vassal(1)).unwrap();
+    owned_by(a.to_str().unwrap(), &nobody);
+    // Under systemd: RuntimeDirectory= is the emperor's; vassal.a.toml inside it is the
+    // vassal's own, where it binds its control socket as nobody.
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .env("STEWARD_EMPEROR_TYRANT", "true")
+        .env("RUNTIME_DIRECTORY", &*dir);
+    let emperor = Steward::spawn(cmd);
+    let (pid, port) = vassal_ready(&emperor, 0, "a.toml");
+    let socket = dir.join("vassal.a.toml").join("control.sock");
+    let status =
+        steward_testkit::steward_client(&["status", "--control-socket", socket.to_str().unwrap()]);
+    assert!(status.status.success(), "{status:?}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().uid(),
+        nobody.uid.as_raw()
+    );
+
+    // Dropped to nobody, it still hears of its emperor's death at once, and stops.
+    let from = emperor.log.len();
+    emperor.signal(nix::sys::signal::Signal::SIGKILL);
+    emperor.log.wait_event_from(from, "emperor-lost", &[]);
+    steward_testkit::wait_gone(pid);
+    assert!(steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, port).into(), "/").is_err());
+}
+
 /// The `master-started` record of vassal `name`'s master started at or after log line
 /// `from`, once the vassal is ready.
 fn vassal_master(emperor: &Steward, from: usize, name: &str) -> String {

@@ -152,6 +152,25 @@ mod tests {
     }
 
     #[test]
+    fn nofollow_takes_the_owner_of_the_link_itself() {
+        if !nix::unistd::geteuid().is_root() {
+            return eprintln!("skipped: needs root to give a file away");
+        }
+        let dir = std::env::temp_dir().join(format!("steward-nofollow-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let (target, link) = (dir.join("app.toml"), dir.join("link.toml"));
+        std::fs::write(&target, "").unwrap();
+        let (uid, gid) = (Uid::from_raw(65534), Gid::from_raw(65534));
+        nix::unistd::chown(&target, Some(uid), Some(gid)).unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let follow = Tyrant { nofollow: false }.owner(&link).unwrap();
+        assert_eq!(follow, Owner { uid, gid });
+        let error = Tyrant { nofollow: true }.owner(&link).unwrap_err();
+        assert!(error.contains("owned by uid 0"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_private_directory_is_not_reachable() {
         assert!(reachable_by_anyone(Path::new("/")));
         let dir = std::env::temp_dir().join(format!("steward-tyrant-{}", std::process::id()));
