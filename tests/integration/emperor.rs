@@ -12,7 +12,7 @@ use steward_testkit::{
 use crate::Load;
 
 /// A vassal's configuration: the demo worker on a port of its own.
-fn vassal(workers: usize) -> String {
+pub(crate) fn vassal(workers: usize) -> String {
     format!(
         "listen = [\"127.0.0.1:0\"]\nworkers = {workers}\ncommand = [\"{}\"]\n",
         demo_bin()
@@ -20,7 +20,7 @@ fn vassal(workers: usize) -> String {
 }
 
 /// `steward emperor DIR` with a short restart throttle.
-fn emperor(dir: &TestDir, extra: &[&str]) -> Steward {
+pub(crate) fn emperor(dir: &TestDir, extra: &[&str]) -> Steward {
     let mut cmd = Command::new(steward_bin());
     cmd.args(["emperor", &dir.at(""), "--emperor-throttle", "100"])
         .args(extra);
@@ -29,7 +29,7 @@ fn emperor(dir: &TestDir, extra: &[&str]) -> Steward {
 
 /// The pid and port of vassal `name`'s master started at or after log line `from`,
 /// once it is ready.
-fn vassal_ready(emperor: &Steward, from: usize, name: &str) -> (Pid, u16) {
+pub(crate) fn vassal_ready(emperor: &Steward, from: usize, name: &str) -> (Pid, u16) {
     let (_, started) = emperor
         .log
         .wait_event_from(from, "vassal-started", &[("vassal", name)]);

@@ -8,6 +8,7 @@ mod config;
 mod control;
 mod effects;
 mod emperor;
+mod emperor_vassals;
 mod exit;
 mod faults;
 mod generate;

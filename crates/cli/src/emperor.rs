@@ -68,6 +68,11 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
             std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
         ),
         hooks,
+        tyrant: options.emperor_tyrant.then_some(steward_emperor::Tyrant {
+            nofollow: options.emperor_tyrant_nofollow,
+        }),
+        inherit: absolute(&options.vassals_inherit)?,
+        include: absolute(&options.vassals_include)?,
     };
     crate::init_logging(true);
     for warning in &config.warnings {
@@ -75,4 +80,13 @@ pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
     steward_emperor::Emperor::new(settings)?.run()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Template paths as the vassals must read them: from anywhere, whatever their working
+/// directory (a vassal may chdir before a reload reads them again).
+fn absolute(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    paths
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display())))
+        .collect()
 }

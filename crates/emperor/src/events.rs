@@ -25,6 +25,15 @@ pub const VASSAL_KEEPS_DYING: &str = "vassal-keeps-dying";
 /// A vassal's configuration does not pass `steward check` (`vassal`, `error`, with the
 /// check's file:line); a running vassal keeps its configuration.
 pub const VASSAL_REFUSED: &str = "vassal-refused";
+/// Tyrant mode: a running vassal's file has a new owner; the vassal is stopped and
+/// started again as that owner (`vassal`, `pid`).
+pub const VASSAL_OWNER_CHANGED: &str = "vassal-owner-changed";
+/// The `as-emperor-setns` hooks ran in a vassal's namespaces, once it was ready after a
+/// start (`vassal`, `pid` of its master, `namespaces` entered, `action`).
+pub const VASSAL_SETNS: &str = "vassal-setns";
+/// An `as-emperor-setns` hook could not enter a vassal's namespaces, or failed there
+/// (`vassal`, `pid`, `error`).
+pub const VASSAL_SETNS_FAILED: &str = "vassal-setns-failed";
 /// A vassal could not be started (`vassal`, `error`).
 pub const VASSAL_SPAWN_FAILED: &str = "vassal-spawn-failed";
 /// A vassal sent STATUS= (`vassal`, `status`).

@@ -18,6 +18,13 @@
 //! a vassal: it runs `emperor-stop`/`emperor-reload` on a stop or reload signal from that
 //! pid, and notices the emperor's death at once (PR_SET_PDEATHSIG).
 //!
+//! What every vassal gets from the emperor's own configuration: `vassals-inherit` and
+//! `vassals-include` files read before and after its own (handed down in
+//! `STEWARD_VASSAL_INHERIT`/`STEWARD_VASSAL_INCLUDE`, so read again at its reloads);
+//! in tyrant mode (`emperor-tyrant`) the credentials of its file's owner, dropped to
+//! before the exec, a root-owned file or one asking for another user being refused;
+//! and `as-emperor-setns` hooks run inside its own namespaces once it is ready.
+//!
 //! It is a crate of its own, not a module of steward-master: it supervises whole
 //! masters from the outside (spawn, signal, reap, notify), and needs none of the
 //! master's internals; keeping it apart keeps the master's loop unchanged.
@@ -28,12 +35,14 @@ mod dir;
 pub mod events;
 mod run;
 mod timers;
+mod tyrant;
 mod vassal;
 
 use std::{path::PathBuf, time::Duration};
 
 pub use crate::{
     run::Emperor,
+    tyrant::Tyrant,
     vassal::{is_vassal_config, VassalState},
 };
 
@@ -57,6 +66,12 @@ pub struct Settings {
     pub control: Option<PathBuf>,
     /// The emperor's own hooks (emperor-start, as-emperor-before-vassal, as-emperor).
     pub hooks: steward_hooks::Hooks,
+    /// Tyrant mode (`emperor-tyrant`): each vassal runs as its file's owner.
+    pub tyrant: Option<Tyrant>,
+    /// Files every vassal reads before its own (`vassals-inherit`), absolute.
+    pub inherit: Vec<PathBuf>,
+    /// Files every vassal reads after its own (`vassals-include`), absolute.
+    pub include: Vec<PathBuf>,
 }
 
 /// Why the emperor could not run.

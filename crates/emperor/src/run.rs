@@ -32,9 +32,11 @@ use crate::{
     EmperorError, Settings,
 };
 
+mod command;
 mod control;
 mod notify;
 mod ops;
+mod setns;
 
 /// How long the directory must be quiet before the emperor acts on a change: one save
 /// is several events (create, write, close, attributes), maybe read apart.
@@ -100,7 +102,7 @@ impl Emperor {
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(std::io::Error::from)?;
         let watch = DirWatch::new(&settings.dir)?;
-        let (notify, notify_path) = notify::bind()?;
+        let (notify, notify_path) = notify::bind(settings.tyrant.is_some())?;
         let control = match &settings.control {
             Some(path) => Some(control::bind(path).map_err(|source| EmperorError::Control {
                 path: path.clone(),

@@ -63,6 +63,8 @@ pub(crate) struct Vassal {
     pub control: Option<PathBuf>,
     /// Stopped by `steward stop --vassal`: not started again until its file changes.
     pub held: bool,
+    /// Tyrant mode: the file's owner it was started as.
+    pub owner: Option<crate::tyrant::Owner>,
 }
 
 impl Vassal {
@@ -79,6 +81,7 @@ impl Vassal {
             status: None,
             control: None,
             held: false,
+            owner: None,
         }
     }
 

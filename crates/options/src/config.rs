@@ -89,18 +89,41 @@ impl ConfigSources {
         };
         let mut errors = Vec::new();
         if let Some(path) = &self.file {
-            match crate::files::read(path) {
-                Ok(loaded) => {
-                    config.warnings.extend(loaded.warnings);
-                    config.layer(&loaded.settings, &mut errors);
+            // A vassal's templates (vassals-inherit, vassals-include) and its file are
+            // one source, as if the file included them first and last: a value of the
+            // file overrides an inherited one, an included one overrides the file's.
+            let mut settings = Vec::new();
+            let files = self
+                .templates(crate::vars::VASSAL_INHERIT)
+                .chain([path.clone()]);
+            for file in files.chain(self.templates(crate::vars::VASSAL_INCLUDE)) {
+                match crate::files::read(&file) {
+                    Ok(loaded) => {
+                        config.warnings.extend(loaded.warnings);
+                        settings.extend(loaded.settings);
+                    }
+                    Err(error) => errors.push(error),
                 }
-                Err(error) => errors.push(error),
             }
+            config.layer(&settings, &mut errors);
         }
         let env = env_settings(&self.env, &mut config.warnings);
         config.layer(&env, &mut errors);
         config.layer(&self.cli, &mut errors);
         (config, errors)
+    }
+}
+
+impl ConfigSources {
+    /// The files an emperor names in `var` (one a line) for its vassals to read too.
+    fn templates(&self, var: &str) -> impl Iterator<Item = PathBuf> + '_ {
+        let var = var.to_owned();
+        self.env
+            .iter()
+            .filter(move |(name, _)| *name == var)
+            .flat_map(|(_, value)| value.lines())
+            .filter(|line| !line.trim().is_empty())
+            .map(PathBuf::from)
     }
 }
 

@@ -137,6 +137,15 @@ pub struct Options {
     /// The wait before a dead vassal starts again, doubled per death in a row
     /// (`emperor-throttle`).
     pub emperor_throttle: Duration,
+    /// Emperor: each vassal runs as its file's owner (`emperor-tyrant`).
+    pub emperor_tyrant: bool,
+    /// Emperor, tyrant mode: a symlinked vassal runs as the link's owner
+    /// (`emperor-tyrant-nofollow`).
+    pub emperor_tyrant_nofollow: bool,
+    /// Emperor: files every vassal reads before its own (`vassals-inherit`).
+    pub vassals_inherit: Vec<PathBuf>,
+    /// Emperor: files every vassal reads after its own (`vassals-include`).
+    pub vassals_include: Vec<PathBuf>,
     /// The stats server's address (`stats`, uWSGI's), if any.
     pub stats: Option<crate::StatsAddr>,
     /// The stats address answers HTTP: `/` the JSON, `/metrics` Prometheus (`stats-http`).
@@ -266,6 +275,10 @@ impl Options {
             master_fifo: Vec::new(),
             emperor: None,
             emperor_throttle: Duration::from_secs(1),
+            emperor_tyrant: false,
+            emperor_tyrant_nofollow: false,
+            vassals_inherit: Vec::new(),
+            vassals_include: Vec::new(),
             stats: None,
             stats_http: false,
             hooks: Vec::new(),

@@ -358,6 +358,7 @@ macro_rules! def {
     };
 }
 
+mod emperor;
 mod lifecycle;
 
 fn base(name: &str, group: Group, restart: bool, help: &str) -> OptionDef {
@@ -735,6 +736,7 @@ fn build() -> Vec<OptionDef> {
             "An auxiliary process run beside the workers, without the sockets; repeatable."),
     ];
     table.extend(lifecycle::options());
+    table.extend(emperor::options());
     for phase in HOOK_PHASES {
         table.push(OptionDef {
             kind: Kind::List(ListSeparator::Newline),

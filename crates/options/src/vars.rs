@@ -28,6 +28,12 @@ pub const CHECK_REPORT: &str = "STEWARD_CHECK_REPORT";
 pub const EMPEROR_PID: &str = "STEWARD_EMPEROR_PID";
 /// From an emperor to each vassal: the vassal's name (its configuration file's name).
 pub const VASSAL: &str = "STEWARD_VASSAL";
+/// From an emperor to each vassal and its check: the files of `vassals-inherit`, one a
+/// line, read before the vassal's file.
+pub const VASSAL_INHERIT: &str = "STEWARD_VASSAL_INHERIT";
+/// From an emperor to each vassal and its check: the files of `vassals-include`, one a
+/// line, read after the vassal's file.
+pub const VASSAL_INCLUDE: &str = "STEWARD_VASSAL_INCLUDE";
 
 /// Every variable above: `STEWARD_*` names that are not options.
 pub const NOT_OPTIONS: &[&str] = &[
@@ -42,4 +48,6 @@ pub const NOT_OPTIONS: &[&str] = &[
     CHECK_REPORT,
     EMPEROR_PID,
     VASSAL,
+    VASSAL_INHERIT,
+    VASSAL_INCLUDE,
 ];

@@ -129,6 +129,28 @@ where
     }
 }
 
+/// Runs `run` in a forked child and returns the child's pid at once; the child exits
+/// with what `run` returns (101 if it panics) and never returns into the caller. The
+/// child keeps everything of the caller (signal mask, descriptors, credentials): the
+/// emperor's `as-emperor-setns` child enters a vassal's namespaces this way, then runs
+/// the emperor's hooks there.
+///
+/// Only call this while the calling process has one thread: see the SAFETY comment of
+/// the fork.
+pub fn fork_call<F>(run: F) -> Result<Pid, SpawnError>
+where
+    F: FnOnce() -> i32,
+{
+    match fork_process()? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or(101);
+            // The end of the child, as in fork_worker: never back into the caller's loop.
+            std::process::exit(code)
+        }
+    }
+}
+
 /// fork(2), for a child that goes on running Rust code.
 #[allow(unsafe_code)]
 fn fork_process() -> Result<ForkResult, SpawnError> {

@@ -35,7 +35,7 @@ mod tcp;
 
 pub use crate::{
     fds::{adopt_inherited_socket, AdoptError},
-    fork::{fork_worker, StopNotice},
+    fork::{fork_call, fork_worker, StopNotice},
     process::{
         change_group, change_user, clear_inherited_capabilities, detach, drop_privileges,
         enable_memory_merge, fork_master, lock_memory, set_priority, Detached, Forked,

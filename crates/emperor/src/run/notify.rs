@@ -17,19 +17,21 @@ use steward_systemd::Notification;
 use tracing::info;
 
 use super::Emperor;
-use crate::{events, vassal::VassalState};
+use crate::{events, tyrant::reachable_by_anyone, vassal::VassalState};
 
 /// The largest notify message systemd accepts.
 const NOTIFY_MAX: usize = 4096;
 
 /// Binds the notify socket in the runtime directory (RUNTIME_DIRECTORY, XDG_RUNTIME_DIR
-/// or the temporary directory), as a path: every notify client reaches paths.
-pub(super) fn bind() -> std::io::Result<(UnixDatagram, PathBuf)> {
+/// or the temporary directory), as a path: every notify client reaches paths. In tyrant
+/// mode, vassals run as other users: a directory they cannot reach (XDG_RUNTIME_DIR is
+/// its owner's only) is passed over.
+pub(super) fn bind(tyrant: bool) -> std::io::Result<(UnixDatagram, PathBuf)> {
     let dir = ["RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR"]
         .into_iter()
         .filter_map(std::env::var_os)
         .map(PathBuf::from)
-        .find(|p| p.is_absolute() && p.is_dir())
+        .find(|p| p.is_absolute() && p.is_dir() && (!tyrant || reachable_by_anyone(p)))
         .unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("steward-emperor.{}.notify", std::process::id()));
     // Only a dead process with our pid can have left it.
@@ -100,9 +102,15 @@ impl Emperor {
             vassal.set_state(VassalState::Reloading, now);
         }
         if notification.ready && vassal.state != VassalState::Stopping {
+            let started = vassal.state == VassalState::Starting;
             vassal.set_state(VassalState::Ready, now);
             vassal.deaths = 0;
             info!(event = events::VASSAL_READY, vassal = %vassal.name, pid = %vassal_pid, "vassal ready");
+            if started {
+                // Its namespaces exist now; the sender is the master inside them.
+                let (name, owner) = (vassal.name.clone(), vassal.owner);
+                self.run_setns_hooks(&name, sender, owner);
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use nix::{
         signal::{kill, Signal},
         wait::{waitpid, WaitPidFlag, WaitStatus},
     },
-    unistd::{getegid, geteuid, Pid},
+    unistd::Pid,
 };
 use steward_hooks::Phase;
 use steward_options::vars;
@@ -21,6 +21,7 @@ use super::{Emperor, Stop};
 use crate::{
     events,
     timers::Timer,
+    tyrant::Owner,
     vassal::{restart_delay, Vassal, VassalState},
     KEEPS_DYING,
 };
@@ -53,21 +54,24 @@ impl Emperor {
             return;
         };
         let config = vassal.config.clone();
-        if let Err(reason) = self.check(name) {
-            let vassal = self.vassals.get_mut(name).expect("looked up above");
-            vassal.set_state(VassalState::Refused, now);
-            return warn!(event = events::VASSAL_REFUSED, vassal = %name, error = %reason, "vassal configuration refused; not started");
-        }
+        let owner = match self.check(name) {
+            Ok(owner) => owner,
+            Err(reason) => {
+                let vassal = self.vassals.get_mut(name).expect("looked up above");
+                vassal.set_state(VassalState::Refused, now);
+                return warn!(event = events::VASSAL_REFUSED, vassal = %name, error = %reason, "vassal configuration refused; not started");
+            }
+        };
         std::env::set_var("UWSGI_VASSAL_CONFIG", &config);
         self.run_phase(Phase::AsEmperorBeforeVassal);
-        let mut command = self.steward();
+        let mut command = self.vassal_command(owner);
         command
             .arg("--config")
             .arg(&config)
             .env("NOTIFY_SOCKET", &self.notify_path)
             .env(vars::EMPEROR_PID, std::process::id().to_string())
             .env(vars::VASSAL, name);
-        if let Some(dir) = self.vassal_runtime_dir(name) {
+        if let Some(dir) = self.vassal_runtime_dir(name, owner) {
             command.env("RUNTIME_DIRECTORY", dir);
         }
         let spawned = command.spawn();
@@ -81,14 +85,16 @@ impl Emperor {
             }
         };
         vassal.pid = Some(pid);
+        vassal.owner = owner;
         vassal.stop_asked = false;
         vassal.set_state(VassalState::Starting, now);
         info!(event = events::VASSAL_STARTED, vassal = %name, pid = %pid, config = %config.display(), "vassal started");
-        // uWSGI's four variables, for as-emperor's hooks. The vassal runs as the
-        // emperor's user (tyrant mode, which would change that, is not built).
+        // uWSGI's four variables, for as-emperor's hooks: the vassal runs as the
+        // emperor's user, or in tyrant mode as its file's owner.
+        let (uid, gid) = super::command::ids(owner);
         std::env::set_var("UWSGI_VASSAL_PID", pid.to_string());
-        std::env::set_var("UWSGI_VASSAL_UID", geteuid().to_string());
-        std::env::set_var("UWSGI_VASSAL_GID", getegid().to_string());
+        std::env::set_var("UWSGI_VASSAL_UID", uid.to_string());
+        std::env::set_var("UWSGI_VASSAL_GID", gid.to_string());
         self.run_phase(Phase::AsEmperor);
         for var in [
             "UWSGI_VASSAL_CONFIG",
@@ -101,16 +107,18 @@ impl Emperor {
     }
 
     /// `steward check --quiet --config FILE`: what it prints on failure names the file
-    /// and line. It takes a few milliseconds, during which the loop waits.
-    fn check(&self, name: &str) -> Result<(), String> {
+    /// and line. It takes a few milliseconds, during which the loop waits. In tyrant
+    /// mode, the owner the vassal is to run as (the check runs as it too).
+    fn check(&self, name: &str) -> Result<Option<Owner>, String> {
+        let owner = self.vassal_owner(name)?;
         let output = self
-            .steward()
+            .vassal_command(owner)
             .args(["check", "--quiet", "--config"])
             .arg(self.watch.path(name))
             .output()
             .map_err(|e| format!("cannot run steward check: {e}"))?;
         if output.status.success() {
-            return Ok(());
+            return Ok(owner);
         }
         let text = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = text
@@ -124,13 +132,21 @@ impl Emperor {
     /// A running vassal's file changed: reloaded (SIGHUP) if the new text passes the
     /// check, else it keeps serving on what it has.
     pub(super) fn reload(&mut self, name: &str, reason: &str) {
-        if let Err(error) = self.check(name) {
-            return warn!(event = events::VASSAL_REFUSED, vassal = %name, error = %error, "vassal configuration refused; the vassal keeps its configuration");
-        }
+        let owner = match self.check(name) {
+            Ok(owner) => owner,
+            Err(error) => {
+                return warn!(event = events::VASSAL_REFUSED, vassal = %name, error = %error, "vassal configuration refused; the vassal keeps its configuration")
+            }
+        };
         let Some(vassal) = self.vassals.get_mut(name) else {
             return;
         };
         let Some(pid) = vassal.pid else { return };
+        if vassal.owner != owner {
+            // Tyrant mode: a new owner is a new vassal; it starts again once stopped.
+            warn!(event = events::VASSAL_OWNER_CHANGED, vassal = %name, pid = %pid, "the vassal file's owner changed; restarting the vassal as the new owner");
+            return ask_stop(vassal, pid, Signal::SIGTERM);
+        }
         vassal.set_state(VassalState::Reloading, Instant::now());
         info!(event = events::VASSAL_RELOADING, vassal = %name, pid = %pid, reason, "reloading vassal");
         let _ = kill(pid, Signal::SIGHUP);
@@ -289,9 +305,14 @@ impl Emperor {
     /// `vassal.NAME`: its default control socket (`control.sock`, which `steward reload
     /// --vassal NAME` reaches) and notify files do not collide with the emperor's or
     /// another vassal's.
-    fn vassal_runtime_dir(&self, name: &str) -> Option<PathBuf> {
+    fn vassal_runtime_dir(&self, name: &str, owner: Option<Owner>) -> Option<PathBuf> {
         let dir = self.runtime_dir()?.join(format!("vassal.{name}"));
-        match std::fs::create_dir_all(&dir) {
+        // In tyrant mode the vassal's own: it binds its control socket there.
+        let made = std::fs::create_dir_all(&dir).and_then(|()| match owner {
+            Some(o) => nix::unistd::chown(&dir, Some(o.uid), Some(o.gid)).map_err(Into::into),
+            None => Ok(()),
+        });
+        match made {
             Ok(()) => Some(dir),
             Err(e) => {
                 warn!(vassal = %name, dir = %dir.display(), error = %e, "cannot make the vassal's runtime directory");
@@ -317,14 +338,28 @@ fn ask_stop(vassal: &mut Vassal, pid: Pid, signal: Signal) {
     let _ = kill(pid, signal);
 }
 
+/// The emperor's own settings, as STEWARD_NAME variables, that its vassals do not get.
+pub(super) const NOT_PASSED: [&str; 10] = [
+    "CONFIG",
+    "CONTROL_SOCKET",
+    "EMPEROR",
+    "EMPEROR_THROTTLE",
+    "EMPEROR_TYRANT",
+    "EMPEROR_TYRANT_NOFOLLOW",
+    "VASSALS_INHERIT",
+    "VASSALS_INCLUDE",
+    "VASSAL_INHERIT",
+    "VASSAL_INCLUDE",
+];
+
 impl Emperor {
     /// The steward binary, for a vassal or its check: stdin from /dev/null, and the
     /// emperor's own settings, if given by environment, taken out: they are not the
     /// vassals' (each would bind the emperor's control socket, or be an emperor itself).
-    fn steward(&self) -> Command {
+    pub(super) fn steward(&self) -> Command {
         let mut command = Command::new(&self.settings.steward);
         command.stdin(Stdio::null());
-        for name in ["CONFIG", "CONTROL_SOCKET", "EMPEROR", "EMPEROR_THROTTLE"] {
+        for name in NOT_PASSED {
             command.env_remove(format!("STEWARD_{name}"));
         }
         command

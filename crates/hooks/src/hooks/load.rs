@@ -120,11 +120,18 @@ fn phase_hooks(options: &Options, names: Names) -> Vec<Result<Hook, HookConfigEr
         *count += 1;
         let error = |reason| HookConfigError::new(&option, index, text, reason);
         let hook = usable_phase(phase_name)
-            .and_then(|phase| Ok((phase, names.action(text)?)))
+            .and_then(|phase| {
+                let (namespaces, text) = match phase {
+                    Phase::AsEmperorSetns => setns_namespaces(text)?,
+                    _ => (Vec::new(), text.as_str()),
+                };
+                Ok((phase, namespaces, names.action(text)?))
+            })
             .map_err(error)
-            .map(|(phase, action)| Hook {
+            .map(|(phase, namespaces, action)| Hook {
                 phase,
                 action,
+                namespaces,
                 option: option.clone(),
                 index,
             });
@@ -142,6 +149,7 @@ fn event_commands(options: &Options) -> Vec<Result<Hook, HookConfigError>> {
         Ok(Hook {
             phase,
             action: Action::Exec(command.to_owned()),
+            namespaces: Vec::new(),
             option: option.to_owned(),
             index,
         })
@@ -221,12 +229,30 @@ fn usable_phase(name: &str) -> Result<Phase, String> {
         Phase::AsOnDemandVassal | Phase::AsOnConfigVassal => Err(format!(
             "phase {name} needs on-demand vassals, which steward's emperor does not have"
         )),
-        Phase::AsEmperorSetns => Err(format!(
-            "phase {name} needs vassals in their own namespaces, which steward's emperor \
-             does not start"
-        )),
         _ => Ok(phase),
     }
+}
+
+/// `hook-as-emperor-setns = [NAMESPACES ]ACTION`, uWSGI's: the vassal's namespaces to
+/// enter, comma-separated as /proc/PID/ns names them (mnt, uts, ipc, net, pid, user,
+/// cgroup; `mount` for mnt, as `unshare` says), then the action. Without them: every
+/// namespace the vassal has of its own. An action always has a colon; a list never.
+fn setns_namespaces(text: &str) -> Result<(Vec<String>, &str), String> {
+    let text = text.trim();
+    let Some((first, rest)) = text.split_once(char::is_whitespace) else {
+        return Ok((Vec::new(), text));
+    };
+    if first.contains(':') {
+        return Ok((Vec::new(), text));
+    }
+    let names = first.split(',').filter(|n| !n.is_empty()).map(|n| match n {
+        "mount" | "mnt" => Ok("mnt".to_owned()),
+        "uts" | "ipc" | "net" | "pid" | "user" | "cgroup" => Ok(n.to_owned()),
+        other => Err(format!(
+            "unknown namespace {other:?} before the action (mnt, uts, ipc, net, pid, user, cgroup)"
+        )),
+    });
+    Ok((names.collect::<Result<_, _>>()?, rest.trim()))
 }
 
 fn path_and_rest(text: &str) -> Option<(PathBuf, &str)> {

@@ -17,6 +17,8 @@ use crate::{
 struct Hook {
     phase: Phase,
     action: Action,
+    /// `as-emperor-setns`: the vassal's namespaces to enter first (empty: all it has).
+    namespaces: Vec<String>,
     /// Where it was written: the option and the index among its values.
     option: String,
     index: usize,
@@ -79,6 +81,17 @@ impl Hooks {
     /// chroot into.
     pub fn jail(&self) -> &Jail {
         &self.jail
+    }
+
+    /// The `as-emperor-setns` hooks, in order: the vassal namespaces each enters (as
+    /// /proc/PID/ns names them; empty: every one the vassal has of its own) and its
+    /// action, which [`Hooks::execute`] runs once they are entered.
+    pub fn setns_hooks(&self) -> Vec<(&[String], &Action)> {
+        self.hooks
+            .iter()
+            .filter(|h| h.phase == Phase::AsEmperorSetns)
+            .map(|h| (h.namespaces.as_slice(), &h.action))
+            .collect()
     }
 
     /// Whether any hook runs in `phase`.
@@ -225,12 +238,26 @@ mod tests {
         assert_eq!((e.option.as_str(), e.index), ("hook-asap", 1));
         assert!(err(&[("as-root", "call:warm")]).contains("no callback registered as \"warm\""));
         assert!(err(&[("as-root", "alarm:disk full")]).contains("no alarm named \"disk\""));
-        // Emperor and vassal phases run (steward emperor); on-demand and setns do not.
+        // Emperor and vassal phases run (steward emperor); on-demand ones do not.
         for phase in ["emperor-start", "as-vassal", "emperor-lost", "as-emperor"] {
             assert!(Hooks::new(&options(&[(phase, "exec:true")]), Callbacks::new()).is_ok());
         }
         assert!(err(&[("as-on-demand-vassal", "exec:true")]).contains("needs on-demand vassals"));
-        assert!(err(&[("as-emperor-setns", "exec:true")]).contains("own namespaces"));
+        // as-emperor-setns: uWSGI's namespace list before the action, or none (all).
+        let setns = Hooks::new(
+            &options(&[
+                ("as-emperor-setns", "mount,uts exec:hostname"),
+                ("as-emperor-setns", "exec:true"),
+            ]),
+            Callbacks::new(),
+        )
+        .unwrap();
+        let hooks = setns.setns_hooks();
+        assert_eq!(hooks[0].0, ["mnt", "uts"]);
+        assert_eq!(hooks[0].1.to_string(), "exec:hostname");
+        assert!(hooks[1].0.is_empty());
+        assert!(err(&[("as-emperor-setns", "mnt,time exec:true")])
+            .contains("unknown namespace \"time\""));
         assert!(err(&[("as-gateway", "exec:true")]).contains("not applicable"));
 
         let mut o = options(&[]);
