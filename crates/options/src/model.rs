@@ -180,6 +180,14 @@ pub struct Options {
     /// A worker silent this long (no WATCHDOG=1) is aborted and replaced
     /// (`worker-watchdog`; zero: no watchdog).
     pub worker_watchdog: Duration,
+    /// As a vassal: the emperor holds the sockets and starts it at the first connection
+    /// (`on-demand`).
+    pub on_demand: bool,
+    /// How long without a connection before the master counts as idle (`idle`; zero:
+    /// never).
+    pub idle: Duration,
+    /// Exit 0 once idle (`die-on-idle`).
+    pub die_on_idle: bool,
 }
 
 /// Memory limits of a worker with its descendants, in megabytes (zero: no limit), as
@@ -285,6 +293,9 @@ impl Options {
             cheaper_overload: Duration::from_secs(1),
             cheaper_idle: Duration::from_secs(10),
             worker_watchdog: Duration::ZERO,
+            on_demand: false,
+            idle: Duration::ZERO,
+            die_on_idle: false,
         }
     }
 
@@ -319,6 +330,9 @@ impl Options {
                 workers: self.workers,
             });
         }
+        if let Some(error) = self.idle_problem() {
+            return Err(error);
+        }
         if self.ready.log_pattern().is_some() && self.worker_output == WorkerOutput::Inherit {
             return Err(OptionError::ReadyLogWithoutOutput);
         }
@@ -347,6 +361,22 @@ impl Options {
             }
         }
         Ok(())
+    }
+
+    /// `idle` and `die-on-idle` go together: uWSGI's `idle` alone (cheap mode, every
+    /// worker stopped until the next connection) is not built, and must not be
+    /// silently ignored; `on-demand` needs sockets for the emperor to hold.
+    fn idle_problem(&self) -> Option<OptionError> {
+        if !self.idle.is_zero() && !self.die_on_idle {
+            return Some(OptionError::IdleWithoutDie);
+        }
+        if self.die_on_idle && self.idle.is_zero() {
+            return Some(OptionError::DieOnIdleWithoutIdle);
+        }
+        if self.on_demand && self.listen.is_empty() {
+            return Some(OptionError::OnDemandWithoutListen);
+        }
+        None
     }
 
     /// The LISTEN_FDNAMES entry of each socket, in order.

@@ -218,9 +218,6 @@ fn usable_phase(name: &str) -> Result<Phase, String> {
         Phase::AsGateway => Err(format!(
             "phase {name} is not applicable: steward has no gateways"
         )),
-        Phase::AsOnDemandVassal | Phase::AsOnConfigVassal => Err(format!(
-            "phase {name} needs on-demand vassals, which steward's emperor does not have"
-        )),
         Phase::AsEmperorSetns => Err(format!(
             "phase {name} needs vassals in their own namespaces, which steward's emperor \
              does not start"
