@@ -13,6 +13,7 @@
 
 mod build;
 mod cheaper;
+mod idle;
 mod ignored;
 mod mules;
 mod orphans;
@@ -108,6 +109,8 @@ pub(crate) enum TimerKey {
     Stats,
     /// `cheaper`: read the listen queues (cheaper.rs).
     Cheaper,
+    /// `die-on-idle`: sample whether anything is served (idle.rs).
+    Idle,
 }
 
 /// The control socket, the FIFOs, and what their clients wait for.
@@ -169,6 +172,8 @@ pub struct Master {
     outputs: crate::output::Outputs,
     /// What the listen queue has been doing, for `cheaper` (cheaper.rs).
     load: cheaper::Load,
+    /// What the `die-on-idle` samples have seen (idle.rs).
+    idle: idle::Idle,
     /// Notify datagrams that are not acted on: warned about at a bounded rate.
     ignored: ignored::Ignored,
     /// Watches starting workers for waiting on their sockets (readiness.rs).
@@ -200,6 +205,7 @@ impl Master {
         // The first WATCHDOG=1 goes out before anything can keep the loop busy.
         self.on_timers(now);
         self.arm_cheaper(now);
+        self.arm_idle(now);
         let first = match self.resumed {
             Some(chain) => self.supervisor.resume_reload(chain, now),
             None => self.supervisor.begin(now),
@@ -333,6 +339,7 @@ impl Master {
                 TimerKey::Orphans => self.kill_late_orphans(now),
                 TimerKey::Stats => self.expire_stats(now),
                 TimerKey::Cheaper => self.cheaper_tick(now),
+                TimerKey::Idle => self.idle_tick(now),
             }
         }
         self.schedule_probe(Instant::now());
