@@ -14,6 +14,7 @@ mod generate;
 mod health;
 mod hooks;
 mod hostile;
+mod ondemand;
 mod orphans;
 mod output;
 mod readiness;

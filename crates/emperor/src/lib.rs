@@ -27,6 +27,7 @@
 mod dir;
 pub mod events;
 mod run;
+mod sockets;
 mod timers;
 mod vassal;
 

@@ -24,6 +24,9 @@ pub enum VassalState {
     Waiting,
     /// Its configuration was refused; not running, started when the file changes.
     Refused,
+    /// An on-demand vassal: not running, its sockets held by the emperor until a
+    /// connection comes.
+    OnDemand,
 }
 
 impl VassalState {
@@ -36,6 +39,7 @@ impl VassalState {
             VassalState::Stopping => "stopping",
             VassalState::Waiting => "waiting",
             VassalState::Refused => "refused",
+            VassalState::OnDemand => "on-demand",
         }
     }
 }

@@ -1,0 +1,130 @@
+//! On-demand vassals: the emperor holds the vassal's socket and starts it at the first
+//! connection; with `idle` and `die-on-idle` the vassal exits when nothing is served
+//! and the emperor waits for the next connection again.
+
+use std::{net::SocketAddr, process::Command};
+
+use nix::unistd::Pid;
+use steward_testkit::{demo_bin, field, get, steward_bin, wait_gone, Steward, TestDir};
+
+use crate::emperor::{recorded, recording_hooks};
+
+/// An on-demand vassal of one demo worker on `listen`, idle after a second.
+fn on_demand_vassal(listen: &str) -> String {
+    format!(
+        "listen = [\"{listen}\"]\nworkers = 1\ncommand = [\"{}\"]\n\
+         on-demand = true\nidle = 1\ndie-on-idle = true\n",
+        demo_bin()
+    )
+}
+
+/// The address of the socket the emperor holds, from `vassal-on-demand` at or after
+/// log line `from`; and that line's index.
+fn waiting(emperor: &Steward, from: usize, name: &str) -> (usize, SocketAddr) {
+    let (at, line) = emperor
+        .log
+        .wait_event_from(from, "vassal-on-demand", &[("vassal", name)]);
+    (at, field(&line, "sockets").parse().unwrap())
+}
+
+/// The pid of the vassal started at or after `from`, once the emperor says so.
+fn started(emperor: &Steward, from: usize, name: &str) -> Pid {
+    let (_, line) = emperor
+        .log
+        .wait_event_from(from, "vassal-started", &[("vassal", name)]);
+    Pid::from_raw(field(&line, "pid").parse().unwrap())
+}
+
+/// The lines recorded for `phase` once there are `count` (the hook runs after the
+/// record that says it starts), within the deadline.
+fn recorded_n(record: &str, phase: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + steward_testkit::DEADLINE;
+    loop {
+        let lines = recorded(record, phase);
+        if lines.len() >= count || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_on_demand_vassal_starts_at_its_first_connection_and_idles_back_out() {
+    let dir = TestDir::new("emperor-on-demand");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let record = dir.at("record");
+    let emperor_config = dir.write(
+        "emperor.toml",
+        &recording_hooks(
+            &record,
+            &[
+                ("as-on-demand-vassal", "$UWSGI_VASSAL_CONFIG"),
+                ("as-on-config-vassal", "$UWSGI_VASSAL_CONFIG"),
+            ],
+        ),
+    );
+    let a = vassals.join("a.toml");
+    std::fs::write(&a, on_demand_vassal("127.0.0.1:0")).unwrap();
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor").arg(&vassals).args([
+        "--config",
+        &emperor_config,
+        "--emperor-throttle",
+        "100",
+    ]);
+    let mut emperor = Steward::spawn(cmd);
+    let (emperor_pid, a) = (emperor.pid().to_string(), a.to_str().unwrap().to_owned());
+
+    // Held, not started: the emperor is ready with no vassal running.
+    let (_, first) = waiting(&emperor, 0, "a.toml");
+    emperor.log.wait_event("emperor-ready", &[]);
+    assert!(emperor.log.events("vassal-started", &[]).is_empty());
+    assert_eq!(
+        recorded_n(&record, "as-on-demand-vassal", 1),
+        [format!("{emperor_pid} {a}")]
+    );
+
+    // Its address changes while it waits: as-on-config-vassal, and the new address is
+    // bound in place of the old one (which now refuses).
+    let from = emperor.log.len();
+    std::fs::write(
+        dir.join("vassals/a.toml"),
+        on_demand_vassal("web=127.0.0.1:0"),
+    )
+    .unwrap();
+    let (at, addr) = waiting(&emperor, from, "a.toml");
+    assert_ne!(addr, first);
+    assert_eq!(
+        recorded_n(&record, "as-on-config-vassal", 1),
+        [format!("{emperor_pid} {a}")]
+    );
+    assert!(std::net::TcpStream::connect(first).is_err());
+    // Still waiting, not entering again.
+    assert_eq!(recorded(&record, "as-on-demand-vassal").len(), 1);
+
+    // The first connection starts it, with the emperor's socket, and is answered.
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    let pid = started(&emperor, at, "a.toml");
+    emperor
+        .log
+        .wait_event_from(at, "socket-inherited", &[("name", "web")]);
+
+    // Nothing more comes: it exits 0 by itself, which is no death, and waits again.
+    let (at, _) = emperor.log.wait_event_from(at, "idle", &[]);
+    let (at, again) = waiting(&emperor, at, "a.toml");
+    assert_eq!(again, addr);
+    wait_gone(pid);
+    assert!(emperor.log.events("vassal-died", &[]).is_empty());
+    assert_eq!(
+        recorded_n(&record, "as-on-demand-vassal", 2),
+        [format!("{emperor_pid} {a}"), format!("{emperor_pid} {a}")]
+    );
+
+    // The next connection starts a new master on the same socket, and is answered.
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    let second = started(&emperor, at, "a.toml");
+    assert_ne!(second, pid);
+    assert!(emperor.stop().success());
+    wait_gone(second);
+}
