@@ -5,7 +5,10 @@
 use std::{net::SocketAddr, process::Command};
 
 use nix::unistd::Pid;
-use steward_testkit::{demo_bin, field, get, steward_bin, wait_gone, Steward, TestDir};
+use steward_testkit::{
+    demo_bin, field, get, socket_activated, steward_bin, wait_gone, Client, Steward, SystemdSocket,
+    TestDir,
+};
 
 use crate::emperor::{recorded, recording_hooks};
 
@@ -127,4 +130,70 @@ fn an_on_demand_vassal_starts_at_its_first_connection_and_idles_back_out() {
     assert_ne!(second, pid);
     assert!(emperor.stop().success());
     wait_gone(second);
+}
+
+/// Under systemd with an fd store, the emperor stores the socket it binds; a restarted
+/// emperor takes it back from LISTEN_FDS, so a connection made while no emperor runs
+/// waits in the backlog and is answered by the vassal the new emperor starts.
+#[test]
+fn an_on_demand_socket_survives_the_emperors_restart_through_the_fd_store() {
+    let dir = TestDir::new("emperor-on-demand-fdstore");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    std::fs::write(vassals.join("a.toml"), on_demand_vassal("127.0.0.1:0")).unwrap();
+    let systemd = SystemdSocket::bind("on-demand-fdstore");
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .env("NOTIFY_SOCKET", systemd.address())
+        .env("FDSTORE", "16");
+    let mut emperor = Steward::spawn(cmd);
+    let (_, addr) = waiting(&emperor, 0, "a.toml");
+    let stored = systemd.receive_until("FDSTORE=1\nFDNAME=a.toml/listen0");
+    let mut store = stored.into_iter().last().unwrap().fds;
+    assert_eq!(store.len(), 1);
+    assert!(emperor.stop().success());
+
+    // No emperor: the connection waits in the backlog of the stored socket.
+    let mut client = Client::connect(addr).unwrap();
+    client
+        .send("GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+
+    let stored = store.pop().unwrap();
+    let mut cmd = socket_activated(steward_bin(), &[&stored], &["a.toml/listen0"]);
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .env("NOTIFY_SOCKET", systemd.address())
+        .env("FDSTORE", "16");
+    let mut restarted = Steward::spawn(cmd);
+    drop(stored);
+    let (at, again) = waiting(&restarted, 0, "a.toml");
+    assert_eq!(again, addr);
+    assert_eq!(client.response().unwrap().status, 200);
+    let pid = started(&restarted, at, "a.toml");
+    assert!(restarted.stop().success());
+    wait_gone(pid);
+}
+
+/// `idle` with `die-on-idle` in a plain master: a client that stays connected keeps it
+/// serving; once it leaves, the master stops by itself and exits 0.
+#[test]
+fn a_master_with_die_on_idle_exits_once_no_client_is_connected() {
+    let mut steward = Steward::start(
+        &["--listen", "127.0.0.1:0", "--idle", "1", "--die-on-idle"],
+        &[&demo_bin()],
+    );
+    steward.wait_generation_ready(1);
+    let addr: SocketAddr = format!("127.0.0.1:{}", steward.port()).parse().unwrap();
+    let mut client = Client::connect(addr).unwrap();
+    assert_eq!(client.get("/", false).unwrap().status, 200);
+    // Connected and silent for more than twice `idle` (an absence can only be waited
+    // out): still serving, on the same connection.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(client.get("/", false).unwrap().status, 200);
+    assert_eq!(steward.log.event_position("idle", &[]), None);
+    drop(client);
+    steward.log.wait_event("idle", &[]);
+    assert!(steward.wait_exit(steward_testkit::DEADLINE).success());
 }

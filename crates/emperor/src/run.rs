@@ -139,7 +139,7 @@ impl Emperor {
             stopping: None,
             ready_sent: false,
             last_status: String::new(),
-            ondemand: ondemand::OnDemand::default(),
+            ondemand: ondemand::OnDemand::from_listen_fds(),
         })
     }
 
@@ -159,6 +159,7 @@ impl Emperor {
         for name in names {
             self.appeared(name, Instant::now());
         }
+        self.drop_unclaimed_stored();
         let mut ready = [EpollEvent::empty(); 8];
         loop {
             self.sweep_on_demand();

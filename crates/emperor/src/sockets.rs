@@ -30,6 +30,10 @@ pub(crate) struct HeldSocket {
     pub address: String,
     /// A unix socket's path, removed when the vassal is forgotten.
     pub path: Option<PathBuf>,
+    /// Its name in systemd's fd store: `VASSAL/NAME`.
+    pub store_name: String,
+    /// Taken back from the fd store at the emperor's start (so stored already).
+    pub reused: bool,
 }
 
 impl HeldSocket {
@@ -49,12 +53,32 @@ pub(crate) struct BindError {
 }
 
 /// Binds every `listen` address of `options` with its `listen-backlog`, named as the
-/// vassal's master names them. On a failure the sockets bound so far are closed (and
-/// their paths removed).
-pub(crate) fn bind_all(options: &Options) -> Result<Vec<HeldSocket>, BindError> {
+/// vassal's master names them, or takes the socket of that name and address back from
+/// `stored` (what systemd's fd store gave a restarted emperor). On a failure the
+/// sockets bound so far are closed (and their paths removed).
+pub(crate) fn bind_all(
+    options: &Options,
+    vassal: &str,
+    stored: &mut BTreeMap<String, OwnedFd>,
+) -> Result<Vec<HeldSocket>, BindError> {
     let mut held = Vec::new();
     for (spec, name) in options.listen.iter().zip(options.fd_names()) {
-        match bind(spec, name, options.listen_backlog) {
+        let store_name = format!("{vassal}/{name}");
+        let kept = stored
+            .remove(&store_name)
+            .and_then(|fd| bound_at(fd, &spec.addr));
+        let socket = match kept {
+            Some((fd, address)) => Ok(HeldSocket {
+                name,
+                fd,
+                address,
+                path: unix_path(&spec.addr),
+                store_name,
+                reused: true,
+            }),
+            None => bind(spec, name, store_name, options.listen_backlog),
+        };
+        match socket {
             Ok(socket) => held.push(socket),
             Err(error) => {
                 held.iter().for_each(HeldSocket::unlink);
@@ -68,7 +92,37 @@ pub(crate) fn bind_all(options: &Options) -> Result<Vec<HeldSocket>, BindError> 
     Ok(held)
 }
 
-fn bind(spec: &ListenSpec, name: String, backlog: i32) -> std::io::Result<HeldSocket> {
+/// `fd` and where it is bound, if that is `addr` (any port for port 0).
+fn bound_at(fd: OwnedFd, addr: &ListenAddr) -> Option<(OwnedFd, String)> {
+    match addr {
+        ListenAddr::Tcp(want) => {
+            let listener = std::net::TcpListener::from(fd);
+            let got = listener.local_addr().ok()?;
+            let same = got.ip() == want.ip() && (want.port() == 0 || got.port() == want.port());
+            same.then(|| (listener.into(), got.to_string()))
+        }
+        ListenAddr::Unix(want) => {
+            let listener = std::os::unix::net::UnixListener::from(fd);
+            let got = listener.local_addr().ok()?;
+            (got.as_pathname() == Some(want.as_path()))
+                .then(|| (listener.into(), format!("unix:{}", want.display())))
+        }
+    }
+}
+
+fn unix_path(addr: &ListenAddr) -> Option<PathBuf> {
+    match addr {
+        ListenAddr::Unix(path) => Some(path.clone()),
+        ListenAddr::Tcp(_) => None,
+    }
+}
+
+fn bind(
+    spec: &ListenSpec,
+    name: String,
+    store_name: String,
+    backlog: i32,
+) -> std::io::Result<HeldSocket> {
     let (fd, address, path): (OwnedFd, String, Option<PathBuf>) = match &spec.addr {
         ListenAddr::Tcp(addr) => {
             let listener = std::net::TcpListener::bind(addr)?;
@@ -90,6 +144,8 @@ fn bind(spec: &ListenSpec, name: String, backlog: i32) -> std::io::Result<HeldSo
         fd,
         address,
         path,
+        store_name,
+        reused: false,
     })
 }
 
@@ -157,12 +213,26 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             "admin=127.0.0.1:0".parse().unwrap(),
         ];
-        let held = bind_all(&options).unwrap();
+        let held = bind_all(&options, "a.toml", &mut BTreeMap::new()).unwrap();
         let names: Vec<&str> = held.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["listen0", "admin"]);
+        assert_eq!(held[1].store_name, "a.toml/admin");
         let address: std::net::SocketAddr = held[1].address.parse().unwrap();
         assert_ne!(address.port(), 0);
         std::net::TcpStream::connect(address).unwrap();
+
+        // Given back by the fd store: the same socket is taken, not a new one bound;
+        // one bound elsewhere than the configuration says is not.
+        let mut stored: BTreeMap<String, OwnedFd> = held
+            .into_iter()
+            .map(|socket| (socket.store_name, socket.fd))
+            .collect();
+        options.listen[0] = "127.0.0.2:0".parse().unwrap();
+        let again = bind_all(&options, "a.toml", &mut stored).unwrap();
+        assert_eq!(again[1].address, address.to_string());
+        assert!(again[1].reused && !again[0].reused);
+        assert!(again[0].address.starts_with("127.0.0.2:"));
+        assert!(stored.is_empty());
     }
 
     #[test]
@@ -171,7 +241,7 @@ mod tests {
         let mut options = Options::new(vec!["/bin/true".into()]);
         let address = taken.local_addr().unwrap().to_string();
         options.listen = vec![address.parse().unwrap()];
-        let error = bind_all(&options).unwrap_err();
+        let error = bind_all(&options, "a.toml", &mut BTreeMap::new()).unwrap_err();
         assert_eq!(error.address, address);
         assert_eq!(error.error.kind(), std::io::ErrorKind::AddrInUse);
     }

@@ -109,6 +109,12 @@ pub enum State {
         /// The name they come back under in LISTEN_FDNAMES.
         name: String,
     },
+    /// `FDSTOREREMOVE=1` with `FDNAME=...`: close the fds stored under this name (a
+    /// socket no longer wanted, so that a restart does not get it back).
+    FdStoreRemove {
+        /// Their name in the store.
+        name: String,
+    },
 }
 
 impl State {
@@ -144,6 +150,11 @@ impl State {
                 State::MainPid(pid) => datagram.push_str(&format!("MAINPID={pid}\n")),
                 State::FdStore { name } => {
                     datagram.push_str("FDSTORE=1\nFDNAME=");
+                    datagram.push_str(&name.replace(['\n', ':'], "_"));
+                    datagram.push('\n');
+                }
+                State::FdStoreRemove { name } => {
+                    datagram.push_str("FDSTOREREMOVE=1\nFDNAME=");
                     datagram.push_str(&name.replace(['\n', ':'], "_"));
                     datagram.push('\n');
                 }
@@ -310,10 +321,14 @@ mod tests {
             State::FdStore {
                 name: "web:x\ny".into(),
             },
+            State::FdStoreRemove {
+                name: "a.toml/web".into(),
+            },
         ]);
         assert_eq!(
             datagram,
-            b"WATCHDOG=1\nEXTEND_TIMEOUT_USEC=5000000\nMAINPID=42\nFDSTORE=1\nFDNAME=web_x_y\n"
+            b"WATCHDOG=1\nEXTEND_TIMEOUT_USEC=5000000\nMAINPID=42\nFDSTORE=1\nFDNAME=web_x_y\n\
+              FDSTOREREMOVE=1\nFDNAME=a.toml/web\n"
         );
     }
 

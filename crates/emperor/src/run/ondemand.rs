@@ -14,8 +14,20 @@
 //! `as-on-config-vassal` when an on-demand vassal's file changes; the sockets are read
 //! again from the file then (at once when it waits, at its return to waiting when it
 //! runs), and a changed address is bound anew.
+//!
+//! Under systemd with an fd store (`FileDescriptorStoreMax=`), each socket the emperor
+//! binds is stored (FDSTORE=1, FDNAME=`VASSAL/NAME`) and taken back from LISTEN_FDS by
+//! the next emperor, so a `systemctl restart` never closes the port: connections wait
+//! in the backlog meanwhile. A socket no longer wanted (its vassal removed, its address
+//! changed, no vassal claims it at start) is removed from the store (FDSTOREREMOVE=1);
+//! one held when the emperor stops stays there, and so does a unix socket's path.
 
-use std::{collections::BTreeMap, os::fd::AsFd, process::Command, time::Instant};
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd, OwnedFd},
+    process::Command,
+    time::Instant,
+};
 
 use nix::{
     sys::epoll::{EpollEvent, EpollFlags},
@@ -23,7 +35,8 @@ use nix::{
 };
 use steward_hooks::Phase;
 use steward_options::{ConfigSources, ListenSpec, Options};
-use tracing::{error, info};
+use steward_systemd::{Activation, State};
+use tracing::{error, info, warn};
 
 use super::Emperor;
 use crate::{
@@ -50,6 +63,31 @@ const EMPEROR_ONLY: [&str; 4] = [
 pub(super) struct OnDemand {
     held: BTreeMap<String, Held>,
     next_token: u64,
+    /// Sockets systemd's fd store gave back at start, by store name, until a vassal
+    /// takes them.
+    stored: BTreeMap<String, OwnedFd>,
+}
+
+impl OnDemand {
+    /// With the sockets a restarted emperor gets back from systemd's fd store
+    /// (LISTEN_FDS for this pid; any other LISTEN_FDS is left alone and unset).
+    pub(super) fn from_listen_fds() -> OnDemand {
+        let stored = match steward_systemd::take_listen_fds() {
+            Ok(Activation::Sockets(sockets)) => sockets
+                .into_iter()
+                .filter_map(|socket| Some((socket.name?, socket.fd)))
+                .collect(),
+            Ok(_) => BTreeMap::new(),
+            Err(e) => {
+                warn!(error = %e, "the sockets handed over are not used");
+                BTreeMap::new()
+            }
+        };
+        OnDemand {
+            stored,
+            ..OnDemand::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -118,8 +156,9 @@ impl Emperor {
     fn bind_on_demand(&mut self, name: &str, options: &Options, now: Instant) -> bool {
         // The old ones first: the new address may be the old one's path or port.
         self.forget_on_demand(name);
-        match bind_all(options) {
+        match bind_all(options, name, &mut self.ondemand.stored) {
             Ok(sockets) => {
+                self.store(&sockets);
                 self.ondemand.next_token += 1;
                 let held = Held {
                     token: FIRST_TOKEN + self.ondemand.next_token,
@@ -213,10 +252,60 @@ impl Emperor {
         }
     }
 
+    /// Closes the sockets held for `name`; unless the emperor stops (a restart takes
+    /// them back), they also leave the fd store, and a unix socket's path is removed.
     fn forget_on_demand(&mut self, name: &str) {
-        if let Some(mut held) = self.ondemand.held.remove(name) {
-            disarm(&mut held, &self.epoll);
-            held.sockets.iter().for_each(HeldSocket::unlink);
+        let Some(mut held) = self.ondemand.held.remove(name) else {
+            return;
+        };
+        disarm(&mut held, &self.epoll);
+        if self.stopping.is_some() {
+            return;
+        }
+        held.sockets.iter().for_each(HeldSocket::unlink);
+        if self.fd_store() {
+            let removed: Vec<State> = held
+                .sockets
+                .iter()
+                .map(|s| State::FdStoreRemove {
+                    name: s.store_name.clone(),
+                })
+                .collect();
+            let _ = self.upstream.send(&removed);
+        }
+    }
+
+    /// After the start: what the fd store gave back and no vassal took leaves the store.
+    pub(super) fn drop_unclaimed_stored(&mut self) {
+        for (name, _fd) in std::mem::take(&mut self.ondemand.stored) {
+            info!(name = %name, "a socket from the fd store no on-demand vassal claims; closed");
+            if self.fd_store() {
+                let _ = self.upstream.send(&[State::FdStoreRemove { name }]);
+            }
+        }
+    }
+
+    /// Whether the sockets go to systemd's fd store: under systemd, with a store.
+    fn fd_store(&self) -> bool {
+        self.upstream.is_enabled() && steward_systemd::fd_store_capacity() > 0
+    }
+
+    /// New sockets into the fd store (those taken back from it are there already).
+    fn store(&self, sockets: &[HeldSocket]) {
+        if !self.fd_store() {
+            return;
+        }
+        for socket in sockets.iter().filter(|s| !s.reused) {
+            let name = socket.store_name.clone();
+            // A socket stored before under this name (an address since changed) goes
+            // first, in a datagram of its own: the order is then certain.
+            let _ = self
+                .upstream
+                .send(&[State::FdStoreRemove { name: name.clone() }]);
+            let stored = [State::FdStore { name }];
+            if let Err(e) = self.upstream.send_with_fds(&stored, &[socket.fd.as_fd()]) {
+                warn!(name = %socket.store_name, error = %e, "cannot store the socket in the fd store");
+            }
         }
     }
 
