@@ -403,6 +403,21 @@ mod tests {
     }
 
     #[test]
+    fn idle_goes_with_die_on_idle_and_on_demand_needs_a_socket() {
+        let mut o = options();
+        o.idle = Duration::from_secs(30);
+        assert_eq!(o.validate(), Err(OptionError::IdleWithoutDie));
+        o.die_on_idle = true;
+        o.on_demand = true;
+        o.validate().unwrap();
+        o.idle = Duration::ZERO;
+        assert_eq!(o.validate(), Err(OptionError::DieOnIdleWithoutIdle));
+        o.die_on_idle = false;
+        o.listen.clear();
+        assert_eq!(o.validate(), Err(OptionError::OnDemandWithoutListen));
+    }
+
+    #[test]
     fn defaults_validate() {
         options().validate().unwrap();
         assert_eq!(options().fd_names(), ["listen0", "b"]);
