@@ -197,3 +197,32 @@ fn a_master_with_die_on_idle_exits_once_no_client_is_connected() {
     steward.log.wait_event("idle", &[]);
     assert!(steward.wait_exit(steward_testkit::DEADLINE).success());
 }
+
+/// An on-demand vassal whose address is taken: refused with the address and why, the
+/// emperor and its other vassals unharmed; a corrected file is held again.
+#[test]
+fn an_on_demand_address_in_use_is_refused_and_the_emperor_serves_on() {
+    let dir = TestDir::new("emperor-on-demand-in-use");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    dir.write("a.toml", &on_demand_vassal(&taken_addr));
+    dir.write("b.toml", &on_demand_vassal("127.0.0.1:0"));
+    let mut cmd = Command::new(steward_bin());
+    cmd.args(["emperor", &dir.at(""), "--emperor-throttle", "100"]);
+    let mut emperor = Steward::spawn(cmd);
+    let failed = emperor
+        .log
+        .wait_event("vassal-bind-failed", &[("vassal", "a.toml")]);
+    assert_eq!(field(&failed, "socket"), taken_addr);
+    assert!(failed.contains("in use"), "{failed}");
+    let (_, b) = waiting(&emperor, 0, "b.toml");
+    assert_eq!(get(b, "/").unwrap().status, 200);
+
+    let from = emperor.log.len();
+    dir.write("a.toml", &on_demand_vassal("127.0.0.1:0"));
+    let (at, a) = waiting(&emperor, from, "a.toml");
+    assert_eq!(get(a, "/").unwrap().status, 200);
+    let pid = started(&emperor, at, "a.toml");
+    assert!(emperor.stop().success());
+    wait_gone(pid);
+}
