@@ -266,7 +266,10 @@ fn bad_hooks_are_reported_by_check_with_their_source() {
     );
     // Run by the emperor for its on-demand vassals: accepted.
     let (code, stderr) = check(&["--hook-as-on-demand-vassal", "exec:true"]);
-    assert!(!stderr.contains("hook-as-on-demand-vassal"), "{code:?} {stderr}");
+    assert!(
+        !stderr.contains("hook-as-on-demand-vassal"),
+        "{code:?} {stderr}"
+    );
     let (code, stderr) = check(&["--hook-as-gateway", "exec:true"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("not applicable"), "{stderr}");

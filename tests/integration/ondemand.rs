@@ -226,3 +226,35 @@ fn an_on_demand_address_in_use_is_refused_and_the_emperor_serves_on() {
     assert!(emperor.stop().success());
     wait_gone(pid);
 }
+
+/// `idle` without `die-on-idle` (uWSGI's cheap mode): every worker retires while idle,
+/// the master stays, and the next connection starts them again and is answered.
+#[test]
+fn a_master_with_idle_alone_retires_its_workers_until_the_next_connection() {
+    let mut steward = Steward::start(
+        &["--listen", "127.0.0.1:0", "--workers", "2", "--idle", "1"],
+        &[&demo_bin()],
+    );
+    steward.wait_generation_ready(1);
+    let addr: SocketAddr = format!("127.0.0.1:{}", steward.port()).parse().unwrap();
+    let first: Vec<Pid> = steward.workers(1, 2).into_iter().map(|(_, p)| p).collect();
+    let (asleep, _) = steward
+        .log
+        .wait_event_from(0, "cheap", &[("asleep", "true")]);
+    first.iter().for_each(|pid| wait_gone(*pid));
+    assert!(!steward_testkit::is_gone(steward.pid()));
+
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    let (awake, line) = steward
+        .log
+        .wait_event_from(asleep, "cheap", &[("asleep", "false")]);
+    assert_eq!(field(&line, "workers"), "2");
+    let (_, started) = steward.log.wait_event_from(awake, "worker-started", &[]);
+    assert!(!first.contains(&Pid::from_raw(field(&started, "pid").parse().unwrap())));
+
+    // Idle again: retired again; a stop while asleep exits at once, 0.
+    steward
+        .log
+        .wait_event_from(awake, "cheap", &[("asleep", "true")]);
+    assert!(steward.stop().success());
+}

@@ -183,11 +183,10 @@ impl Config {
     }
 
     /// A problem of options together, placed at the file:line of the option that asks
-    /// for what is missing (`idle` without `die-on-idle`, ...) when a source set it.
+    /// for what is missing (`die-on-idle` without `idle`, ...) when a source set it.
     fn located(&self, error: crate::OptionError) -> ConfigError {
         use crate::OptionError::*;
         let key = match error {
-            IdleWithoutDie => "idle",
             DieOnIdleWithoutIdle => "die-on-idle",
             OnDemandWithoutListen => "on-demand",
             _ => return ConfigError::Invalid { error },

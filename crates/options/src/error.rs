@@ -52,9 +52,6 @@ pub enum OptionError {
         /// The most.
         workers: usize,
     },
-    /// `idle` without `die-on-idle`.
-    #[error("idle is set without die-on-idle: uWSGI's cheap mode (every worker stopped while idle) is not built in steward; add die-on-idle = true to exit when idle, or remove idle")]
-    IdleWithoutDie,
     /// `die-on-idle` without `idle`.
     #[error("die-on-idle needs idle = SECONDS: how long without a connection counts as idle")]
     DieOnIdleWithoutIdle,

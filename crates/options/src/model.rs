@@ -363,13 +363,8 @@ impl Options {
         Ok(())
     }
 
-    /// `idle` and `die-on-idle` go together: uWSGI's `idle` alone (cheap mode, every
-    /// worker stopped until the next connection) is not built, and must not be
-    /// silently ignored; `on-demand` needs sockets for the emperor to hold.
+    /// `die-on-idle` needs `idle`; `on-demand` needs sockets for the emperor to hold.
     fn idle_problem(&self) -> Option<OptionError> {
-        if !self.idle.is_zero() && !self.die_on_idle {
-            return Some(OptionError::IdleWithoutDie);
-        }
         if self.die_on_idle && self.idle.is_zero() {
             return Some(OptionError::DieOnIdleWithoutIdle);
         }
@@ -403,10 +398,11 @@ mod tests {
     }
 
     #[test]
-    fn idle_goes_with_die_on_idle_and_on_demand_needs_a_socket() {
+    fn die_on_idle_needs_idle_and_on_demand_needs_a_socket() {
         let mut o = options();
         o.idle = Duration::from_secs(30);
-        assert_eq!(o.validate(), Err(OptionError::IdleWithoutDie));
+        // Cheap mode.
+        o.validate().unwrap();
         o.die_on_idle = true;
         o.on_demand = true;
         o.validate().unwrap();

@@ -1,6 +1,9 @@
-//! `idle` with `die-on-idle`: the master stops gracefully (and exits 0) once nothing
-//! has been served for `idle`. steward sees no requests, so "idle" is read where any
-//! program's work shows, sampled every quarter of `idle` (between 100 ms and 1 s):
+//! `idle`: once nothing has been served for `idle`, the master with `die-on-idle`
+//! stops gracefully (and exits 0); without it (uWSGI's cheap mode) every worker
+//! retires, the listening sockets join the loop's epoll set, and the first connection
+//! that waits on one starts the workers again (a reload does too); it is then accepted
+//! by a worker. steward sees no requests, so "idle" is read where any program's work
+//! shows, sampled every quarter of `idle` (between 100 ms and 1 s) while workers run:
 //!
 //! - no connection waits in a TCP socket's accept queue (TCP_INFO);
 //! - no worker holds a connection accepted from the sockets (/proc/PID/net/tcp, tcp6,
@@ -16,7 +19,8 @@
 //! or waiting in a unix socket's queue (which has no readable queue length). What it
 //! can mistake for work: a worker that uses [`CPU_NOISE`] or more of CPU per sample by
 //! itself (timers, a garbage collector), which then never idles out. Nothing of this
-//! runs, and no timer is armed, in a master without `die-on-idle`.
+//! runs, and no timer is armed, in a master without `idle`, nor while cheap mode has
+//! retired every worker (the sockets' readiness wakes the loop then).
 
 use std::{
     os::fd::AsFd,
@@ -25,9 +29,9 @@ use std::{
 
 use nix::unistd::Pid;
 use steward_probe::{socket_inode, Probe};
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{Master, TimerKey};
+use super::{Master, TimerKey, Token};
 use crate::{events, supervisor::Event};
 
 /// CPU time the workers may use between two samples and still be idle: the wake-ups
@@ -42,21 +46,24 @@ pub(super) struct Idle {
     /// The workers' CPU time at the last sample, and which workers it was of.
     cpu: Option<(Vec<Pid>, Duration)>,
     probe: Option<Probe>,
+    /// Cheap mode has retired every worker; the sockets are in the epoll set.
+    asleep: bool,
 }
 
 impl Master {
-    /// Arms the next sample when `die-on-idle` is on; nothing otherwise.
+    /// Arms the next sample when `idle` is set and workers run; nothing otherwise.
     pub(super) fn arm_idle(&mut self, now: Instant) {
-        if self.options.die_on_idle && !self.options.idle.is_zero() {
+        if !self.options.idle.is_zero() && !self.idle.asleep {
             let every =
                 (self.options.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
             self.timers.arm(TimerKey::Idle, now + every);
         }
     }
 
-    /// Samples; once nothing was seen for `idle`, the graceful stop.
+    /// Samples; once nothing was seen for `idle`, the graceful stop (`die-on-idle`) or
+    /// cheap mode's sleep.
     pub(super) fn idle_tick(&mut self, now: Instant) {
-        if self.supervisor.is_stopping() {
+        if self.supervisor.is_stopping() || self.idle.asleep {
             return;
         }
         self.arm_idle(now);
@@ -68,6 +75,9 @@ impl Master {
         if now.duration_since(since) < self.options.idle {
             return;
         }
+        if !self.options.die_on_idle {
+            return self.fall_asleep();
+        }
         info!(
             event = events::IDLE,
             idle_s = self.options.idle.as_secs_f64(),
@@ -75,6 +85,43 @@ impl Master {
             self.options.idle
         );
         self.dispatch(Event::Shutdown { graceful: true });
+    }
+
+    /// Cheap mode: every worker retires; the sockets wake the loop when a connection
+    /// waits. A socket that cannot be watched keeps the workers running.
+    fn fall_asleep(&mut self) {
+        for (index, listener) in self.listeners.iter().enumerate() {
+            if let Err(e) = self.registry.add(listener.as_fd(), Token::Listener(index)) {
+                warn!(name = %listener.name, error = %e, "cheap mode: cannot watch the socket; the workers keep running");
+                self.unwatch_listeners();
+                return;
+            }
+        }
+        self.idle = Idle {
+            asleep: true,
+            probe: self.idle.probe.take(),
+            ..Idle::default()
+        };
+        self.dispatch(Event::Idle { asleep: true });
+    }
+
+    /// A connection waits on a socket, or a reload comes, while cheap mode has every
+    /// worker retired: the workers start again, and the samples with them.
+    pub(super) fn wake_up(&mut self, now: Instant) {
+        if !self.idle.asleep {
+            return;
+        }
+        self.unwatch_listeners();
+        self.idle.asleep = false;
+        self.idle.quiet_since = Some(now);
+        self.dispatch(Event::Idle { asleep: false });
+        self.arm_idle(now);
+    }
+
+    fn unwatch_listeners(&self) {
+        for listener in &self.listeners {
+            self.registry.remove(listener.as_fd());
+        }
     }
 
     /// Whether a sample sees work: a connection waiting or held, or CPU time used.

@@ -292,6 +292,7 @@ impl Master {
             Token::Fifo(_) => self.on_fifos(),
             Token::WorkerOutput(slot) => self.on_output(slot),
             Token::StatsListener | Token::Stats(_) => self.on_stats(token),
+            Token::Listener(_) => self.wake_up(Instant::now()),
         }
     }
 
@@ -437,6 +438,10 @@ impl Master {
 
     /// Hands `event` to the supervisor and carries out what it decides.
     fn dispatch(&mut self, event: Event) {
+        // A reload starts the workers cheap mode retired: it replaces them.
+        if matches!(event, Event::Reload { .. }) {
+            self.wake_up(Instant::now());
+        }
         let actions = self.supervisor.handle(event, Instant::now());
         self.execute_all(actions);
     }
@@ -551,6 +556,8 @@ fn source_order(token: Token) -> u8 {
         Token::ControlListener | Token::Control(_) => 5,
         Token::Fifo(_) => 6,
         Token::StatsListener | Token::Stats(_) => 7,
+        // After a shutdown or reload read in the same pass: no wake-up for nothing.
+        Token::Listener(_) => 8,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The options of an on-demand vassal and of an idle master (README, "Emperor mode"):
 //! the emperor holds the sockets of an `on-demand` vassal until a first connection,
-//! and a master with `idle` and `die-on-idle` exits once nothing has been served for
-//! that long, giving its sockets back to the emperor.
+//! and a master with `idle` retires its workers (or with `die-on-idle` exits, giving
+//! its sockets back to the emperor) once nothing has been served for that long.
 
 use super::{base, no_clear, parse_bool, parse_duration, show_duration, Group, Kind, OptionDef};
 
@@ -38,10 +38,11 @@ pub(super) fn options() -> Vec<OptionDef> {
                 "idle",
                 Group::Master,
                 true,
-                "With die-on-idle: after this long with nothing waiting in the listen \
-                 queues and no connection held by a worker (sampled, README \"Emperor \
-                 mode\"), the master stops gracefully and exits 0. A bare number is \
-                 seconds (uWSGI's unit); 0: never.",
+                "After this long with nothing waiting in the listen queues and no \
+                 connection held by a worker (sampled, README \"On-demand vassals and \
+                 idle\"), every worker retires until the next connection (uWSGI's cheap \
+                 mode), or with die-on-idle the master stops gracefully and exits 0. A \
+                 bare number is seconds (uWSGI's unit); 0: never.",
             )
         },
         OptionDef {
