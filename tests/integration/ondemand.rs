@@ -172,6 +172,16 @@ fn an_on_demand_socket_survives_the_emperors_restart_through_the_fd_store() {
     assert_eq!(again, addr);
     assert_eq!(client.response().unwrap().status, 200);
     let pid = started(&restarted, at, "a.toml");
+    // Socket activation as systemd does it, for the vassal's own pid; the emperor's
+    // fd store is not the vassal's.
+    let env = steward_testkit::environ(pid);
+    assert_eq!(env.get("LISTEN_PID"), Some(&pid.to_string()), "{env:?}");
+    assert_eq!(env.get("LISTEN_FDS").map(String::as_str), Some("1"));
+    assert_eq!(
+        env.get("LISTEN_FDNAMES").map(String::as_str),
+        Some("listen0")
+    );
+    assert!(!env.contains_key("FDSTORE"), "{env:?}");
     assert!(restarted.stop().success());
     wait_gone(pid);
 }

@@ -66,6 +66,8 @@ pub(super) struct OnDemand {
     /// Sockets systemd's fd store gave back at start, by store name, until a vassal
     /// takes them.
     stored: BTreeMap<String, OwnedFd>,
+    /// The unit's fd store size ($FDSTORE, systemd 254+), 0 without one.
+    fd_store: usize,
 }
 
 impl OnDemand {
@@ -83,8 +85,14 @@ impl OnDemand {
                 BTreeMap::new()
             }
         };
+        // The store is the emperor's: a vassal that saw $FDSTORE would send its own
+        // sockets to the emperor's notify socket, and keep them open at its stop as if
+        // systemd kept them.
+        let fd_store = steward_systemd::fd_store_capacity();
+        std::env::remove_var("FDSTORE");
         OnDemand {
             stored,
+            fd_store,
             ..OnDemand::default()
         }
     }
@@ -287,7 +295,7 @@ impl Emperor {
 
     /// Whether the sockets go to systemd's fd store: under systemd, with a store.
     fn fd_store(&self) -> bool {
-        self.upstream.is_enabled() && steward_systemd::fd_store_capacity() > 0
+        self.upstream.is_enabled() && self.ondemand.fd_store > 0
     }
 
     /// New sockets into the fd store (those taken back from it are there already).
