@@ -76,7 +76,7 @@ pub(crate) fn bind_all(
                 store_name,
                 reused: true,
             }),
-            None => bind(spec, name, store_name, options.listen_backlog),
+            None => bind(spec, name, store_name, options),
         };
         match socket {
             Ok(socket) => held.push(socket),
@@ -121,7 +121,7 @@ fn bind(
     spec: &ListenSpec,
     name: String,
     store_name: String,
-    backlog: i32,
+    options: &Options,
 ) -> std::io::Result<HeldSocket> {
     let (fd, address, path): (OwnedFd, String, Option<PathBuf>) = match &spec.addr {
         ListenAddr::Tcp(addr) => {
@@ -132,12 +132,18 @@ fn bind(
         ListenAddr::Unix(path) => {
             remove_stale_socket(path);
             let listener = std::os::unix::net::UnixListener::bind(path)?;
+            // `chmod-socket`, as the vassal's master would have set it (its
+            // `chown-socket` is not applied here: the emperor's user owns the path).
+            if let Some(mode) = options.chmod_socket {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
             let address = format!("unix:{}", path.display());
             (listener.into(), address, Some(path.clone()))
         }
     };
     // std listens with its own backlog; a second listen() sets the configured one.
-    let backlog = Backlog::new(backlog).unwrap_or(Backlog::MAXCONN);
+    let backlog = Backlog::new(options.listen_backlog).unwrap_or(Backlog::MAXCONN);
     listen(&fd, backlog).map_err(std::io::Error::from)?;
     Ok(HeldSocket {
         name,
@@ -233,6 +239,24 @@ mod tests {
         assert!(again[1].reused && !again[0].reused);
         assert!(again[0].address.starts_with("127.0.0.2:"));
         assert!(stored.is_empty());
+    }
+
+    #[test]
+    fn a_unix_socket_gets_its_chmod_socket_mode_and_its_path_goes_with_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("steward-sockets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("app.sock");
+        let mut options = Options::new(vec!["/bin/true".into()]);
+        options.listen = vec![format!("unix:{}", path.display()).parse().unwrap()];
+        options.chmod_socket = Some(0o660);
+        let held = bind_all(&options, "a.toml", &mut BTreeMap::new()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o660);
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        held[0].unlink();
+        assert!(!path.exists());
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
