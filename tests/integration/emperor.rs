@@ -197,7 +197,7 @@ fn a_dying_vassal_is_restarted_with_backoff_and_reported() {
 
 /// `hook-PHASE = exec:...` lines that append "PHASE PID-OF-THE-HOOK'S-RUNNER EXTRA" to
 /// `record` (the shell's parent is the process that runs the hook).
-fn recording_hooks(record: &str, phases: &[(&str, &str)]) -> String {
+pub(crate) fn recording_hooks(record: &str, phases: &[(&str, &str)]) -> String {
     phases
         .iter()
         .map(|(phase, extra)| {
@@ -207,7 +207,7 @@ fn recording_hooks(record: &str, phases: &[(&str, &str)]) -> String {
 }
 
 /// The lines recorded for `phase`: each the runner's pid and the extra words.
-fn recorded(record: &str, phase: &str) -> Vec<String> {
+pub(crate) fn recorded(record: &str, phase: &str) -> Vec<String> {
     std::fs::read_to_string(record)
         .unwrap_or_default()
         .lines()

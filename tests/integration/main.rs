@@ -15,6 +15,7 @@ mod generate;
 mod health;
 mod hooks;
 mod hostile;
+mod ondemand;
 mod orphans;
 mod output;
 mod readiness;

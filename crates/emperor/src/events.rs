@@ -44,3 +44,12 @@ pub const EMPEROR_RELOADING: &str = "emperor-reloading";
 pub const EMPEROR_STOPPING: &str = "emperor-stopping";
 /// Every vassal is gone; the emperor exits.
 pub const EMPEROR_STOPPED: &str = "emperor-stopped";
+/// An on-demand vassal waits for its first connection: the emperor holds its sockets
+/// (`vassal`, `sockets`: the addresses bound, comma-separated).
+pub const VASSAL_ON_DEMAND: &str = "vassal-on-demand";
+/// A connection came to an on-demand vassal's socket: it is started with the sockets
+/// (`vassal`).
+pub const VASSAL_ACTIVATED: &str = "vassal-activated";
+/// An on-demand vassal's sockets cannot be bound (`vassal`, `socket`, `error`); it is
+/// not started, and is tried again when its file changes.
+pub const VASSAL_BIND_FAILED: &str = "vassal-bind-failed";

@@ -8,10 +8,17 @@
 //!   the vassal serves on with the configuration it has;
 //! - a removed file stops it gracefully (SIGTERM);
 //! - a vassal that dies unasked is started again after `emperor-throttle`, doubled at
-//!   each death in a row (up to [`MAX_THROTTLE`]), and reported when it keeps dying.
+//!   each death in a row (up to [`MAX_THROTTLE`]), and reported when it keeps dying;
+//! - a vassal whose file says `on-demand = true` is not started: the emperor binds its
+//!   `listen` sockets, waits for the first connection, and then starts it with them by
+//!   socket activation (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID the vassal's own pid);
+//!   when it exits 0 by itself (`idle` with `die-on-idle`) it waits again.
+//!   `as-on-demand-vassal` runs each time it starts waiting, `as-on-config-vassal` when
+//!   its file changes. Under systemd its sockets go to the fd store, so a restarted
+//!   emperor takes them back and the port never closes.
 //!
 //! The emperor is one thread and one loop, as the master is: a signalfd, the inotify
-//! descriptor and the vassals' notify socket in one epoll set, which waits until the
+//! descriptor, the vassals' notify socket and the on-demand sockets in one epoll set, which waits until the
 //! earliest deadline of a small timer set. Each vassal finds the emperor's notify
 //! socket in NOTIFY_SOCKET, so READY=1, RELOADING=1, STOPPING=1 and STATUS= reach the
 //! emperor (believed by the sender's pid), and `STEWARD_EMPEROR_PID` tells it that it is
@@ -34,6 +41,7 @@
 mod dir;
 pub mod events;
 mod run;
+mod sockets;
 mod timers;
 mod tyrant;
 mod vassal;

@@ -35,6 +35,7 @@ use crate::{
 mod command;
 mod control;
 mod notify;
+mod ondemand;
 mod ops;
 mod setns;
 
@@ -82,6 +83,8 @@ pub struct Emperor {
     /// Whether READY=1 went upwards since the start or the last emperor reload.
     ready_sent: bool,
     last_status: String,
+    /// The sockets held for on-demand vassals.
+    ondemand: ondemand::OnDemand,
 }
 
 impl Emperor {
@@ -141,6 +144,7 @@ impl Emperor {
             stopping: None,
             ready_sent: false,
             last_status: String::new(),
+            ondemand: ondemand::OnDemand::from_listen_fds(),
         })
     }
 
@@ -160,8 +164,10 @@ impl Emperor {
         for name in names {
             self.appeared(name, Instant::now());
         }
+        self.drop_unclaimed_stored();
         let mut ready = [EpollEvent::empty(); 8];
         loop {
+            self.sweep_on_demand();
             self.tell_upstream();
             if self.stopping.is_some() && self.vassals.values().all(|v| v.pid.is_none()) {
                 break;
@@ -183,6 +189,7 @@ impl Emperor {
                     DIRECTORY => self.on_directory(),
                     NOTIFY => self.on_notify(),
                     CONTROL => self.on_control(),
+                    token if token >= ondemand::FIRST_TOKEN => self.on_demand_connection(token),
                     client => self.on_client(client),
                 }
             }
@@ -239,6 +246,9 @@ impl Emperor {
     /// A file of the directory changed (written, touched, created, moved or removed).
     fn changed(&mut self, name: String, now: Instant) {
         let exists = self.watch.path(&name).is_file();
+        if exists && self.on_demand_config_changed(&name, now) {
+            return;
+        }
         match (exists, self.vassals.get(&name).map(|v| v.pid.is_some())) {
             (true, None) => self.appeared(name, now),
             (true, Some(true)) => self.reload(&name, "config changed"),

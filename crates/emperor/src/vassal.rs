@@ -26,6 +26,9 @@ pub enum VassalState {
     Refused,
     /// Stopped by `steward stop --vassal`; started when its file changes.
     Stopped,
+    /// An on-demand vassal: not running, its sockets held by the emperor until a
+    /// connection comes.
+    OnDemand,
 }
 
 impl VassalState {
@@ -39,6 +42,7 @@ impl VassalState {
             VassalState::Waiting => "waiting",
             VassalState::Refused => "refused",
             VassalState::Stopped => "stopped",
+            VassalState::OnDemand => "on-demand",
         }
     }
 }

@@ -87,6 +87,11 @@ pub const CONTROL_DROPPED: &str = "control-dropped";
 /// `cheaper` changed the worker count (`decision`: more or fewer, `queued`, `workers`,
 /// `step`).
 pub const CHEAPER: &str = "cheaper";
+/// `die-on-idle`: nothing was served for `idle` (`idle_s`); the graceful stop begins.
+pub const IDLE: &str = "idle";
+/// Cheap mode (`idle` without `die-on-idle`): every worker retires (`asleep` true), or a
+/// connection came and they start again (`asleep` false, `workers`).
+pub const CHEAP: &str = "cheap";
 /// A mule was asked to stop (shutdown, re-exec).
 pub const MULE_STOPPING: &str = "mule-stopping";
 /// A mule did not stop within the mercy and was killed.

@@ -70,13 +70,8 @@ impl ConfigSources {
     /// sources say without the values in error.
     pub fn check(&self) -> Checked {
         let (config, mut errors) = self.layered();
-        errors.extend(
-            config
-                .options
-                .problems()
-                .into_iter()
-                .map(|error| ConfigError::Invalid { error }),
-        );
+        let problems = config.options.problems();
+        errors.extend(problems.into_iter().map(|error| config.located(error)));
         Checked { config, errors }
     }
 
@@ -208,6 +203,25 @@ impl Config {
             .get(index)
             .or(origins.last())
             .unwrap_or(&Origin::Default)
+    }
+
+    /// A problem of options together, placed at the file:line of the option that asks
+    /// for what is missing (`die-on-idle` without `idle`, ...) when a source set it.
+    fn located(&self, error: crate::OptionError) -> ConfigError {
+        use crate::OptionError::*;
+        let key = match error {
+            DieOnIdleWithoutIdle => "die-on-idle",
+            OnDemandWithoutListen => "on-demand",
+            _ => return ConfigError::Invalid { error },
+        };
+        match self.origins(key) {
+            [origin, ..] if *origin != Origin::Default => ConfigError::InvalidValue {
+                origin: origin.clone(),
+                key: key.to_owned(),
+                error,
+            },
+            _ => ConfigError::Invalid { error },
+        }
     }
 
     /// The config file read, if any.

@@ -52,6 +52,12 @@ pub enum OptionError {
         /// The most.
         workers: usize,
     },
+    /// `die-on-idle` without `idle`.
+    #[error("die-on-idle needs idle = SECONDS: how long without a connection counts as idle")]
+    DieOnIdleWithoutIdle,
+    /// `on-demand` without a socket.
+    #[error("on-demand needs at least one listen address: the emperor binds them and waits for the first connection")]
+    OnDemandWithoutListen,
     /// A worker output mode other than `capture` or `inherit`.
     #[error("invalid worker output {0:?}: expected capture or inherit")]
     WorkerOutput(String),

@@ -189,6 +189,14 @@ pub struct Options {
     /// A worker silent this long (no WATCHDOG=1) is aborted and replaced
     /// (`worker-watchdog`; zero: no watchdog).
     pub worker_watchdog: Duration,
+    /// As a vassal: the emperor holds the sockets and starts it at the first connection
+    /// (`on-demand`).
+    pub on_demand: bool,
+    /// How long without a connection before the master counts as idle (`idle`; zero:
+    /// never).
+    pub idle: Duration,
+    /// Exit 0 once idle (`die-on-idle`).
+    pub die_on_idle: bool,
 }
 
 /// Memory limits of a worker with its descendants, in megabytes (zero: no limit), as
@@ -298,6 +306,9 @@ impl Options {
             cheaper_overload: Duration::from_secs(1),
             cheaper_idle: Duration::from_secs(10),
             worker_watchdog: Duration::ZERO,
+            on_demand: false,
+            idle: Duration::ZERO,
+            die_on_idle: false,
         }
     }
 
@@ -332,6 +343,9 @@ impl Options {
                 workers: self.workers,
             });
         }
+        if let Some(error) = self.idle_problem() {
+            return Err(error);
+        }
         if self.ready.log_pattern().is_some() && self.worker_output == WorkerOutput::Inherit {
             return Err(OptionError::ReadyLogWithoutOutput);
         }
@@ -362,6 +376,17 @@ impl Options {
         Ok(())
     }
 
+    /// `die-on-idle` needs `idle`; `on-demand` needs sockets for the emperor to hold.
+    fn idle_problem(&self) -> Option<OptionError> {
+        if self.die_on_idle && self.idle.is_zero() {
+            return Some(OptionError::DieOnIdleWithoutIdle);
+        }
+        if self.on_demand && self.listen.is_empty() {
+            return Some(OptionError::OnDemandWithoutListen);
+        }
+        None
+    }
+
     /// The LISTEN_FDNAMES entry of each socket, in order.
     pub fn fd_names(&self) -> Vec<String> {
         self.listen
@@ -383,6 +408,22 @@ mod tests {
             "b=127.0.0.1:2".parse().unwrap(),
         ];
         options
+    }
+
+    #[test]
+    fn die_on_idle_needs_idle_and_on_demand_needs_a_socket() {
+        let mut o = options();
+        o.idle = Duration::from_secs(30);
+        // Cheap mode.
+        o.validate().unwrap();
+        o.die_on_idle = true;
+        o.on_demand = true;
+        o.validate().unwrap();
+        o.idle = Duration::ZERO;
+        assert_eq!(o.validate(), Err(OptionError::DieOnIdleWithoutIdle));
+        o.die_on_idle = false;
+        o.listen.clear();
+        assert_eq!(o.validate(), Err(OptionError::OnDemandWithoutListen));
     }
 
     #[test]

@@ -360,6 +360,7 @@ macro_rules! def {
 
 mod emperor;
 mod lifecycle;
+mod ondemand;
 
 fn base(name: &str, group: Group, restart: bool, help: &str) -> OptionDef {
     OptionDef {
@@ -737,6 +738,7 @@ fn build() -> Vec<OptionDef> {
     ];
     table.extend(lifecycle::options());
     table.extend(emperor::options());
+    table.extend(ondemand::options());
     for phase in HOOK_PHASES {
         table.push(OptionDef {
             kind: Kind::List(ListSeparator::Newline),
@@ -1017,7 +1019,7 @@ mod tests {
                 ("chmod-socket", _) => "660",
                 _ if def.value_name() == "MB" => "512",
                 _ if def.value_name() == "N" && def.name().starts_with("cheaper") => "2",
-                ("emperor-throttle", _) => "3s",
+                ("emperor-throttle" | "idle", _) => "3s",
                 ("stats", _) => "127.0.0.1:1717",
                 (name, _)
                     if name.starts_with("respawn")

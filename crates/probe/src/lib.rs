@@ -202,6 +202,18 @@ impl Probe {
         }
     }
 
+    /// Whether `pid` itself (not its descendants) holds a connection accepted from one
+    /// of the sockets, waiting or not: a client connected, whether or not a request is
+    /// in flight. It reads the namespace's connection tables, as
+    /// [`Probe::check_serving`] does, when the process holds a socket besides the
+    /// listening ones; a refused or gone process holds none.
+    pub fn holds_connection(&self, pid: Pid) -> bool {
+        let mut scratch = proc::Scratch::new();
+        let (mut children, mut held) = (Vec::new(), Vec::new());
+        let _ = proc::check_process(pid, &self.inodes, &mut scratch, &mut children, &mut held);
+        !held.is_empty() && net::holds_accepted(pid, &self.inodes, &held)
+    }
+
     /// The inodes this probe looks for.
     pub fn inodes(&self) -> &[u64] {
         &self.inodes

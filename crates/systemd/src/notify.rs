@@ -113,6 +113,12 @@ pub enum State {
     /// socket is, so that `steward reload --vassal NAME` finds it. An application field
     /// (`X_` prefix) in the sd_notify convention: systemd ignores it.
     ControlSocket(std::path::PathBuf),
+    /// `FDSTOREREMOVE=1` with `FDNAME=...`: close the fds stored under this name (a
+    /// socket no longer wanted, so that a restart does not get it back).
+    FdStoreRemove {
+        /// Their name in the store.
+        name: String,
+    },
 }
 
 /// The notify field of [`State::ControlSocket`].
@@ -158,6 +164,11 @@ impl State {
                     datagram.push_str(CONTROL_SOCKET_FIELD);
                     datagram.push('=');
                     datagram.push_str(&path.to_string_lossy().replace('\n', " "));
+                    datagram.push('\n');
+                }
+                State::FdStoreRemove { name } => {
+                    datagram.push_str("FDSTOREREMOVE=1\nFDNAME=");
+                    datagram.push_str(&name.replace(['\n', ':'], "_"));
                     datagram.push('\n');
                 }
             }
@@ -323,10 +334,14 @@ mod tests {
             State::FdStore {
                 name: "web:x\ny".into(),
             },
+            State::FdStoreRemove {
+                name: "a.toml/web".into(),
+            },
         ]);
         assert_eq!(
             datagram,
-            b"WATCHDOG=1\nEXTEND_TIMEOUT_USEC=5000000\nMAINPID=42\nFDSTORE=1\nFDNAME=web_x_y\n"
+            b"WATCHDOG=1\nEXTEND_TIMEOUT_USEC=5000000\nMAINPID=42\nFDSTORE=1\nFDNAME=web_x_y\n\
+              FDSTOREREMOVE=1\nFDNAME=a.toml/web\n"
         );
     }
 

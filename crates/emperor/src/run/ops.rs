@@ -49,7 +49,7 @@ impl Emperor {
         self.start(name, now);
     }
 
-    fn start(&mut self, name: &str, now: Instant) {
+    pub(super) fn start(&mut self, name: &str, now: Instant) {
         let Some(vassal) = self.vassals.get(name) else {
             return;
         };
@@ -62,6 +62,9 @@ impl Emperor {
                 return warn!(event = events::VASSAL_REFUSED, vassal = %name, error = %reason, "vassal configuration refused; not started");
             }
         };
+        if self.wait_on_demand(name, now) {
+            return;
+        }
         std::env::set_var("UWSGI_VASSAL_CONFIG", &config);
         self.run_phase(Phase::AsEmperorBeforeVassal);
         let mut command = self.vassal_command(owner);
@@ -74,10 +77,10 @@ impl Emperor {
         if let Some(dir) = self.vassal_runtime_dir(name, owner) {
             command.env("RUNTIME_DIRECTORY", dir);
         }
-        let spawned = command.spawn();
+        let spawned = self.spawn_vassal(name, &mut command);
         let vassal = self.vassals.get_mut(name).expect("looked up above");
         let pid = match spawned {
-            Ok(child) => Pid::from_raw(child.id() as i32),
+            Ok(pid) => pid,
             Err(e) => {
                 error!(event = events::VASSAL_SPAWN_FAILED, vassal = %name, error = %e, "cannot start vassal");
                 vassal.set_state(VassalState::Refused, now);
@@ -244,6 +247,7 @@ impl Emperor {
         let now = Instant::now();
         let stopping = self.stopping.is_some();
         while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            let idle = matches!(status, WaitStatus::Exited(_, 0));
             let (pid, text) = match status {
                 WaitStatus::Exited(pid, code) => (pid, format!("exit status {code}")),
                 WaitStatus::Signaled(pid, signal, _) => (pid, format!("killed by {signal}")),
@@ -270,6 +274,10 @@ impl Emperor {
                 }
                 continue;
             }
+            if idle && self.back_to_on_demand(&name, pid, now) {
+                continue;
+            }
+            let vassal = self.vassals.get_mut(&name).expect("found above");
             vassal.deaths += 1;
             vassal.set_state(VassalState::Waiting, now);
             let deaths = vassal.deaths;

@@ -238,11 +238,17 @@ mod tests {
         assert_eq!((e.option.as_str(), e.index), ("hook-asap", 1));
         assert!(err(&[("as-root", "call:warm")]).contains("no callback registered as \"warm\""));
         assert!(err(&[("as-root", "alarm:disk full")]).contains("no alarm named \"disk\""));
-        // Emperor and vassal phases run (steward emperor); on-demand ones do not.
-        for phase in ["emperor-start", "as-vassal", "emperor-lost", "as-emperor"] {
+        // Emperor and vassal phases run (steward emperor), the on-demand ones too.
+        for phase in [
+            "emperor-start",
+            "as-vassal",
+            "emperor-lost",
+            "as-emperor",
+            "as-on-demand-vassal",
+            "as-on-config-vassal",
+        ] {
             assert!(Hooks::new(&options(&[(phase, "exec:true")]), Callbacks::new()).is_ok());
         }
-        assert!(err(&[("as-on-demand-vassal", "exec:true")]).contains("needs on-demand vassals"));
         // as-emperor-setns: uWSGI's namespace list before the action, or none (all).
         let setns = Hooks::new(
             &options(&[
@@ -307,7 +313,7 @@ mod tests {
         assert!(hooks.has(Phase::Asap) && hooks.has(Phase::AsUser));
         assert_eq!(hooks.hooks[0].action, Action::Exec("echo hi".into()));
         assert_eq!(hooks.hooks[1].action, Action::Exec("echo user".into()));
-        o.run_command_on_event = vec!["as-on-demand-vassal echo".into()];
+        o.run_command_on_event = vec!["as-gateway echo".into()];
         assert!(Hooks::new(&o, Callbacks::new()).is_err());
     }
 

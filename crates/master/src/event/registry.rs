@@ -33,6 +33,8 @@ pub(crate) enum Token {
     StatsListener,
     /// A stats client: its request being read or its answer written.
     Stats(u64),
+    /// Listening socket N, watched only while cheap mode has every worker retired.
+    Listener(usize),
 }
 
 /// The kind of a token, in the top byte of the epoll data; its index below.
@@ -52,6 +54,7 @@ impl Token {
             Token::WorkerOutput(n) => (7, n as u64 & INDEX_MASK),
             Token::StatsListener => (8, 0),
             Token::Stats(id) => (9, id & INDEX_MASK),
+            Token::Listener(n) => (10, n as u64 & INDEX_MASK),
         };
         (kind << KIND_SHIFT) | index
     }
@@ -69,6 +72,7 @@ impl Token {
             7 => Token::WorkerOutput(index as usize),
             8 => Token::StatsListener,
             9 => Token::Stats(index),
+            10 => Token::Listener(index as usize),
             _ => return None,
         })
     }
@@ -157,6 +161,7 @@ mod tests {
             Token::WorkerOutput(1023),
             Token::StatsListener,
             Token::Stats(99),
+            Token::Listener(2),
         ];
         for token in tokens {
             assert_eq!(Token::decode(token.encode()), Some(token));

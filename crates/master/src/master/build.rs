@@ -120,6 +120,7 @@ impl Master {
             probe: super::readiness::Watch::new(&opened.listeners),
             ignored: Default::default(),
             load: Default::default(),
+            idle: Default::default(),
             outputs: crate::output::Outputs::new(output_identifier(&options, forked)),
             options,
             listeners: opened.listeners,

@@ -13,6 +13,7 @@
 
 mod build;
 mod cheaper;
+mod idle;
 mod ignored;
 mod mules;
 mod orphans;
@@ -108,6 +109,8 @@ pub(crate) enum TimerKey {
     Stats,
     /// `cheaper`: read the listen queues (cheaper.rs).
     Cheaper,
+    /// `die-on-idle`: sample whether anything is served (idle.rs).
+    Idle,
 }
 
 /// The control socket, the FIFOs, and what their clients wait for.
@@ -169,6 +172,8 @@ pub struct Master {
     outputs: crate::output::Outputs,
     /// What the listen queue has been doing, for `cheaper` (cheaper.rs).
     load: cheaper::Load,
+    /// What the `die-on-idle` samples have seen (idle.rs).
+    idle: idle::Idle,
     /// Notify datagrams that are not acted on: warned about at a bounded rate.
     ignored: ignored::Ignored,
     /// Watches starting workers for waiting on their sockets (readiness.rs).
@@ -200,6 +205,7 @@ impl Master {
         // The first WATCHDOG=1 goes out before anything can keep the loop busy.
         self.on_timers(now);
         self.arm_cheaper(now);
+        self.arm_idle(now);
         let first = match self.resumed {
             Some(chain) => self.supervisor.resume_reload(chain, now),
             None => self.supervisor.begin(now),
@@ -286,6 +292,7 @@ impl Master {
             Token::Fifo(_) => self.on_fifos(),
             Token::WorkerOutput(slot) => self.on_output(slot),
             Token::StatsListener | Token::Stats(_) => self.on_stats(token),
+            Token::Listener(_) => self.wake_up(Instant::now()),
         }
     }
 
@@ -333,6 +340,7 @@ impl Master {
                 TimerKey::Orphans => self.kill_late_orphans(now),
                 TimerKey::Stats => self.expire_stats(now),
                 TimerKey::Cheaper => self.cheaper_tick(now),
+                TimerKey::Idle => self.idle_tick(now),
             }
         }
         self.schedule_probe(Instant::now());
@@ -430,6 +438,10 @@ impl Master {
 
     /// Hands `event` to the supervisor and carries out what it decides.
     fn dispatch(&mut self, event: Event) {
+        // A reload starts the workers cheap mode retired: it replaces them.
+        if matches!(event, Event::Reload { .. }) {
+            self.wake_up(Instant::now());
+        }
         let actions = self.supervisor.handle(event, Instant::now());
         self.execute_all(actions);
     }
@@ -544,6 +556,8 @@ fn source_order(token: Token) -> u8 {
         Token::ControlListener | Token::Control(_) => 5,
         Token::Fifo(_) => 6,
         Token::StatsListener | Token::Stats(_) => 7,
+        // After a shutdown or reload read in the same pass: no wake-up for nothing.
+        Token::Listener(_) => 8,
     }
 }
 

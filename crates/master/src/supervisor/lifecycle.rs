@@ -154,7 +154,7 @@ impl Supervisor {
 
     /// One worker more or fewer (never fewer than one); nothing while shutting down.
     pub(super) fn resize(&mut self, more: bool) {
-        if self.is_stopping() {
+        if self.is_stopping() || self.resize_asleep(more) {
             return;
         }
         // Never below one worker; with cheaper, within its bounds.

@@ -11,6 +11,7 @@
 //! [`Action::Reexec`] are answered by the loop with the event that tells how they went,
 //! and the supervisor waits for that answer before it decides what depends on it.
 
+mod cheap;
 mod children;
 mod delay;
 mod generations;
@@ -139,6 +140,8 @@ pub(crate) enum Event {
     Shutdown { graceful: bool },
     /// SIGTTIN / SIGTTOU, `workers +1/-1`.
     Resize { more: bool },
+    /// Cheap mode: idle, every worker retires (`asleep`), or a connection came.
+    Idle { asleep: bool },
     /// A worker asked for by [`Action::Spawn`] runs.
     Started {
         id: usize,
@@ -336,6 +339,8 @@ pub(crate) struct Supervisor {
     shutdown_at: Option<Instant>,
     /// The memory check timer is armed (recycle.rs).
     memory_check_armed: bool,
+    /// Cheap mode: asleep, with the worker count to come back to (cheap.rs).
+    asleep: Option<usize>,
 }
 
 /// The question the supervisor waits on.
@@ -377,6 +382,7 @@ impl Supervisor {
             failure: None,
             shutdown_at: None,
             memory_check_armed: false,
+            asleep: None,
         }
     }
 
@@ -451,6 +457,7 @@ impl Supervisor {
             Event::Reload { chain, reexec } => self.on_reload(chain, reexec, now, &mut out),
             Event::Shutdown { graceful } => self.shutdown_requested(graceful, now, &mut out),
             Event::Resize { more } => self.resize(more),
+            Event::Idle { asleep } => self.set_asleep(asleep),
             Event::Started {
                 id,
                 generation,

@@ -9,6 +9,7 @@ use steward_options::ReadyMode;
 use super::*;
 use crate::event::Timers;
 
+mod cheap;
 mod delay;
 mod mules;
 mod recycle;
