@@ -295,3 +295,37 @@ fn as_emperor_setns_hooks_run_inside_a_vassals_own_namespaces_only() {
     assert!(!std::path::Path::new(&format!("{record}.b.toml")).exists());
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn a_tyrants_on_demand_vassal_runs_as_its_files_owner_too() {
+    if !root_or_skip("chowns a vassal file to another user and drops to it") {
+        return;
+    }
+    let nobody = User::from_name("nobody").unwrap().unwrap();
+    let dir = TestDir::new("emperor-tyrant-on-demand");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let file = vassals.join("lazy.toml");
+    std::fs::write(&file, format!("{}on-demand = true\n", vassal(1))).unwrap();
+    owned_by(file.to_str().unwrap(), &nobody);
+    let config = dir.write("emperor.toml", "emperor-tyrant = true\n");
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor").arg(&vassals).args(["--config", &config]);
+    let mut emperor = Steward::spawn(cmd);
+    let waiting = emperor
+        .log
+        .wait_event("vassal-on-demand", &[("vassal", "lazy.toml")]);
+    let address: std::net::SocketAddr = field(&waiting, "sockets").parse().unwrap();
+
+    // Started by socket activation, not by std's Command: the owner must still apply.
+    let port = address.port();
+    let worker = worker_pid(port);
+    let started = emperor
+        .log
+        .wait_event("vassal-started", &[("vassal", "lazy.toml")]);
+    let master = Pid::from_raw(field(&started, "pid").parse().unwrap());
+    let n = nobody.uid.to_string();
+    assert_eq!(uids(master), [n.as_str(); 4].join(" "));
+    assert_eq!(uids(worker), [n.as_str(); 4].join(" "));
+    assert!(emperor.stop().success());
+}

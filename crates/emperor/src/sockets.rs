@@ -178,7 +178,11 @@ fn remove_stale_socket(path: &Path) {
 /// group, default signal dispositions, /dev/null on stdin, no other descriptor, and a
 /// parent-death SIGKILL that the vassal's master replaces with its own (SIGURG,
 /// `emperor-lost`) as soon as its loop starts.
-pub(crate) fn spawn_activated(command: &Command, sockets: &[HeldSocket]) -> std::io::Result<Pid> {
+pub(crate) fn spawn_activated(
+    command: &Command,
+    sockets: &[HeldSocket],
+    owner: Option<crate::tyrant::Owner>,
+) -> std::io::Result<Pid> {
     let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     for (key, value) in command.get_envs() {
         match value {
@@ -198,6 +202,10 @@ pub(crate) fn spawn_activated(command: &Command, sockets: &[HeldSocket]) -> std:
         .collect();
     let mut plan = steward_sys::ExecPlan::new(command.get_program().as_ref(), &argv, &env, true)
         .map_err(std::io::Error::other)?;
+    // Tyrant mode: std's Command::uid/gid do not cross into a plan; the owner does.
+    if let Some(owner) = owner {
+        plan = plan.with_credentials(owner.uid, owner.gid);
+    }
     let stdin = std::fs::File::open("/dev/null")?;
     let fds: Vec<BorrowedFd<'_>> = sockets.iter().map(|s| s.fd.as_fd()).collect();
     let child = steward_sys::ChildFds {

@@ -44,6 +44,8 @@ pub enum ChildStage {
     StopSignal = 9,
     /// Putting the master's output pipe on stdout and stderr.
     Output = 10,
+    /// Becoming the plan's user (no supplementary groups, then its gid, then its uid).
+    Credentials = 11,
 }
 
 impl ChildStage {
@@ -60,6 +62,7 @@ impl ChildStage {
             Exec,
             StopSignal,
             Output,
+            Credentials,
         ]
         .into_iter()
         .find(|stage| *stage as u8 == byte)
@@ -79,6 +82,7 @@ impl fmt::Display for ChildStage {
             ChildStage::Exec => "execve",
             ChildStage::StopSignal => "catching the stop signal",
             ChildStage::Output => "dup2 of the output pipe to stdout and stderr",
+            ChildStage::Credentials => "setgroups, setgid and setuid to the plan's user",
         })
     }
 }
@@ -142,6 +146,8 @@ pub struct ExecPlan {
     other_pid: Option<(usize, Box<[u8; 64]>)>,
     /// Room for the temporary duplicates of the sockets in the child.
     scratch_fds: Vec<RawFd>,
+    /// The user the child becomes before its exec, if not the parent's.
+    credentials: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
 }
 
 impl ExecPlan {
@@ -194,6 +200,7 @@ impl ExecPlan {
             listen_pid,
             other_pid: None,
             scratch_fds: Vec::new(),
+            credentials: None,
         })
     }
 
@@ -209,6 +216,14 @@ impl ExecPlan {
         let end = self.envp_ptrs.len() - 1;
         self.envp_ptrs.insert(end, slot.as_ptr().cast());
         self.other_pid = Some((prefix + 1, slot));
+        self
+    }
+
+    /// Makes the child drop to `uid`/`gid` (and no supplementary groups) before its
+    /// exec, as std's `Command::uid`/`gid` do: what it runs never holds the parent's
+    /// privileges, not even for its first instruction.
+    pub fn with_credentials(mut self, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Self {
+        self.credentials = Some((uid, gid));
         self
     }
 }
@@ -462,6 +477,14 @@ fn set_up_exec_child(
     }
     if let Some((prefix, slot)) = plan.other_pid.as_mut() {
         write_decimal(&mut slot[*prefix..], getpid().as_raw() as u32);
+    }
+    if let Some((uid, gid)) = plan.credentials {
+        // The group first: once the uid is dropped, the gid can no longer change.
+        // nix's setgroups passes the slice to the system call; nothing is allocated.
+        let dropped = nix::unistd::setgroups(&[])
+            .and_then(|()| nix::unistd::setgid(gid))
+            .and_then(|()| nix::unistd::setuid(uid));
+        dropped.map_err(|errno| (ChildStage::Credentials, errno))?;
     }
     Ok(())
 }

@@ -211,9 +211,14 @@ impl Emperor {
 
     /// Spawns a vassal: an on-demand one woken by a connection with its sockets, any
     /// other as `command` says.
-    pub(super) fn spawn_vassal(&self, name: &str, command: &mut Command) -> std::io::Result<Pid> {
+    pub(super) fn spawn_vassal(
+        &self,
+        name: &str,
+        command: &mut Command,
+        owner: Option<crate::tyrant::Owner>,
+    ) -> std::io::Result<Pid> {
         match self.ondemand.held.get(name) {
-            Some(held) => spawn_activated(command, &held.sockets),
+            Some(held) => spawn_activated(command, &held.sockets, owner),
             None => command
                 .spawn()
                 .map(|child| Pid::from_raw(child.id() as i32)),

@@ -77,7 +77,7 @@ impl Emperor {
         if let Some(dir) = self.vassal_runtime_dir(name, owner) {
             command.env("RUNTIME_DIRECTORY", dir);
         }
-        let spawned = self.spawn_vassal(name, &mut command);
+        let spawned = self.spawn_vassal(name, &mut command, owner);
         let vassal = self.vassals.get_mut(name).expect("looked up above");
         let pid = match spawned {
             Ok(pid) => pid,
