@@ -268,3 +268,43 @@ fn a_master_with_idle_alone_retires_its_workers_until_the_next_connection() {
         .wait_event_from(awake, "cheap", &[("asleep", "true")]);
     assert!(steward.stop().success());
 }
+
+#[test]
+fn an_on_demand_vassal_stopped_by_name_waits_for_its_next_connection() {
+    let dir = TestDir::new("emperor-on-demand-stop");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    // No idle exit: only the stop ends it.
+    let text = on_demand_vassal("127.0.0.1:0").replace("idle = 1\ndie-on-idle = true\n", "");
+    std::fs::write(vassals.join("a.toml"), text).unwrap();
+    let control = dir.at("emperor.sock");
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor")
+        .arg(&vassals)
+        .args(["--control-socket", &control]);
+    let mut emperor = Steward::spawn(cmd);
+    let (at, addr) = waiting(&emperor, 0, "a.toml");
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    let pid = started(&emperor, at, "a.toml");
+
+    let from = emperor.log.len();
+    let stop = steward_testkit::steward_client(&[
+        "stop",
+        "--wait",
+        "--control-socket",
+        &control,
+        "--vassal",
+        "a.toml",
+    ]);
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(
+        String::from_utf8_lossy(&stop.stdout).contains("starts again at its next connection"),
+        "{stop:?}"
+    );
+    wait_gone(pid);
+    let (at, again) = waiting(&emperor, from, "a.toml");
+    assert_eq!(again, addr);
+    assert_eq!(get(addr, "/").unwrap().status, 200);
+    assert_ne!(started(&emperor, at, "a.toml"), pid);
+    assert!(emperor.stop().success());
+}

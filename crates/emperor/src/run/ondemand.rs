@@ -225,6 +225,11 @@ impl Emperor {
         }
     }
 
+    /// Whether `name` is an on-demand vassal (its sockets are the emperor's).
+    pub(super) fn is_on_demand(&self, name: &str) -> bool {
+        self.ondemand.held.contains_key(name)
+    }
+
     /// An on-demand vassal that exited 0 by itself (idle) waits again; false for any
     /// other vassal.
     pub(super) fn back_to_on_demand(&mut self, name: &str, pid: Pid, now: Instant) -> bool {

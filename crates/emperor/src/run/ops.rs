@@ -185,8 +185,13 @@ impl Emperor {
             Signal::SIGTERM
         };
         ask_stop(vassal, pid, signal);
+        let again = if self.is_on_demand(name) {
+            "at its next connection"
+        } else {
+            "when its file changes"
+        };
         Ok(format!(
-            "stopping vassal {name} (pid {pid}); it starts again when its file changes"
+            "stopping vassal {name} (pid {pid}); it starts again {again}"
         ))
     }
 
@@ -266,6 +271,12 @@ impl Emperor {
                 self.stopped_waiters(&name);
                 if stopping || !self.watch.path(&name).is_file() {
                     self.forget(&name);
+                } else if held && self.is_on_demand(&name) {
+                    // Its socket is still the emperor's: it waits for a connection again.
+                    if let Some(vassal) = self.vassals.get_mut(&name) {
+                        vassal.held = false;
+                    }
+                    self.start(&name, now);
                 } else if held {
                     vassal_stopped(self.vassals.get_mut(&name), now);
                 } else {
