@@ -81,11 +81,16 @@ def ramp_systems(port):
     """(name, command): the same ramp against an adaptive and a fixed worker count."""
     cheaper = ["--cheaper", "1", "--cheaper-step", "2", "--cheaper-overload", "1s",
                "--cheaper-idle", "2s"]
+    # uWSGI's backlog algorithm: every second, more than cheaper-overload connections
+    # queued start cheaper-step more, fewer retire one (no idle period of its own).
+    backlog = ["--cheaper", "1", "--cheaper-algo", "backlog", "--cheaper-step", "2",
+               "--cheaper-overload", "1"]
     return [
         ("steward --cheaper 1 --workers 8", steward(port, RAMP_MAX) + cheaper + serve()),
-        ("uWSGI --cheaper 1 --processes 8 (backlog)",
-         uwsgi(port, RAMP_MAX) + ["--cheaper", "1", "--cheaper-algo", "backlog",
-                                  "--cheaper-step", "2", "--cheaper-overload", "1"]),
+        ("uWSGI --cheaper 1 --processes 8 (backlog)", uwsgi(port, RAMP_MAX) + backlog),
+        # Its new workers import the app after the fork, as steward's (exec'd) ones do:
+        # the same algorithm without the head start of a preloaded app.
+        ("uWSGI --lazy-apps, the same", uwsgi(port, RAMP_MAX) + backlog + ["--lazy-apps"]),
         ("steward --workers 8 (fixed)", steward(port, RAMP_MAX) + serve()),
     ]
 
