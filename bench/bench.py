@@ -11,7 +11,8 @@
     bench.py report-unmodified   only that section of bench/results.md
     bench.py recycle RUN    recycling under load (bench/lifecycle.py)
     bench.py ramp RUN       load ramp against the adaptive worker count (bench/lifecycle.py)
-    bench.py report-lifecycle    only those two sections of bench/results.md
+    bench.py report-lifecycle    only those sections of bench/results.md
+    bench.py emperor RUN    one vassal's latency while another is reloaded (bench/emperor.py)
 
 `bench/run` installs what is missing, builds, and calls these; see bench/README.md.
 """
@@ -306,6 +307,9 @@ def main():
     elif what == "unmodified":
         import unmodified
         unmodified.bench_unmodified(sys.argv[2])
+    elif what == "emperor":
+        import emperor
+        emperor.bench_emperor(sys.argv[2])
     elif what in ("recycle", "ramp"):
         import lifecycle
         getattr(lifecycle, f"bench_{what}")(sys.argv[2])

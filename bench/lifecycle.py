@@ -66,6 +66,11 @@ def recycle_systems(port):
         (f"gunicorn --preload --max-requests {n}",
          gunicorn + ["--preload", "--max-requests", n, "app:application"],
          {}, r"Autorestarting worker after current request"),
+        # gunicorn's answer to workers that all reach N together: each its own N.
+        (f"gunicorn --max-requests {n} --max-requests-jitter {MAX_REQUESTS // 4}",
+         gunicorn + ["--max-requests", n, "--max-requests-jitter", str(MAX_REQUESTS // 4),
+                     "app:application"],
+         {}, r"Autorestarting worker after current request"),
         (f"uWSGI --max-requests {n}", uwsgi(port) + ["--max-requests", n] + young, {},
          r"The work of process \d+ is done"),
         (f"steward --reload-on-rss {RSS_MB} (leak {LEAK_KB} KB/request)",
@@ -87,6 +92,9 @@ def ramp_systems(port):
                "--cheaper-overload", "1"]
     return [
         ("steward --cheaper 1 --workers 8", steward(port, RAMP_MAX) + cheaper + serve()),
+        # uWSGI's backlog algorithm retires a worker at any 1-s check with nothing queued.
+        ("steward, the same with --cheaper-idle 1s",
+         steward(port, RAMP_MAX) + cheaper[:-1] + ["1s"] + serve()),
         ("uWSGI --cheaper 1 --processes 8 (backlog)", uwsgi(port, RAMP_MAX) + backlog),
         # Its new workers import the app after the fork, as steward's (exec'd) ones do:
         # the same algorithm without the head start of a preloaded app.

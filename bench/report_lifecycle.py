@@ -1,6 +1,7 @@
-"""The "Recycling under load" and "Load ramp (cheaper)" sections of bench/results.md,
-from the recycle-*.json and ramp-*.json runs (bench/lifecycle.py): the median of the runs
-per cell, with the spread (min-max)."""
+"""The "Recycling under load", "Load ramp (cheaper)" and "Emperor latency isolation"
+sections of bench/results.md, from the recycle-*, ramp-* (bench/lifecycle.py) and
+emperor-*.json (bench/emperor.py) runs: the median of the runs per cell, with the spread
+(min-max)."""
 
 from report import load, summary
 
@@ -33,7 +34,7 @@ def failed_cell(rows):
 def loads(runs):
     return "; ".join(
         f"run {i + 1}: " + ", ".join(
-            f"{r['system'].split(' ')[0]} {r['loadavg_before'].split()[0]}"
+            f"{r['system'].split(' ')[0].rstrip(',')} {r['loadavg_before'].split()[0]}"
             f"->{r['loadavg_after'].split()[0]}" for r in run["results"])
         for i, run in enumerate(runs))
 
@@ -121,19 +122,50 @@ integrates them over the run. {len(runs)} run(s): {", ".join(sorted({r["date"] f
 Load average (1 min) before -> after each system: {loads(runs)}."""
 
 
+def emperor_section(runs):
+    if not runs:
+        return "## Emperor latency isolation\n\n(not run: `bench/run emperor RUN`)"
+    f = runs[0]
+    step = lambda i: [r["steps"][i]["result"] for r in runs]
+    lat = lambda i, k: summary([s["latency"][k] for s in step(i)], "{:.1f}")
+    rows = [
+        "| loaded vassal, while the touched one | requests | failed | p50 / p99 / max ms |",
+        "|---|---|---|---|",
+    ]
+    for i, what in enumerate(["is left alone", f"is touched every {f['touch_ms']} ms"]):
+        rows.append(f"| {what} | {summary([s['requests'] for s in step(i)])} "
+                    f"| {summary([s['requests'] - s['ok'] for s in step(i)])} "
+                    f"| {lat(i, 'p50_ms')} / {lat(i, 'p99_ms')} / {lat(i, 'max_ms')} |")
+    return f"""## Emperor latency isolation
+
+`steward emperor DIR` with {f["vassals"]} vassals: "loaded" serves the benchmark app (2 workers,
+request {f["req_ms"]} ms) under {f["steps"][0]["connections"]} closed-loop connections, "touched" serves the same
+app (2 workers, import {f["boot_ms"]} ms), the others one idle `steward-demo` worker each. The
+client runs {f["steps"][0]["seconds"]} s with the touched vassal left alone, then {f["steps"][1]["seconds"]} s while its file is
+touched every {f["touch_ms"]} ms (each touch: the emperor checks the file and reloads the vassal, whose
+new Python workers start beside the old). Reloads asked per run: {summary([r["reloads_asked"] for r in runs])};
+emperor ready (all vassals) after {summary([r["emperor_ready_s"] for r in runs], "{:.1f}")} s.
+{len(runs)} run(s): {", ".join(sorted({r["date"] for r in runs}))}; load average before -> after:
+{"; ".join(f"{r['loadavg_before'].split()[0]}->{r['loadavg_after'].split()[0]}" for r in runs)}.
+
+{chr(10).join(rows)}"""
+
+
 def sections(out):
     return (recycle_section(load(out, "recycle")) + "\n\n"
-            + ramp_section(load(out, "ramp")))
+            + ramp_section(load(out, "ramp")) + "\n\n"
+            + emperor_section(load(out, "emperor")))
 
 
 def update(out, target):
-    """Replaces (or inserts before the notes) only these two sections of `target`."""
+    """Replaces (or inserts before the notes) only these sections of `target`."""
     text = open(target).read()
     start = text.find("## Recycling under load")
     if start < 0:
         start = end = text.find("## Notes")
     else:
-        end = text.find("\n## ", text.find("## Load ramp (cheaper)", start) + 1) + 1
+        last = max(text.find(h, start) for h in ["## Load ramp", "## Emperor latency"])
+        end = text.find("\n## ", last + 1) + 1
     text = text[:start] + sections(out) + "\n\n" + text[end:]
     with open(target, "w") as f:
         f.write(text)
