@@ -3,6 +3,8 @@ sections of bench/results.md, from the recycle-*, ramp-* (bench/lifecycle.py) an
 emperor-*.json (bench/emperor.py) runs: the median of the runs per cell, with the spread
 (min-max)."""
 
+import os
+
 from report import load, summary
 
 FAILURES = ["refused", "reset", "timeout", "non200", "other"]
@@ -152,9 +154,12 @@ emperor ready (all vassals) after {summary([r["emperor_ready_s"] for r in runs],
 
 
 def sections(out):
+    """The three tables, then their hand-written reading (notes-lifecycle.md)."""
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes-lifecycle.md")
+    reading = open(notes).read().strip() if os.path.exists(notes) else ""
     return (recycle_section(load(out, "recycle")) + "\n\n"
             + ramp_section(load(out, "ramp")) + "\n\n"
-            + emperor_section(load(out, "emperor")))
+            + emperor_section(load(out, "emperor")) + "\n\n" + reading).strip()
 
 
 def update(out, target):
@@ -164,7 +169,8 @@ def update(out, target):
     if start < 0:
         start = end = text.find("## Notes")
     else:
-        last = max(text.find(h, start) for h in ["## Load ramp", "## Emperor latency"])
+        last = max(text.find(h, start) for h in
+                   ["## Load ramp", "## Emperor latency", "## Reading the lifecycle tables"])
         end = text.find("\n## ", last + 1) + 1
     text = text[:start] + sections(out) + "\n\n" + text[end:]
     with open(target, "w") as f:

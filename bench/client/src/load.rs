@@ -69,7 +69,12 @@ fn connection(
             Ok(a) => (Outcome::Status(a.status), a.pid),
             Err(e) => (classify(&e), 0),
         };
-        mine.push(Request { start_us: since(start), end_us: since(end), outcome, pid });
+        mine.push(Request {
+            start_us: since(start),
+            end_us: since(end),
+            outcome,
+            pid,
+        });
     }
     mine
 }

@@ -225,16 +225,10 @@ fn main() {
     report(&records, &events, warmup, period, cpu_us, end_us);
 }
 
-fn report(
-    records: &[Record],
-    events: &[Reload],
-    warmup: Duration,
-    period: Duration,
-    cpu_us: u64,
-    end_us: u64,
-) {
-    // Each reload's window: from its trigger to the first new-generation answer that
-    // ends after the last old-generation answer (or the next trigger, if none came).
+/// Each reload's window: from its trigger to the first new-generation answer that ends
+/// after the last old-generation answer (or the next trigger, if none came). Returns
+/// the windows, the completion times of the reloads that completed, and how many did not.
+fn reload_windows(records: &[Record], events: &[Reload], end_us: u64) -> (Vec<(u64, u64)>, Vec<u64>, usize) {
     let mut windows = Vec::new();
     let mut completions = Vec::new();
     let mut incomplete = 0;
@@ -264,6 +258,41 @@ fn report(
             }
         }
     }
+    (windows, completions, incomplete)
+}
+
+/// The longest time in which no answer at all was completed, over the whole run, and
+/// each gap over 50 ms: where it began, from the last trigger before it, and how long.
+fn answer_gaps(counted: &[&Record], events: &[Reload]) -> (u64, Vec<String>) {
+    let mut answered: Vec<u64> = counted
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .map(|r| r.end_us)
+        .collect();
+    answered.sort_unstable();
+    let max_gap_us = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let gaps: Vec<String> = answered
+        .windows(2)
+        .filter(|w| w[1] - w[0] > 50_000)
+        .take(20)
+        .map(|w| {
+            let trigger = events.iter().rev().find(|e| e.at_us <= w[0]).map_or(0, |e| e.at_us);
+            let ms = |us: u64| us as f64 / 1000.0;
+            format!("[{:.1},{:.1}]", ms(w[0] - trigger), ms(w[1] - w[0]))
+        })
+        .collect();
+    (max_gap_us, gaps)
+}
+
+fn report(
+    records: &[Record],
+    events: &[Reload],
+    warmup: Duration,
+    period: Duration,
+    cpu_us: u64,
+    end_us: u64,
+) {
+    let (windows, completions, incomplete) = reload_windows(records, events, end_us);
     let warmup_us = warmup.as_micros() as u64 / 2; // the first half warms the app up
     let in_reload = |r: &Record| {
         windows
@@ -284,25 +313,7 @@ fn report(
     }
     let mut sorted = completions.clone();
     sorted.sort_unstable();
-    // The longest time in which no answer at all was completed, over the whole run.
-    let mut answered: Vec<u64> = counted
-        .iter()
-        .filter(|r| r.outcome == Outcome::Ok)
-        .map(|r| r.end_us)
-        .collect();
-    answered.sort_unstable();
-    let max_gap_us = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    // Each gap over 50 ms: where it began, from the last trigger before it, and how long.
-    let gaps: Vec<String> = answered
-        .windows(2)
-        .filter(|w| w[1] - w[0] > 50_000)
-        .take(20)
-        .map(|w| {
-            let trigger = events.iter().rev().find(|e| e.at_us <= w[0]).map_or(0, |e| e.at_us);
-            let ms = |us: u64| us as f64 / 1000.0;
-            format!("[{:.1},{:.1}]", ms(w[0] - trigger), ms(w[1] - w[0]))
-        })
-        .collect();
+    let (max_gap_us, gaps) = answer_gaps(&counted, events);
     let ms = |us: u64| us as f64 / 1000.0;
     let failures: Vec<String> = counted
         .iter()
