@@ -7,7 +7,8 @@ Both use the client's `load` mode (no trigger: a schedule of SECONDS:CONNECTIONS
 and the same app ([app.py](app.py)) as the reload table. Recycling: each worker is
 replaced after MAX_REQUESTS requests (steward: the worker asks with X_STEWARD_RECYCLE=
 through serve.py; gunicorn and uWSGI: their own --max-requests), or once its RSS passes
-RSS_MB while the app keeps LEAK_KB per request. A recycle is counted twice: new pids
+RSS_MB while the app keeps LEAK_KB per request, or once it has lived LIFETIME_S
+(gunicorn has neither). A recycle is counted twice: new pids
 that answered the client, and the system's own log lines; a row where either is zero
 fails the run, so a table never shows a recycling that did not happen. Ramp: the number
 of worker processes (children of the master) is sampled every 100 ms from /proc.
@@ -29,6 +30,7 @@ SECONDS = int(os.environ.get("RECYCLE_SECONDS", "20"))
 MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "200"))
 LEAK_KB = int(os.environ.get("LEAK_KB", "128"))
 RSS_MB = int(os.environ.get("RSS_MB", "64"))
+LIFETIME_S = int(os.environ.get("LIFETIME_S", "4"))
 RAMP = os.environ.get("RAMP", "5:1,20:8,20:1")
 RAMP_MAX = 8
 GUNICORN = os.path.join(bench.VENV, "bin", "gunicorn")
@@ -73,6 +75,12 @@ def recycle_systems(port):
          {}, r"Autorestarting worker after current request"),
         (f"uWSGI --max-requests {n}", uwsgi(port) + ["--max-requests", n] + young, {},
          r"The work of process \d+ is done"),
+        (f"steward --max-worker-lifetime {LIFETIME_S}s", steward(port)
+         + ["--max-worker-lifetime", f"{LIFETIME_S}s"] + serve(), {},
+         r"event=\"worker-recycled\""),
+        (f"uWSGI --max-worker-lifetime {LIFETIME_S}",
+         uwsgi(port) + ["--max-worker-lifetime", str(LIFETIME_S)] + young, {},
+         r"lifetime reached"),
         (f"steward --reload-on-rss {RSS_MB} (leak {LEAK_KB} KB/request)",
          steward(port) + ["--reload-on-rss", str(RSS_MB)] + serve(), leak,
          r"event=\"worker-recycled\""),
@@ -172,7 +180,7 @@ def bench_recycle(run):
             raise SystemExit(f"{name}: no recycle happened (see {log_path})")
     bench.write(f"recycle-{run}.json", dict(
         bench.facts(), seconds=SECONDS, max_requests=MAX_REQUESTS, leak_kb=LEAK_KB,
-        rss_mb=RSS_MB, results=results))
+        rss_mb=RSS_MB, lifetime_s=LIFETIME_S, results=results))
 
 
 def workers_of(pid):

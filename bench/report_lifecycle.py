@@ -68,10 +68,11 @@ The reload table's app and load ({f["workers"]} workers, app import {f["boot_ms"
 workers are recycled instead, every {f["max_requests"]} requests each (steward: the worker asks with
 `X_STEWARD_RECYCLE=`, [serve.py](serve.py) with MAX_REQUESTS; the others: `--max-requests`),
 or, with the app leaking {f["leak_kb"]} KB per request (LEAK_KB), once a worker's RSS passes
-{f["rss_mb"]} MB (gunicorn has no memory limit). uWSGI runs with `--min-worker-lifetime 0`
+{f["rss_mb"]} MB (gunicorn has no memory limit), or once it has lived {next((r["lifetime_s"] for r in runs if "lifetime_s" in r), "?")} s
+(`max-worker-lifetime`; gunicorn has none either). uWSGI runs with `--min-worker-lifetime 0`
 (by default it recycles no worker younger than 60 s). Recycles: new pids that answered
 the client, and the system's own log lines (steward `worker-recycled`, gunicorn
-"Autorestarting worker", uWSGI "The work of process N is done"); a row where either is 0
+"Autorestarting worker", uWSGI "The work of process N is done" or "lifetime reached"); a row where either is 0
 fails the run. Worst gap: the longest time with requests outstanding and none answered.
 {len(runs)} run(s): {", ".join(sorted({r["date"] for r in runs}))}.
 
