@@ -25,7 +25,7 @@ import time
 import bench
 import lifecycle
 
-VASSALS = int(os.environ.get("EMPEROR_VASSALS", "20"))
+VASSALS = int(os.environ.get("EMPEROR_VASSALS", "100"))
 SECONDS = int(os.environ.get("EMPEROR_SECONDS", "20"))
 TOUCH_MS = int(os.environ.get("EMPEROR_TOUCH_MS", "1000"))
 CONNECTIONS = 4
