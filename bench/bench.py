@@ -9,6 +9,10 @@
     bench.py unmodified RUN real servers that never send READY=1, default readiness mode
                             (bench/unmodified.py)
     bench.py report-unmodified   only that section of bench/results.md
+    bench.py recycle RUN    recycling under load (bench/lifecycle.py)
+    bench.py ramp RUN       load ramp against the adaptive worker count (bench/lifecycle.py)
+    bench.py report-lifecycle    only those sections of bench/results.md
+    bench.py emperor RUN    one vassal's latency while another is reloaded (bench/emperor.py)
 
 `bench/run` installs what is missing, builds, and calls these; see bench/README.md.
 """
@@ -303,6 +307,15 @@ def main():
     elif what == "unmodified":
         import unmodified
         unmodified.bench_unmodified(sys.argv[2])
+    elif what == "emperor":
+        import emperor
+        emperor.bench_emperor(sys.argv[2])
+    elif what in ("recycle", "ramp"):
+        import lifecycle
+        getattr(lifecycle, f"bench_{what}")(sys.argv[2])
+    elif what == "report-lifecycle":
+        import report_lifecycle
+        report_lifecycle.update(OUT, os.path.join(HERE, "results.md"))
     elif what == "report":
         import report
         report.main(OUT, os.path.join(HERE, "results.md"))

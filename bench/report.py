@@ -201,6 +201,7 @@ def update_unmodified(out, target):
 
 
 def main(out, target):
+    import report_lifecycle  # it imports this module's helpers
     reload_runs, scale_runs = load(out, "reload"), load(out, "scale")
     unmodified_runs = load(out, "unmodified")
     facts = (reload_runs or scale_runs)[0]
@@ -255,6 +256,8 @@ growth over the 1-worker case, divided by the workers added.
 Load average (1 min) before each row: {scale_loads}.
 
 {unmodified_section(unmodified_runs)}
+
+{report_lifecycle.sections(out)}
 
 {notes}"""
     with open(target, "w") as f:

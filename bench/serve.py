@@ -6,6 +6,11 @@ request in hand and exits. Connections still queued stay in the shared listening
 for the other workers. One request at a time, one connection per request: what a
 gunicorn sync worker or a uWSGI process without threads does.
 
+With MAX_REQUESTS=N in the environment it asks steward for its own replacement after N
+requests (X_STEWARD_RECYCLE=, the worker contract; what `steward-demo --max-requests`
+does) and serves on until it is stopped: gunicorn's and uWSGI's `max-requests`, where
+the worker exits by itself instead.
+
     serve.py MODULE:CALLABLE
 """
 
@@ -95,6 +100,8 @@ def main():
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
 
+    max_requests = int(os.environ.get("MAX_REQUESTS", "0"))
+    served = 0
     module, _, name = sys.argv[1].partition(":")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     app = getattr(importlib.import_module(module), name or "application")
@@ -116,6 +123,9 @@ def main():
                 handle(app, conn)
             except OSError:
                 pass
+        served += 1
+        if served == max_requests:
+            notify("X_STEWARD_RECYCLE=after %d requests" % served)
     notify("STOPPING=1")
 
 

@@ -15,7 +15,13 @@
 //! ```text
 //! steward-bench-client ADDR CONNECTIONS WARMUP_MS RELOADS PERIOD_MS TRIGGER
 //! TRIGGER: signal:SIG:PID | fifo:PATH:BYTES
+//! steward-bench-client ADDR load SECONDS:CONNECTIONS[,SECONDS:CONNECTIONS...]
 //! ```
+//!
+//! The `load` form triggers nothing: it runs a schedule of fixed-duration steps (one
+//! step is a fixed-duration run, several a ramp) and reports by step (see `load.rs`).
+
+mod load;
 
 use std::{
     io::{Read, Write},
@@ -67,7 +73,21 @@ fn classify(error: &std::io::Error) -> Outcome {
     }
 }
 
-fn one_request(addr: SocketAddr) -> std::io::Result<(u16, u64)> {
+/// What a response said: its status, and the `X-Boot` and `X-Pid` headers (0: absent).
+struct Answer {
+    status: u16,
+    boot_ns: u64,
+    pid: u32,
+}
+
+fn header(text: &str, wanted: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case(wanted).then(|| value.trim().parse().ok())?
+    })
+}
+
+fn one_request(addr: SocketAddr) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
@@ -81,15 +101,11 @@ fn one_request(addr: SocketAddr) -> std::io::Result<(u16, u64)> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(eof)?;
-    let boot = text
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("x-boot")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    Ok((status, boot))
+    Ok(Answer {
+        status,
+        boot_ns: header(&text, "x-boot").unwrap_or(0),
+        pid: header(&text, "x-pid").unwrap_or(0) as u32,
+    })
 }
 
 fn trigger(spec: &str) {
@@ -142,6 +158,11 @@ fn cpu_time_us() -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [addr, mode, schedule] = &args[..] {
+        if mode == "load" {
+            return load::run(addr.parse().expect("ADDR"), schedule);
+        }
+    }
     let [addr, connections, warmup_ms, reloads, period_ms, spec] = &args[..] else {
         eprintln!("usage: steward-bench-client ADDR CONNECTIONS WARMUP_MS RELOADS PERIOD_MS TRIGGER");
         std::process::exit(2);
@@ -167,8 +188,8 @@ fn main() {
                     let result = one_request(addr);
                     let end = Instant::now();
                     let (outcome, boot_ns) = match result {
-                        Ok((200, boot)) => (Outcome::Ok, boot),
-                        Ok((status, boot)) => (Outcome::Status(status), boot),
+                        Ok(a) if a.status == 200 => (Outcome::Ok, a.boot_ns),
+                        Ok(a) => (Outcome::Status(a.status), a.boot_ns),
                         Err(e) => (classify(&e), 0),
                     };
                     mine.push(Record {
@@ -204,16 +225,10 @@ fn main() {
     report(&records, &events, warmup, period, cpu_us, end_us);
 }
 
-fn report(
-    records: &[Record],
-    events: &[Reload],
-    warmup: Duration,
-    period: Duration,
-    cpu_us: u64,
-    end_us: u64,
-) {
-    // Each reload's window: from its trigger to the first new-generation answer that
-    // ends after the last old-generation answer (or the next trigger, if none came).
+/// Each reload's window: from its trigger to the first new-generation answer that ends
+/// after the last old-generation answer (or the next trigger, if none came). Returns
+/// the windows, the completion times of the reloads that completed, and how many did not.
+fn reload_windows(records: &[Record], events: &[Reload], end_us: u64) -> (Vec<(u64, u64)>, Vec<u64>, usize) {
     let mut windows = Vec::new();
     let mut completions = Vec::new();
     let mut incomplete = 0;
@@ -243,6 +258,41 @@ fn report(
             }
         }
     }
+    (windows, completions, incomplete)
+}
+
+/// The longest time in which no answer at all was completed, over the whole run, and
+/// each gap over 50 ms: where it began, from the last trigger before it, and how long.
+fn answer_gaps(counted: &[&Record], events: &[Reload]) -> (u64, Vec<String>) {
+    let mut answered: Vec<u64> = counted
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .map(|r| r.end_us)
+        .collect();
+    answered.sort_unstable();
+    let max_gap_us = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let gaps: Vec<String> = answered
+        .windows(2)
+        .filter(|w| w[1] - w[0] > 50_000)
+        .take(20)
+        .map(|w| {
+            let trigger = events.iter().rev().find(|e| e.at_us <= w[0]).map_or(0, |e| e.at_us);
+            let ms = |us: u64| us as f64 / 1000.0;
+            format!("[{:.1},{:.1}]", ms(w[0] - trigger), ms(w[1] - w[0]))
+        })
+        .collect();
+    (max_gap_us, gaps)
+}
+
+fn report(
+    records: &[Record],
+    events: &[Reload],
+    warmup: Duration,
+    period: Duration,
+    cpu_us: u64,
+    end_us: u64,
+) {
+    let (windows, completions, incomplete) = reload_windows(records, events, end_us);
     let warmup_us = warmup.as_micros() as u64 / 2; // the first half warms the app up
     let in_reload = |r: &Record| {
         windows
@@ -263,25 +313,7 @@ fn report(
     }
     let mut sorted = completions.clone();
     sorted.sort_unstable();
-    // The longest time in which no answer at all was completed, over the whole run.
-    let mut answered: Vec<u64> = counted
-        .iter()
-        .filter(|r| r.outcome == Outcome::Ok)
-        .map(|r| r.end_us)
-        .collect();
-    answered.sort_unstable();
-    let max_gap_us = answered.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    // Each gap over 50 ms: where it began, from the last trigger before it, and how long.
-    let gaps: Vec<String> = answered
-        .windows(2)
-        .filter(|w| w[1] - w[0] > 50_000)
-        .take(20)
-        .map(|w| {
-            let trigger = events.iter().rev().find(|e| e.at_us <= w[0]).map_or(0, |e| e.at_us);
-            let ms = |us: u64| us as f64 / 1000.0;
-            format!("[{:.1},{:.1}]", ms(w[0] - trigger), ms(w[1] - w[0]))
-        })
-        .collect();
+    let (max_gap_us, gaps) = answer_gaps(&counted, events);
     let ms = |us: u64| us as f64 / 1000.0;
     let failures: Vec<String> = counted
         .iter()
