@@ -65,14 +65,28 @@ fn many_reloads_leave_memory_descriptors_and_children_flat() {
         reload(generation);
     }
     let elapsed = started.elapsed();
-    let (rss_after, fds_after) = (rss_kb(master), fds(master));
+    // A reload completes while its old workers may still drain, their output pipes
+    // open in the master (two each): both counts may hold a few of those. A leak grows
+    // with every reload (here 90 of them); a transient pipe goes once its worker is gone.
+    let deadline = Instant::now() + steward_testkit::DEADLINE;
+    let fds_after = loop {
+        let now = fds(master);
+        if now.0 <= fds_before.0 || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let rss_after = rss_kb(master);
     println!(
         "soak: {reloads} reloads ({:.1} ms each); master RSS {rss_before} -> {rss_after} kB, \
          fds {fds_before:?} -> {fds_after:?} (all, sockets)",
         elapsed.as_secs_f64() * 1000.0 / (reloads - warmup) as f64
     );
 
-    assert_eq!(fds_after, fds_before, "the master's descriptors changed");
+    assert!(
+        fds_after.0 <= fds_before.0 && fds_after.1 == fds_before.1,
+        "the master's descriptors grew: {fds_before:?} -> {fds_after:?}"
+    );
     assert!(
         rss_after <= rss_before + 256,
         "the master grew from {rss_before} kB to {rss_after} kB over {reloads} reloads"
