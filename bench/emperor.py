@@ -74,9 +74,10 @@ def bench_emperor(run):
         ports = write_vassals(directory)
         load_before = bench.loadavg()
         started = time.monotonic()
-        with lifecycle.Served([bench.STEWARD, "emperor", directory], {}, log_path):
+        with lifecycle.Served([bench.STEWARD, "emperor", directory], {}, log_path) as served:
             wait_log(log_path, r"emperor-ready")
             ready_s = time.monotonic() - started
+            rss_ready_kb = bench.rss_kb(served.master.pid)
             lifecycle.ready(ports["loaded"])
             stop = threading.Event()
             toucher = threading.Thread(target=touch_every, args=(
@@ -86,10 +87,12 @@ def bench_emperor(run):
             stop.set()
             toucher.join()
             time.sleep(1)
+            rss_after_kb = bench.rss_kb(served.master.pid)
         with open(log_path, errors="replace") as f:
             text = f.read()
     touched = lambda event: len(re.findall(rf'event="?{event}"?[^\n]*touched\.toml', text))
     result.update(vassals=VASSALS, touch_ms=TOUCH_MS, emperor_ready_s=ready_s,
+                  emperor_rss_kb=rss_ready_kb, emperor_rss_after_kb=rss_after_kb,
                   reloads_asked=touched("vassal-reloading"), ready_events=touched("vassal-ready"),
                   loadavg_before=load_before, loadavg_after=bench.loadavg())
     quiet, touching = (s["result"] for s in result["steps"])

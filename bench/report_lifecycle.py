@@ -147,7 +147,9 @@ app (2 workers, import {f["boot_ms"]} ms), the others one idle `steward-demo` wo
 client runs {f["steps"][0]["seconds"]} s with the touched vassal left alone, then {f["steps"][1]["seconds"]} s while its file is
 touched every {f["touch_ms"]} ms (each touch: the emperor checks the file and reloads the vassal, whose
 new Python workers start beside the old). Reloads asked per run: {summary([r["reloads_asked"] for r in runs])};
-emperor ready (all vassals) after {summary([r["emperor_ready_s"] for r in runs], "{:.1f}")} s.
+emperor ready (all vassals) after {summary([r["emperor_ready_s"] for r in runs], "{:.1f}")} s,
+the emperor's RSS then {summary([r["emperor_rss_kb"] / 1024 for r in runs if "emperor_rss_kb" in r], "{:.1f}")} MB
+({summary([r["emperor_rss_after_kb"] / 1024 for r in runs if "emperor_rss_after_kb" in r], "{:.1f}")} MB after the touching).
 {len(runs)} run(s): {", ".join(sorted({r["date"] for r in runs}))}; load average before -> after:
 {"; ".join(f"{r['loadavg_before'].split()[0]}->{r['loadavg_after'].split()[0]}" for r in runs)}.
 
