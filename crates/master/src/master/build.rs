@@ -83,19 +83,7 @@ impl Master {
             made_root,
             ..
         } = before;
-        // Resolved in the jail, where the workers run.
-        let launch = match fork {
-            Some(fork) => Launch::Fork(fork),
-            None => {
-                let fd_names: Vec<String> =
-                    opened.listeners.iter().map(|l| l.name.clone()).collect();
-                let notify = opened.notify.path();
-                Launch::Exec(
-                    WorkerCommand::new(&options.command, &fd_names, notify)?
-                        .with_watchdog(super::recycle::watchdog_of(&options)),
-                )
-            }
-        };
+        let launch = launch_of(fork, &options, &opened)?;
         let forked = matches!(launch, Launch::Fork(_));
         let sockets = !opened.listeners.is_empty();
         let settings = Settings::new(&options, forked, launch.reexecs_on_reload(), sockets);
@@ -226,6 +214,25 @@ impl BeforeSockets {
             made_root,
         })
     }
+}
+
+/// How workers start: forked from the loaded app, or the command (resolved in the
+/// jail, where the workers run).
+fn launch_of(
+    fork: Option<ForkLaunch>,
+    options: &Options,
+    opened: &Opened,
+) -> Result<Launch, MasterError> {
+    Ok(match fork {
+        Some(fork) => Launch::Fork(fork),
+        None => {
+            let fd_names: Vec<String> = opened.listeners.iter().map(|l| l.name.clone()).collect();
+            Launch::Exec(
+                WorkerCommand::new(&options.command, &fd_names, opened.notify.path())?
+                    .with_watchdog(super::recycle::watchdog_of(options)),
+            )
+        }
+    })
 }
 
 /// What the master opens as root, before the jail: the listening sockets, the notify
