@@ -27,9 +27,9 @@ pub(crate) fn emperor(dir: &TestDir, extra: &[&str]) -> Steward {
     Steward::spawn(cmd)
 }
 
-/// The pid and port of vassal `name`'s master started at or after log line `from`,
-/// once it is ready.
-pub(crate) fn vassal_ready(emperor: &Steward, from: usize, name: &str) -> (Pid, u16) {
+/// The `master-started` record of vassal `name`'s master started at or after log line
+/// `from`, once the vassal is ready.
+pub(crate) fn vassal_master(emperor: &Steward, from: usize, name: &str) -> String {
     let (_, started) = emperor
         .log
         .wait_event_from(from, "vassal-started", &[("vassal", name)]);
@@ -40,6 +40,14 @@ pub(crate) fn vassal_ready(emperor: &Steward, from: usize, name: &str) -> (Pid, 
     emperor
         .log
         .wait_event_from(from, "vassal-ready", &[("vassal", name), ("pid", &pid)]);
+    master
+}
+
+/// The pid and port of vassal `name`'s master started at or after log line `from`,
+/// once it is ready.
+pub(crate) fn vassal_ready(emperor: &Steward, from: usize, name: &str) -> (Pid, u16) {
+    let master = vassal_master(emperor, from, name);
+    let pid = field(&master, "pid");
     let port = listening(&master)[0]
         .1
         .strip_prefix("127.0.0.1:")

@@ -7,7 +7,7 @@ use std::{os::unix::fs::PermissionsExt, process::Command};
 use nix::unistd::{chown, Pid, User};
 use steward_testkit::{field, root_or_skip, steward_bin, Steward, TestDir};
 
-use crate::emperor::{vassal, vassal_ready};
+use crate::emperor::{vassal, vassal_master, vassal_ready};
 
 /// The real, effective, saved and filesystem uids of `pid`, from /proc.
 fn uids(pid: Pid) -> String {
@@ -141,22 +141,6 @@ fn a_tyrants_vassal_under_systemd_has_its_own_control_socket_and_sees_the_empero
     emperor.log.wait_event_from(from, "emperor-lost", &[]);
     steward_testkit::wait_gone(pid);
     assert!(steward_testkit::get((std::net::Ipv4Addr::LOCALHOST, port).into(), "/").is_err());
-}
-
-/// The `master-started` record of vassal `name`'s master started at or after log line
-/// `from`, once the vassal is ready.
-fn vassal_master(emperor: &Steward, from: usize, name: &str) -> String {
-    let (_, started) = emperor
-        .log
-        .wait_event_from(from, "vassal-started", &[("vassal", name)]);
-    let pid = field(&started, "pid");
-    let (_, master) = emperor
-        .log
-        .wait_event_from(from, "master-started", &[("pid", &pid)]);
-    emperor
-        .log
-        .wait_event_from(from, "vassal-ready", &[("vassal", name), ("pid", &pid)]);
-    master
 }
 
 #[test]
