@@ -470,7 +470,10 @@ fn take_signals() -> Result<SignalFd, MasterError> {
 /// connects there); after a re-exec too, as the path may have changed.
 fn tell_emperor_the_control_socket(systemd: &Notifier, control: Option<&ControlServer>) {
     if let (Some(_), Some(control)) = (crate::vassal::emperor(), control) {
-        let _ = systemd.send(&[State::ControlSocket(control.path().to_owned())]);
+        // A path with a newline cannot be one assignment: better none than a wrong one.
+        if !control.path().to_string_lossy().contains('\n') {
+            let _ = systemd.send(&[State::ControlSocket(control.path().to_owned())]);
+        }
     }
 }
 
