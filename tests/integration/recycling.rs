@@ -260,10 +260,18 @@ fn cheaper_follows_the_listen_queue_up_and_down() {
 #[test]
 fn cheaper_switched_on_and_off_by_a_reload_takes_effect_at_once() {
     let dir = steward_testkit::TestDir::new("cheaper-reload");
+    let control = dir.at("control.sock");
     let fixed = format!(
-        "listen = [\"127.0.0.1:0\"]\nworkers = 3\ncommand = [\"{}\"]\n",
+        "listen = [\"127.0.0.1:0\"]\nworkers = 3\ncommand = [\"{}\"]\ncontrol-socket = \"{control}\"\n",
         demo_bin()
     );
+    let status = |json: bool| {
+        let mut args = vec!["status", "--control-socket", &control];
+        if json {
+            args.push("--json");
+        }
+        String::from_utf8(steward_testkit::steward_client(&args).stdout).unwrap()
+    };
     dir.write("app.toml", &fixed);
     let mut cmd = std::process::Command::new(steward_testkit::steward_bin());
     cmd.args(["--config", &dir.at("app.toml")]);
@@ -284,6 +292,19 @@ fn cheaper_switched_on_and_off_by_a_reload_takes_effect_at_once() {
     steward
         .log
         .wait_event_from(from, "workers-resized", &[("workers", "1")]);
+    // The bounds and the queue they follow, in both forms of the status.
+    let text = status(false);
+    assert!(
+        text.contains(
+            "cheaper: between 1 and 3 workers, following the listen queue (0 connections waiting)"
+        ),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert_eq!(
+        json["workers_bounds"],
+        serde_json::json!({"fewest": 1, "most": 3})
+    );
 
     // Off again: back to `workers`, not the count cheaper left.
     dir.write("app.toml", &fixed);
@@ -293,4 +314,6 @@ fn cheaper_switched_on_and_off_by_a_reload_takes_effect_at_once() {
         .log
         .wait_event_from(from, "generation-ready", &[("generation", "3")]);
     assert_eq!(field(&ready, "workers"), "3", "{ready}");
+    let json: serde_json::Value = serde_json::from_str(&status(true)).unwrap();
+    assert!(json.get("workers_bounds").is_none(), "{json}");
 }

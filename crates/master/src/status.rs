@@ -42,6 +42,9 @@ pub(crate) struct StatusReport<'a> {
     pub serving_workers: usize,
     /// Slots in a crash loop: id, crashes in a row, last exit, time to the next start.
     pub respawning: Vec<(usize, u32, String, Duration)>,
+    /// With `cheaper`: the bounds, and the connections waiting in the TCP sockets'
+    /// queues (None when none can be read).
+    pub cheaper: Option<((usize, usize), Option<u32>)>,
 }
 
 /// How `steward status` calls the master's lifecycle.
@@ -65,6 +68,15 @@ impl StatusReport<'_> {
             self.serving.map_or("none".into(), |g| g.to_string()),
             self.desired
         );
+        if let Some(((fewest, most), queued)) = self.cheaper {
+            let queue = queued.map_or("no TCP queue to read".to_owned(), |q| {
+                format!("{q} connections waiting")
+            });
+            let _ = write!(
+                text,
+                "\ncheaper: between {fewest} and {most} workers, following the listen queue ({queue})"
+            );
+        }
         if self.serving.is_some() && self.serving_workers == 0 {
             text.push_str("\nnot serving: no worker is ready; connections wait in the backlog");
         }

@@ -94,7 +94,7 @@ impl Master {
     }
 
     /// Connections waiting in the TCP sockets' accept queues, if one can be read.
-    fn queued(&self) -> Option<u32> {
+    pub(super) fn queued(&self) -> Option<u32> {
         self.listeners
             .iter()
             .filter_map(|l| steward_sys::accept_queue(l.as_fd()))

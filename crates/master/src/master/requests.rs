@@ -198,6 +198,11 @@ impl Master {
                     (id, crashes, exit, at.saturating_duration_since(now))
                 })
                 .collect(),
+            cheaper: self
+                .supervisor
+                .settings()
+                .bounds
+                .map(|bounds| (bounds, self.queued())),
         };
         report.text()
     }

@@ -145,6 +145,10 @@ impl Master {
             serving: supervisor.serving(),
             serving_workers: supervisor.ready_workers(),
             workers_wanted: supervisor.desired(),
+            workers_bounds: supervisor
+                .settings()
+                .bounds
+                .map(|(fewest, most)| schema::WorkerBounds { fewest, most }),
             ready_mode: supervisor.settings().ready.to_string(),
             reloading: supervisor.reload().map(|r| Reloading {
                 generation: r.generation,

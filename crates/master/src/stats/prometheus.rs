@@ -19,6 +19,23 @@ pub(crate) fn text(status: &Status) -> String {
         "Workers the master keeps.",
     );
     out.sample("steward_workers_wanted", &[], status.workers_wanted as f64);
+    if let Some(bounds) = status.workers_bounds {
+        out.family(
+            "steward_workers_bound",
+            "gauge",
+            "cheaper: the fewest and most workers the count moves between.",
+        );
+        out.sample(
+            "steward_workers_bound",
+            &[("bound", "fewest")],
+            bounds.fewest as f64,
+        );
+        out.sample(
+            "steward_workers_bound",
+            &[("bound", "most")],
+            bounds.most as f64,
+        );
+    }
     out.family(
         "steward_generation",
         "gauge",

@@ -29,6 +29,10 @@ pub struct Status {
     pub serving_workers: usize,
     /// How many workers the master keeps.
     pub workers_wanted: usize,
+    /// With `cheaper`: the fewest and most workers the count moves between (it
+    /// follows the sockets' queues); absent with a fixed count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers_bounds: Option<WorkerBounds>,
     /// The `ready` option: when a worker counts as ready.
     pub ready_mode: String,
     /// The reload under way.
@@ -52,6 +56,15 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// Slots in a crash loop, waiting out their backoff.
     pub respawning: Vec<Respawning>,
+}
+
+/// `cheaper`'s bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerBounds {
+    /// `cheaper`: never fewer.
+    pub fewest: usize,
+    /// `workers`: never more.
+    pub most: usize,
 }
 
 /// A slot whose worker keeps crashing.
