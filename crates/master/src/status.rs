@@ -47,6 +47,22 @@ pub(crate) struct StatusReport<'a> {
     pub cheaper: Option<((usize, usize), Option<u32>)>,
 }
 
+impl StatusReport<'_> {
+    /// With `cheaper`: its bounds, and the queue it follows.
+    fn cheaper_line(&self, text: &mut String) {
+        let Some(((fewest, most), queued)) = self.cheaper else {
+            return;
+        };
+        let queue = queued.map_or("no TCP queue to read".to_owned(), |q| {
+            format!("{q} connections waiting")
+        });
+        let _ = write!(
+            text,
+            "\ncheaper: between {fewest} and {most} workers, following the listen queue ({queue})"
+        );
+    }
+}
+
 /// How `steward status` calls the master's lifecycle.
 pub(crate) fn lifecycle_name(lifecycle: Lifecycle) -> &'static str {
     match lifecycle {
@@ -68,15 +84,7 @@ impl StatusReport<'_> {
             self.serving.map_or("none".into(), |g| g.to_string()),
             self.desired
         );
-        if let Some(((fewest, most), queued)) = self.cheaper {
-            let queue = queued.map_or("no TCP queue to read".to_owned(), |q| {
-                format!("{q} connections waiting")
-            });
-            let _ = write!(
-                text,
-                "\ncheaper: between {fewest} and {most} workers, following the listen queue ({queue})"
-            );
-        }
+        self.cheaper_line(&mut text);
         if self.serving.is_some() && self.serving_workers == 0 {
             text.push_str("\nnot serving: no worker is ready; connections wait in the backlog");
         }
