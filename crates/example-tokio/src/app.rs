@@ -21,7 +21,8 @@
 //! With `worker-watchdog` (`STEWARD_WORKER_WATCHDOG`), each worker finds WATCHDOG_USEC
 //! and WATCHDOG_PID as an exec'd one does, and sends WATCHDOG=1 at half the interval
 //! (`WorkerContext::watchdog`); `GET /wedge` stops its heartbeats, as a wedged worker's
-//! would stop, and the master aborts and replaces it.
+//! would stop, and the master aborts and replaces it. `heartbeats=N` in each answer
+//! counts those sent.
 
 use std::{
     process::ExitCode,
@@ -45,6 +46,9 @@ static SERVED: AtomicU64 = AtomicU64::new(0);
 
 /// Set by `GET /wedge`: no more heartbeats.
 static WEDGED: AtomicBool = AtomicBool::new(false);
+
+/// Heartbeats this worker has sent (`heartbeats=` in each answer).
+static HEARTBEATS: AtomicU64 = AtomicU64::new(0);
 
 /// How long a stopping worker lets in-flight requests finish.
 const DRAIN_FOR: Duration = Duration::from_secs(25);
@@ -193,8 +197,11 @@ async fn accept_until_stop(
         tokio::select! {
             _ = stop.readable() => return in_flight,
             _ = heartbeat.tick(), if every.is_some() && !WEDGED.load(Ordering::SeqCst) => {
-                if let Err(e) = ctx.watchdog() {
-                    warn!(error = %e, "cannot send the heartbeat");
+                match ctx.watchdog() {
+                    Ok(()) => {
+                        HEARTBEATS.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(e) => warn!(error = %e, "cannot send the heartbeat"),
                 }
             }
             accepted = listener.accept() => match accepted {
@@ -299,7 +306,11 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         _ => ("404 Not Found", format!("no such path: {path}\n")),
     };
     let body = if body.is_empty() {
-        format!("{identity} served={}\n", SERVED.load(Ordering::SeqCst))
+        format!(
+            "{identity} served={} heartbeats={}\n",
+            SERVED.load(Ordering::SeqCst),
+            HEARTBEATS.load(Ordering::SeqCst)
+        )
     } else {
         body
     };

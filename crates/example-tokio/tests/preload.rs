@@ -544,8 +544,10 @@ fn a_forked_worker_feeds_the_worker_watchdog_and_is_replaced_when_it_stops() {
     let first = example.get("/");
     assert_eq!(first["watchdog_usec"], "600000");
     assert_eq!(first["watchdog_pid"], first["pid"]);
-    // Its heartbeats (WorkerContext::watchdog) made it watched: when they stop, it is
-    // aborted and replaced in the same slot.
+    // The master watches a worker from its first heartbeat (WorkerContext::watchdog) on:
+    // wedged before it sent one, it would rightly never be caught.
+    example.get_until("a heartbeat sent", |a| a["heartbeats"] != "0");
+    // When they stop, it is aborted and replaced in the same slot.
     http_get(example.port(), "/wedge").expect("the wedge request is answered");
     example.wait_log("worker caught by the watchdog", 1);
     let log = example.log();
