@@ -313,3 +313,62 @@ fn a_tyrants_on_demand_vassal_runs_as_its_files_owner_too() {
     assert_eq!(uids(worker), [n.as_str(); 4].join(" "));
     assert!(emperor.stop().success());
 }
+
+#[test]
+fn a_tyrants_on_demand_sockets_are_bound_with_the_owners_rights_only() {
+    use std::os::unix::fs::MetadataExt;
+    if !root_or_skip("chowns vassal files to another user") {
+        return;
+    }
+    let nobody = User::from_name("nobody").unwrap().unwrap();
+    let dir = TestDir::new("emperor-tyrant-binds");
+    let vassals = dir.join("vassals");
+    std::fs::create_dir(&vassals).unwrap();
+    let private = dir.join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let own = dir.join("nobodys");
+    std::fs::create_dir(&own).unwrap();
+    owned_by(own.to_str().unwrap(), &nobody);
+    let on_demand = |listen: &str| {
+        format!(
+            "listen = [\"{listen}\"]\nworkers = 1\ncommand = [\"{}\"]\non-demand = true\n",
+            steward_testkit::demo_bin()
+        )
+    };
+    let files = [
+        (
+            "root-dir.toml",
+            format!("unix:{}/a.sock", private.display()),
+        ),
+        ("low-port.toml", "127.0.0.1:81".to_owned()),
+        ("own-dir.toml", format!("unix:{}/c.sock", own.display())),
+    ];
+    for (name, listen) in &files {
+        let path = vassals.join(name);
+        std::fs::write(&path, on_demand(listen)).unwrap();
+        owned_by(path.to_str().unwrap(), &nobody);
+    }
+    let config = dir.write("emperor.toml", "emperor-tyrant = true\n");
+    let mut cmd = Command::new(steward_bin());
+    cmd.arg("emperor").arg(&vassals).args(["--config", &config]);
+    let mut emperor = Steward::spawn(cmd);
+
+    // Where nobody could not bind, root does not bind for nobody's file.
+    let refused = emperor
+        .log
+        .wait_event("vassal-bind-failed", &[("vassal", "root-dir.toml")]);
+    assert!(refused.contains("Permission denied"), "{refused}");
+    assert!(!private.join("a.sock").exists());
+    let refused = emperor
+        .log
+        .wait_event("vassal-bind-failed", &[("vassal", "low-port.toml")]);
+    assert!(refused.contains("port 81 is privileged"), "{refused}");
+    // Where it could, the socket is bound, and it is nobody's.
+    emperor
+        .log
+        .wait_event("vassal-on-demand", &[("vassal", "own-dir.toml")]);
+    let socket = std::fs::metadata(own.join("c.sock")).unwrap();
+    assert_eq!(socket.uid(), nobody.uid.as_raw());
+    assert!(emperor.stop().success());
+}

@@ -15,8 +15,10 @@ use std::{
 
 use nix::{
     sys::socket::{listen, Backlog},
-    unistd::Pid,
+    unistd::{setfsgid, setfsuid, Gid, Pid, Uid},
 };
+
+use crate::tyrant::Owner;
 use steward_options::{ListenAddr, ListenSpec, Options};
 
 /// One listening socket held for a vassal.
@@ -34,15 +36,55 @@ pub(crate) struct HeldSocket {
     pub store_name: String,
     /// Taken back from the fd store at the emperor's start (so stored already).
     pub reused: bool,
+    /// Tyrant mode: the vassal's owner, whose rights its paths are made and removed with.
+    pub owner: Option<Owner>,
 }
 
 impl HeldSocket {
     /// Removes a unix socket's path: the vassal is gone, or its address changed.
     pub fn unlink(&self) {
         if let Some(path) = &self.path {
+            let _as_owner = AsOwner::switch(self.owner);
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// In tyrant mode the emperor, root, binds and removes an on-demand vassal's unix socket
+/// paths with the vassal owner's filesystem rights (setfsuid/setfsgid, per thread: the
+/// emperor is one thread), so the kernel checks the directories as if the vassal did it
+/// itself, and the socket is the owner's: a vassal file cannot make root create or
+/// remove a path its owner could not. The previous identity comes back on drop.
+struct AsOwner(Option<(Uid, Gid)>);
+
+impl AsOwner {
+    fn switch(owner: Option<Owner>) -> AsOwner {
+        AsOwner(owner.map(|owner| {
+            // The group first: a non-root fsuid would still be allowed to change it
+            // (CAP_SETGID is not a filesystem capability), but the order keeps it plain.
+            let gid = setfsgid(owner.gid);
+            let uid = setfsuid(owner.uid);
+            (uid, gid)
+        }))
+    }
+}
+
+impl Drop for AsOwner {
+    fn drop(&mut self) {
+        if let Some((uid, gid)) = self.0 {
+            setfsuid(uid);
+            setfsgid(gid);
+        }
+    }
+}
+
+/// The lowest port an unprivileged process may bind (net.ipv4.ip_unprivileged_port_start,
+/// 1024 unless changed).
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1024)
 }
 
 /// A socket that cannot be bound: the address and why.
@@ -60,6 +102,7 @@ pub(crate) fn bind_all(
     options: &Options,
     vassal: &str,
     stored: &mut BTreeMap<String, OwnedFd>,
+    owner: Option<Owner>,
 ) -> Result<Vec<HeldSocket>, BindError> {
     let mut held = Vec::new();
     for (spec, name) in options.listen.iter().zip(options.fd_names()) {
@@ -75,8 +118,9 @@ pub(crate) fn bind_all(
                 path: unix_path(&spec.addr),
                 store_name,
                 reused: true,
+                owner,
             }),
-            None => bind(spec, name, store_name, options),
+            None => bind(spec, name, store_name, options, owner),
         };
         match socket {
             Ok(socket) => held.push(socket),
@@ -122,14 +166,29 @@ fn bind(
     name: String,
     store_name: String,
     options: &Options,
+    owner: Option<Owner>,
 ) -> std::io::Result<HeldSocket> {
     let (fd, address, path): (OwnedFd, String, Option<PathBuf>) = match &spec.addr {
         ListenAddr::Tcp(addr) => {
+            let start = unprivileged_port_start();
+            if let Some(owner) = owner.filter(|_| addr.port() != 0 && addr.port() < start) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "port {} is privileged (below net.ipv4.ip_unprivileged_port_start, {start}): \
+                         the vassal's owner, uid {}, could not bind it, so in tyrant mode the \
+                         emperor does not either",
+                        addr.port(),
+                        owner.uid
+                    ),
+                ));
+            }
             let listener = std::net::TcpListener::bind(addr)?;
             let address = listener.local_addr()?.to_string();
             (listener.into(), address, None)
         }
         ListenAddr::Unix(path) => {
+            let _as_owner = AsOwner::switch(owner);
             remove_stale_socket(path);
             let listener = std::os::unix::net::UnixListener::bind(path)?;
             // `chmod-socket`, as the vassal's master would have set it (its
@@ -152,6 +211,7 @@ fn bind(
         path,
         store_name,
         reused: false,
+        owner,
     })
 }
 
@@ -227,7 +287,7 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             "admin=127.0.0.1:0".parse().unwrap(),
         ];
-        let held = bind_all(&options, "a.toml", &mut BTreeMap::new()).unwrap();
+        let held = bind_all(&options, "a.toml", &mut BTreeMap::new(), None).unwrap();
         let names: Vec<&str> = held.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["listen0", "admin"]);
         assert_eq!(held[1].store_name, "a.toml/admin");
@@ -242,7 +302,7 @@ mod tests {
             .map(|socket| (socket.store_name, socket.fd))
             .collect();
         options.listen[0] = "127.0.0.2:0".parse().unwrap();
-        let again = bind_all(&options, "a.toml", &mut stored).unwrap();
+        let again = bind_all(&options, "a.toml", &mut stored, None).unwrap();
         assert_eq!(again[1].address, address.to_string());
         assert!(again[1].reused && !again[0].reused);
         assert!(again[0].address.starts_with("127.0.0.2:"));
@@ -258,7 +318,7 @@ mod tests {
         let mut options = Options::new(vec!["/bin/true".into()]);
         options.listen = vec![format!("unix:{}", path.display()).parse().unwrap()];
         options.chmod_socket = Some(0o660);
-        let held = bind_all(&options, "a.toml", &mut BTreeMap::new()).unwrap();
+        let held = bind_all(&options, "a.toml", &mut BTreeMap::new(), None).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o660);
         std::os::unix::net::UnixStream::connect(&path).unwrap();
@@ -273,7 +333,7 @@ mod tests {
         let mut options = Options::new(vec!["/bin/true".into()]);
         let address = taken.local_addr().unwrap().to_string();
         options.listen = vec![address.parse().unwrap()];
-        let error = bind_all(&options, "a.toml", &mut BTreeMap::new()).unwrap_err();
+        let error = bind_all(&options, "a.toml", &mut BTreeMap::new(), None).unwrap_err();
         assert_eq!(error.address, address);
         assert_eq!(error.error.kind(), std::io::ErrorKind::AddrInUse);
     }

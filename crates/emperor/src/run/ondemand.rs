@@ -42,6 +42,7 @@ use super::Emperor;
 use crate::{
     events,
     sockets::{bind_all, spawn_activated, HeldSocket},
+    tyrant::Owner,
     vassal::VassalState,
 };
 
@@ -104,6 +105,8 @@ struct Held {
     token: u64,
     /// The addresses they were bound from, to see a change.
     specs: Vec<ListenSpec>,
+    /// Tyrant mode: whose rights they were bound with (a new owner binds them anew).
+    owner: Option<Owner>,
     sockets: Vec<HeldSocket>,
     /// In the epoll set: waiting for a connection.
     armed: bool,
@@ -115,13 +118,18 @@ impl Emperor {
     /// At a start, once the check passed: an on-demand vassal waits for its first
     /// connection instead (true: not to be started now). False when it is no on-demand
     /// vassal (sockets held for it before are closed) or a connection woke it.
-    pub(super) fn wait_on_demand(&mut self, name: &str, now: Instant) -> bool {
+    pub(super) fn wait_on_demand(
+        &mut self,
+        name: &str,
+        owner: Option<Owner>,
+        now: Instant,
+    ) -> bool {
         let Some(options) = self.vassal_options(name).filter(|o| o.on_demand) else {
             self.forget_on_demand(name);
             return false;
         };
         if let Some(held) = self.ondemand.held.get_mut(name) {
-            if held.woken && held.specs == options.listen {
+            if held.woken && held.specs == options.listen && held.owner == owner {
                 held.woken = false;
                 return false;
             }
@@ -132,8 +140,8 @@ impl Emperor {
             .ondemand
             .held
             .get(name)
-            .is_some_and(|held| held.specs == options.listen);
-        if !same && !self.bind_on_demand(name, &options, now) {
+            .is_some_and(|held| held.specs == options.listen && held.owner == owner);
+        if !same && !self.bind_on_demand(name, &options, owner, now) {
             return true;
         }
         let held = self.ondemand.held.get_mut(name).expect("bound above");
@@ -161,16 +169,23 @@ impl Emperor {
 
     /// Binds the sockets of `options` for `name`, replacing those held before; false
     /// (and the vassal refused until its file changes) if one cannot be bound.
-    fn bind_on_demand(&mut self, name: &str, options: &Options, now: Instant) -> bool {
+    fn bind_on_demand(
+        &mut self,
+        name: &str,
+        options: &Options,
+        owner: Option<Owner>,
+        now: Instant,
+    ) -> bool {
         // The old ones first: the new address may be the old one's path or port.
         self.forget_on_demand(name);
-        match bind_all(options, name, &mut self.ondemand.stored) {
+        match bind_all(options, name, &mut self.ondemand.stored, owner) {
             Ok(sockets) => {
                 self.store(&sockets);
                 self.ondemand.next_token += 1;
                 let held = Held {
                     token: FIRST_TOKEN + self.ondemand.next_token,
                     specs: options.listen.clone(),
+                    owner,
                     sockets,
                     armed: false,
                     woken: false,
@@ -215,7 +230,7 @@ impl Emperor {
         &self,
         name: &str,
         command: &mut Command,
-        owner: Option<crate::tyrant::Owner>,
+        owner: Option<Owner>,
     ) -> std::io::Result<Pid> {
         match self.ondemand.held.get(name) {
             Some(held) => spawn_activated(command, &held.sockets, owner),

@@ -62,7 +62,7 @@ impl Emperor {
                 return warn!(event = events::VASSAL_REFUSED, vassal = %name, error = %reason, "vassal configuration refused; not started");
             }
         };
-        if self.wait_on_demand(name, now) {
+        if self.wait_on_demand(name, owner, now) {
             return;
         }
         std::env::set_var("UWSGI_VASSAL_CONFIG", &config);
